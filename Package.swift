@@ -1,0 +1,88 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "authtap",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "authtap", targets: ["authtap"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        // Sendable values shared by every layer.
+        .target(name: "AuthtapModel"),
+        // Pure: OAuth recognition, masking, fingerprints, JWT decoding. Never imports NIO.
+        .target(
+            name: "AuthtapOAuth",
+            dependencies: [
+                "AuthtapModel",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // Pure: TLS record / handshake dissector (ClientHello, ServerHello, alerts).
+        .target(name: "AuthtapDissector"),
+        // Certificate authority, leaf issuance and cache, NIOSSL bridge.
+        .target(
+            name: "AuthtapCA",
+            dependencies: [
+                "AuthtapModel",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        // SQLite capture store: migrations, records, the batching writer.
+        .target(
+            name: "AuthtapStore",
+            dependencies: [
+                "AuthtapModel",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        // The NIO proxy: listener, CONNECT, MITM, tunnel, upstream pool, recorder.
+        .target(
+            name: "AuthtapProxy",
+            dependencies: [
+                "AuthtapModel", "AuthtapOAuth", "AuthtapDissector", "AuthtapCA", "AuthtapStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "authtap",
+            dependencies: [
+                "AuthtapModel", "AuthtapOAuth", "AuthtapCA", "AuthtapStore", "AuthtapProxy",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "AuthtapOAuthTests", dependencies: ["AuthtapOAuth", "AuthtapModel"]),
+        .testTarget(name: "AuthtapDissectorTests", dependencies: ["AuthtapDissector"]),
+        .testTarget(name: "AuthtapStoreTests", dependencies: ["AuthtapStore", "AuthtapModel"]),
+        .testTarget(
+            name: "AuthtapCATests",
+            dependencies: [
+                "AuthtapCA",
+                .product(name: "X509", package: "swift-certificates"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,280 @@
+import Foundation
+
+/// One name/value header line, kept in wire order.
+public struct HeaderField: Codable, Sendable, Equatable {
+    public var name: String
+    public var value: String
+    public init(_ name: String, _ value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// The first `limit` bytes of a body, with its full size.
+public struct CapturedBody: Codable, Sendable, Equatable {
+    /// Captured prefix (raw before masking; masked once recorded).
+    public var bytes: [UInt8]
+    /// Total size of the body as it crossed the proxy.
+    public var size: Int
+    /// `true` when `bytes` holds less than `size`.
+    public var truncated: Bool { bytes.count < size }
+    public init(bytes: [UInt8] = [], size: Int = 0) {
+        self.bytes = bytes
+        self.size = size
+    }
+    public static let empty = CapturedBody()
+}
+
+/// Milliseconds from the start of an exchange to each of its phases.
+/// `nil` means the phase did not happen (for instance `connect` on a reused connection).
+public struct Timings: Codable, Sendable, Equatable {
+    public var start: Date
+    public var connect: Double?
+    public var tls: Double?
+    public var requestSent: Double?
+    public var firstByte: Double?
+    public var end: Double?
+    public init(start: Date, connect: Double? = nil, tls: Double? = nil, requestSent: Double? = nil, firstByte: Double? = nil, end: Double? = nil) {
+        self.start = start
+        self.connect = connect
+        self.tls = tls
+        self.requestSent = requestSent
+        self.firstByte = firstByte
+        self.end = end
+    }
+}
+
+/// What a certificate says, reduced to what a person diagnosing TLS needs.
+public struct CertificateSummary: Codable, Sendable, Equatable {
+    public var subject: String
+    public var issuer: String
+    public var sans: [String]
+    public var notBefore: Date
+    public var notAfter: Date
+    public var serial: String
+    public init(subject: String, issuer: String, sans: [String], notBefore: Date, notAfter: Date, serial: String) {
+        self.subject = subject
+        self.issuer = issuer
+        self.sans = sans
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+        self.serial = serial
+    }
+}
+
+/// TLS facts for one leg (client↔authtap or authtap↔upstream).
+public struct TLSFacts: Codable, Sendable, Equatable {
+    public var version: String?
+    public var cipher: String?
+    public var alpn: String?
+    public var sni: String?
+    /// Upstream leg only: the certificate the server presented.
+    public var peerCertificate: CertificateSummary?
+    /// Upstream leg only: `verified`, `insecure` (verification off) or `failed`.
+    public var verification: String?
+    public init(version: String? = nil, cipher: String? = nil, alpn: String? = nil, sni: String? = nil, peerCertificate: CertificateSummary? = nil, verification: String? = nil) {
+        self.version = version
+        self.cipher = cipher
+        self.alpn = alpn
+        self.sni = sni
+        self.peerCertificate = peerCertificate
+        self.verification = verification
+    }
+}
+
+public enum Scheme: String, Codable, Sendable {
+    case http, https
+}
+
+/// A failure the proxy observed, stored as data. Raw values appear in `X-Authtap-Error`.
+public enum ErrorKind: String, Codable, Sendable, CaseIterable {
+    case dnsFailure = "dns-failure"
+    case connectionRefused = "connection-refused"
+    case connectTimeout = "connect-timeout"
+    case connectFailed = "connect-failed"
+    case upstreamTLS = "upstream-tls"
+    case clientTLS = "client-tls"
+    case upstreamReset = "upstream-reset"
+    case upstreamClosed = "upstream-closed"
+    case upstreamMalformed = "upstream-malformed"
+    case clientGone = "client-gone"
+    case malformedRequest = "malformed-request"
+    case headersTooLarge = "headers-too-large"
+    case badConnectTarget = "bad-connect-target"
+    case nonTLSInTunnel = "non-tls-in-tunnel"
+    case nonHTTPInTunnel = "non-http-in-tunnel"
+    case proxyAuthRequired = "proxy-auth-required"
+    case forbiddenTarget = "forbidden-target"
+
+    /// The one-sentence text sent to the client in a 502/400 body.
+    public var sentence: String {
+        switch self {
+        case .dnsFailure: return "authtap could not resolve the upstream host name."
+        case .connectionRefused: return "The upstream server refused the connection."
+        case .connectTimeout: return "Connecting to the upstream server timed out."
+        case .connectFailed: return "authtap could not connect to the upstream server."
+        case .upstreamTLS: return "The TLS handshake with the upstream server failed."
+        case .clientTLS: return "The client rejected authtap's TLS certificate."
+        case .upstreamReset: return "The upstream server reset the connection."
+        case .upstreamClosed: return "The upstream server closed the connection before a complete response."
+        case .upstreamMalformed: return "The upstream server sent a response that is not valid HTTP/1.1."
+        case .clientGone: return "The client went away before the exchange finished."
+        case .malformedRequest: return "The request is not valid HTTP/1.1."
+        case .headersTooLarge: return "The request headers exceed authtap's 64 KiB limit."
+        case .badConnectTarget: return "The CONNECT target is not a valid host:port."
+        case .nonTLSInTunnel: return "The client sent bytes that are not TLS inside an intercepted tunnel."
+        case .nonHTTPInTunnel: return "The client sent bytes that are not HTTP inside an intercepted tunnel."
+        case .proxyAuthRequired: return "authtap requires proxy authentication."
+        case .forbiddenTarget: return "authtap does not forward requests to itself."
+        }
+    }
+}
+
+/// Why a TLS handshake failed, from structured signals (verification facts, BoringSSL reason codes, alert bytes).
+public enum TLSFailureReason: String, Codable, Sendable, CaseIterable {
+    case untrustedIssuer = "untrusted-issuer"
+    case expired
+    case notYetValid = "not-yet-valid"
+    case hostnameMismatch = "hostname-mismatch"
+    case protocolVersion = "protocol-version"
+    case handshakeAlert = "handshake-alert"
+    case closedDuringHandshake = "closed-during-handshake"
+    case other
+}
+
+/// The OAuth / OIDC role an exchange plays. One exchange can play several
+/// (an /authorize request answered by a redirect carrying `code`).
+public enum OAuthRole: String, Codable, Sendable, CaseIterable {
+    case authorizationRequest = "authorization-request"
+    case authorizationResponse = "authorization-response"
+    case callback
+    case token
+    case userinfo
+    case introspection
+    case revocation
+    case discovery
+    case jwks
+    case deviceAuthorization = "device-authorization"
+    case pushedAuthorizationRequest = "par"
+}
+
+/// One OAuth parameter extracted from an exchange; secrets hold their masked marker and fingerprint.
+public struct OAuthParam: Codable, Sendable, Equatable {
+    /// Where it was found: `request.query`, `request.body`, `request.header`, `response.location`, `response.body`, `derived`.
+    public var location: String
+    public var name: String
+    /// Readable value, or the masked marker for secrets.
+    public var value: String
+    /// Keyed fingerprint for secrets, `nil` for readable values.
+    public var fingerprint: String?
+    public init(location: String, name: String, value: String, fingerprint: String? = nil) {
+        self.location = location
+        self.name = name
+        self.value = value
+        self.fingerprint = fingerprint
+    }
+}
+
+/// One HTTP exchange (or a failed attempt at one) as seen by the proxy.
+public struct Exchange: Codable, Sendable, Equatable {
+    public var id: Int64?
+    public var sessionID: Int64?
+    /// Groups exchanges sent on the same client connection / tunnel.
+    public var connectionID: UInt64
+    public var clientAddress: String
+    public var scheme: Scheme
+    public var host: String
+    public var port: Int
+    public var method: String
+    /// Path and query (origin form), masked once recorded.
+    public var target: String
+    public var httpVersion: String
+    public var status: Int?
+    public var requestHeaders: [HeaderField]
+    public var responseHeaders: [HeaderField]
+    public var requestBody: CapturedBody
+    public var responseBody: CapturedBody
+    public var clientTLS: TLSFacts?
+    public var upstreamTLS: TLSFacts?
+    public var insecureUpstream: Bool
+    public var connectionReused: Bool
+    public var timings: Timings
+    public var error: ErrorKind?
+    public var tlsFailure: TLSFailureReason?
+    public var errorDetail: String?
+    public var roles: [OAuthRole]
+    public var oauthParams: [OAuthParam]
+
+    public init(
+        connectionID: UInt64, clientAddress: String, scheme: Scheme, host: String, port: Int,
+        method: String, target: String, httpVersion: String = "HTTP/1.1", start: Date
+    ) {
+        self.id = nil
+        self.sessionID = nil
+        self.connectionID = connectionID
+        self.clientAddress = clientAddress
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.method = method
+        self.target = target
+        self.httpVersion = httpVersion
+        self.status = nil
+        self.requestHeaders = []
+        self.responseHeaders = []
+        self.requestBody = .empty
+        self.responseBody = .empty
+        self.clientTLS = nil
+        self.upstreamTLS = nil
+        self.insecureUpstream = false
+        self.connectionReused = false
+        self.timings = Timings(start: start)
+        self.error = nil
+        self.tlsFailure = nil
+        self.errorDetail = nil
+        self.roles = []
+        self.oauthParams = []
+    }
+
+    /// `scheme://host[:port]target`, with the default port left out.
+    public var url: String {
+        let defaultPort = (scheme == .https && port == 443) || (scheme == .http && port == 80)
+        let hostPart = host.contains(":") ? "[\(host)]" : host
+        return "\(scheme.rawValue)://\(hostPart)\(defaultPort ? "" : ":\(port)")\(target)"
+    }
+}
+
+/// A CONNECT tunnel, intercepted or relayed byte for byte.
+public struct Tunnel: Codable, Sendable, Equatable {
+    public var id: Int64?
+    public var sessionID: Int64?
+    public var connectionID: UInt64
+    public var clientAddress: String
+    public var host: String
+    public var port: Int
+    public var intercepted: Bool
+    public var start: Date
+    public var durationMs: Double
+    public var bytesFromClient: Int
+    public var bytesFromUpstream: Int
+    /// How it ended: `client-closed`, `upstream-closed`, `upstream-reset`, `client-reset`, `error`, `shutdown`.
+    public var ending: String
+    public var error: ErrorKind?
+    public var errorDetail: String?
+    public init(connectionID: UInt64, clientAddress: String, host: String, port: Int, intercepted: Bool, start: Date) {
+        self.id = nil
+        self.sessionID = nil
+        self.connectionID = connectionID
+        self.clientAddress = clientAddress
+        self.host = host
+        self.port = port
+        self.intercepted = intercepted
+        self.start = start
+        self.durationMs = 0
+        self.bytesFromClient = 0
+        self.bytesFromUpstream = 0
+        self.ending = "open"
+        self.error = nil
+        self.errorDetail = nil
+    }
+}

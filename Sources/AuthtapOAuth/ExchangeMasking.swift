@@ -1,0 +1,59 @@
+import AuthtapModel
+import Crypto
+import Foundation
+
+extension Masker {
+    /// Turns a raw captured exchange into the recordable one: every secret masked,
+    /// OAuth roles recognised, parameters extracted, and raw-value checks done now
+    /// (only their public results are kept, e.g. `code_verifier_s256`).
+    public func record(_ raw: Exchange) -> Exchange {
+        var ex = raw
+        var params: [OAuthParam] = []
+        ex.target = maskURL(raw.target, location: "request.target", params: &params)
+        ex.requestHeaders = maskHeaders(raw.requestHeaders, location: "request.header", params: &params)
+        ex.requestBody.bytes = maskBody(raw.requestBody.bytes, headers: raw.requestHeaders, location: "request.body", params: &params).bytes
+        var responseParams: [OAuthParam] = []
+        ex.responseHeaders = maskHeaders(raw.responseHeaders, location: "response", params: &responseParams)
+        ex.responseBody.bytes = maskBody(raw.responseBody.bytes, headers: raw.responseHeaders, location: "response.body", params: &responseParams).bytes
+        params += responseParams
+        if let detail = raw.errorDetail {
+            ex.errorDetail = maskFreeText(detail)
+        }
+
+        // PKCE: S256(code_verifier) is public; keep it so a later check can compare it with code_challenge.
+        if let verifier = Masker.rawValue(named: "code_verifier", in: raw) {
+            let digest = SHA256.hash(data: Array(verifier.utf8))
+            params.append(OAuthParam(location: "derived", name: "code_verifier_s256", value: JWT.base64URL(digest)))
+        }
+
+        let path = String(raw.target.prefix { $0 != "?" && $0 != "#" })
+        ex.roles = Recognizer.roles(for: .init(
+            method: raw.method, path: path, status: raw.status, params: params,
+            requestHeaders: ex.requestHeaders, responseHeaders: ex.responseHeaders))
+        ex.oauthParams = ex.roles.isEmpty ? [] : params.map { p in
+            var p = p
+            if p.fingerprint == nil, p.value.utf8.count > 2048 {
+                p.value = String(p.value.prefix(2048)) + "…"
+            }
+            return p
+        }
+        return ex
+    }
+
+    /// A raw request parameter value (query or form body), read in memory only.
+    static func rawValue(named name: String, in raw: Exchange) -> String? {
+        let sources: [Substring] = [
+            raw.target.split(separator: "?", maxSplits: 1).dropFirst().first ?? "",
+            Substring(String(decoding: raw.requestBody.bytes, as: UTF8.self)),
+        ]
+        for source in sources {
+            for part in source.split(separator: "&") {
+                guard let eq = part.firstIndex(of: "=") else { continue }
+                if FormCoding.decode(part[..<eq]) == name {
+                    return FormCoding.decode(part[part.index(after: eq)...])
+                }
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,212 @@
+import AuthtapModel
+import Foundation
+
+extension Masker {
+    /// How a body was interpreted for masking.
+    public enum BodyShape: String, Sendable {
+        case json, form, text, encoded, binary, empty
+    }
+
+    /// Masks a captured body prefix. Works on truncated bodies too: JSON is masked lexically,
+    /// so an unterminated string at the cut is still masked. Bodies with a `Content-Encoding`
+    /// other than identity are not kept (their size is), since their secrets cannot be found.
+    public func maskBody(
+        _ bytes: [UInt8], headers: [HeaderField], location: String, params: inout [OAuthParam]
+    ) -> (bytes: [UInt8], shape: BodyShape) {
+        if bytes.isEmpty { return ([], .empty) }
+        if let encoding = headers.value(of: "content-encoding")?.lowercased(), encoding != "identity", !encoding.isEmpty {
+            return (Array("[authtap: \(encoding)-encoded body not recorded]".utf8), .encoded)
+        }
+        let contentType = headers.value(of: "content-type")?.lowercased() ?? ""
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            // Not UTF-8: only keep it if it cannot be text carrying a secret.
+            if contentType.hasPrefix("text/") || contentType.contains("json") || contentType.contains("form") {
+                return (Array("[authtap: body is not valid UTF-8, not recorded]".utf8), .binary)
+            }
+            return (bytes, .binary)
+        }
+        let firstSignificant = text.utf8.first { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }
+        if contentType.contains("json") || firstSignificant == UInt8(ascii: "{") || firstSignificant == UInt8(ascii: "[") {
+            return (JSONMasking.mask(bytes, masker: self, location: location, params: &params), .json)
+        }
+        if contentType.contains("x-www-form-urlencoded") || FormCoding.looksLikeForm(text) {
+            return (Array(maskPairs(Substring(text), location: location, params: &params).utf8), .form)
+        }
+        return (Array(maskFreeText(text).utf8), .text)
+    }
+
+    /// Masks secrets in text that is neither JSON nor a form: HTML form_post inputs,
+    /// `name=value` and `"name": "value"` fragments.
+    public func maskFreeText(_ text: String) -> String {
+        var result = text
+        for name in Masker.secretNames {
+            result = maskOccurrences(in: result, name: name)
+        }
+        return result
+    }
+
+    private func maskOccurrences(in text: String, name: String) -> String {
+        let patterns: [Regex<(Substring, Substring)>] = [
+            try! Regex("(?i)name=[\"']\(name)[\"'][^>]*?value=[\"']([^\"']*)"),
+            try! Regex("(?i)value=[\"']([^\"']*)[\"'][^>]*?name=[\"']\(name)[\"']"),
+            try! Regex("\"\(name)\"\\s*:\\s*\"((?:[^\"\\\\]|\\\\.)*)"),
+            try! Regex("(?:^|[?&\\s;,])\(name)=([^&\\s\"'<>;,]+)"),
+        ]
+        var result = text
+        for pattern in patterns {
+            var replaced = ""
+            var cursor = result.startIndex
+            for match in result.matches(of: pattern) {
+                let value = match.output.1
+                if value.isEmpty || value.hasPrefix("[masked") { continue }
+                replaced += result[cursor..<value.startIndex]
+                replaced += mask(kind: name, value: String(value))
+                cursor = value.endIndex
+            }
+            replaced += result[cursor...]
+            result = replaced
+        }
+        return result
+    }
+}
+
+extension FormCoding {
+    /// `a=b&c=d` with no whitespace: a form body sent without a Content-Type.
+    public static func looksLikeForm(_ text: String) -> Bool {
+        guard text.contains("="), text.utf8.count < 1 << 20 else { return false }
+        return !text.utf8.contains { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 || $0 == UInt8(ascii: "<") }
+    }
+}
+
+extension Array where Element == HeaderField {
+    /// First value of a header, case-insensitive.
+    public func value(of name: String) -> String? {
+        first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+    }
+}
+
+/// Lexical JSON masking: no full parse, so it works on truncated or malformed JSON.
+/// Every string value under a secret key is masked at any depth; top-level members become params.
+enum JSONMasking {
+    static func mask(_ b: [UInt8], masker: Masker, location: String, params: inout [OAuthParam]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(b.count + 64)
+        var stack: [UInt8] = []
+        var expectingKey = false
+        var pendingKey: String? = nil
+        var i = 0
+        let n = b.count
+        let quote = UInt8(ascii: "\"")
+        while i < n {
+            let c = b[i]
+            switch c {
+            case quote:
+                var j = i + 1
+                while j < n {
+                    if b[j] == UInt8(ascii: "\\") { j += 2; continue }
+                    if b[j] == quote { break }
+                    j += 1
+                }
+                let closed = j < n
+                let contentEnd = min(j, n)
+                let raw = Array(b[(i + 1)..<contentEnd])
+                if stack.last == UInt8(ascii: "{") && expectingKey {
+                    pendingKey = unescape(raw)
+                    expectingKey = false
+                    out.append(contentsOf: b[i..<(closed ? j + 1 : n)])
+                } else if let key = pendingKey {
+                    let value = unescape(raw)
+                    if Masker.isSecret(key) {
+                        let masked = masker.mask(kind: key, value: value)
+                        out.append(quote)
+                        out.append(contentsOf: escape(masked))
+                        if closed { out.append(quote) }
+                        if stack.count == 1 {
+                            params.append(OAuthParam(location: location, name: key, value: masked, fingerprint: masker.fingerprinter.fingerprint(value)))
+                        }
+                    } else {
+                        out.append(contentsOf: b[i..<(closed ? j + 1 : n)])
+                        if stack.count == 1 {
+                            params.append(OAuthParam(location: location, name: key, value: value))
+                        }
+                    }
+                    pendingKey = nil
+                } else {
+                    out.append(contentsOf: b[i..<(closed ? j + 1 : n)])
+                }
+                i = closed ? j + 1 : n
+                continue
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                if let key = pendingKey, stack.count == 1 {
+                    params.append(OAuthParam(location: location, name: key, value: c == UInt8(ascii: "{") ? "{…}" : "[…]"))
+                }
+                stack.append(c)
+                expectingKey = c == UInt8(ascii: "{")
+                pendingKey = nil
+                out.append(c)
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                _ = stack.popLast()
+                pendingKey = nil
+                expectingKey = false
+                out.append(c)
+            case UInt8(ascii: ","):
+                expectingKey = stack.last == UInt8(ascii: "{")
+                pendingKey = nil
+                out.append(c)
+            case UInt8(ascii: ":"), 0x20, 0x0A, 0x0D, 0x09:
+                out.append(c)
+            default:
+                // A literal: number, true, false, null.
+                var j = i
+                while j < n, !isDelimiter(b[j]) { j += 1 }
+                if j == i { j = i + 1 }
+                let literal = Array(b[i..<j])
+                if let key = pendingKey {
+                    let text = String(decoding: literal, as: UTF8.self)
+                    if Masker.isSecret(key) {
+                        let masked = masker.mask(kind: key, value: text)
+                        out.append(contentsOf: Array("\"\(masked)\"".utf8))
+                        if stack.count == 1 {
+                            params.append(OAuthParam(location: location, name: key, value: masked, fingerprint: masker.fingerprinter.fingerprint(text)))
+                        }
+                    } else {
+                        out.append(contentsOf: literal)
+                        if stack.count == 1 {
+                            params.append(OAuthParam(location: location, name: key, value: text))
+                        }
+                    }
+                    pendingKey = nil
+                } else {
+                    out.append(contentsOf: literal)
+                }
+                i = j
+                continue
+            }
+            i += 1
+        }
+        return out
+    }
+
+    private static func isDelimiter(_ c: UInt8) -> Bool {
+        c == UInt8(ascii: ",") || c == UInt8(ascii: "}") || c == UInt8(ascii: "]") || c == UInt8(ascii: ":")
+            || c == UInt8(ascii: "\"") || c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09
+            || c == UInt8(ascii: "{") || c == UInt8(ascii: "[")
+    }
+
+    /// JSON string unescape; tolerant of truncation.
+    static func unescape(_ raw: [UInt8]) -> String {
+        guard raw.contains(UInt8(ascii: "\\")) else { return String(decoding: raw, as: UTF8.self) }
+        let quoted = [UInt8(ascii: "\"")] + raw + [UInt8(ascii: "\"")]
+        if let s = try? JSONDecoder().decode(String.self, from: Data(quoted)) { return s }
+        return String(decoding: raw, as: UTF8.self)
+    }
+
+    static func escape(_ text: String) -> [UInt8] {
+        var out: [UInt8] = []
+        for c in text.utf8 {
+            if c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") { out.append(UInt8(ascii: "\\")) }
+            out.append(c)
+        }
+        return out
+    }
+}

@@ -1,0 +1,124 @@
+import AuthtapModel
+import Foundation
+
+/// Recognises the OAuth / OIDC role of an exchange from its shape (method, path suffix,
+/// parameters, response members), never from provider host names.
+public enum Recognizer {
+    /// The facts the recognizer reads, all already masked.
+    public struct Facts: Sendable {
+        public var method: String
+        public var path: String
+        public var status: Int?
+        public var params: [OAuthParam]
+        public var requestHeaders: [HeaderField]
+        public var responseHeaders: [HeaderField]
+
+        public init(method: String, path: String, status: Int?, params: [OAuthParam], requestHeaders: [HeaderField], responseHeaders: [HeaderField]) {
+            self.method = method
+            self.path = path
+            self.status = status
+            self.params = params
+            self.requestHeaders = requestHeaders
+            self.responseHeaders = responseHeaders
+        }
+
+        func has(_ name: String, in prefix: String) -> Bool {
+            params.contains { $0.name == name && $0.location.hasPrefix(prefix) }
+        }
+        func value(_ name: String, in prefix: String) -> String? {
+            params.first { $0.name == name && $0.location.hasPrefix(prefix) }?.value
+        }
+    }
+
+    public static func roles(for f: Facts) -> [OAuthRole] {
+        var roles: [OAuthRole] = []
+        let path = f.path.lowercased()
+        let method = f.method.uppercased()
+        let requestQuery = "request.target.query"
+        let requestBody = "request.body"
+        let response = "response.body"
+        let location = "response.location"
+
+        // Discovery and JWKS: well-known paths, or a JWKS-shaped response.
+        if path.hasSuffix("/.well-known/openid-configuration") || path.hasSuffix("/.well-known/oauth-authorization-server")
+            || path.contains("/.well-known/openid-configuration/") || path.contains("/.well-known/oauth-authorization-server/")
+        {
+            roles.append(.discovery)
+        }
+        if method == "GET", f.value("keys", in: response) == "[…]" {
+            let members = f.params.filter { $0.location == response }.count
+            if path.contains("jwk") || path.hasSuffix("/certs") || path.hasSuffix("/keys") || members == 1 {
+                roles.append(.jwks)
+            }
+        }
+
+        // Authorization request: response_type + client_id in the query (or a form POST),
+        // or a request_uri from PAR.
+        let authParamsIn: String? = {
+            if f.has("response_type", in: requestQuery) && f.has("client_id", in: requestQuery) { return requestQuery }
+            if f.has("request_uri", in: requestQuery) && f.has("client_id", in: requestQuery) { return requestQuery }
+            return nil
+        }()
+        let isPAR = method == "POST" && f.has("response_type", in: requestBody) && f.has("client_id", in: requestBody)
+            && (f.has("request_uri", in: response) || path.hasSuffix("/par") || path.contains("pushed"))
+        if isPAR {
+            roles.append(.pushedAuthorizationRequest)
+        } else if authParamsIn != nil || (method == "POST" && f.has("response_type", in: requestBody) && f.has("client_id", in: requestBody) && f.has("redirect_uri", in: requestBody)) {
+            roles.append(.authorizationRequest)
+        }
+
+        // Authorization response: a redirect whose Location carries code / error (+ state), query or fragment.
+        if let status = f.status, (300..<400).contains(status) {
+            let carriesCode = f.has("code", in: location) || f.has("access_token", in: location) || f.has("id_token", in: location)
+            let carriesError = f.has("error", in: location) && (f.has("state", in: location) || f.has("error_description", in: location) || roles.contains(.authorizationRequest))
+            if carriesCode || carriesError || (f.has("state", in: location) && roles.contains(.authorizationRequest)) {
+                roles.append(.authorizationResponse)
+            }
+        }
+
+        // Callback: the client's redirect_uri hit with code/error and state (query, or form_post body).
+        if !roles.contains(.authorizationRequest) && !f.has("grant_type", in: requestBody) {
+            for source in [requestQuery, requestBody] {
+                let hasCode = f.has("code", in: source)
+                let hasError = f.has("error", in: source)
+                let hasState = f.has("state", in: source)
+                let hasIssuer = f.has("iss", in: source) || f.has("session_state", in: source)
+                if (hasCode && (hasState || hasIssuer)) || (hasError && hasState) || (f.has("id_token", in: source) && hasState) {
+                    roles.append(.callback)
+                    break
+                }
+            }
+        }
+
+        // Token endpoint: POST with grant_type.
+        if method == "POST", f.has("grant_type", in: requestBody) || f.has("grant_type", in: requestQuery) {
+            roles.append(.token)
+        }
+
+        // Device authorization: POST client_id (no grant_type) answered with device_code + user_code.
+        let devicePath = path.hasSuffix("/device_authorization") || path.hasSuffix("/devicecode") || path.hasSuffix("/device/code")
+        if method == "POST", !roles.contains(.token),
+           (f.has("device_code", in: response) && f.has("user_code", in: response)) || (devicePath && f.has("client_id", in: "request."))
+        {
+            roles.append(.deviceAuthorization)
+        }
+
+        // Introspection / revocation: POST with `token`.
+        if method == "POST", f.has("token", in: requestBody), !roles.contains(.token) {
+            if f.has("active", in: response) || path.contains("introspect") {
+                roles.append(.introspection)
+            } else if path.contains("revoke") || path.contains("revocation") || (f.status == 200 && !f.params.contains { $0.location == response }) {
+                roles.append(.revocation)
+            }
+        }
+
+        // Userinfo: a bearer-authenticated call answered with `sub`, or the conventional path.
+        let bearer = f.requestHeaders.value(of: "authorization").map { $0.lowercased().hasPrefix("bearer ") || $0.lowercased().hasPrefix("dpop ") } ?? false
+        if roles.isEmpty, method == "GET" || method == "POST",
+           (bearer && f.has("sub", in: response) && !f.has("active", in: response)) || path.hasSuffix("/userinfo")
+        {
+            roles.append(.userinfo)
+        }
+        return roles
+    }
+}

@@ -1,0 +1,750 @@
+import AuthtapCA
+import AuthtapModel
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NIOTLS
+
+/// The client side of one proxied connection: a forward proxy for absolute-form `http://`
+/// requests and `CONNECT`, or (after interception) the origin-form requests inside the tunnel.
+/// A small state machine on the event loop; it never blocks and holds reads for backpressure.
+final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, UpstreamDelegate {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    enum Mode {
+        case forward
+        case intercepted(host: String, port: Int)
+    }
+
+    private enum State {
+        case idle
+        case connecting
+        case forwarding
+        /// The request was answered by authtap itself; its remaining body is read and dropped.
+        case discarding
+        case upgrading
+        case closed
+    }
+
+    private let shared: ProxyShared
+    private let mode: Mode
+    private let connectionID: UInt64
+    private let clientAddress: String
+    private let decoder: ByteToMessageHandler<HTTPRequestDecoder>
+    private let encoder: HTTPResponseEncoder
+    /// TLS facts of the client leg (intercepted mode).
+    private let facts: ConnectionFacts?
+    private var tunnel: Tunnel?
+
+    private var context: ChannelHandlerContext?
+    private var state = State.idle
+    private var exchange: Exchange?
+    private var started = NIODeadline.now()
+    private var requestBody = BodyCapture(limit: 0)
+    private var responseBody = BodyCapture(limit: 0)
+    private var pending: [HTTPClientRequestPart] = []
+    private var queued: [NIOAny] = []
+    private var upgradeBuffer: [NIOAny] = []
+    private var upstream: UpstreamHandler?
+    private var requestEnded = false
+    private var responseStarted = false
+    private var clientKeepAlive = true
+    private var readPending = false
+    private var handshakeDone = false
+    private var clientTLS: TLSFacts?
+    private var tlsFailureRecorded = false
+    private var pendingConnect: (String, Int)?
+
+    init(shared: ProxyShared, mode: Mode, connectionID: UInt64, clientAddress: String,
+         decoder: ByteToMessageHandler<HTTPRequestDecoder>, encoder: HTTPResponseEncoder,
+         facts: ConnectionFacts? = nil, tunnel: Tunnel? = nil)
+    {
+        self.shared = shared
+        self.mode = mode
+        self.connectionID = connectionID
+        self.clientAddress = clientAddress
+        self.decoder = decoder
+        self.encoder = encoder
+        self.facts = facts
+        self.tunnel = tunnel
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    private func ms(_ at: NIODeadline) -> Double { Double((at - started).nanoseconds) / 1e6 }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch state {
+        case .upgrading:
+            upgradeBuffer.append(data)
+            return
+        case .closed:
+            return
+        case .connecting, .forwarding:
+            if requestEnded {
+                // A pipelined request: replayed once the current response is done.
+                queued.append(data)
+                return
+            }
+        case .idle, .discarding:
+            break
+        }
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            if case .discarding = state { return }
+            handleHead(head, context: context)
+        case .body(let buffer):
+            if case .discarding = state { return }
+            requestBody.append(buffer)
+            send(.body(.byteBuffer(buffer)), flush: false)
+        case .end(let trailers):
+            if case .discarding = state {
+                state = .idle
+                if !clientKeepAlive { context.close(promise: nil) }
+                return
+            }
+            if let (host, port) = pendingConnect {
+                pendingConnect = nil
+                requestEnded = true
+                return handleConnect(host: host, port: port, context: context)
+            }
+            requestEnded = true
+            exchange?.requestBody = requestBody.captured
+            send(.end(trailers), flush: true)
+            if upstream != nil { exchange?.timings.requestSent = ms(.now()) }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        upstream?.context?.flush()
+        context.fireChannelReadComplete()
+    }
+
+    private func send(_ part: HTTPClientRequestPart, flush: Bool) {
+        if let upstream {
+            upstream.write(part, flush: flush)
+        } else if case .connecting = state {
+            pending.append(part)
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if shouldHoldReads { readPending = true } else { context.read() }
+    }
+
+    private var shouldHoldReads: Bool {
+        switch state {
+        case .connecting: return true
+        case .forwarding: return requestEnded || upstream?.context?.channel.isWritable == false
+        default: return false
+        }
+    }
+
+    private func resumeReadsIfPossible() {
+        guard readPending, !shouldHoldReads, let context else { return }
+        readPending = false
+        context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { upstream?.resumeReads() } else { upstream?.holdReads = true }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? TLSUserEvent, case .handshakeCompleted(let alpn) = event {
+            handshakeDone = true
+            let version = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).tlsVersion
+            clientTLS = facts?.tlsFacts(version: version, alpn: alpn)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if case .intercepted(let host, let port) = mode, !handshakeDone {
+            recordClientTLSFailure(error, host: host, port: port)
+            context.close(promise: nil)
+            return
+        }
+        if let parserError = error as? HTTPParserError, exchange == nil || !responseStarted {
+            let kind: ErrorKind
+            if case .intercepted = mode, parserError != .headerOverflow, exchangeCountOnConnection == 0 {
+                kind = .nonHTTPInTunnel
+            } else {
+                kind = parserError == .headerOverflow ? .headersTooLarge : .malformedRequest
+            }
+            if exchange == nil { exchange = newExchange(method: "?", scheme: .http, host: "", port: 0, target: "") }
+            clientKeepAlive = false
+            upstream?.delegate = nil
+            upstream?.channel?.close(promise: nil)
+            upstream = nil
+            respondWithError(kind, status: .badRequest, detail: "\(parserError)")
+            return
+        }
+        if exchange != nil && !(exchange?.error != nil) {
+            exchange?.error = .clientGone
+            exchange?.errorDetail = FailureClassifier.isReset(error) ? "the client reset the connection" : "client connection failed: \(type(of: error))"
+            finishExchange(releaseUpstream: false)
+        }
+        context.close(promise: nil)
+    }
+
+    private var exchangeCountOnConnection = 0
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .intercepted(let host, let port) = mode, !handshakeDone, !tlsFailureRecorded {
+            recordClientTLSFailure(nil, host: host, port: port)
+        }
+        if exchange != nil {
+            exchange?.error = .clientGone
+            exchange?.errorDetail = "the client closed the connection before the exchange finished"
+            finishExchange(releaseUpstream: false)
+        }
+        upstream?.delegate = nil
+        upstream?.channel?.close(promise: nil)
+        upstream = nil
+        if var tunnel {
+            tunnel.durationMs = Double((NIODeadline.now() - started).nanoseconds) / 1e6
+            tunnel.durationMs = Date().timeIntervalSince(tunnel.start) * 1000
+            tunnel.bytesFromClient = facts?.bytesIn ?? 0
+            tunnel.bytesFromUpstream = facts?.bytesOut ?? 0
+            if tunnel.ending == "open" { tunnel.ending = "client-closed" }
+            shared.writer.submit(tunnel)
+            self.tunnel = nil
+        }
+        state = .closed
+        context.fireChannelInactive()
+    }
+
+    private func recordClientTLSFailure(_ error: (any Error)?, host: String, port: Int) {
+        guard !tlsFailureRecorded else { return }
+        tlsFailureRecorded = true
+        var reason = TLSFailureReason.closedDuringHandshake
+        var detail = "the client closed the connection during the TLS handshake (it may not trust the authtap CA)"
+        if let alert = facts?.alertsFromPeer.first {
+            reason = .handshakeAlert
+            detail = "the client sent TLS alert \(alert.name) (\(alert.description)): it rejected authtap's certificate"
+        } else if let error {
+            (reason, detail) = FailureClassifier.tls(error, leg: "client")
+            if reason == .handshakeAlert { detail += ": it rejected authtap's certificate" }
+        }
+        var ex = newExchange(method: "CONNECT", scheme: .https, host: host, port: port, target: "")
+        ex.error = .clientTLS
+        ex.tlsFailure = reason
+        ex.errorDetail = detail
+        ex.clientTLS = facts?.tlsFacts(version: nil, alpn: nil)
+        ex.timings.end = 0
+        shared.writer.submit(ex)
+        if tunnel != nil {
+            tunnel?.error = .clientTLS
+            tunnel?.errorDetail = detail
+            tunnel?.ending = "client-tls-failed"
+        }
+    }
+
+    // MARK: Requests
+
+    private func newExchange(method: String, scheme: Scheme, host: String, port: Int, target: String) -> Exchange {
+        Exchange(connectionID: connectionID, clientAddress: clientAddress, scheme: scheme, host: host, port: port,
+                 method: method, target: target, start: Date())
+    }
+
+    private func handleHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        started = .now()
+        exchangeCountOnConnection += 1
+        requestEnded = false
+        responseStarted = false
+        clientKeepAlive = head.isKeepAlive
+        requestBody = BodyCapture(limit: shared.config.bodyLimit)
+        responseBody = BodyCapture(limit: shared.config.bodyLimit)
+        let version = "HTTP/\(head.version.major).\(head.version.minor)"
+
+        var target: (scheme: Scheme, host: String, port: Int, path: String)?
+        if head.method == .CONNECT {
+            target = nil
+        } else if case .intercepted(let host, let port) = mode, head.uri.hasPrefix("/") {
+            target = (.https, host, port, head.uri)
+        } else {
+            target = Self.parseAbsolute(head.uri)
+        }
+        var ex = newExchange(
+            method: head.method.rawValue, scheme: target?.scheme ?? .http, host: target?.host ?? "",
+            port: target?.port ?? 0, target: target?.path ?? head.uri)
+        ex.httpVersion = version
+        ex.requestHeaders = head.headers.map { HeaderField($0.name, $0.value) }
+        ex.clientTLS = clientTLS
+        exchange = ex
+        shared.inflight.add(1, ordering: .relaxed)
+
+        let headerBytes = head.headers.reduce(head.uri.utf8.count) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
+        if headerBytes > shared.config.maxHeaderBytes {
+            clientKeepAlive = false
+            return reject(.headersTooLarge, status: .badRequest, detail: "request headers are \(headerBytes) bytes; the limit is \(shared.config.maxHeaderBytes)")
+        }
+        if let auth = shared.config.proxyAuth, !Self.authorized(head.headers, user: auth.user, password: auth.password) {
+            if case .forward = mode {
+                return reject(.proxyAuthRequired, status: .proxyAuthenticationRequired, detail: "missing or wrong Proxy-Authorization",
+                              extraHeaders: [("Proxy-Authenticate", "Basic realm=\"authtap\"")])
+            }
+        }
+        if head.method == .CONNECT {
+            guard case .forward = mode else {
+                return reject(.malformedRequest, status: .badRequest, detail: "CONNECT inside an intercepted tunnel")
+            }
+            guard let (host, port) = Self.parseAuthority(head.uri, defaultPort: nil) else {
+                exchange?.target = head.uri
+                return reject(.badConnectTarget, status: .badRequest, detail: "CONNECT target \(head.uri.prefix(200)) is not host:port")
+            }
+            exchange?.scheme = .https
+            exchange?.host = host
+            exchange?.port = port
+            exchange?.target = ""
+            if isSelf(host: host, port: port) {
+                return reject(.forbiddenTarget, status: .badRequest, detail: "CONNECT to authtap's own address")
+            }
+            // The upgrade starts at the CONNECT's `.end`: after it, the decoder only forwards raw bytes.
+            pendingConnect = (host, port)
+            return
+        }
+        guard let target else {
+            return reject(.malformedRequest, status: .badRequest,
+                          detail: "authtap is a proxy: send absolute-form requests (http://host/path) or use CONNECT")
+        }
+        if isSelf(host: target.host, port: target.port) {
+            return reject(.forbiddenTarget, status: .badRequest, detail: "request to authtap's own address")
+        }
+
+        var headers = HTTPHeaders()
+        let connectionTokens = Set(head.headers[canonicalForm: "connection"].map { $0.lowercased() })
+        for (name, value) in head.headers {
+            let lower = name.lowercased()
+            if Self.hopByHop.contains(lower) || connectionTokens.contains(lower) { continue }
+            headers.add(name: name, value: value)
+        }
+        if !headers.contains(name: "host") {
+            let defaultPort = target.scheme == .https ? 443 : 80
+            let hostValue = target.host.contains(":") ? "[\(target.host)]" : target.host
+            headers.add(name: "Host", value: target.port == defaultPort ? hostValue : "\(hostValue):\(target.port)")
+        }
+        let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.path, headers: headers)
+        let key = "\(target.scheme.rawValue)://\(target.host.lowercased()):\(target.port)"
+        pending = [.head(upstreamHead)]
+        let pool = shared.pool(for: context.eventLoop)
+        if let idle = pool.take(key) {
+            attach(idle)
+            return
+        }
+        state = .connecting
+        shared.connector.connect(scheme: target.scheme, host: target.host, port: target.port, key: key, on: context.eventLoop)
+            .assumeIsolated().whenComplete { result in
+                guard case .connecting = self.state else {
+                    if case .success(let handler) = result { handler.channel?.close(promise: nil) }
+                    return
+                }
+                switch result {
+                case .success(let handler):
+                    self.attach(handler)
+                case .failure(let error):
+                    let failure = FailureClassifier.connect(error, host: target.host, port: target.port)
+                    self.pending = []
+                    self.respondWithError(failure.kind, status: .badGateway, detail: failure.detail)
+                }
+            }
+    }
+
+    private func attach(_ handler: UpstreamHandler) {
+        upstream = handler
+        handler.delegate = self
+        handler.holdReads = false
+        state = .forwarding
+        if handler.reported {
+            exchange?.connectionReused = true
+        } else {
+            handler.reported = true
+            exchange?.timings.connect = handler.connectedAt.map(ms)
+        }
+        let parts = pending
+        pending = []
+        for part in parts { handler.write(part, flush: false) }
+        handler.context?.flush()
+        if requestEnded { exchange?.timings.requestSent = ms(.now()) }
+        handler.resumeReads()
+        resumeReadsIfPossible()
+    }
+
+    // MARK: Upstream events
+
+    func upstreamReceived(_ part: HTTPClientResponsePart) {
+        guard let context else { return }
+        switch part {
+        case .head(let head):
+            if head.status.code >= 100 && head.status.code < 200 && head.status != .switchingProtocols {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: head.headers))), promise: nil)
+                return
+            }
+            responseStarted = true
+            exchange?.timings.firstByte = ms(.now())
+            exchange?.status = Int(head.status.code)
+            exchange?.responseHeaders = head.headers.map { HeaderField($0.name, $0.value) }
+            upstream?.closeAfterResponse = !head.isKeepAlive
+            var headers = HTTPHeaders()
+            let connectionTokens = Set(head.headers[canonicalForm: "connection"].map { $0.lowercased() })
+            for (name, value) in head.headers {
+                let lower = name.lowercased()
+                if lower == "connection" || lower == "keep-alive" || lower == "proxy-connection" || connectionTokens.contains(lower) { continue }
+                headers.add(name: name, value: value)
+            }
+            if !clientKeepAlive { headers.add(name: "Connection", value: "close") }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: headers))), promise: nil)
+        case .body(let buffer):
+            responseBody.append(buffer)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            if !context.channel.isWritable {
+                context.flush()
+                upstream?.holdReads = true
+            }
+        case .end(let trailers):
+            let keepAlive = clientKeepAlive
+            let done = context.writeAndFlush(wrapOutboundOut(.end(trailers)))
+            exchange?.responseBody = responseBody.captured
+            finishExchange(releaseUpstream: requestEnded)
+            if !keepAlive {
+                done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            }
+        }
+    }
+
+    func upstreamReadComplete() {
+        context?.flush()
+    }
+
+    func upstreamWritabilityChanged(isWritable: Bool) {
+        if isWritable { resumeReadsIfPossible() }
+    }
+
+    func upstreamFailed(_ error: (any Error)?) {
+        guard exchange != nil, let handler = upstream else { return }
+        upstream = nil
+        handler.delegate = nil
+        if handler.isTLS && !handler.handshakeDone {
+            exchange?.upstreamTLS = handler.tlsFacts()
+            let verdict = handler.verification.value.withLock { $0.verdict }
+            if case .failed(let reason, let detail) = verdict {
+                exchange?.tlsFailure = reason
+                return respondWithError(.upstreamTLS, status: .badGateway, detail: detail)
+            }
+            if let alert = handler.facts.alertsFromPeer.first {
+                exchange?.tlsFailure = alert.description == 70 ? .protocolVersion : .handshakeAlert
+                return respondWithError(.upstreamTLS, status: .badGateway, detail: "the upstream server sent TLS alert \(alert.name) (\(alert.description))")
+            }
+            let (reason, detail) = error.map { FailureClassifier.tls($0, leg: "upstream server") }
+                ?? (.closedDuringHandshake, "the upstream server closed the connection during the TLS handshake")
+            exchange?.tlsFailure = reason
+            return respondWithError(.upstreamTLS, status: .badGateway, detail: detail)
+        }
+        let reset = FailureClassifier.isReset(error)
+        if responseStarted {
+            // Too late for a 502: the client already has a status line. Record and cut the client off.
+            exchange?.error = reset ? .upstreamReset : .upstreamClosed
+            exchange?.errorDetail = reset ? "the upstream server reset the connection mid-response" : "the upstream server closed the connection mid-response"
+            exchange?.responseBody = responseBody.captured
+            finishExchange(releaseUpstream: false)
+            context?.close(promise: nil)
+            return
+        }
+        if let parserError = error as? HTTPParserError {
+            return respondWithError(.upstreamMalformed, status: .badGateway, detail: "the upstream response is not valid HTTP/1.1 (\(parserError))")
+        }
+        respondWithError(reset ? .upstreamReset : .upstreamClosed, status: .badGateway,
+                         detail: reset ? "the upstream server reset the connection before responding" : "the upstream server closed the connection before responding")
+    }
+
+    // MARK: Endings
+
+    /// Answers the current request from authtap itself, reading and dropping what is left of its body.
+    private func reject(_ kind: ErrorKind, status: HTTPResponseStatus, detail: String, extraHeaders: [(String, String)] = []) {
+        respondWithError(kind, status: status, detail: detail, extraHeaders: extraHeaders)
+    }
+
+    private func respondWithError(_ kind: ErrorKind, status: HTTPResponseStatus, detail: String, extraHeaders: [(String, String)] = []) {
+        guard let context else { return }
+        let sentence = "\(kind.sentence.dropLast()): \(detail).\n"
+        var headers = HTTPHeaders([
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", String(sentence.utf8.count)),
+            ("X-Authtap-Error", kind.rawValue),
+        ])
+        if let reason = exchange?.tlsFailure { headers.add(name: "X-Authtap-TLS-Failure", value: reason.rawValue) }
+        for (name, value) in extraHeaders { headers.add(name: name, value: value) }
+        let closeAfter = !clientKeepAlive
+        if closeAfter { headers.add(name: "Connection", value: "close") }
+        exchange?.status = Int(status.code)
+        exchange?.error = kind
+        exchange?.errorDetail = detail
+        exchange?.responseHeaders = headers.map { HeaderField($0.name, $0.value) }
+        exchange?.responseBody = CapturedBody(bytes: Array(sentence.utf8), size: sentence.utf8.count)
+        exchange?.requestBody = requestBody.captured
+        exchange?.timings.firstByte = ms(.now())
+        responseStarted = true
+        let body = context.channel.allocator.buffer(string: sentence)
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        let bodyPending = !requestEnded
+        finishExchange(releaseUpstream: false)
+        if closeAfter {
+            done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        } else if bodyPending {
+            state = .discarding
+        }
+    }
+
+    private func finishExchange(releaseUpstream: Bool) {
+        guard var ex = exchange else { return }
+        exchange = nil
+        shared.inflight.subtract(1, ordering: .relaxed)
+        ex.timings.end = ms(.now())
+        if let handler = upstream {
+            ex.upstreamTLS = handler.tlsFacts()
+            ex.insecureUpstream = handler.isTLS && handler.insecure
+            if !ex.connectionReused, let at = handler.handshakeAt { ex.timings.tls = ms(at) }
+            upstream = nil
+            handler.delegate = nil
+            if releaseUpstream && ex.error == nil {
+                shared.pool(for: handler.context?.eventLoop ?? context!.eventLoop).put(handler)
+            } else {
+                handler.channel?.close(promise: nil)
+            }
+        }
+        if ex.scheme == .https, ex.insecureUpstream == false, shared.config.insecureUpstream, ex.host != "" {
+            ex.insecureUpstream = true
+        }
+        shared.writer.submit(ex)
+        if case .discarding = state { return }
+        state = .idle
+        requestEnded = false
+        if !queued.isEmpty, let context {
+            let replay = queued
+            queued = []
+            for data in replay { channelRead(context: context, data: data) }
+        }
+        resumeReadsIfPossible()
+    }
+
+    // MARK: CONNECT
+
+    private func handleConnect(host: String, port: Int, context: ChannelHandlerContext) {
+        if shared.config.shouldIntercept(host: host, port: port) {
+            var ex = exchange!
+            exchange = nil
+            shared.inflight.subtract(1, ordering: .relaxed)
+            ex.status = 200
+            ex.timings.end = ms(.now())
+            _ = ex  // the CONNECT itself is not an exchange; the tunnel row records it
+            var tunnel = Tunnel(connectionID: connectionID, clientAddress: clientAddress, host: host, port: port, intercepted: true, start: Date())
+            tunnel.ending = "open"
+            upgrade(context: context) { pipeline in
+                let facts = ConnectionFacts()
+                let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop, limitConfiguration: self.shared.decoderLimits))
+                let encoder = HTTPResponseEncoder()
+                let handler = ClientHandler(shared: self.shared, mode: .intercepted(host: host, port: port), connectionID: self.connectionID,
+                                            clientAddress: self.clientAddress, decoder: decoder, encoder: encoder, facts: facts, tunnel: tunnel)
+                let gate = ClientHelloGate(connectHost: host, contexts: self.shared.contexts, facts: facts) { ctx, bytes in
+                    handler.rejectNonTLS(bytes, context: ctx)
+                }
+                try pipeline.addHandlers([TLSObserver(facts: facts), gate, decoder, encoder, handler], position: .first)
+            }
+        } else {
+            state = .connecting
+            let start = Date()
+            let stats = TunnelStats(tunnel: Tunnel(connectionID: connectionID, clientAddress: clientAddress, host: host, port: port, intercepted: false, start: start), writer: shared.writer)
+            ClientBootstrap(group: context.eventLoop)
+                .connectTimeout(shared.connector.connectTimeout)
+                .connect(host: host, port: port)
+                .assumeIsolated().whenComplete { result in
+                    switch result {
+                    case .failure(let error):
+                        let failure = FailureClassifier.connect(error, host: host, port: port)
+                        stats.tunnel.error = failure.kind
+                        stats.tunnel.errorDetail = failure.detail
+                        stats.tunnel.ending = "connect-failed"
+                        stats.submit()
+                        self.respondWithError(failure.kind, status: .badGateway, detail: failure.detail)
+                    case .success(let peer):
+                        self.exchange = nil
+                        self.shared.inflight.subtract(1, ordering: .relaxed)
+                        let (local, remote) = GlueHandler.matchedPair(stats: stats)
+                        do {
+                            try peer.pipeline.syncOperations.addHandler(remote)
+                        } catch {
+                            peer.close(promise: nil)
+                            context.close(promise: nil)
+                            return
+                        }
+                        self.upgrade(context: context) { pipeline in
+                            try pipeline.addHandler(local, position: .first)
+                        }
+                    }
+                }
+        }
+    }
+
+    /// Answers `200 Connection established`, removes the HTTP codecs and hands the raw
+    /// connection (and any bytes that arrived early) to the handlers `install` adds.
+    private func upgrade(context: ChannelHandlerContext, install: @escaping (ChannelPipeline.SynchronousOperations) throws -> Void) {
+        state = .upgrading
+        let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("Content-Length", "0")]))
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().flatMap {
+            context.pipeline.syncOperations.removeHandler(self.decoder)
+        }.flatMap {
+            context.pipeline.syncOperations.removeHandler(self.encoder)
+        }.whenComplete { result in
+            guard case .success = result, context.channel.isActive else {
+                context.close(promise: nil)
+                return
+            }
+            do {
+                try install(context.pipeline.syncOperations)
+            } catch {
+                context.close(promise: nil)
+                return
+            }
+            let buffered = self.upgradeBuffer
+            self.upgradeBuffer = []
+            self.state = .closed
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            for data in buffered { context.pipeline.fireChannelRead(data) }
+            context.channel.read()
+        }
+    }
+
+    /// Bytes inside an intercepted tunnel that are not TLS: record, answer 400 if it looks like HTTP, close.
+    func rejectNonTLS(_ bytes: [UInt8], context: ChannelHandlerContext) {
+        guard case .intercepted(let host, let port) = mode, !tlsFailureRecorded else { return }
+        tlsFailureRecorded = true
+        var ex = newExchange(method: "CONNECT", scheme: .https, host: host, port: port, target: "")
+        ex.error = .nonTLSInTunnel
+        ex.errorDetail = "the client sent \(bytes.count) bytes that are not a TLS ClientHello (first byte 0x\(String(bytes.first ?? 0, radix: 16)))"
+        ex.timings.end = 0
+        shared.writer.submit(ex)
+        tunnel?.error = .nonTLSInTunnel
+        tunnel?.ending = "error"
+        let sentence = ErrorKind.nonTLSInTunnel.sentence + "\n"
+        let looksHTTP = bytes.first.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") } ?? false
+        if looksHTTP {
+            let response = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(sentence.utf8.count)\r\nX-Authtap-Error: \(ErrorKind.nonTLSInTunnel.rawValue)\r\nConnection: close\r\n\r\n\(sentence)"
+            // Written below the TLS layer: the gate sits at the network end.
+            context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: response))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: Helpers
+
+    private func isSelf(host: String, port: Int) -> Bool {
+        guard port == shared.listenPort.load(ordering: .relaxed) else { return false }
+        return ProxyConfiguration.isLoopback(host) || host == shared.config.host || host == "0.0.0.0"
+    }
+
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade",
+    ]
+
+    static func authorized(_ headers: HTTPHeaders, user: String, password: String) -> Bool {
+        guard let value = headers.first(name: "proxy-authorization") else { return false }
+        let parts = value.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "basic",
+              let data = Data(base64Encoded: String(parts[1]).trimmingCharacters(in: .whitespaces)),
+              let decoded = String(data: data, encoding: .utf8)
+        else { return false }
+        let expected = "\(user):\(password)"
+        // Constant-time comparison.
+        let a = Array(decoded.utf8), b = Array(expected.utf8)
+        guard a.count == b.count else { return false }
+        return zip(a, b).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+
+    /// `http://host[:port]/path?query` → parts; `https://` too (authtap then speaks TLS upstream).
+    static func parseAbsolute(_ uri: String) -> (scheme: Scheme, host: String, port: Int, path: String)? {
+        let lower = uri.lowercased()
+        let scheme: Scheme
+        let rest: Substring
+        if lower.hasPrefix("http://") {
+            scheme = .http
+            rest = uri.dropFirst(7)
+        } else if lower.hasPrefix("https://") {
+            scheme = .https
+            rest = uri.dropFirst(8)
+        } else {
+            return nil
+        }
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
+        var authority = rest[..<authorityEnd]
+        if let at = authority.lastIndex(of: "@") { authority = authority[authority.index(after: at)...] }
+        var path = String(rest[authorityEnd...])
+        if let hash = path.firstIndex(of: "#") { path = String(path[..<hash]) }
+        if path.isEmpty || path.hasPrefix("?") { path = "/" + path }
+        guard let (host, port) = parseAuthority(String(authority), defaultPort: scheme == .https ? 443 : 80) else { return nil }
+        return (scheme, host, port, path)
+    }
+
+    /// `host:port`, `[v6]:port`; `defaultPort` when the port may be left out.
+    static func parseAuthority(_ text: String, defaultPort: Int?) -> (String, Int)? {
+        var host: Substring
+        var portText: Substring?
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return nil }
+            host = text[text.index(after: text.startIndex)..<close]
+            let after = text[text.index(after: close)...]
+            if after.hasPrefix(":") { portText = after.dropFirst() } else if !after.isEmpty { return nil }
+        } else if let colon = text.lastIndex(of: ":") {
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        } else {
+            host = Substring(text)
+        }
+        let port: Int
+        if let portText {
+            guard let p = Int(portText), (1...65535).contains(p) else { return nil }
+            port = p
+        } else {
+            guard let defaultPort else { return nil }
+            port = defaultPort
+        }
+        guard !host.isEmpty, host.count <= 253,
+              host.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" || $0 == ":" }),
+              host.unicodeScalars.allSatisfy({ $0.isASCII })
+        else { return nil }
+        return (String(host), port)
+    }
+}
+
+/// The first `limit` bytes of a streamed body, and its full size.
+struct BodyCapture {
+    let limit: Int
+    private(set) var bytes: [UInt8] = []
+    private(set) var size = 0
+
+    init(limit: Int) { self.limit = limit }
+
+    mutating func append(_ buffer: ByteBuffer) {
+        size += buffer.readableBytes
+        let room = limit - bytes.count
+        if room > 0 {
+            bytes.append(contentsOf: buffer.readableBytesView.prefix(room))
+        }
+    }
+
+    var captured: CapturedBody { CapturedBody(bytes: bytes, size: size) }
+}

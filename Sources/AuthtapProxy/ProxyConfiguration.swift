@@ -1,0 +1,63 @@
+import AuthtapCA
+import Foundation
+
+/// Everything the proxy needs to know, fixed at start.
+public struct ProxyConfiguration: Sendable {
+    public var host: String = "127.0.0.1"
+    public var port: Int = 8080
+    public var allowRemote = false
+    /// `user:pass` required in Proxy-Authorization (Basic) when set.
+    public var proxyAuth: (user: String, password: String)?
+    public var bodyLimit = 1 << 20
+    public var connectTimeout: TimeAmountSeconds = 10
+    /// Host globs to intercept; empty means intercept every CONNECT.
+    public var intercept: [String] = []
+    public var insecureUpstream = false
+    public var maxHeaderBytes = 64 * 1024
+    public var threads = System.coreCount
+
+    public typealias TimeAmountSeconds = Double
+
+    public init() {}
+
+    /// Whether a CONNECT to `host:port` is intercepted (MITM) or relayed byte for byte.
+    public func shouldIntercept(host: String, port: Int) -> Bool {
+        if intercept.isEmpty { return true }
+        let h = host.lowercased()
+        return intercept.contains { glob in
+            let g = glob.lowercased()
+            return Glob.matches(g, h) || Glob.matches(g, "\(h):\(port)")
+        }
+    }
+
+    /// Loopback listen addresses need nothing more; anything else needs --allow-remote and --proxy-auth.
+    public static func isLoopback(_ host: String) -> Bool {
+        let h = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
+        if h == "localhost" || h == "::1" { return true }
+        if let bytes = IPAddress.bytes(h), bytes.count == 4 { return bytes[0] == 127 }
+        return false
+    }
+}
+
+import NIOCore
+
+/// Shell-style `*` and `?` matching, case-insensitive by the caller.
+enum Glob {
+    static func matches(_ pattern: String, _ text: String) -> Bool {
+        let p = Array(pattern.utf8), t = Array(text.utf8)
+        var pi = 0, ti = 0, star = -1, mark = 0
+        while ti < t.count {
+            if pi < p.count && (p[pi] == UInt8(ascii: "?") || p[pi] == t[ti]) {
+                pi += 1; ti += 1
+            } else if pi < p.count && p[pi] == UInt8(ascii: "*") {
+                star = pi; mark = ti; pi += 1
+            } else if star >= 0 {
+                pi = star + 1; mark += 1; ti = mark
+            } else {
+                return false
+            }
+        }
+        while pi < p.count && p[pi] == UInt8(ascii: "*") { pi += 1 }
+        return pi == p.count
+    }
+}

@@ -1,0 +1,124 @@
+import AuthtapCA
+import AuthtapModel
+import AuthtapStore
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// State shared by every connection: configuration, the writer, TLS material, pools, counters.
+final class ProxyShared: Sendable {
+    let config: ProxyConfiguration
+    let writer: CaptureWriter
+    let contexts: ServerContextCacheRef
+    let connector: UpstreamConnector
+    let pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>]
+    let connectionIDs = Atomic<UInt64>(0)
+    let inflight = Atomic<Int>(0)
+    let listenPort = Atomic<Int>(0)
+    let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+    let decoderLimits: NIOHTTPDecoderLimitConfiguration
+
+    init(config: ProxyConfiguration, writer: CaptureWriter, contexts: ServerContextCacheRef, connector: UpstreamConnector, group: MultiThreadedEventLoopGroup) {
+        self.config = config
+        self.writer = writer
+        self.contexts = contexts
+        self.connector = connector
+        var pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>] = [:]
+        for loop in group.makeIterator() {
+            // A loop-bound value must be created on its loop.
+            pools[ObjectIdentifier(loop)] = try? loop.submit { NIOLoopBound(UpstreamPool(), eventLoop: loop) }.wait()
+        }
+        self.pools = pools
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderListSize = config.maxHeaderBytes
+        limits.maxHeaderFieldSize = config.maxHeaderBytes
+        self.decoderLimits = limits
+    }
+
+    func pool(for loop: any EventLoop) -> UpstreamPool {
+        pools[ObjectIdentifier(loop)]!.value
+    }
+}
+
+/// The listening proxy. `start()` binds; `shutdown()` stops accepting, lets in-flight exchanges
+/// finish (up to the grace period), closes everything and flushes the writer.
+public final class ProxyServer: Sendable {
+    private let group: MultiThreadedEventLoopGroup
+    private let shared: ProxyShared
+    private let serverChannel = Mutex<(any Channel)?>(nil)
+
+    public init(config: ProxyConfiguration, ca: CertificateAuthority, trust: UpstreamTrust, writer: CaptureWriter) throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, config.threads))
+        var clientConfig = TLSConfiguration.makeClientConfiguration()
+        clientConfig.applicationProtocols = ["http/1.1"]
+        clientConfig.minimumTLSVersion = .tlsv12
+        clientConfig.certificateVerification = .fullVerification
+        let clientContext = try NIOSSLContext(configuration: clientConfig)
+        let connector = UpstreamConnector(
+            clientTLS: clientContext, trust: trust, insecure: config.insecureUpstream,
+            connectTimeout: .nanoseconds(Int64(config.connectTimeout * 1e9)))
+        shared = ProxyShared(
+            config: config, writer: writer, contexts: ServerContextCacheRef(cache: try ServerContextCache(ca: ca)),
+            connector: connector, group: group)
+    }
+
+    /// Binds and starts accepting. Returns the bound address.
+    public func start() async throws -> SocketAddress {
+        let shared = self.shared
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 1024)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 4)
+            .childChannelInitializer { channel in
+                let id = shared.connectionIDs.add(1, ordering: .relaxed).newValue
+                let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .drop, limitConfiguration: shared.decoderLimits))
+                let encoder = HTTPResponseEncoder()
+                let address = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+                let handler = ClientHandler(shared: shared, mode: .forward, connectionID: id, clientAddress: address, decoder: decoder, encoder: encoder)
+                let key = ObjectIdentifier(channel)
+                shared.channels.withLock { $0[key] = channel }
+                channel.closeFuture.whenComplete { _ in _ = shared.channels.withLock { $0.removeValue(forKey: key) } }
+                do {
+                    try channel.pipeline.syncOperations.addHandlers([decoder, encoder, handler])
+                    return channel.eventLoop.makeSucceededVoidFuture()
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+            }
+        let channel = try await bootstrap.bind(host: shared.config.host, port: shared.config.port).get()
+        serverChannel.withLock { $0 = channel }
+        let address = channel.localAddress!
+        shared.listenPort.store(address.port ?? 0, ordering: .relaxed)
+        return address
+    }
+
+    public var inflight: Int { shared.inflight.load(ordering: .relaxed) }
+
+    /// Stops accepting, waits up to `grace` for in-flight exchanges, closes connections,
+    /// then flushes the writer (every completed exchange is on disk when this returns).
+    public func shutdown(grace: TimeInterval = 5) async {
+        if let channel = serverChannel.withLock({ $0 }) {
+            try? await channel.close()
+        }
+        let deadline = Date().addingTimeInterval(grace)
+        while shared.inflight.load(ordering: .relaxed) > 0, Date() < deadline {
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+        let open = shared.channels.withLock { Array($0.values) }
+        for channel in open {
+            try? await channel.close()
+        }
+        for loop in group.makeIterator() {
+            let bound = shared.pools[ObjectIdentifier(loop)]!
+            try? await loop.submit { bound.value.closeAll() }.get()
+        }
+        // Let close events run so their records are submitted before the writer drains.
+        try? await Task.sleep(nanoseconds: 50_000_000)
+        shared.writer.close()
+        try? await group.shutdownGracefully()
+    }
+}

@@ -1,0 +1,234 @@
+import AuthtapCA
+import AuthtapModel
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NIOTLS
+import Synchronization
+import X509
+
+/// What the upstream leg reports to the client handler currently using it.
+protocol UpstreamDelegate: AnyObject {
+    func upstreamReceived(_ part: HTTPClientResponsePart)
+    func upstreamFailed(_ error: (any Error)?)
+    func upstreamWritabilityChanged(isWritable: Bool)
+    func upstreamReadComplete()
+}
+
+/// The result of certificate verification, written by the verification callback.
+final class VerificationBox: Sendable {
+    struct Value: Sendable {
+        var verdict: UpstreamTrust.Verdict?
+        var certificate: CertificateSummary?
+    }
+    let value = Mutex(Value())
+}
+
+/// The tail of an upstream connection: relays response parts to its delegate and holds
+/// reads while the client cannot take more (backpressure).
+final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    let key: String
+    let facts = ConnectionFacts()
+    let verification = VerificationBox()
+    let isTLS: Bool
+    let insecure: Bool
+    weak var delegate: (any UpstreamDelegate)?
+    private(set) var context: ChannelHandlerContext?
+    var holdReads = false
+    private var readPending = false
+    private(set) var handshakeDone = false
+    private(set) var negotiatedALPN: String?
+    private(set) var lastError: (any Error)?
+    /// Set when the response in flight says the connection ends after it.
+    var closeAfterResponse = false
+    /// When TCP connected and TLS completed; reported once, on the connection's first exchange.
+    var connectedAt: NIODeadline?
+    var handshakeAt: NIODeadline?
+    var reported = false
+    var idleInPool: ((UpstreamHandler) -> Void)?
+
+    init(key: String, isTLS: Bool, insecure: Bool) {
+        self.key = key
+        self.isTLS = isTLS
+        self.insecure = insecure
+    }
+
+    var channel: (any Channel)? { context?.channel }
+    var isUsable: Bool { context?.channel.isActive == true && lastError == nil && !closeAfterResponse && (!isTLS || handshakeDone) }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelActive(context: ChannelHandlerContext) {
+        connectedAt = .now()
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if let delegate {
+            delegate.upstreamReceived(part)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? TLSUserEvent, case .handshakeCompleted(let alpn) = event {
+            handshakeDone = true
+            negotiatedALPN = alpn
+            handshakeAt = .now()
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if lastError == nil { lastError = error }
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let delegate {
+            self.delegate = nil
+            delegate.upstreamFailed(lastError)
+        }
+        idleInPool?(self)
+        idleInPool = nil
+        context.fireChannelInactive()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        delegate?.upstreamReadComplete()
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        delegate?.upstreamWritabilityChanged(isWritable: context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if holdReads { readPending = true } else { context.read() }
+    }
+
+    func resumeReads() {
+        holdReads = false
+        if readPending, let context {
+            readPending = false
+            context.read()
+        }
+    }
+
+    /// TLS facts for the upstream leg of an exchange.
+    func tlsFacts() -> TLSFacts? {
+        guard isTLS else { return nil }
+        var f = facts.tlsFacts(version: try? context?.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).tlsVersion, alpn: negotiatedALPN)
+        let v = verification.value.withLock { $0 }
+        f.peerCertificate = v.certificate
+        if insecure {
+            f.verification = "insecure"
+        } else if let verdict = v.verdict {
+            f.verification = verdict == .trusted ? "verified" : "failed"
+        }
+        return f
+    }
+
+    func write(_ part: HTTPClientRequestPart, flush: Bool) {
+        guard let context else { return }
+        context.write(wrapOutboundOut(part), promise: nil)
+        if flush { context.flush() }
+    }
+}
+
+/// Idle upstream connections of one event loop, keyed by origin. Only connections whose
+/// previous response ended cleanly and that both sides keep alive are put back.
+final class UpstreamPool {
+    private var idle: [String: [UpstreamHandler]] = [:]
+    let maxPerKey = 64
+
+    func take(_ key: String) -> UpstreamHandler? {
+        while var list = idle[key], let handler = list.popLast() {
+            idle[key] = list
+            if handler.isUsable {
+                handler.idleInPool = nil
+                return handler
+            }
+        }
+        return nil
+    }
+
+    func put(_ handler: UpstreamHandler) {
+        guard handler.isUsable, (idle[handler.key]?.count ?? 0) < maxPerKey else {
+            handler.channel?.close(promise: nil)
+            return
+        }
+        handler.delegate = nil
+        handler.holdReads = false
+        handler.idleInPool = { [weak self] h in self?.remove(h) }
+        idle[handler.key, default: []].append(handler)
+    }
+
+    private func remove(_ handler: UpstreamHandler) {
+        idle[handler.key]?.removeAll { $0 === handler }
+    }
+
+    func closeAll() {
+        for list in idle.values { for h in list { h.channel?.close(promise: nil) } }
+        idle = [:]
+    }
+}
+
+/// Opens upstream connections: TCP (with connect timeout) and, for https, TLS verified by
+/// `UpstreamTrust` in a custom callback so a failure carries a structured reason.
+struct UpstreamConnector: Sendable {
+    let clientTLS: NIOSSLContext
+    let trust: UpstreamTrust
+    let insecure: Bool
+    let connectTimeout: TimeAmount
+
+    func connect(scheme: Scheme, host: String, port: Int, key: String, on eventLoop: any EventLoop) -> EventLoopFuture<UpstreamHandler> {
+        let isTLS = scheme == .https
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(connectTimeout)
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { [clientTLS, trust, insecure] channel in
+                do {
+                    let handler = UpstreamHandler(key: key, isTLS: isTLS, insecure: insecure)
+                    let sync = channel.pipeline.syncOperations
+                    if isTLS {
+                        try sync.addHandler(TLSObserver(facts: handler.facts))
+                        let box = handler.verification
+                        let sni = IPAddress.bytes(host) == nil ? host : nil
+                        let tls = try NIOSSLClientHandler(context: clientTLS, serverHostname: sni) { certs, promise in
+                            let chain = certs.compactMap { try? Certificate(derEncoded: $0.toDERBytes()) }
+                            let summary = chain.first.map(UpstreamTrust.summary)
+                            if insecure {
+                                box.value.withLock { $0.certificate = summary }
+                                promise.succeed(.certificateVerified)
+                                return
+                            }
+                            Task {
+                                let verdict = await trust.verify(chain: chain, host: host)
+                                box.value.withLock { $0 = .init(verdict: verdict, certificate: summary) }
+                                promise.succeed(verdict == .trusted ? .certificateVerified : .failed)
+                            }
+                        }
+                        try sync.addHandler(tls)
+                    }
+                    try sync.addHandler(HTTPRequestEncoder())
+                    try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward)))
+                    try sync.addHandler(handler)
+                    return channel.eventLoop.makeSucceededVoidFuture()
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+            }
+        return bootstrap.connect(host: host, port: port).flatMapThrowing { channel in
+            try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+        }
+    }
+}

@@ -1,0 +1,178 @@
+import AuthtapModel
+import Foundation
+import GRDB
+
+extension AppDatabase {
+    /// Inserts a batch of (already masked) exchanges and tunnels in one transaction.
+    public func insert(exchanges: [Exchange], tunnels: [Tunnel]) throws {
+        try writer.write { db in
+            try Self.insert(exchanges: exchanges, tunnels: tunnels, db: db)
+        }
+    }
+
+    static func insert(exchanges: [Exchange], tunnels: [Tunnel], db: Database) throws {
+        let ex = try db.cachedStatement(sql: """
+            INSERT INTO exchange (session_id, connection_id, client_address, scheme, host, port, method, target,
+              http_version, status, request_headers, response_headers, request_body, request_body_size,
+              request_body_truncated, response_body, response_body_size, response_body_truncated, client_tls,
+              upstream_tls, insecure_upstream, connection_reused, started_at, connect_ms, tls_ms, request_sent_ms,
+              first_byte_ms, end_ms, error_kind, tls_failure, error_detail, oauth_roles)
+            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            """)
+        let param = try db.cachedStatement(sql: "INSERT INTO oauth_param (exchange_id, location, name, value, fingerprint) VALUES (?,?,?,?,?)")
+        for e in exchanges {
+            let values: [(any DatabaseValueConvertible)?] = [
+                e.sessionID, Int64(bitPattern: e.connectionID), e.clientAddress, e.scheme.rawValue, e.host, e.port, e.method, e.target,
+                e.httpVersion, e.status, JSONText.headers(e.requestHeaders), JSONText.headers(e.responseHeaders),
+                e.requestBody.bytes.isEmpty ? nil : Data(e.requestBody.bytes), e.requestBody.size, e.requestBody.truncated,
+                e.responseBody.bytes.isEmpty ? nil : Data(e.responseBody.bytes), e.responseBody.size, e.responseBody.truncated,
+                JSONText.encode(e.clientTLS), JSONText.encode(e.upstreamTLS), e.insecureUpstream, e.connectionReused,
+                e.timings.start.timeIntervalSince1970, e.timings.connect, e.timings.tls, e.timings.requestSent,
+                e.timings.firstByte, e.timings.end, e.error?.rawValue, e.tlsFailure?.rawValue, e.errorDetail,
+                e.roles.isEmpty ? nil : e.roles.map(\.rawValue).joined(separator: ","),
+            ]
+            try ex.execute(arguments: StatementArguments(values.map { $0?.databaseValue ?? .null }))
+            let id = db.lastInsertedRowID
+            for p in e.oauthParams {
+                try param.execute(arguments: [id, p.location, p.name, p.value, p.fingerprint])
+            }
+        }
+        let tu = try db.cachedStatement(sql: """
+            INSERT INTO tunnel (session_id, connection_id, client_address, host, port, intercepted, started_at, duration_ms,
+              bytes_from_client, bytes_from_upstream, ending, error_kind, error_detail)
+            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+            """)
+        for t in tunnels {
+            try tu.execute(arguments: [
+                t.sessionID, Int64(bitPattern: t.connectionID), t.clientAddress, t.host, t.port, t.intercepted,
+                t.start.timeIntervalSince1970, t.durationMs, t.bytesFromClient, t.bytesFromUpstream, t.ending,
+                t.error?.rawValue, t.errorDetail,
+            ])
+        }
+    }
+
+    /// Exchanges in id order, optionally for one session.
+    public func exchanges(session: Int64? = nil, limit: Int? = nil) throws -> [Exchange] {
+        try writer.read { db in
+            var sql = "SELECT * FROM exchange"
+            var args: StatementArguments = []
+            if let session { sql += " WHERE session_id = ?"; args += [session] }
+            sql += " ORDER BY id"
+            if let limit { sql += " LIMIT ?"; args += [limit] }
+            let rows = try Row.fetchAll(db, sql: sql, arguments: args)
+            var params: [Int64: [OAuthParam]] = [:]
+            let paramSQL = session == nil
+                ? "SELECT * FROM oauth_param ORDER BY id"
+                : "SELECT p.* FROM oauth_param p JOIN exchange e ON e.id = p.exchange_id WHERE e.session_id = ? ORDER BY p.id"
+            for row in try Row.fetchAll(db, sql: paramSQL, arguments: session == nil ? [] : [session]) {
+                params[row["exchange_id"], default: []].append(OAuthParam(
+                    location: row["location"], name: row["name"], value: row["value"], fingerprint: row["fingerprint"]))
+            }
+            return rows.map { row in
+                var e = Exchange(
+                    connectionID: UInt64(bitPattern: row["connection_id"]), clientAddress: row["client_address"],
+                    scheme: Scheme(rawValue: row["scheme"]) ?? .http, host: row["host"], port: row["port"],
+                    method: row["method"], target: row["target"], httpVersion: row["http_version"],
+                    start: Date(timeIntervalSince1970: row["started_at"]))
+                e.id = row["id"]
+                e.sessionID = row["session_id"]
+                e.status = row["status"]
+                e.requestHeaders = JSONText.decodeHeaders(row["request_headers"])
+                e.responseHeaders = JSONText.decodeHeaders(row["response_headers"])
+                e.requestBody = CapturedBody(bytes: Array((row["request_body"] as Data?) ?? Data()), size: row["request_body_size"])
+                e.responseBody = CapturedBody(bytes: Array((row["response_body"] as Data?) ?? Data()), size: row["response_body_size"])
+                e.clientTLS = JSONText.decode(row["client_tls"])
+                e.upstreamTLS = JSONText.decode(row["upstream_tls"])
+                e.insecureUpstream = row["insecure_upstream"]
+                e.connectionReused = row["connection_reused"]
+                e.timings.connect = row["connect_ms"]
+                e.timings.tls = row["tls_ms"]
+                e.timings.requestSent = row["request_sent_ms"]
+                e.timings.firstByte = row["first_byte_ms"]
+                e.timings.end = row["end_ms"]
+                e.error = (row["error_kind"] as String?).flatMap(ErrorKind.init(rawValue:))
+                e.tlsFailure = (row["tls_failure"] as String?).flatMap(TLSFailureReason.init(rawValue:))
+                e.errorDetail = row["error_detail"]
+                e.roles = ((row["oauth_roles"] as String?) ?? "").split(separator: ",").compactMap { OAuthRole(rawValue: String($0)) }
+                e.oauthParams = params[e.id!] ?? []
+                return e
+            }
+        }
+    }
+
+    public func tunnels(session: Int64? = nil) throws -> [Tunnel] {
+        try writer.read { db in
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT * FROM tunnel" + (session == nil ? "" : " WHERE session_id = ?") + " ORDER BY id",
+                arguments: session == nil ? [] : [session])
+            return rows.map { row in
+                var t = Tunnel(
+                    connectionID: UInt64(bitPattern: row["connection_id"]), clientAddress: row["client_address"],
+                    host: row["host"], port: row["port"], intercepted: row["intercepted"],
+                    start: Date(timeIntervalSince1970: row["started_at"]))
+                t.id = row["id"]
+                t.sessionID = row["session_id"]
+                t.durationMs = row["duration_ms"]
+                t.bytesFromClient = row["bytes_from_client"]
+                t.bytesFromUpstream = row["bytes_from_upstream"]
+                t.ending = row["ending"]
+                t.error = (row["error_kind"] as String?).flatMap(ErrorKind.init(rawValue:))
+                t.errorDetail = row["error_detail"]
+                return t
+            }
+        }
+    }
+}
+
+/// Compact JSON for header lists and TLS facts.
+enum JSONText {
+    static func headers(_ headers: [HeaderField]) -> String {
+        var out = "["
+        for (i, h) in headers.enumerated() {
+            if i > 0 { out += "," }
+            out += "[" + quote(h.name) + "," + quote(h.value) + "]"
+        }
+        return out + "]"
+    }
+
+    static func decodeHeaders(_ text: String) -> [HeaderField] {
+        guard let pairs = try? JSONDecoder().decode([[String]].self, from: Data(text.utf8)) else { return [] }
+        return pairs.compactMap { $0.count == 2 ? HeaderField($0[0], $0[1]) : nil }
+    }
+
+    static func encode<T: Encodable>(_ value: T?) -> String? {
+        guard let value else { return nil }
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = .sortedKeys
+        return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    static func decode<T: Decodable>(_ text: String?) -> T? {
+        guard let text else { return nil }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try? decoder.decode(T.self, from: Data(text.utf8))
+    }
+
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 {
+                    let hex = String(u.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
+    }
+}

@@ -1,0 +1,186 @@
+import AuthtapModel
+import Foundation
+import GRDB
+
+/// The capture store: owns the `DatabaseWriter` and runs the migrator on open.
+public final class AppDatabase: Sendable {
+    public let writer: any DatabaseWriter
+
+    public init(_ writer: any DatabaseWriter) throws {
+        self.writer = writer
+        try Self.migrator.migrate(writer)
+    }
+
+    /// A WAL database file (creating its directory).
+    public static func open(path: String) throws -> AppDatabase {
+        let dir = (path as NSString).deletingLastPathComponent
+        if !dir.isEmpty {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        }
+        var config = Configuration()
+        config.busyMode = .timeout(5)
+        let pool = try DatabasePool(path: path, configuration: config)
+        return try AppDatabase(pool)
+    }
+
+    /// An in-memory database for tests.
+    public static func inMemory() throws -> AppDatabase {
+        try AppDatabase(DatabaseQueue())
+    }
+
+    /// Migrations name tables as strings; once shipped, a migration never changes.
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE session (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    started_at DOUBLE NOT NULL,
+                    ended_at DOUBLE,
+                    version TEXT NOT NULL,
+                    arguments TEXT NOT NULL,
+                    listen TEXT,
+                    recorded INTEGER NOT NULL DEFAULT 0,
+                    dropped INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE TABLE exchange (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    session_id INTEGER REFERENCES session(id) ON DELETE CASCADE,
+                    connection_id INTEGER NOT NULL,
+                    client_address TEXT NOT NULL,
+                    scheme TEXT NOT NULL,
+                    host TEXT NOT NULL,
+                    port INTEGER NOT NULL,
+                    method TEXT NOT NULL,
+                    target TEXT NOT NULL,
+                    http_version TEXT NOT NULL,
+                    status INTEGER,
+                    request_headers TEXT NOT NULL,
+                    response_headers TEXT NOT NULL,
+                    request_body BLOB,
+                    request_body_size INTEGER NOT NULL,
+                    request_body_truncated BOOLEAN NOT NULL,
+                    response_body BLOB,
+                    response_body_size INTEGER NOT NULL,
+                    response_body_truncated BOOLEAN NOT NULL,
+                    client_tls TEXT,
+                    upstream_tls TEXT,
+                    insecure_upstream BOOLEAN NOT NULL,
+                    connection_reused BOOLEAN NOT NULL,
+                    started_at DOUBLE NOT NULL,
+                    connect_ms DOUBLE,
+                    tls_ms DOUBLE,
+                    request_sent_ms DOUBLE,
+                    first_byte_ms DOUBLE,
+                    end_ms DOUBLE,
+                    error_kind TEXT,
+                    tls_failure TEXT,
+                    error_detail TEXT,
+                    oauth_roles TEXT
+                );
+                CREATE INDEX exchange_session ON exchange(session_id, id);
+                CREATE INDEX exchange_host ON exchange(host);
+                CREATE TABLE oauth_param (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    exchange_id INTEGER NOT NULL REFERENCES exchange(id) ON DELETE CASCADE,
+                    location TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    value TEXT NOT NULL,
+                    fingerprint TEXT
+                );
+                CREATE INDEX oauth_param_exchange ON oauth_param(exchange_id);
+                CREATE INDEX oauth_param_fingerprint ON oauth_param(fingerprint) WHERE fingerprint IS NOT NULL;
+                CREATE INDEX oauth_param_name ON oauth_param(name, value);
+                CREATE TABLE tunnel (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    session_id INTEGER REFERENCES session(id) ON DELETE CASCADE,
+                    connection_id INTEGER NOT NULL,
+                    client_address TEXT NOT NULL,
+                    host TEXT NOT NULL,
+                    port INTEGER NOT NULL,
+                    intercepted BOOLEAN NOT NULL,
+                    started_at DOUBLE NOT NULL,
+                    duration_ms DOUBLE NOT NULL,
+                    bytes_from_client INTEGER NOT NULL,
+                    bytes_from_upstream INTEGER NOT NULL,
+                    ending TEXT NOT NULL,
+                    error_kind TEXT,
+                    error_detail TEXT
+                );
+                CREATE INDEX tunnel_session ON tunnel(session_id, id);
+                """)
+        }
+        return m
+    }
+}
+
+/// One row of `session`.
+public struct SessionRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "session"
+    public var id: Int64?
+    public var startedAt: Date
+    public var endedAt: Date?
+    public var version: String
+    public var arguments: String
+    public var listen: String?
+    public var recorded: Int
+    public var dropped: Int
+
+    enum CodingKeys: String, CodingKey {
+        case id, version, arguments, listen, recorded, dropped
+        case startedAt = "started_at", endedAt = "ended_at"
+    }
+    public enum Columns {
+        public static let id = Column(CodingKeys.id)
+        public static let startedAt = Column(CodingKeys.startedAt)
+    }
+    public static let databaseDateEncodingStrategy = DatabaseDateEncodingStrategy.timeIntervalSince1970
+    public static func databaseDateDecodingStrategy(for column: String) -> DatabaseDateDecodingStrategy { .timeIntervalSince1970 }
+
+    public init(startedAt: Date, version: String, arguments: String, listen: String?) {
+        self.id = nil
+        self.startedAt = startedAt
+        self.endedAt = nil
+        self.version = version
+        self.arguments = arguments
+        self.listen = listen
+        self.recorded = 0
+        self.dropped = 0
+    }
+
+    public mutating func didInsert(_ inserted: InsertionSuccess) {
+        id = inserted.rowID
+    }
+}
+
+extension AppDatabase {
+    public func startSession(version: String, arguments: [String], listen: String?) throws -> SessionRecord {
+        let args = String(decoding: try JSONEncoder().encode(arguments), as: UTF8.self)
+        let session = SessionRecord(startedAt: Date(), version: version, arguments: args, listen: listen)
+        return try writer.write { db in try session.inserted(db) }
+    }
+
+    public func endSession(_ id: Int64, dropped: Int) throws {
+        try writer.write { db in
+            try db.execute(
+                sql: "UPDATE session SET ended_at = ?, dropped = ?, recorded = (SELECT COUNT(*) FROM exchange WHERE session_id = ?) WHERE id = ?",
+                arguments: [Date().timeIntervalSince1970, dropped, id, id])
+        }
+    }
+
+    public func recordDrops(_ id: Int64, dropped: Int) throws {
+        try writer.write { db in
+            try db.execute(sql: "UPDATE session SET dropped = ? WHERE id = ?", arguments: [dropped, id])
+        }
+    }
+
+    public func sessions() throws -> [SessionRecord] {
+        try writer.read { db in
+            try SessionRecord.fetchAll(db, sql: """
+                SELECT id, started_at, ended_at, version, arguments, listen,
+                       (SELECT COUNT(*) FROM exchange WHERE session_id = session.id) AS recorded, dropped
+                FROM session ORDER BY id
+                """)
+        }
+    }
+}

@@ -1,0 +1,131 @@
+import AuthtapModel
+import Dispatch
+import Foundation
+import Synchronization
+
+/// The one writer: producers enqueue without waiting; a dedicated thread masks (through
+/// `prepare`) and inserts in batches. The queue is bounded in count and bytes; what does not
+/// fit is dropped and counted, and the count is written to the session row.
+public final class CaptureWriter: Sendable {
+    public struct Limits: Sendable {
+        public var maxPending: Int
+        public var maxPendingBytes: Int
+        public var batchSize: Int
+        public init(maxPending: Int = 50_000, maxPendingBytes: Int = 256 << 20, batchSize: Int = 2048) {
+            self.maxPending = maxPending
+            self.maxPendingBytes = maxPendingBytes
+            self.batchSize = batchSize
+        }
+    }
+
+    private struct Queue {
+        var exchanges: [Exchange] = []
+        var tunnels: [Tunnel] = []
+        var bytes = 0
+        var dropped = 0
+        var closed = false
+        var writeErrors = 0
+    }
+
+    private let database: AppDatabase
+    private let sessionID: Int64
+    private let limits: Limits
+    private let prepare: @Sendable (Exchange) -> Exchange
+    private let onRecorded: @Sendable ([Exchange]) -> Void
+    private let queue = Mutex(Queue())
+    private let wake = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+
+    /// - Parameters:
+    ///   - prepare: runs on the writer thread before anything is stored (masking and recognition).
+    ///   - onRecorded: called with each stored batch (already prepared), for the console line.
+    public init(
+        database: AppDatabase, sessionID: Int64, limits: Limits = .init(),
+        prepare: @escaping @Sendable (Exchange) -> Exchange,
+        onRecorded: @escaping @Sendable ([Exchange]) -> Void = { _ in }
+    ) {
+        self.database = database
+        self.sessionID = sessionID
+        self.limits = limits
+        self.prepare = prepare
+        self.onRecorded = onRecorded
+        let thread = Thread { [self] in self.run() }
+        thread.name = "authtap-writer"
+        thread.start()
+    }
+
+    /// Never blocks on disk: returns after an append under a short lock.
+    public func submit(_ exchange: Exchange) {
+        var e = exchange
+        e.sessionID = sessionID
+        let size = e.requestBody.bytes.count + e.responseBody.bytes.count + 1024
+        let signal = queue.withLock { q -> Bool in
+            if q.closed || q.exchanges.count >= limits.maxPending || q.bytes + size > limits.maxPendingBytes {
+                q.dropped += 1
+                return false
+            }
+            q.exchanges.append(e)
+            q.bytes += size
+            return q.exchanges.count == limits.batchSize
+        }
+        if signal { wake.signal() }
+    }
+
+    public func submit(_ tunnel: Tunnel) {
+        var t = tunnel
+        t.sessionID = sessionID
+        queue.withLock { q in
+            if q.closed || q.tunnels.count >= limits.maxPending {
+                q.dropped += 1
+            } else {
+                q.tunnels.append(t)
+            }
+        }
+    }
+
+    public var droppedCount: Int { queue.withLock { $0.dropped } }
+
+    /// Stops accepting, writes everything queued, and marks the session ended.
+    public func close() {
+        let alreadyClosed = queue.withLock { q -> Bool in
+            defer { q.closed = true }
+            return q.closed
+        }
+        if alreadyClosed { return }
+        wake.signal()
+        finished.wait()
+        try? database.endSession(sessionID, dropped: droppedCount)
+    }
+
+    private func run() {
+        var lastDropped = 0
+        while true {
+            _ = wake.wait(timeout: .now() + .milliseconds(50))
+            let (exchanges, tunnels, closed, dropped) = queue.withLock { q in
+                let batch = (q.exchanges, q.tunnels, q.closed, q.dropped)
+                q.exchanges.removeAll(keepingCapacity: true)
+                q.tunnels.removeAll(keepingCapacity: true)
+                q.bytes = 0
+                return batch
+            }
+            if !exchanges.isEmpty || !tunnels.isEmpty {
+                let prepared = exchanges.map(prepare)
+                do {
+                    try database.insert(exchanges: prepared, tunnels: tunnels)
+                    onRecorded(prepared)
+                } catch {
+                    queue.withLock { $0.dropped += prepared.count + tunnels.count; $0.writeErrors += 1 }
+                    FileHandle.standardError.write(Data("authtap: could not write \(prepared.count) exchanges: \(error)\n".utf8))
+                }
+            }
+            if dropped != lastDropped {
+                try? database.recordDrops(sessionID, dropped: dropped)
+                lastDropped = dropped
+            }
+            if closed && queue.withLock({ $0.exchanges.isEmpty && $0.tunnels.isEmpty }) {
+                finished.signal()
+                return
+            }
+        }
+    }
+}

@@ -1,0 +1,250 @@
+import ArgumentParser
+import AuthtapCA
+import AuthtapModel
+import AuthtapOAuth
+import AuthtapProxy
+import AuthtapStore
+import Foundation
+
+let authtapVersion = "0.1.0"
+
+@main
+struct Authtap: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "authtap",
+        abstract: "A recording HTTPS intercepting proxy for OAuth 2.0 / OpenID Connect that masks every secret.",
+        version: authtapVersion,
+        subcommands: [Proxy.self, Env.self, Sessions.self, Exchanges.self],
+        defaultSubcommand: Proxy.self
+    )
+}
+
+struct CommonPaths: ParsableArguments {
+    @Option(help: "Directory of the local CA, the fingerprint key and the trust bundle.")
+    var certs: String = "certs"
+
+    @Option(help: "The capture database (SQLite, WAL).")
+    var db: String = "Captures/authtap.sqlite"
+}
+
+struct ListenOption: ParsableArguments {
+    @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).")
+    var listen: String = "127.0.0.1:8080"
+
+    func parsed() throws -> (String, Int) {
+        var text = listen
+        var host = "127.0.0.1"
+        if text.hasPrefix("[") , let close = text.firstIndex(of: "]") {
+            host = String(text[text.index(after: text.startIndex)..<close])
+            text = String(text[text.index(after: close)...])
+            guard text.hasPrefix(":"), let port = Int(text.dropFirst()), (0...65535).contains(port) else {
+                throw ValidationError("--listen must be HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
+            }
+            return (host, port)
+        }
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("--listen must be HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
+        }
+        host = String(text[..<colon])
+        if host.isEmpty { host = "127.0.0.1" }
+        return (host, port)
+    }
+}
+
+/// The lines that point common clients at authtap.
+func clientSetupLines(proxyURL: String, certs: CertsDirectory, export: Bool) -> [String] {
+    let ca = absolute(certs.caCertificatePath)
+    let bundle = absolute(certs.bundlePath)
+    let p = export ? "export " : "  export "
+    return [
+        "\(p)HTTPS_PROXY=\(proxyURL) HTTP_PROXY=\(proxyURL) https_proxy=\(proxyURL) http_proxy=\(proxyURL)",
+        "\(p)SSL_CERT_FILE=\(bundle) REQUESTS_CA_BUNDLE=\(bundle) CURL_CA_BUNDLE=\(bundle)",
+        "\(p)NODE_EXTRA_CA_CERTS=\(ca)",
+        (export ? "# " : "  # ") + "Java: keytool -importcert -noprompt -alias authtap -file \(ca) -keystore \"$JAVA_HOME/lib/security/cacerts\" -storepass changeit"
+            + " && java -Dhttps.proxyHost=\(proxyHost(proxyURL)) -Dhttps.proxyPort=\(proxyPort(proxyURL)) ...",
+    ]
+}
+
+func absolute(_ path: String) -> String {
+    path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+}
+func proxyHost(_ url: String) -> String {
+    let rest = url.replacingOccurrences(of: "http://", with: "")
+    return String(rest[..<(rest.lastIndex(of: ":") ?? rest.endIndex)])
+}
+func proxyPort(_ url: String) -> String {
+    String(url[url.index(after: url.lastIndex(of: ":")!)...])
+}
+func proxyURL(host: String, port: Int) -> String {
+    let shown = host == "0.0.0.0" ? "127.0.0.1" : host
+    return "http://\(shown.contains(":") ? "[\(shown)]" : shown):\(port)"
+}
+
+struct Env: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print export lines that point clients at authtap: eval \"$(authtap env)\".")
+    @OptionGroup var listen: ListenOption
+    @Option(help: "Directory of the local CA (created if missing).")
+    var certs: String = "certs"
+
+    func run() throws {
+        let (host, port) = try listen.parsed()
+        let dir = CertsDirectory(path: certs)
+        _ = try dir.loadOrCreateCA()
+        for line in clientSetupLines(proxyURL: proxyURL(host: host, port: port), certs: dir, export: true) {
+            print(line)
+        }
+    }
+}
+
+struct Sessions: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List recorded proxy sessions.")
+    @Option(help: "The capture database.")
+    var db: String = "Captures/authtap.sqlite"
+    @Option(help: "Output format: text or json.")
+    var format: OutputFormat = .text
+
+    func run() throws {
+        let database = try openExisting(db)
+        let sessions = try database.sessions()
+        switch format {
+        case .json:
+            try printJSON(sessions)
+        case .text:
+            if sessions.isEmpty { print("no sessions in \(db)") }
+            for s in sessions {
+                let end = s.endedAt.map { iso($0) } ?? "running or interrupted"
+                print("#\(s.id ?? 0)  \(iso(s.startedAt)) → \(end)  \(s.recorded) exchanges  \(s.dropped) dropped  \(s.listen ?? "")  v\(s.version)")
+            }
+        }
+    }
+}
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
+
+struct Exchanges: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List recorded exchanges (already masked).")
+    @Option(help: "The capture database.")
+    var db: String = "Captures/authtap.sqlite"
+    @Option(help: "Only this session.")
+    var session: Int64?
+    @Option(help: "Output format: text or json.")
+    var format: OutputFormat = .text
+    @Flag(help: "Also list CONNECT tunnels.")
+    var tunnels = false
+
+    func run() throws {
+        let database = try openExisting(db)
+        let exchanges = try database.exchanges(session: session)
+        switch format {
+        case .json:
+            if tunnels {
+                try printJSON(ExchangeDump(exchanges: exchanges.map(ExchangeView.init), tunnels: try database.tunnels(session: session)))
+            } else {
+                try printJSON(exchanges.map(ExchangeView.init))
+            }
+        case .text:
+            for e in exchanges { print(ConsoleLine.format(e)) }
+            if tunnels {
+                for t in try database.tunnels(session: session) {
+                    print("tunnel #\(t.id ?? 0) \(t.intercepted ? "intercepted" : "relayed") \(t.host):\(t.port) ↑\(t.bytesFromClient)B ↓\(t.bytesFromUpstream)B \(Int(t.durationMs))ms \(t.ending)\(t.error.map { " " + $0.rawValue } ?? "")")
+                }
+            }
+        }
+    }
+}
+
+struct ExchangeDump: Encodable {
+    var exchanges: [ExchangeView]
+    var tunnels: [Tunnel]
+}
+
+/// The JSON shape of `authtap exchanges --format json`: the record, with bodies as text when they are UTF-8.
+struct ExchangeView: Encodable {
+    var exchange: Exchange
+    init(_ e: Exchange) { exchange = e }
+
+    enum Keys: String, CodingKey {
+        case id, session, connection, client, url, scheme, host, port, method, target, httpVersion, status
+        case requestHeaders, responseHeaders, requestBody, requestBodySize, requestBodyTruncated
+        case responseBody, responseBodySize, responseBodyTruncated, clientTLS, upstreamTLS, insecureUpstream
+        case connectionReused, timings, error, tlsFailure, errorDetail, roles, oauthParams
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        let e = exchange
+        try c.encode(e.id, forKey: .id)
+        try c.encode(e.sessionID, forKey: .session)
+        try c.encode(e.connectionID, forKey: .connection)
+        try c.encode(e.clientAddress, forKey: .client)
+        try c.encode(e.url, forKey: .url)
+        try c.encode(e.scheme, forKey: .scheme)
+        try c.encode(e.host, forKey: .host)
+        try c.encode(e.port, forKey: .port)
+        try c.encode(e.method, forKey: .method)
+        try c.encode(e.target, forKey: .target)
+        try c.encode(e.httpVersion, forKey: .httpVersion)
+        try c.encode(e.status, forKey: .status)
+        try c.encode(e.requestHeaders.map { [$0.name, $0.value] }, forKey: .requestHeaders)
+        try c.encode(e.responseHeaders.map { [$0.name, $0.value] }, forKey: .responseHeaders)
+        try c.encode(Self.text(e.requestBody.bytes), forKey: .requestBody)
+        try c.encode(e.requestBody.size, forKey: .requestBodySize)
+        try c.encode(e.requestBody.truncated, forKey: .requestBodyTruncated)
+        try c.encode(Self.text(e.responseBody.bytes), forKey: .responseBody)
+        try c.encode(e.responseBody.size, forKey: .responseBodySize)
+        try c.encode(e.responseBody.truncated, forKey: .responseBodyTruncated)
+        try c.encode(e.clientTLS, forKey: .clientTLS)
+        try c.encode(e.upstreamTLS, forKey: .upstreamTLS)
+        try c.encode(e.insecureUpstream, forKey: .insecureUpstream)
+        try c.encode(e.connectionReused, forKey: .connectionReused)
+        try c.encode(e.timings, forKey: .timings)
+        try c.encode(e.error, forKey: .error)
+        try c.encode(e.tlsFailure, forKey: .tlsFailure)
+        try c.encode(e.errorDetail, forKey: .errorDetail)
+        try c.encode(e.roles, forKey: .roles)
+        try c.encode(e.oauthParams, forKey: .oauthParams)
+    }
+
+    static func text(_ bytes: [UInt8]) -> String? {
+        if bytes.isEmpty { return nil }
+        return String(validating: bytes, as: UTF8.self) ?? "base64:" + Data(bytes).base64EncodedString()
+    }
+}
+
+func openExisting(_ path: String) throws -> AppDatabase {
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw ValidationError("no capture database at \(path): run `authtap proxy` first, or pass --db")
+    }
+    return try AppDatabase.open(path: path)
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.dateEncodingStrategy = .iso8601
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+func iso(_ date: Date) -> String {
+    let f = ISO8601DateFormatter()
+    f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    return f.string(from: date)
+}
+
+/// One line per exchange: time, method, URL (masked), status, duration, OAuth role, error kind.
+enum ConsoleLine {
+    static func format(_ e: Exchange) -> String {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "HH:mm:ss.SSS"
+        formatter.timeZone = TimeZone.current
+        var line = "\(formatter.string(from: e.timings.start)) \(e.method) \(e.method == "CONNECT" ? "\(e.host):\(e.port)" : e.url)"
+        line += " " + (e.status.map(String.init) ?? "---")
+        line += " " + (e.timings.end.map { String(format: "%.1fms", $0) } ?? "-")
+        if !e.roles.isEmpty { line += " [" + e.roles.map(\.rawValue).joined(separator: ",") + "]" }
+        if let error = e.error { line += " !" + error.rawValue + (e.tlsFailure.map { "(\($0.rawValue))" } ?? "") }
+        return line
+    }
+}

@@ -1,0 +1,137 @@
+import ArgumentParser
+import AuthtapCA
+import AuthtapModel
+import AuthtapOAuth
+import AuthtapProxy
+import AuthtapStore
+import Dispatch
+import Foundation
+
+struct Proxy: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the recording, secret-masking HTTPS intercepting proxy.",
+        discussion: """
+            Point a client at it with HTTPS_PROXY and trust the CA it prints. Every exchange is masked
+            and recorded in the capture database; Ctrl-C stops it without losing a completed exchange.
+            """)
+
+    @OptionGroup var listen: ListenOption
+    @OptionGroup var paths: CommonPaths
+
+    @Flag(help: "Allow a non-loopback --listen address (requires --proxy-auth).")
+    var allowRemote = false
+
+    @Option(help: "Require Proxy-Authorization Basic USER:PASS.")
+    var proxyAuth: String?
+
+    @Option(help: "Intercept only CONNECT hosts matching this glob (repeatable); others are relayed byte for byte.")
+    var intercept: [String] = []
+
+    @Option(help: "Bytes of each body to record.")
+    var bodyLimit: Int = 1 << 20
+
+    @Option(help: "Seconds to wait for an upstream TCP connection.")
+    var connectTimeout: Double = 10
+
+    @Option(help: "PEM file of extra trust anchors for upstream servers (repeatable).")
+    var upstreamCa: [String] = []
+
+    @Flag(help: "Do not verify upstream certificates (noted on every exchange).")
+    var insecureUpstream = false
+
+    @Flag(help: "Do not print a line per exchange.")
+    var quiet = false
+
+    @Option(help: "Event loop threads (default: one per core).")
+    var threads: Int?
+
+    func validate() throws {
+        let (host, _) = try listen.parsed()
+        if !ProxyConfiguration.isLoopback(host) {
+            if !allowRemote {
+                throw ValidationError("refusing to listen on \(host): it is not a loopback address. Pass --allow-remote together with --proxy-auth USER:PASS to expose authtap beyond this machine.")
+            }
+            if proxyAuth == nil {
+                throw ValidationError("--allow-remote requires --proxy-auth USER:PASS: authtap never runs as an open proxy.")
+            }
+        }
+        if let auth = proxyAuth, !auth.contains(":") || auth.hasPrefix(":") {
+            throw ValidationError("--proxy-auth must be USER:PASS")
+        }
+        if bodyLimit < 0 { throw ValidationError("--body-limit must be ≥ 0") }
+        if connectTimeout <= 0 { throw ValidationError("--connect-timeout must be > 0") }
+    }
+
+    func run() async throws {
+        let (host, port) = try listen.parsed()
+        var config = ProxyConfiguration()
+        config.host = host
+        config.port = port
+        config.allowRemote = allowRemote
+        if let auth = proxyAuth, let colon = auth.firstIndex(of: ":") {
+            config.proxyAuth = (String(auth[..<colon]), String(auth[auth.index(after: colon)...]))
+        }
+        config.bodyLimit = bodyLimit
+        config.connectTimeout = connectTimeout
+        config.intercept = intercept
+        config.insecureUpstream = insecureUpstream
+        if let threads { config.threads = threads }
+
+        let certs = CertsDirectory(path: paths.certs)
+        let ca = try certs.loadOrCreateCA()
+        let masker = Masker(fingerprinter: Fingerprinter(key: try certs.loadOrCreateFingerprintKey()))
+        var anchors: [X509Certificate] = []
+        for file in upstreamCa { anchors += try loadPEMCertificates(path: file) }
+        let trust = UpstreamTrust(extraAnchors: anchors)
+
+        let database = try AppDatabase.open(path: paths.db)
+        let session = try database.startSession(version: authtapVersion, arguments: Array(CommandLine.arguments.dropFirst()).map(masker.maskFreeText), listen: listen.listen)
+        let quiet = self.quiet
+        let writer = CaptureWriter(database: database, sessionID: session.id!, prepare: masker.record) { batch in
+            guard !quiet else { return }
+            var out = ""
+            for e in batch { out += ConsoleLine.format(e) + "\n" }
+            FileHandle.standardOutput.write(Data(out.utf8))
+        }
+        let server = try ProxyServer(config: config, ca: ca, trust: trust, writer: writer)
+        let address: String
+        do {
+            let bound = try await server.start()
+            address = "\(bound.ipAddress ?? host):\(bound.port ?? port)"
+        } catch {
+            writer.close()
+            throw ValidationError("cannot listen on \(listen.listen): \(error)")
+        }
+        let boundPort = Int(address[address.index(after: address.lastIndex(of: ":")!)...]) ?? port
+        let url = proxyURL(host: host, port: boundPort)
+        var banner = "authtap listening on \(address.contains(":") && !address.contains(".") ? "[\(address[..<address.lastIndex(of: ":")!])]:\(boundPort)" : address)\n"
+        banner += "CA certificate: \(absolute(certs.caCertificatePath))\n"
+        banner += "Capture database: \(absolute(paths.db)) (session \(session.id!))\n"
+        banner += "Point clients at authtap:\n"
+        banner += clientSetupLines(proxyURL: url, certs: certs, export: false).joined(separator: "\n") + "\n"
+        if insecureUpstream { banner += "WARNING: upstream certificates are NOT verified (--insecure-upstream)\n" }
+        FileHandle.standardOutput.write(Data(banner.utf8))
+
+        // SIGINT / SIGTERM: stop accepting, drain, flush, exit 0.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let (stop, continuation) = AsyncStream<Int32>.makeStream()
+        let sources = [SIGINT, SIGTERM].map { sig -> any DispatchSourceSignal in
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { continuation.yield(sig) }
+            source.resume()
+            return source
+        }
+        for await sig in stop {
+            FileHandle.standardError.write(Data("authtap: \(sig == SIGINT ? "SIGINT" : "SIGTERM"), finishing in-flight exchanges (up to 5 s)\n".utf8))
+            break
+        }
+        withExtendedLifetime(sources) {}
+        await server.shutdown(grace: 5)
+        let dropped = writer.droppedCount
+        FileHandle.standardError.write(Data("authtap: stopped; \(dropped) records dropped\n".utf8))
+    }
+}
+
+import X509
+typealias X509Certificate = X509.Certificate
