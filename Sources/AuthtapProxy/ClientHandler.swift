@@ -600,7 +600,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
     /// connection (and any bytes that arrived early) to the handlers `install` adds.
     private func upgrade(context: ChannelHandlerContext, install: @escaping (ChannelPipeline.SynchronousOperations) throws -> Void) {
         state = .upgrading
-        let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("Content-Length", "0")]))
+        let head = HTTPResponseHead(version: .http1_1, status: .custom(code: 200, reasonPhrase: "Connection established"), headers: HTTPHeaders([("Content-Length", "0")]))
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().flatMap {
             context.pipeline.syncOperations.removeHandler(self.decoder)

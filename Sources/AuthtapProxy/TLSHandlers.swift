@@ -159,8 +159,12 @@ final class ClientHelloGate: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelRead(wrapInboundOut(buffer))
         context.fireChannelReadComplete()
         let pendingRead = readPending
+        readPending = false
+        deciding = false
+        let channel = context.channel
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-        if pendingRead { context.read() }
+        // A read held while the leaf was issued must be re-issued, or the connection stalls.
+        if pendingRead { channel.read() }
     }
 }
 

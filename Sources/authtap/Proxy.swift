@@ -62,6 +62,31 @@ struct Proxy: AsyncParsableCommand {
         if connectTimeout <= 0 { throw ValidationError("--connect-timeout must be > 0") }
     }
 
+    /// The command line as recorded in the session row, with the --proxy-auth password masked.
+    static func maskedArguments(_ args: ArraySlice<String>, masker: Masker) -> [String] {
+        var out: [String] = []
+        var maskNext = false
+        for arg in args {
+            if maskNext {
+                out.append(maskCredential(arg, masker: masker))
+                maskNext = false
+            } else if arg == "--proxy-auth" {
+                out.append(arg)
+                maskNext = true
+            } else if arg.hasPrefix("--proxy-auth=") {
+                out.append("--proxy-auth=" + maskCredential(String(arg.dropFirst(13)), masker: masker))
+            } else {
+                out.append(masker.maskFreeText(arg))
+            }
+        }
+        return out
+    }
+
+    static func maskCredential(_ value: String, masker: Masker) -> String {
+        guard let colon = value.firstIndex(of: ":") else { return masker.marker(kind: "password", value: value) }
+        return value[..<colon] + ":" + masker.marker(kind: "password", value: String(value[value.index(after: colon)...]))
+    }
+
     func run() async throws {
         let (host, port) = try listen.parsed()
         var config = ProxyConfiguration()
@@ -85,7 +110,7 @@ struct Proxy: AsyncParsableCommand {
         let trust = UpstreamTrust(extraAnchors: anchors)
 
         let database = try AppDatabase.open(path: paths.db)
-        let session = try database.startSession(version: authtapVersion, arguments: Array(CommandLine.arguments.dropFirst()).map(masker.maskFreeText), listen: listen.listen)
+        let session = try database.startSession(version: authtapVersion, arguments: Self.maskedArguments(CommandLine.arguments.dropFirst(), masker: masker), listen: listen.listen)
         let quiet = self.quiet
         let writer = CaptureWriter(database: database, sessionID: session.id!, prepare: masker.record) { batch in
             guard !quiet else { return }
