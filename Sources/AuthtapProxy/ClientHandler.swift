@@ -514,7 +514,12 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         if let handler = upstream {
             ex.upstreamTLS = handler.tlsFacts()
             ex.insecureUpstream = handler.isTLS && handler.insecure
-            if !ex.connectionReused, let at = handler.handshakeAt { ex.timings.tls = ms(at) }
+            if !ex.connectionReused, let at = handler.handshakeAt {
+                let tls = ms(at)
+                ex.timings.tls = tls
+                // Writes wait in the TLS handler until the handshake is done.
+                if let sent = ex.timings.requestSent, sent < tls { ex.timings.requestSent = tls }
+            }
             upstream = nil
             handler.delegate = nil
             if releaseUpstream && ex.error == nil {

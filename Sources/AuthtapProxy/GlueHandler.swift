@@ -55,7 +55,11 @@ final class GlueHandler: ChannelDuplexHandler {
         return (client, upstream)
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        // The partner may have held a read while this side was not yet in its pipeline.
+        partner?.partnerBecameWritable()
+    }
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         partner = nil

@@ -65,11 +65,6 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
-    func channelActive(context: ChannelHandlerContext) {
-        connectedAt = .now()
-        context.fireChannelActive()
-    }
-
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
         if let delegate {
@@ -228,7 +223,10 @@ struct UpstreamConnector: Sendable {
                 }
             }
         return bootstrap.connect(host: host, port: port).flatMapThrowing { channel in
-            try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+            // The connect future completes when TCP is established (the TLS handshake follows).
+            let handler = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+            handler.connectedAt = .now()
+            return handler
         }
     }
 }

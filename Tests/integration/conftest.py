@@ -303,7 +303,7 @@ class Proxy:
         raise AssertionError(f"condition not met; exchanges: {json.dumps(last, indent=1)[:4000]}")
 
     def curl(self, *args, timeout=30):
-        cmd = ["curl", "-sS", "--max-time", "20", "--proxy", self.url, *args]
+        cmd = ["curl", "-sS", "--max-time", "20", "--suppress-connect-headers", "--proxy", self.url, *args]
         return subprocess.run(cmd, capture_output=True, timeout=timeout)
 
 
@@ -330,7 +330,7 @@ def make_proxy(tmp_path, pki):
         p.stop()
 
 
-def raw_exchange(port, data, read_timeout=5.0):
+def raw_exchange(port, data, read_timeout=5.0, until_close=False):
     """Sends raw bytes to the proxy and returns everything it answers until close or timeout."""
     s = socket.create_connection(("127.0.0.1", port), timeout=read_timeout)
     s.sendall(data)
@@ -341,7 +341,7 @@ def raw_exchange(port, data, read_timeout=5.0):
             if not chunk:
                 break
             out += chunk
-            if b"\r\n\r\n" in out:
+            if b"\r\n\r\n" in out and not until_close:
                 head, _, body = out.partition(b"\r\n\r\n")
                 for line in head.split(b"\r\n"):
                     if line.lower().startswith(b"content-length:") and len(body) >= int(line.split(b":")[1]):

@@ -213,8 +213,9 @@ def test_upstream_reset_mid_response(proxy, upstreams):
     (b"CONNECT localhost:443 HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nHost: localhost\r\n\r\n", b"400", b"non-tls-in-tunnel"),
 ])
 def test_bad_input_gets_an_error_and_others_are_served(proxy, upstreams, payload, status, kind):
-    out = raw_exchange(proxy.port, payload)
-    if payload.startswith(b"CONNECT localhost"):
+    tunnel = payload.startswith(b"CONNECT localhost")
+    out = raw_exchange(proxy.port, payload, until_close=tunnel)
+    if tunnel:
         out = out.split(b"\r\n\r\n", 1)[1]  # after the 200 Connection established
     assert out.startswith(b"HTTP/1.1 " + status), out[:200]
     assert b"X-Authtap-Error: " + kind in out
@@ -225,7 +226,7 @@ def test_bad_input_gets_an_error_and_others_are_served(proxy, upstreams, payload
 
 
 def test_garbage_tls_bytes_after_connect_close_the_tunnel(proxy, upstreams):
-    out = raw_exchange(proxy.port, b"CONNECT localhost:443 HTTP/1.1\r\n\r\n\x00\x01\x02garbage")
+    out = raw_exchange(proxy.port, b"CONNECT localhost:443 HTTP/1.1\r\n\r\n\x00\x01\x02garbage", until_close=True)
     assert out.startswith(b"HTTP/1.1 200")
     xs = proxy.wait_for(lambda xs: any(x["error"] == "non-tls-in-tunnel" for x in xs))
     assert xs[0]["method"] == "CONNECT"
@@ -307,7 +308,7 @@ def test_ctrl_c_during_load_loses_nothing_completed(proxy, upstreams):
     assert len(ok) >= done, f"client saw {done} completed exchanges, store has {len(ok)}"
     sessions = json.loads(subprocess.run([str(AUTHTAP), "sessions", "--db", str(proxy.db), "--format", "json"],
                                          capture_output=True, check=True).stdout)
-    assert sessions[-1]["endedAt"] is not None and sessions[-1]["dropped"] == 0
+    assert sessions[-1]["ended_at"] is not None and sessions[-1]["dropped"] == 0
 
 
 # ---------- safe defaults ----------
