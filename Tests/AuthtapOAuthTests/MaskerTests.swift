@@ -1,0 +1,208 @@
+import AuthtapModel
+import Foundation
+import Testing
+
+@testable import AuthtapOAuth
+
+let masker = Masker(fingerprinter: Fingerprinter(key: Array("unit-test-key-0123456789abcdef!!".utf8)))
+func fp(_ v: String) -> String { masker.fingerprinter.fingerprint(v) }
+
+struct MaskCase: Sendable, CustomStringConvertible {
+    var description: String
+    var secret: String
+    var exchange: @Sendable () -> Exchange
+}
+
+func baseExchange(method: String = "GET", target: String = "/", status: Int? = 200) -> Exchange {
+    var e = Exchange(connectionID: 1, clientAddress: "127.0.0.1:1", scheme: .https, host: "idp.test", port: 443,
+                     method: method, target: target, start: Date(timeIntervalSince1970: 0))
+    e.status = status
+    return e
+}
+
+func body(_ text: String) -> CapturedBody { CapturedBody(bytes: Array(text.utf8), size: text.utf8.count) }
+
+let jwtHeader = JWT.base64URL(Array(#"{"alg":"RS256","kid":"k1"}"#.utf8))
+let jwtClaims = JWT.base64URL(Array(#"{"sub":"alice","aud":"app"}"#.utf8))
+let sampleJWT = "\(jwtHeader).\(jwtClaims).SIGNATUREsignatureSIGNATURE0123"
+
+/// Every position a secret can take, each with the secret that must disappear.
+let maskCases: [MaskCase] = [
+    .init(description: "query code", secret: "QCODE123") { baseExchange(target: "/cb?code=QCODE123&state=s") },
+    .init(description: "percent-encoded query", secret: "A/B+C=") { baseExchange(target: "/cb?code=A%2FB%2BC%3D&state=s") },
+    .init(description: "fragment token", secret: "FRAGTOKEN") { baseExchange(target: "/cb#access_token=FRAGTOKEN&token_type=bearer") },
+    .init(description: "form client_secret", secret: "FORMSECRET") {
+        var e = baseExchange(method: "POST", target: "/token")
+        e.requestHeaders = [HeaderField("Content-Type", "application/x-www-form-urlencoded")]
+        e.requestBody = body("grant_type=client_credentials&client_secret=FORMSECRET")
+        return e
+    },
+    .init(description: "form without content-type", secret: "PWVALUE") {
+        var e = baseExchange(method: "POST", target: "/token")
+        e.requestBody = body("grant_type=password&username=a&password=PWVALUE")
+        return e
+    },
+    .init(description: "json nested any depth", secret: "DEEPASSERTION") {
+        var e = baseExchange(method: "POST", target: "/x")
+        e.requestHeaders = [HeaderField("Content-Type", "application/json")]
+        e.requestBody = body(#"{"a":{"b":[{"c":{"assertion":"DEEPASSERTION"}}]}}"#)
+        return e
+    },
+    .init(description: "json escaped quotes", secret: #"ab\"cd"#) {
+        var e = baseExchange(method: "POST", target: "/x")
+        e.requestBody = body(#"{"client_secret":"ab\"cd"}"#)
+        return e
+    },
+    .init(description: "truncated json", secret: "TRUNCATEDREFRESH") {
+        var e = baseExchange(target: "/token")
+        e.responseHeaders = [HeaderField("Content-Type", "application/json")]
+        e.responseBody = CapturedBody(bytes: Array(#"{"access_token":"x","refresh_token":"TRUNCATEDREFRESH"#.utf8), size: 5000)
+        return e
+    },
+    .init(description: "numeric secret in json", secret: "987654321") {
+        var e = baseExchange(target: "/x")
+        e.responseBody = body(#"{"code":987654321}"#)
+        return e
+    },
+    .init(description: "location header", secret: "LOCCODE") {
+        var e = baseExchange(target: "/authorize", status: 302)
+        e.responseHeaders = [HeaderField("Location", "https://app/cb?code=LOCCODE&state=s")]
+        return e
+    },
+    .init(description: "referer header", secret: "REFCODE") {
+        var e = baseExchange(target: "/x")
+        e.requestHeaders = [HeaderField("Referer", "https://app/cb?state=s&code=REFCODE")]
+        return e
+    },
+    .init(description: "basic authorization", secret: "BASICSECRET") {
+        var e = baseExchange(method: "POST", target: "/token")
+        e.requestHeaders = [HeaderField("Authorization", "Basic " + Data("client:BASICSECRET".utf8).base64EncodedString())]
+        return e
+    },
+    .init(description: "bearer authorization", secret: "BEARERTOKEN") {
+        var e = baseExchange(target: "/userinfo")
+        e.requestHeaders = [HeaderField("authorization", "Bearer BEARERTOKEN")]
+        return e
+    },
+    .init(description: "proxy authorization", secret: "dXNlcjpQUk9YWVBBU1M=") {
+        var e = baseExchange(target: "/x")
+        e.requestHeaders = [HeaderField("Proxy-Authorization", "Basic dXNlcjpQUk9YWVBBU1M=")]
+        return e
+    },
+    .init(description: "cookie", secret: "COOKIEVAL") {
+        var e = baseExchange(target: "/x")
+        e.requestHeaders = [HeaderField("Cookie", "a=COOKIEVAL; b=2")]
+        return e
+    },
+    .init(description: "set-cookie", secret: "SETCOOKIEVAL") {
+        var e = baseExchange(target: "/x")
+        e.responseHeaders = [HeaderField("Set-Cookie", "sid=SETCOOKIEVAL; Path=/; HttpOnly")]
+        return e
+    },
+    .init(description: "jwt signature", secret: "SIGNATUREsignatureSIGNATURE0123") {
+        var e = baseExchange(method: "POST", target: "/token")
+        e.responseBody = body(#"{"id_token":"\#(sampleJWT)","token_type":"Bearer"}"#)
+        return e
+    },
+    .init(description: "html form_post", secret: "FORMPOSTCODE") {
+        var e = baseExchange(target: "/authorize")
+        e.responseHeaders = [HeaderField("Content-Type", "text/html")]
+        e.responseBody = body(#"<form method="post"><input type="hidden" name="code" value="FORMPOSTCODE"/><input name="state" value="s"/></form>"#)
+        return e
+    },
+    .init(description: "text/plain error detail", secret: "PLAINTOKEN") {
+        var e = baseExchange(target: "/x")
+        e.responseHeaders = [HeaderField("Content-Type", "text/plain")]
+        e.responseBody = body("bad request: token=PLAINTOKEN was rejected")
+        return e
+    },
+    .init(description: "github form-encoded token response", secret: "gho_GITHUBTOKEN") {
+        var e = baseExchange(method: "POST", target: "/login/oauth/access_token")
+        e.responseHeaders = [HeaderField("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")]
+        e.responseBody = body("access_token=gho_GITHUBTOKEN&scope=repo&token_type=bearer")
+        return e
+    },
+]
+
+@Suite struct MaskingTests {
+    @Test(arguments: maskCases)
+    func secretDisappearsAndFingerprintStays(_ c: MaskCase) throws {
+        let recorded = masker.record(c.exchange())
+        let dump = String(decoding: try JSONEncoder().encode(recorded), as: UTF8.self)
+        let all = dump + recorded.target + String(decoding: recorded.requestBody.bytes + recorded.responseBody.bytes, as: UTF8.self)
+            + (recorded.requestHeaders + recorded.responseHeaders).map(\.value).joined()
+        #expect(!all.contains(c.secret), "secret survived in \(c.description)")
+        #expect(all.contains("[masked"), "no marker in \(c.description)")
+    }
+
+    @Test func markerCarriesKindLengthAndKeyedFingerprint() {
+        let m = masker.marker(kind: "code", value: "abc")
+        #expect(m == "[masked code len=3 fp=\(fp("abc"))]")
+        #expect(fp("abc").count == 12)
+        #expect(fp("abc") == fp("abc") && fp("abc") != fp("abd"))
+        let other = Masker(fingerprinter: Fingerprinter(key: Array("another-key-another-key-another!!".utf8)))
+        #expect(other.fingerprinter.fingerprint("abc") != fp("abc"), "fingerprints are keyed per install")
+    }
+
+    @Test func jwtKeepsHeaderAndClaims() {
+        let masked = masker.mask(kind: "id_token", value: sampleJWT)
+        #expect(masked.hasPrefix("\(jwtHeader).\(jwtClaims).[masked id_token-signature len=\(sampleJWT.count) fp=\(fp(sampleJWT))]"))
+        let decoded = JWT.decode(masked)
+        #expect(decoded?.claims["sub"] as? String == "alice")
+        #expect(decoded?.header["kid"] as? String == "k1")
+    }
+
+    @Test func readableParametersStayReadable() {
+        var e = baseExchange(target: "/authorize?response_type=code&client_id=app&redirect_uri=https%3A%2F%2Fapp%2Fcb&state=S1&nonce=N1&code_challenge=CH&code_challenge_method=S256&scope=openid%20email")
+        e.status = 302
+        let r = masker.record(e)
+        #expect(r.target == e.target)
+        let params = Dictionary(r.oauthParams.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
+        #expect(params["redirect_uri"] == "https://app/cb")
+        #expect(params["scope"] == "openid email")
+        #expect(params["state"] == "S1" && params["nonce"] == "N1" && params["code_challenge"] == "CH")
+    }
+
+    @Test func basicAuthKeepsClientID() {
+        var e = baseExchange(method: "POST", target: "/token")
+        e.requestHeaders = [HeaderField("Authorization", "Basic " + Data("my%20app:s3cret".utf8).base64EncodedString())]
+        e.requestBody = body("grant_type=client_credentials")
+        let r = masker.record(e)
+        #expect(r.requestHeaders[0].value == "Basic my app:[masked client_secret len=6 fp=\(fp("s3cret"))]")
+        #expect(r.oauthParams.contains { $0.name == "client_id" && $0.value == "my app" })
+        #expect(r.oauthParams.contains { $0.name == "client_secret" && $0.fingerprint == fp("s3cret") })
+    }
+
+    @Test func pkceVerifierDigestIsKeptNotTheVerifier() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+        var e = baseExchange(method: "POST", target: "/token")
+        e.requestBody = body("grant_type=authorization_code&code=abc&code_verifier=\(verifier)")
+        let r = masker.record(e)
+        // RFC 7636 appendix B.
+        #expect(r.oauthParams.contains { $0.name == "code_verifier_s256" && $0.value == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM" })
+        #expect(!String(decoding: r.requestBody.bytes, as: UTF8.self).contains(verifier))
+    }
+
+    @Test func encodedBodiesAreNotKept() {
+        var e = baseExchange(target: "/token")
+        e.responseHeaders = [HeaderField("Content-Encoding", "gzip")]
+        e.responseBody = CapturedBody(bytes: [0x1f, 0x8b, 1, 2, 3], size: 5)
+        let r = masker.record(e)
+        #expect(String(decoding: r.responseBody.bytes, as: UTF8.self).contains("gzip-encoded body not recorded"))
+        #expect(r.responseBody.size == 5)
+    }
+
+    @Test func jsonMaskingByteByByteEqualsWhole() {
+        let text = #"{"access_token":"AAA","nested":{"refresh_token":"BBB"},"n":1}"#
+        var whole: [OAuthParam] = []
+        let masked = JSONMasking.mask(Array(text.utf8), masker: masker, location: "b", params: &whole)
+        // Any prefix (a truncated capture) masks what it has and never leaks a secret.
+        for cut in 0...text.utf8.count {
+            var p: [OAuthParam] = []
+            let out = String(decoding: JSONMasking.mask(Array(text.utf8.prefix(cut)), masker: masker, location: "b", params: &p), as: UTF8.self)
+            #expect(!out.contains("AAA") && !out.contains("BBB"), "prefix \(cut) leaked: \(out)")
+        }
+        #expect(whole.map(\.name) == ["access_token", "nested", "n"])
+        #expect(String(decoding: masked, as: UTF8.self).contains(#""refresh_token":"[masked refresh_token len=3"#))
+    }
+}

@@ -1,0 +1,91 @@
+import AuthtapModel
+import Foundation
+import Testing
+
+@testable import AuthtapStore
+
+func sampleExchange(_ i: Int) -> Exchange {
+    var e = Exchange(connectionID: UInt64(i), clientAddress: "127.0.0.1:5000", scheme: .https, host: "idp.test", port: 443,
+                     method: "POST", target: "/token?x=\(i)", start: Date(timeIntervalSince1970: 1_700_000_000 + Double(i)))
+    e.status = 200
+    e.requestHeaders = [HeaderField("Content-Type", "application/x-www-form-urlencoded"), HeaderField("X-Quote", "a\"b\\c\n")]
+    e.responseHeaders = [HeaderField("Content-Type", "application/json")]
+    e.requestBody = CapturedBody(bytes: Array("grant_type=client_credentials".utf8), size: 29)
+    e.responseBody = CapturedBody(bytes: Array("{\"a\":1}".utf8), size: 5000)
+    e.timings = Timings(start: e.timings.start, connect: 1, tls: 2, requestSent: 3, firstByte: 4, end: 5)
+    e.clientTLS = TLSFacts(version: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256", alpn: "http/1.1", sni: "idp.test")
+    e.upstreamTLS = TLSFacts(version: "TLSv1.3", peerCertificate: CertificateSummary(subject: "CN=idp", issuer: "CN=ca", sans: ["idp.test"],
+                                                                                       notBefore: Date(timeIntervalSince1970: 0), notAfter: Date(timeIntervalSince1970: 1e9), serial: "01"),
+                             verification: "verified")
+    e.roles = [.token]
+    e.oauthParams = [OAuthParam(location: "request.body", name: "grant_type", value: "client_credentials"),
+                     OAuthParam(location: "request.body", name: "client_secret", value: "[masked client_secret len=3 fp=abc]", fingerprint: "abc")]
+    e.error = i % 2 == 0 ? nil : .upstreamTLS
+    e.tlsFailure = i % 2 == 0 ? nil : .expired
+    return e
+}
+
+@Suite struct StoreTests {
+    @Test func exchangesRoundTrip() throws {
+        let db = try AppDatabase.inMemory()
+        let session = try db.startSession(version: "t", arguments: ["proxy"], listen: "127.0.0.1:0")
+        var rows = (0..<3).map(sampleExchange)
+        for i in rows.indices { rows[i].sessionID = session.id }
+        var tunnel = Tunnel(connectionID: 9, clientAddress: "127.0.0.1:1", host: "relay.test", port: 443, intercepted: false, start: Date(timeIntervalSince1970: 5))
+        tunnel.sessionID = session.id
+        tunnel.bytesFromClient = 10
+        tunnel.ending = "client-closed"
+        try db.insert(exchanges: rows, tunnels: [tunnel])
+        let back = try db.exchanges(session: session.id)
+        #expect(back.count == 3)
+        for (a, b) in zip(rows, back) {
+            var b = b
+            b.id = nil
+            #expect(a == b)
+        }
+        #expect(back[0].responseBody.truncated)
+        let tunnels = try db.tunnels(session: session.id)
+        #expect(tunnels.count == 1 && tunnels[0].host == "relay.test" && tunnels[0].bytesFromClient == 10)
+    }
+
+    @Test func writerBatchesPreparesAndFlushesOnClose() throws {
+        let db = try AppDatabase.inMemory()
+        let session = try db.startSession(version: "t", arguments: [], listen: nil)
+        let writer = CaptureWriter(database: db, sessionID: session.id!, prepare: { e in
+            var e = e
+            e.target = "/prepared"
+            return e
+        })
+        for i in 0..<500 { writer.submit(sampleExchange(i)) }
+        writer.close()
+        let rows = try db.exchanges()
+        #expect(rows.count == 500)
+        #expect(rows.allSatisfy { $0.target == "/prepared" && $0.sessionID == session.id })
+        let s = try db.sessions()[0]
+        #expect(s.endedAt != nil && s.recorded == 500 && s.dropped == 0)
+    }
+
+    @Test func overflowIsDroppedAndCountedNeverSilent() throws {
+        let db = try AppDatabase.inMemory()
+        let session = try db.startSession(version: "t", arguments: [], listen: nil)
+        // A writer that cannot keep up: each prepare takes a while, and the queue holds 10.
+        let writer = CaptureWriter(database: db, sessionID: session.id!, limits: .init(maxPending: 10, maxPendingBytes: 1 << 30, batchSize: 10),
+                                   prepare: { e in usleep(2000); return e })
+        for i in 0..<200 { writer.submit(sampleExchange(i)) }
+        writer.close()
+        let stored = try db.exchanges().count
+        let s = try db.sessions()[0]
+        #expect(s.dropped > 0)
+        #expect(stored + s.dropped == 200, "every exchange is either stored or counted as dropped")
+    }
+
+    @Test func walModeOnDisk() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("authtap-store-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let db = try AppDatabase.open(path: dir.appendingPathComponent("Captures/a.sqlite").path)
+        let mode = try db.writer.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") }
+        #expect(mode == "wal")
+    }
+}
+
+import GRDB
