@@ -45,7 +45,7 @@ public struct Timings: Codable, Sendable, Equatable {
 }
 
 /// What a certificate says, reduced to what a person diagnosing TLS needs.
-public struct CertificateSummary: Codable, Sendable, Equatable {
+public struct CertificateSummary: Codable, Sendable, Hashable {
     public var subject: String
     public var issuer: String
     public var sans: [String]
@@ -63,7 +63,7 @@ public struct CertificateSummary: Codable, Sendable, Equatable {
 }
 
 /// TLS facts for one leg (client↔authtap or authtap↔upstream).
-public struct TLSFacts: Codable, Sendable, Equatable {
+public struct TLSFacts: Codable, Sendable, Hashable {
     public var version: String?
     public var cipher: String?
     public var alpn: String?

@@ -21,7 +21,7 @@ extension Masker {
         }
 
         // PKCE: S256(code_verifier) is public; keep it so a later check can compare it with code_challenge.
-        if let verifier = Masker.rawValue(named: "code_verifier", in: raw) {
+        if params.contains(where: { $0.name == "code_verifier" }), let verifier = Masker.rawValue(named: "code_verifier", in: raw) {
             let digest = SHA256.hash(data: Array(verifier.utf8))
             params.append(OAuthParam(location: "derived", name: "code_verifier_s256", value: JWT.base64URL(digest)))
         }
@@ -32,7 +32,10 @@ extension Masker {
             requestHeaders: ex.requestHeaders, responseHeaders: ex.responseHeaders))
         ex.oauthParams = ex.roles.isEmpty ? [] : params.map { p in
             var p = p
-            if p.fingerprint == nil, p.value.utf8.count > 2048 {
+            if let fp = p.fingerprint {
+                // The param row keeps the short marker; a JWT's readable header and claims stay in the body or header.
+                p.value = "[masked \(p.name) len=\(Masker.markerLength(p.value) ?? 0) fp=\(fp)]"
+            } else if p.value.utf8.count > 2048 {
                 p.value = String(p.value.prefix(2048)) + "…"
             }
             return p
@@ -40,17 +43,31 @@ extension Masker {
         return ex
     }
 
+    /// The `len=` of a marker (the secret's length).
+    static func markerLength(_ marker: String) -> Int? {
+        let bytes = Array(marker.utf8)
+        let needle = Array(" len=".utf8)
+        guard bytes.count >= needle.count else { return nil }
+        for start in stride(from: bytes.count - needle.count, through: 0, by: -1) where bytes[start..<(start + needle.count)].elementsEqual(needle) {
+            var value = 0
+            var i = start + needle.count
+            while i < bytes.count, bytes[i] >= UInt8(ascii: "0"), bytes[i] <= UInt8(ascii: "9") {
+                value = value * 10 + Int(bytes[i] - UInt8(ascii: "0"))
+                i += 1
+            }
+            return value
+        }
+        return nil
+    }
+
     /// A raw request parameter value (query or form body), read in memory only.
     static func rawValue(named name: String, in raw: Exchange) -> String? {
-        let sources: [Substring] = [
-            raw.target.split(separator: "?", maxSplits: 1).dropFirst().first ?? "",
-            Substring(String(decoding: raw.requestBody.bytes, as: UTF8.self)),
-        ]
-        for source in sources {
-            for part in source.split(separator: "&") {
-                guard let eq = part.firstIndex(of: "=") else { continue }
-                if FormCoding.decode(part[..<eq]) == name {
-                    return FormCoding.decode(part[part.index(after: eq)...])
+        let query = raw.target.utf8.firstIndex(of: UInt8(ascii: "?")).map { Array(raw.target.utf8[raw.target.utf8.index(after: $0)...]) } ?? []
+        for source in [query, raw.requestBody.bytes] {
+            for part in source.split(separator: UInt8(ascii: "&")) {
+                guard let eq = part.firstIndex(of: UInt8(ascii: "=")) else { continue }
+                if FormCoding.decode(String(decoding: part[..<eq], as: UTF8.self)) == name {
+                    return FormCoding.decode(String(decoding: part[(eq + 1)...], as: UTF8.self))
                 }
             }
         }

@@ -4,13 +4,27 @@ import Foundation
 public enum JWT {
     /// Three base64url segments whose first decodes to a JSON object with `alg`.
     public static func looksLikeJWT(_ value: String) -> Bool {
-        let parts = value.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0].count >= 10, parts[1].count >= 2 else { return false }
-        for part in parts where !part.utf8.allSatisfy(isBase64URL) { return false }
-        guard let header = decodeSegment(parts[0]),
-              let object = try? JSONSerialization.jsonObject(with: header) as? [String: Any]
-        else { return false }
-        return object["alg"] != nil
+        // Cheap byte checks first: this runs for every secret value on the writer's path.
+        var dots = 0
+        var firstDot = -1
+        var secondDot = -1
+        var i = 0
+        for c in value.utf8 {
+            if c == UInt8(ascii: ".") {
+                dots += 1
+                if dots == 1 { firstDot = i } else if dots == 2 { secondDot = i } else { return false }
+            } else if !isBase64URL(c) {
+                return false
+            }
+            i += 1
+        }
+        guard dots == 2, firstDot >= 10, secondDot - firstDot > 2 else { return false }
+        // A JOSE header is a JSON object naming its algorithm.
+        guard let header = decodeSegment(value.utf8.prefix(firstDot)), header.first == UInt8(ascii: "{") else { return false }
+        let alg = Array("\"alg\"".utf8)
+        let bytes = Array(header)
+        guard bytes.count >= alg.count else { return false }
+        return (0...(bytes.count - alg.count)).contains { bytes[$0..<($0 + alg.count)].elementsEqual(alg) }
     }
 
     /// Decoded header and claims of a (possibly masked) JWT.
@@ -25,16 +39,22 @@ public enum JWT {
     }
 
     public static func decodeSegment<S: StringProtocol>(_ segment: S) -> Data? {
-        var text = segment.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while text.count % 4 != 0 { text += "=" }
-        return Data(base64Encoded: text)
+        decodeSegment(segment.utf8)
+    }
+
+    public static func decodeSegment<C: Collection<UInt8>>(_ segment: C) -> Data? {
+        var bytes = segment.map { c -> UInt8 in
+            c == UInt8(ascii: "-") ? UInt8(ascii: "+") : c == UInt8(ascii: "_") ? UInt8(ascii: "/") : c
+        }
+        while bytes.count % 4 != 0 { bytes.append(UInt8(ascii: "=")) }
+        return Data(base64Encoded: Data(bytes))
     }
 
     public static func base64URL(_ bytes: some Sequence<UInt8>) -> String {
-        Data(bytes).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        let standard = Data(bytes).base64EncodedString().utf8
+        return String(decoding: standard.compactMap { c -> UInt8? in
+            c == UInt8(ascii: "+") ? UInt8(ascii: "-") : c == UInt8(ascii: "/") ? UInt8(ascii: "_") : c == UInt8(ascii: "=") ? nil : c
+        }, as: UTF8.self)
     }
 
     private static func isBase64URL(_ c: UInt8) -> Bool {

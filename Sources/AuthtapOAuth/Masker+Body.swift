@@ -18,18 +18,20 @@ extension Masker {
             return (Array("[authtap: \(encoding)-encoded body not recorded]".utf8), .encoded)
         }
         let contentType = headers.value(of: "content-type")?.lowercased() ?? ""
+        let isJSONType = contentType.utf8Contains("json")
+        let isFormType = contentType.utf8Contains("x-www-form-urlencoded")
         guard let text = String(validating: bytes, as: UTF8.self) else {
             // Not UTF-8: only keep it if it cannot be text carrying a secret.
-            if contentType.hasPrefix("text/") || contentType.contains("json") || contentType.contains("form") {
+            if contentType.hasPrefix("text/") || isJSONType || contentType.utf8Contains("form") {
                 return (Array("[authtap: body is not valid UTF-8, not recorded]".utf8), .binary)
             }
             return (bytes, .binary)
         }
         let firstSignificant = text.utf8.first { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }
-        if contentType.contains("json") || firstSignificant == UInt8(ascii: "{") || firstSignificant == UInt8(ascii: "[") {
+        if isJSONType || firstSignificant == UInt8(ascii: "{") || firstSignificant == UInt8(ascii: "[") {
             return (JSONMasking.mask(bytes, masker: self, location: location, params: &params), .json)
         }
-        if contentType.contains("x-www-form-urlencoded") || FormCoding.looksLikeForm(text) {
+        if isFormType || FormCoding.looksLikeForm(text) {
             return (Array(maskPairs(Substring(text), location: location, params: &params).utf8), .form)
         }
         return (Array(maskFreeText(text).utf8), .text)
@@ -73,15 +75,27 @@ extension Masker {
 extension FormCoding {
     /// `a=b&c=d` with no whitespace: a form body sent without a Content-Type.
     public static func looksLikeForm(_ text: String) -> Bool {
-        guard text.contains("="), text.utf8.count < 1 << 20 else { return false }
+        guard text.utf8.contains(UInt8(ascii: "=")), text.utf8.count < 1 << 20 else { return false }
         return !text.utf8.contains { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 || $0 == UInt8(ascii: "<") }
+    }
+}
+
+extension String {
+    /// Substring search on UTF-8 bytes (no Foundation bridging).
+    func utf8Contains(_ needle: String) -> Bool {
+        let h = Array(utf8), n = Array(needle.utf8)
+        guard !n.isEmpty, h.count >= n.count else { return n.isEmpty }
+        for start in 0...(h.count - n.count) where h[start] == n[0] {
+            if h[start..<(start + n.count)].elementsEqual(n) { return true }
+        }
+        return false
     }
 }
 
 extension Array where Element == HeaderField {
     /// First value of a header, case-insensitive.
     public func value(of name: String) -> String? {
-        first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+        first { $0.name.asciiCaseInsensitiveEquals(name) }?.value
     }
 }
 
@@ -117,12 +131,12 @@ enum JSONMasking {
                 } else if let key = pendingKey {
                     let value = unescape(raw)
                     if Masker.isSecret(key) {
-                        let masked = masker.mask(kind: key, value: value)
+                        let (masked, fp) = masker.secret(kind: key, value: value)
                         out.append(quote)
                         out.append(contentsOf: escape(masked))
                         if closed { out.append(quote) }
                         if stack.count == 1 {
-                            params.append(OAuthParam(location: location, name: key, value: masked, fingerprint: masker.fingerprinter.fingerprint(value)))
+                            params.append(OAuthParam(location: location, name: key, value: masked, fingerprint: fp))
                         }
                     } else {
                         out.append(contentsOf: b[i..<(closed ? j + 1 : n)])
@@ -164,10 +178,10 @@ enum JSONMasking {
                 if let key = pendingKey {
                     let text = String(decoding: literal, as: UTF8.self)
                     if Masker.isSecret(key) {
-                        let masked = masker.mask(kind: key, value: text)
+                        let (masked, fp) = masker.secret(kind: key, value: text)
                         out.append(contentsOf: Array("\"\(masked)\"".utf8))
                         if stack.count == 1 {
-                            params.append(OAuthParam(location: location, name: key, value: masked, fingerprint: masker.fingerprinter.fingerprint(text)))
+                            params.append(OAuthParam(location: location, name: key, value: masked, fingerprint: fp))
                         }
                     } else {
                         out.append(contentsOf: literal)

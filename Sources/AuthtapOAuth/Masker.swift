@@ -11,10 +11,14 @@ public struct Fingerprinter: Sendable {
     }
     public func fingerprint(_ value: String) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Array(value.utf8), using: key)
-        return String(mac.prefix(6).map { byte in
-            let hex = String(byte, radix: 16)
-            return byte < 16 ? "0" + hex : hex
-        }.joined())
+        let digits = Array("0123456789abcdef".utf8)
+        var hex: [UInt8] = []
+        hex.reserveCapacity(12)
+        for byte in mac.prefix(6) {
+            hex.append(digits[Int(byte >> 4)])
+            hex.append(digits[Int(byte & 0xF)])
+        }
+        return String(decoding: hex, as: UTF8.self)
     }
 }
 
@@ -52,11 +56,17 @@ public struct Masker: Sendable {
 
     /// Masks one secret; JWTs keep header and claims readable.
     public func mask(kind: String, value: String) -> String {
+        secret(kind: kind, value: value).masked
+    }
+
+    /// The masked form of a secret and its fingerprint, computed once.
+    public func secret(kind: String, value: String) -> (masked: String, fingerprint: String) {
+        let fp = fingerprinter.fingerprint(value)
         if JWT.looksLikeJWT(value) {
-            let parts = value.split(separator: ".", omittingEmptySubsequences: false)
-            return "\(parts[0]).\(parts[1]).[masked \(kind)-signature len=\(value.utf8.count) fp=\(fingerprinter.fingerprint(value))]"
+            let lastDot = value.utf8.lastIndex(of: UInt8(ascii: "."))!
+            return ("\(value[..<lastDot]).[masked \(kind)-signature len=\(value.utf8.count) fp=\(fp)]", fp)
         }
-        return marker(kind: kind, value: value)
+        return ("[masked \(kind) len=\(value.utf8.count) fp=\(fp)]", fp)
     }
 
     // MARK: URL-encoded text (query strings, fragments, form bodies)
@@ -65,18 +75,19 @@ public struct Masker: Sendable {
     public func maskPairs(_ text: Substring, location: String, params: inout [OAuthParam]) -> String {
         if text.isEmpty { return "" }
         var out: [String] = []
-        for part in text.split(separator: "&", omittingEmptySubsequences: false) {
-            guard let eq = part.firstIndex(of: "=") else {
+        for bytes in text.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: false) {
+            let part = Substring(bytes)
+            guard let eqByte = bytes.firstIndex(of: UInt8(ascii: "=")) else {
                 out.append(String(part))
                 continue
             }
-            let rawName = part[..<eq]
-            let rawValue = part[part.index(after: eq)...]
+            let rawName = Substring(bytes[..<eqByte])
+            let rawValue = Substring(bytes[bytes.index(after: eqByte)...])
             let name = FormCoding.decode(rawName)
             let value = FormCoding.decode(rawValue)
             if Masker.isSecret(name) {
-                let masked = mask(kind: name, value: value)
-                params.append(OAuthParam(location: location, name: name, value: masked, fingerprint: fingerprinter.fingerprint(value)))
+                let (masked, fp) = secret(kind: name, value: value)
+                params.append(OAuthParam(location: location, name: name, value: masked, fingerprint: fp))
                 out.append("\(rawName)=\(masked)")
             } else {
                 params.append(OAuthParam(location: location, name: name, value: value))
@@ -148,12 +159,15 @@ public struct Masker: Sendable {
 
     /// Masks an Authorization-style header value; returns the masked value and the OAuth params it carried.
     private func maskAuthorization(_ value: String, kind: String, location: String) -> (String, [OAuthParam]) {
-        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        var trimmedBytes = value.utf8[...]
+        while trimmedBytes.first == 0x20 { trimmedBytes = trimmedBytes.dropFirst() }
+        while trimmedBytes.last == 0x20 { trimmedBytes = trimmedBytes.dropLast() }
+        let trimmed = String(Substring(trimmedBytes))
         guard let space = trimmed.firstIndex(of: " ") else {
             return (marker(kind: kind, value: trimmed), [])
         }
         let scheme = String(trimmed[..<space])
-        let credential = String(trimmed[trimmed.index(after: space)...]).trimmingCharacters(in: .whitespaces)
+        let credential = String(trimmed[trimmed.index(after: space)...].drop(while: { $0 == " " }))
         switch scheme.lowercased() {
         case "basic" where kind == "authorization":
             // RFC 6749 §2.3.1: client_id:client_secret, each form-urlencoded, then base64.
@@ -164,15 +178,16 @@ public struct Masker: Sendable {
             }
             let user = FormCoding.decode(decoded[..<colon])
             let secret = FormCoding.decode(decoded[decoded.index(after: colon)...])
-            let maskedSecret = marker(kind: "client_secret", value: secret)
+            let fp = fingerprinter.fingerprint(secret)
+            let maskedSecret = "[masked client_secret len=\(secret.utf8.count) fp=\(fp)]"
             return ("\(scheme) \(user):\(maskedSecret)", [
                 OAuthParam(location: location + ".authorization", name: "client_id", value: user),
-                OAuthParam(location: location + ".authorization", name: "client_secret", value: maskedSecret, fingerprint: fingerprinter.fingerprint(secret)),
+                OAuthParam(location: location + ".authorization", name: "client_secret", value: maskedSecret, fingerprint: fp),
             ])
         case "bearer", "dpop":
-            let masked = mask(kind: "access_token", value: credential)
+            let (masked, fp) = self.secret(kind: "access_token", value: credential)
             return ("\(scheme) \(masked)", [
-                OAuthParam(location: location + ".authorization", name: "access_token", value: masked, fingerprint: fingerprinter.fingerprint(credential))
+                OAuthParam(location: location + ".authorization", name: "access_token", value: masked, fingerprint: fp)
             ])
         default:
             return ("\(scheme) \(marker(kind: kind, value: credential))", [])
@@ -180,10 +195,50 @@ public struct Masker: Sendable {
     }
 }
 
-/// application/x-www-form-urlencoded decoding (`+` is a space).
+/// application/x-www-form-urlencoded decoding (`+` is a space), on UTF-8 bytes: no Foundation
+/// bridging on the writer's hot path. Invalid escapes are kept as they are.
 public enum FormCoding {
     public static func decode<S: StringProtocol>(_ text: S) -> String {
-        let spaced = text.replacingOccurrences(of: "+", with: " ")
-        return spaced.removingPercentEncoding ?? spaced
+        let utf8 = text.utf8
+        if !utf8.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) { return String(text) }
+        var out: [UInt8] = []
+        out.reserveCapacity(utf8.count)
+        var i = utf8.startIndex
+        while i != utf8.endIndex {
+            let c = utf8[i]
+            if c == UInt8(ascii: "+") {
+                out.append(0x20)
+            } else if c == UInt8(ascii: "%"), let h1 = utf8.index(i, offsetBy: 1, limitedBy: utf8.endIndex), h1 != utf8.endIndex,
+                      let h2 = utf8.index(h1, offsetBy: 1, limitedBy: utf8.endIndex), h2 != utf8.endIndex,
+                      let hi = hexValue(utf8[h1]), let lo = hexValue(utf8[h2])
+            {
+                out.append(hi << 4 | lo)
+                i = h2
+            } else {
+                out.append(c)
+            }
+            i = utf8.index(after: i)
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+}
+
+extension StringProtocol {
+    /// ASCII case-insensitive equality, without Foundation.
+    func asciiCaseInsensitiveEquals(_ other: String) -> Bool {
+        let a = self.utf8, b = other.utf8
+        guard a.count == b.count else { return false }
+        return zip(a, b).allSatisfy { x, y in
+            x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= UInt8(ascii: "a") && (x | 0x20) <= UInt8(ascii: "z"))
+        }
     }
 }

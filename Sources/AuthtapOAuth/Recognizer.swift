@@ -23,7 +23,8 @@ public enum Recognizer {
         }
 
         func has(_ name: String, in prefix: String) -> Bool {
-            params.contains { $0.name == name && $0.location.hasPrefix(prefix) }
+            for p in params where p.name == name && p.location.hasPrefix(prefix) { return true }
+            return false
         }
         func value(_ name: String, in prefix: String) -> String? {
             params.first { $0.name == name && $0.location.hasPrefix(prefix) }?.value

@@ -136,11 +136,32 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
     }
 
     func read(context: ChannelHandlerContext) {
-        if shouldHoldReads { readPending = true } else { context.read() }
+        if shouldHoldReads {
+            readPending = true
+            if case .idle = state { scheduleBackpressureCheck(context) }
+        } else {
+            context.read()
+        }
+    }
+
+    private var backpressureCheck: Scheduled<Void>?
+
+    /// The writer is behind: look again shortly (the writer has no way to wake event loops).
+    private func scheduleBackpressureCheck(_ context: ChannelHandlerContext) {
+        guard backpressureCheck == nil else { return }
+        backpressureCheck = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(1)) {
+            self.backpressureCheck = nil
+            if self.shouldHoldReads, case .idle = self.state, let context = self.context {
+                self.scheduleBackpressureCheck(context)
+            } else {
+                self.resumeReadsIfPossible()
+            }
+        }
     }
 
     private var shouldHoldReads: Bool {
         switch state {
+        case .idle: return shared.writer.isBackedUp
         case .connecting: return true
         case .forwarding: return requestEnded || upstream?.context?.channel.isWritable == false
         default: return false

@@ -20,13 +20,22 @@ extension AppDatabase {
             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
             """)
         let param = try db.cachedStatement(sql: "INSERT INTO oauth_param (exchange_id, location, name, value, fingerprint) VALUES (?,?,?,?,?)")
+        // Exchanges on one connection share their TLS facts: encode each distinct value once.
+        var tlsCache: [TLSFacts: String] = [:]
+        func tlsJSON(_ facts: TLSFacts?) -> String? {
+            guard let facts else { return nil }
+            if let hit = tlsCache[facts] { return hit }
+            let text = JSONText.encode(facts)
+            if tlsCache.count < 256 { tlsCache[facts] = text }
+            return text
+        }
         for e in exchanges {
             let values: [(any DatabaseValueConvertible)?] = [
                 e.sessionID, Int64(bitPattern: e.connectionID), e.clientAddress, e.scheme.rawValue, e.host, e.port, e.method, e.target,
                 e.httpVersion, e.status, JSONText.headers(e.requestHeaders), JSONText.headers(e.responseHeaders),
                 e.requestBody.bytes.isEmpty ? nil : Data(e.requestBody.bytes), e.requestBody.size, e.requestBody.truncated,
                 e.responseBody.bytes.isEmpty ? nil : Data(e.responseBody.bytes), e.responseBody.size, e.responseBody.truncated,
-                JSONText.encode(e.clientTLS), JSONText.encode(e.upstreamTLS), e.insecureUpstream, e.connectionReused,
+                tlsJSON(e.clientTLS), tlsJSON(e.upstreamTLS), e.insecureUpstream, e.connectionReused,
                 e.timings.start.timeIntervalSince1970, e.timings.connect, e.timings.tls, e.timings.requestSent,
                 e.timings.firstByte, e.timings.end, e.error?.rawValue, e.tlsFailure?.rawValue, e.errorDetail,
                 e.roles.isEmpty ? nil : e.roles.map(\.rawValue).joined(separator: ","),
@@ -127,12 +136,41 @@ extension AppDatabase {
 /// Compact JSON for header lists and TLS facts.
 enum JSONText {
     static func headers(_ headers: [HeaderField]) -> String {
-        var out = "["
+        var out: [UInt8] = [UInt8(ascii: "[")]
+        out.reserveCapacity(headers.reduce(2) { $0 + $1.name.utf8.count + $1.value.utf8.count + 8 })
         for (i, h) in headers.enumerated() {
-            if i > 0 { out += "," }
-            out += "[" + quote(h.name) + "," + quote(h.value) + "]"
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "["))
+            appendQuoted(h.name, to: &out)
+            out.append(UInt8(ascii: ","))
+            appendQuoted(h.value, to: &out)
+            out.append(UInt8(ascii: "]"))
         }
-        return out + "]"
+        out.append(UInt8(ascii: "]"))
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// JSON string literal, escaping on UTF-8 bytes.
+    static func appendQuoted(_ s: String, to out: inout [UInt8]) {
+        let hex = Array("0123456789abcdef".utf8)
+        out.append(UInt8(ascii: "\""))
+        for c in s.utf8 {
+            switch c {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                out.append(UInt8(ascii: "\\"))
+                out.append(c)
+            case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+            case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+            case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+            case 0..<0x20:
+                out.append(contentsOf: Array("\\u00".utf8))
+                out.append(hex[Int(c >> 4)])
+                out.append(hex[Int(c & 0xF)])
+            default:
+                out.append(c)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
     }
 
     static func decodeHeaders(_ text: String) -> [HeaderField] {
@@ -153,26 +191,5 @@ enum JSONText {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         return try? decoder.decode(T.self, from: Data(text.utf8))
-    }
-
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
     }
 }

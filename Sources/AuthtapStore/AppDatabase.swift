@@ -19,6 +19,10 @@ public final class AppDatabase: Sendable {
         }
         var config = Configuration()
         config.busyMode = .timeout(5)
+        // WAL + NORMAL: a commit survives a crash of authtap (Ctrl-C, kill); only power loss can undo the last ones.
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384")
+        }
         let pool = try DatabasePool(path: path, configuration: config)
         return try AppDatabase(pool)
     }
@@ -90,7 +94,6 @@ public final class AppDatabase: Sendable {
                 );
                 CREATE INDEX oauth_param_exchange ON oauth_param(exchange_id);
                 CREATE INDEX oauth_param_fingerprint ON oauth_param(fingerprint) WHERE fingerprint IS NOT NULL;
-                CREATE INDEX oauth_param_name ON oauth_param(name, value);
                 CREATE TABLE tunnel (
                     id INTEGER PRIMARY KEY AUTOINCREMENT,
                     session_id INTEGER REFERENCES session(id) ON DELETE CASCADE,
@@ -134,7 +137,7 @@ public struct SessionRecord: Codable, Sendable, Equatable, FetchableRecord, Pers
         public static let id = Column(CodingKeys.id)
         public static let startedAt = Column(CodingKeys.startedAt)
     }
-    public static let databaseDateEncodingStrategy = DatabaseDateEncodingStrategy.timeIntervalSince1970
+    public static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy { .timeIntervalSince1970 }
     public static func databaseDateDecodingStrategy(for column: String) -> DatabaseDateDecodingStrategy { .timeIntervalSince1970 }
 
     public init(startedAt: Date, version: String, arguments: String, listen: String?) {

@@ -11,10 +11,13 @@ public final class CaptureWriter: Sendable {
         public var maxPending: Int
         public var maxPendingBytes: Int
         public var batchSize: Int
-        public init(maxPending: Int = 50_000, maxPendingBytes: Int = 256 << 20, batchSize: Int = 2048) {
+        /// Above this many queued exchanges the writer asks producers to pause (`isBackedUp`).
+        public var highWater: Int
+        public init(maxPending: Int = 50_000, maxPendingBytes: Int = 256 << 20, batchSize: Int = 2048, highWater: Int = 16_384) {
             self.maxPending = maxPending
             self.maxPendingBytes = maxPendingBytes
             self.batchSize = batchSize
+            self.highWater = highWater
         }
     }
 
@@ -33,7 +36,13 @@ public final class CaptureWriter: Sendable {
     private let prepare: @Sendable (Exchange) -> Exchange
     private let onRecorded: @Sendable ([Exchange]) -> Void
     private let queue = Mutex(Queue())
+    /// Exchanges queued or being written; producers pause new requests while it is above `highWater`.
+    private let backlog = Atomic<Int>(0)
     private let wake = DispatchSemaphore(value: 0)
+    /// Batches handed to the database and not yet committed (at most two: masking the next batch
+    /// overlaps with inserting the previous one).
+    private let inFlight = DispatchSemaphore(value: 2)
+    private let writes = DispatchGroup()
     private let finished = DispatchSemaphore(value: 0)
 
     /// - Parameters:
@@ -68,8 +77,13 @@ public final class CaptureWriter: Sendable {
             q.bytes += size
             return q.exchanges.count == limits.batchSize
         }
+        backlog.add(1, ordering: .relaxed)
         if signal { wake.signal() }
     }
+
+    /// True while the backlog is above the high-water mark: the proxy then holds new requests
+    /// (backpressure) so that memory stays bounded without dropping records.
+    public var isBackedUp: Bool { backlog.load(ordering: .relaxed) > limits.highWater }
 
     public func submit(_ tunnel: Tunnel) {
         var t = tunnel
@@ -110,19 +124,29 @@ public final class CaptureWriter: Sendable {
             }
             if !exchanges.isEmpty || !tunnels.isEmpty {
                 let prepared = exchanges.map(prepare)
-                do {
-                    try database.insert(exchanges: prepared, tunnels: tunnels)
-                    onRecorded(prepared)
-                } catch {
-                    queue.withLock { $0.dropped += prepared.count + tunnels.count; $0.writeErrors += 1 }
-                    FileHandle.standardError.write(Data("authtap: could not write \(prepared.count) exchanges: \(error)\n".utf8))
-                }
+                inFlight.wait()
+                writes.enter()
+                database.writer.asyncWrite({ db in
+                    try AppDatabase.insert(exchanges: prepared, tunnels: tunnels, db: db)
+                }, completion: { [self] _, result in
+                    switch result {
+                    case .success:
+                        onRecorded(prepared)
+                    case .failure(let error):
+                        queue.withLock { $0.dropped += prepared.count + tunnels.count; $0.writeErrors += 1 }
+                        FileHandle.standardError.write(Data("authtap: could not write \(prepared.count) exchanges: \(error)\n".utf8))
+                    }
+                    backlog.subtract(prepared.count, ordering: .relaxed)
+                    inFlight.signal()
+                    writes.leave()
+                })
             }
             if dropped != lastDropped {
                 try? database.recordDrops(sessionID, dropped: dropped)
                 lastDropped = dropped
             }
             if closed && queue.withLock({ $0.exchanges.isEmpty && $0.tunnels.isEmpty }) {
+                writes.wait()
                 finished.signal()
                 return
             }
