@@ -151,11 +151,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         guard backpressureCheck == nil else { return }
         backpressureCheck = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(1)) {
             self.backpressureCheck = nil
-            if self.shouldHoldReads, case .idle = self.state, let context = self.context {
-                self.scheduleBackpressureCheck(context)
-            } else {
-                self.resumeReadsIfPossible()
-            }
+            self.resumeReadsIfPossible()
         }
     }
 
@@ -169,7 +165,12 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
     }
 
     private func resumeReadsIfPossible() {
-        guard readPending, !shouldHoldReads, let context else { return }
+        guard readPending, let context else { return }
+        if shouldHoldReads {
+            // Still held: if only by the writer's backlog, look again shortly.
+            if case .idle = state { scheduleBackpressureCheck(context) }
+            return
+        }
         readPending = false
         context.read()
     }

@@ -13,11 +13,18 @@ public final class CaptureWriter: Sendable {
         public var batchSize: Int
         /// Above this many queued exchanges the writer asks producers to pause (`isBackedUp`).
         public var highWater: Int
-        public init(maxPending: Int = 50_000, maxPendingBytes: Int = 256 << 20, batchSize: Int = 2048, highWater: Int = 16_384) {
+        /// Above this many queued body bytes producers pause too (large bodies).
+        public var highWaterBytes: Int
+        /// At most this many body bytes go to the database in one batch.
+        public var batchBytes: Int
+        public init(maxPending: Int = 50_000, maxPendingBytes: Int = 256 << 20, batchSize: Int = 2048, highWater: Int = 16_384,
+                    highWaterBytes: Int = 48 << 20, batchBytes: Int = 16 << 20) {
             self.maxPending = maxPending
             self.maxPendingBytes = maxPendingBytes
             self.batchSize = batchSize
             self.highWater = highWater
+            self.highWaterBytes = highWaterBytes
+            self.batchBytes = batchBytes
         }
     }
 
@@ -38,6 +45,7 @@ public final class CaptureWriter: Sendable {
     private let queue = Mutex(Queue())
     /// Exchanges queued or being written; producers pause new requests while it is above `highWater`.
     private let backlog = Atomic<Int>(0)
+    private let backlogBytes = Atomic<Int>(0)
     private let wake = DispatchSemaphore(value: 0)
     /// Batches handed to the database and not yet committed (at most two: masking the next batch
     /// overlaps with inserting the previous one).
@@ -67,7 +75,7 @@ public final class CaptureWriter: Sendable {
     public func submit(_ exchange: Exchange) {
         var e = exchange
         e.sessionID = sessionID
-        let size = e.requestBody.bytes.count + e.responseBody.bytes.count + 1024
+        let size = Self.footprint(e)
         let signal = queue.withLock { q -> Bool in
             if q.closed || q.exchanges.count >= limits.maxPending || q.bytes + size > limits.maxPendingBytes {
                 q.dropped += 1
@@ -75,15 +83,20 @@ public final class CaptureWriter: Sendable {
             }
             q.exchanges.append(e)
             q.bytes += size
-            return q.exchanges.count == limits.batchSize
+            return q.exchanges.count == limits.batchSize || q.bytes >= limits.batchBytes
         }
         backlog.add(1, ordering: .relaxed)
+        backlogBytes.add(size, ordering: .relaxed)
         if signal { wake.signal() }
     }
 
     /// True while the backlog is above the high-water mark: the proxy then holds new requests
     /// (backpressure) so that memory stays bounded without dropping records.
-    public var isBackedUp: Bool { backlog.load(ordering: .relaxed) > limits.highWater }
+    public var isBackedUp: Bool {
+        backlog.load(ordering: .relaxed) > limits.highWater || backlogBytes.load(ordering: .relaxed) > limits.highWaterBytes
+    }
+
+    static func footprint(_ e: Exchange) -> Int { e.requestBody.bytes.count + e.responseBody.bytes.count + 1024 }
 
     public func submit(_ tunnel: Tunnel) {
         var t = tunnel
@@ -115,19 +128,39 @@ public final class CaptureWriter: Sendable {
         var lastDropped = 0
         while true {
             _ = wake.wait(timeout: .now() + .milliseconds(50))
-            let (exchanges, tunnels, closed, dropped) = queue.withLock { q in
-                let batch = (q.exchanges, q.tunnels, q.closed, q.dropped)
-                q.exchanges.removeAll(keepingCapacity: true)
+            // Take a batch bounded in count and bytes; what is left waits for the next turn.
+            let (exchanges, tunnels, closed, dropped, more) = queue.withLock { q in
+                var count = 0
+                var bytes = 0
+                while count < q.exchanges.count, count < limits.batchSize, bytes < limits.batchBytes {
+                    bytes += Self.footprint(q.exchanges[count])
+                    count += 1
+                }
+                let batch = Array(q.exchanges.prefix(count))
+                q.exchanges.removeFirst(count)
+                q.bytes -= bytes
+                let tunnels = q.tunnels
                 q.tunnels.removeAll(keepingCapacity: true)
-                q.bytes = 0
-                return batch
+                return (batch, tunnels, q.closed, q.dropped, !q.exchanges.isEmpty)
             }
+            if more { wake.signal() }
             if !exchanges.isEmpty || !tunnels.isEmpty {
+                let t0 = DispatchTime.now()
                 let prepared = exchanges.map(prepare)
+                if ProcessInfo.processInfo.environment["AUTHTAP_WRITER_STATS"] != nil {
+                    FileHandle.standardError.write(Data("writer: \(prepared.count) prepared in \((DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1000)us\n".utf8))
+                }
+                let batchBytes = exchanges.reduce(0) { $0 + Self.footprint($1) }
                 inFlight.wait()
                 writes.enter()
+                let queuedAt = DispatchTime.now()
                 database.writer.asyncWrite({ db in
+                    let start = DispatchTime.now()
                     try AppDatabase.insert(exchanges: prepared, tunnels: tunnels, db: db)
+                    if ProcessInfo.processInfo.environment["AUTHTAP_WRITER_STATS"] != nil {
+                        let now = DispatchTime.now().uptimeNanoseconds
+                        FileHandle.standardError.write(Data("writer: \(prepared.count) waited \((start.uptimeNanoseconds - queuedAt.uptimeNanoseconds) / 1000)us inserted in \((now - start.uptimeNanoseconds) / 1000)us\n".utf8))
+                    }
                 }, completion: { [self] _, result in
                     switch result {
                     case .success:
@@ -137,6 +170,7 @@ public final class CaptureWriter: Sendable {
                         FileHandle.standardError.write(Data("authtap: could not write \(prepared.count) exchanges: \(error)\n".utf8))
                     }
                     backlog.subtract(prepared.count, ordering: .relaxed)
+                    backlogBytes.subtract(batchBytes, ordering: .relaxed)
                     inFlight.signal()
                     writes.leave()
                 })

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 ROOT = Path(__file__).resolve().parents[2]
-AUTHTAP = Path(os.environ.get("AUTHTAP_BIN", ROOT / ".build" / "debug" / "authtap"))
+AUTHTAP = Path(os.environ.get("AUTHTAP_BIN", ROOT / ".build" / "debug" / "authtap")).resolve()
 LARGE_SEED = b"authtap-large-body"
 
 
