@@ -11,8 +11,10 @@ struct Proxy: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the recording, secret-masking HTTPS intercepting proxy.",
         discussion: """
-            Point a client at it with HTTPS_PROXY and trust the CA it prints. Every exchange is masked
-            and recorded in the capture database; Ctrl-C stops it without losing a completed exchange.
+            Point a client at it with HTTPS_PROXY and trust the CA it prints. Every exchange is masked \
+            and recorded in the capture database; Ctrl-C stops it without losing a completed exchange. \
+            The --proxy-auth credentials can also come from the AUTHTAP_PROXY_AUTH environment variable, \
+            which keeps them out of `ps`.
             """)
 
     @OptionGroup var listen: ListenOption
@@ -21,8 +23,10 @@ struct Proxy: AsyncParsableCommand {
     @Flag(help: "Allow a non-loopback --listen address (requires --proxy-auth).")
     var allowRemote = false
 
-    @Option(help: "Require Proxy-Authorization Basic USER:PASS.")
-    var proxyAuth: String?
+    @Option(name: .customLong("proxy-auth"), help: "Require Proxy-Authorization Basic USER:PASS (or set AUTHTAP_PROXY_AUTH).")
+    var proxyAuthOption: String?
+
+    var proxyAuth: String? { proxyAuthOption ?? ProcessInfo.processInfo.environment["AUTHTAP_PROXY_AUTH"] }
 
     @Option(help: "Intercept only CONNECT hosts matching this glob (repeatable); others are relayed byte for byte.")
     var intercept: [String] = []

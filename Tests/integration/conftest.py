@@ -165,8 +165,23 @@ class Upstream(http.server.BaseHTTPRequestHandler):
         self.body_len = got
         return b"".join(chunks)
 
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "12345")
+        self.end_headers()
+
     def do_GET(self):
         path = self.path.split("?")[0]
+        if path == "/204":
+            self.send_response(204)
+            self.end_headers()
+            return
+        if path == "/304":
+            self.send_response(304)
+            self.send_header("ETag", '"v1"')
+            self.end_headers()
+            return
         if path == "/hello":
             self._send(200, b'{"hello":"world"}')
         elif path.startswith("/large/"):

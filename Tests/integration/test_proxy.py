@@ -118,6 +118,20 @@ def test_expect_100_continue(proxy, upstreams):
     assert json.loads(p.stdout) == {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
 
 
+def test_bodyless_responses_keep_the_connection_usable(proxy, upstreams):
+    port = upstreams["good"].port
+    base = f"https://localhost:{port}"
+    r = proxy.curl("--cacert", proxy.ca, "-I", f"{base}/head", "-o", "/dev/null", "-w", "%{http_code} ",
+                   "--next", "--proxy", proxy.url, "--cacert", proxy.ca, "-o", "/dev/null", "-w", "%{http_code} ", f"{base}/204",
+                   "--next", "--proxy", proxy.url, "--cacert", proxy.ca, "-o", "/dev/null", "-w", "%{http_code} ", f"{base}/304",
+                   "--next", "--proxy", proxy.url, "--cacert", proxy.ca, "-w", " %{http_code} %{num_connects}", f"{base}/hello")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode() == '200 204 304 {"hello":"world"} 200 0'
+    xs = proxy.wait_for(lambda xs: len(xs) == 4)
+    assert [x["status"] for x in xs] == [200, 204, 304, 200] and xs[0]["method"] == "HEAD"
+    assert len({x["connection"] for x in xs}) == 1
+
+
 # ---------- TLS faults ----------
 
 @pytest.mark.parametrize("name,reason", [
