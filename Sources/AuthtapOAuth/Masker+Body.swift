@@ -37,39 +37,113 @@ extension Masker {
         return (Array(maskFreeText(text).utf8), .text)
     }
 
-    /// Masks secrets in text that is neither JSON nor a form: HTML form_post inputs,
-    /// `name=value` and `"name": "value"` fragments.
+    /// Masks secrets in text that is neither JSON nor a form: `name=value`, `"name": "value"`
+    /// and HTML inputs (`<input name="code" value="...">`, either attribute order).
+    /// One pass over the bytes; candidate positions are where a secret name starts.
     public func maskFreeText(_ text: String) -> String {
-        var result = text
-        for name in Masker.secretNames {
-            result = maskOccurrences(in: result, name: name)
+        let b = Array(text.utf8)
+        var spans: [(start: Int, end: Int, name: String)] = []
+        var i = 0
+        while i < b.count {
+            guard Self.isNameStart(b[i]), i == 0 || !Self.isNameByte(b[i - 1]), let name = Self.secretName(at: i, in: b) else {
+                i += 1
+                continue
+            }
+            let j = i + name.utf8.count
+            if let span = Self.valueSpan(after: j, nameStart: i, in: b) {
+                spans.append((span.lowerBound, span.upperBound, name))
+                i = max(j, span.upperBound)
+            } else {
+                i = j
+            }
         }
-        return result
+        if spans.isEmpty { return text }
+        var out: [UInt8] = []
+        out.reserveCapacity(b.count + spans.count * 48)
+        var cursor = 0
+        for span in spans.sorted(by: { $0.start < $1.start }) where span.start >= cursor {
+            out.append(contentsOf: b[cursor..<span.start])
+            let value = String(decoding: b[span.start..<span.end], as: UTF8.self)
+            out.append(contentsOf: Array(mask(kind: span.name, value: value).utf8))
+            cursor = span.end
+        }
+        out.append(contentsOf: b[cursor...])
+        return String(decoding: out, as: UTF8.self)
     }
 
-    private func maskOccurrences(in text: String, name: String) -> String {
-        let patterns: [Regex<(Substring, Substring)>] = [
-            try! Regex("(?i)name=[\"']\(name)[\"'][^>]*?value=[\"']([^\"']*)"),
-            try! Regex("(?i)value=[\"']([^\"']*)[\"'][^>]*?name=[\"']\(name)[\"']"),
-            try! Regex("\"\(name)\"\\s*:\\s*\"((?:[^\"\\\\]|\\\\.)*)"),
-            try! Regex("(?:^|[?&\\s;,])\(name)=([^&\\s\"'<>;,]+)"),
-        ]
-        var result = text
-        for pattern in patterns {
-            var replaced = ""
-            var cursor = result.startIndex
-            for match in result.matches(of: pattern) {
-                let value = match.output.1
-                if value.isEmpty || value.hasPrefix("[masked") { continue }
-                replaced += result[cursor..<value.startIndex]
-                replaced += mask(kind: name, value: String(value))
-                cursor = value.endIndex
-            }
-            replaced += result[cursor...]
-            result = replaced
-        }
-        return result
+    static let secretNameBytes: [(String, [UInt8])] = secretNames.sorted { $0.count > $1.count }.map { ($0, Array($0.utf8)) }
+
+    static func isNameByte(_ c: UInt8) -> Bool {
+        (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || (c >= 0x30 && c <= 0x39) || c == UInt8(ascii: "_")
     }
+    static func isNameStart(_ c: UInt8) -> Bool { (c | 0x20) >= 0x61 && (c | 0x20) <= 0x7A }
+
+    /// The longest secret name starting at `i` (ASCII case-insensitive) and not running on.
+    static func secretName(at i: Int, in b: [UInt8]) -> String? {
+        for (name, bytes) in secretNameBytes where i + bytes.count <= b.count {
+            var k = 0
+            while k < bytes.count, b[i + k] | 0x20 == bytes[k] | 0x20 || (bytes[k] == UInt8(ascii: "_") && b[i + k] == bytes[k]) { k += 1 }
+            if k == bytes.count, i + k == b.count || !isNameByte(b[i + k]) { return name }
+        }
+        return nil
+    }
+
+    /// Where the value of the name ending at `j` lies, for the three shapes; `nil` if none.
+    static func valueSpan(after j: Int, nameStart i: Int, in b: [UInt8]) -> Range<Int>? {
+        let quote = UInt8(ascii: "\""), apostrophe = UInt8(ascii: "'")
+        func skipSpaces(_ k: Int) -> Int {
+            var k = k
+            while k < b.count, b[k] == 0x20 || b[k] == 0x09 || b[k] == 0x0A || b[k] == 0x0D { k += 1 }
+            return k
+        }
+        func quoted(from k: Int) -> Range<Int>? {
+            guard k < b.count, b[k] == quote || b[k] == apostrophe else { return nil }
+            let q = b[k]
+            var e = k + 1
+            while e < b.count, b[e] != q {
+                if b[e] == UInt8(ascii: "\\") { e += 1 }
+                e += 1
+            }
+            return (k + 1)..<min(e, b.count)
+        }
+        func nonEmpty(_ r: Range<Int>?) -> Range<Int>? {
+            guard let r, !r.isEmpty else { return nil }
+            return b[r].starts(with: Array("[masked".utf8)) ? nil : r
+        }
+        // HTML attribute: name="code" ... value="..." (or value before name) inside one tag.
+        if i >= 6, j < b.count, b[j] == quote || b[j] == apostrophe, b[i - 1] == b[j], b[i - 2] == UInt8(ascii: "=") {
+            let attr = Array("name".utf8)
+            if b[(i - 6)..<(i - 2)].map({ $0 | 0x20 }).elementsEqual(attr) {
+                let tagStart = b[..<i].lastIndex(of: UInt8(ascii: "<")) ?? 0
+                let tagEnd = b[j...].firstIndex(of: UInt8(ascii: ">")) ?? b.count
+                let valueAttr = Array("value=".utf8)
+                var k = tagStart
+                while k + valueAttr.count < tagEnd {
+                    if b[k..<(k + valueAttr.count)].map({ $0 | 0x20 }).elementsEqual(valueAttr), k == 0 || !isNameByte(b[k - 1]) {
+                        return nonEmpty(quoted(from: k + valueAttr.count))
+                    }
+                    k += 1
+                }
+                return nil
+            }
+        }
+        // JSON-like: "name" : "value"
+        if i >= 1, b[i - 1] == quote, j < b.count, b[j] == quote {
+            var k = skipSpaces(j + 1)
+            guard k < b.count, b[k] == UInt8(ascii: ":") else { return nil }
+            k = skipSpaces(k + 1)
+            return nonEmpty(quoted(from: k))
+        }
+        // name=value
+        if j < b.count, b[j] == UInt8(ascii: "=") {
+            var e = j + 1
+            while e < b.count, !Self.valueDelimiters.contains(b[e]) { e += 1 }
+            return nonEmpty((j + 1)..<e)
+        }
+        return nil
+    }
+
+    static let valueDelimiters: Set<UInt8> = Set("&;,\"'<> \t\r\n".utf8)
 }
 
 extension FormCoding {

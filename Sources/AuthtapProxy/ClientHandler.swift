@@ -233,7 +233,6 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         upstream?.channel?.close(promise: nil)
         upstream = nil
         if var tunnel {
-            tunnel.durationMs = Double((NIODeadline.now() - started).nanoseconds) / 1e6
             tunnel.durationMs = Date().timeIntervalSince(tunnel.start) * 1000
             tunnel.bytesFromClient = facts?.bytesIn ?? 0
             tunnel.bytesFromUpstream = facts?.bytesOut ?? 0
@@ -308,39 +307,39 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         let headerBytes = head.headers.reduce(head.uri.utf8.count) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
         if headerBytes > shared.config.maxHeaderBytes {
             clientKeepAlive = false
-            return reject(.headersTooLarge, status: .badRequest, detail: "request headers are \(headerBytes) bytes; the limit is \(shared.config.maxHeaderBytes)")
+            return respondWithError(.headersTooLarge, status: .badRequest, detail: "request headers are \(headerBytes) bytes; the limit is \(shared.config.maxHeaderBytes)")
         }
         if let auth = shared.config.proxyAuth, !Self.authorized(head.headers, user: auth.user, password: auth.password) {
             if case .forward = mode {
-                return reject(.proxyAuthRequired, status: .proxyAuthenticationRequired, detail: "missing or wrong Proxy-Authorization",
+                return respondWithError(.proxyAuthRequired, status: .proxyAuthenticationRequired, detail: "missing or wrong Proxy-Authorization",
                               extraHeaders: [("Proxy-Authenticate", "Basic realm=\"authtap\"")])
             }
         }
         if head.method == .CONNECT {
             guard case .forward = mode else {
-                return reject(.malformedRequest, status: .badRequest, detail: "CONNECT inside an intercepted tunnel")
+                return respondWithError(.malformedRequest, status: .badRequest, detail: "CONNECT inside an intercepted tunnel")
             }
             guard let (host, port) = Self.parseAuthority(head.uri, defaultPort: nil) else {
                 exchange?.target = head.uri
-                return reject(.badConnectTarget, status: .badRequest, detail: "CONNECT target \(head.uri.prefix(200)) is not host:port")
+                return respondWithError(.badConnectTarget, status: .badRequest, detail: "CONNECT target \(head.uri.prefix(200)) is not host:port")
             }
             exchange?.scheme = .https
             exchange?.host = host
             exchange?.port = port
             exchange?.target = ""
             if isSelf(host: host, port: port) {
-                return reject(.forbiddenTarget, status: .badRequest, detail: "CONNECT to authtap's own address")
+                return respondWithError(.forbiddenTarget, status: .badRequest, detail: "CONNECT to authtap's own address")
             }
             // The upgrade starts at the CONNECT's `.end`: after it, the decoder only forwards raw bytes.
             pendingConnect = (host, port)
             return
         }
         guard let target else {
-            return reject(.malformedRequest, status: .badRequest,
+            return respondWithError(.malformedRequest, status: .badRequest,
                           detail: "authtap is a proxy: send absolute-form requests (http://host/path) or use CONNECT")
         }
         if isSelf(host: target.host, port: target.port) {
-            return reject(.forbiddenTarget, status: .badRequest, detail: "request to authtap's own address")
+            return respondWithError(.forbiddenTarget, status: .badRequest, detail: "request to authtap's own address")
         }
 
         var headers = HTTPHeaders()
@@ -490,11 +489,8 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
 
     // MARK: Endings
 
-    /// Answers the current request from authtap itself, reading and dropping what is left of its body.
-    private func reject(_ kind: ErrorKind, status: HTTPResponseStatus, detail: String, extraHeaders: [(String, String)] = []) {
-        respondWithError(kind, status: status, detail: detail, extraHeaders: extraHeaders)
-    }
-
+    /// Answers the current request from authtap itself; what is left of its body is read and dropped
+    /// (or the connection closes when the client asked for that).
     private func respondWithError(_ kind: ErrorKind, status: HTTPResponseStatus, detail: String, extraHeaders: [(String, String)] = []) {
         guard let context else { return }
         let sentence = "\(kind.sentence.dropLast()): \(detail).\n"
@@ -533,9 +529,9 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         exchange = nil
         shared.inflight.subtract(1, ordering: .relaxed)
         ex.timings.end = ms(.now())
+        ex.insecureUpstream = ex.scheme == .https && shared.config.insecureUpstream
         if let handler = upstream {
             ex.upstreamTLS = handler.tlsFacts()
-            ex.insecureUpstream = handler.isTLS && handler.insecure
             if !ex.connectionReused, let at = handler.handshakeAt {
                 let tls = ms(at)
                 ex.timings.tls = tls
@@ -544,14 +540,11 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             }
             upstream = nil
             handler.delegate = nil
-            if releaseUpstream && ex.error == nil {
-                shared.pool(for: handler.context?.eventLoop ?? context!.eventLoop).put(handler)
+            if releaseUpstream && ex.error == nil, let loop = handler.context?.eventLoop {
+                shared.pool(for: loop).put(handler)
             } else {
                 handler.channel?.close(promise: nil)
             }
-        }
-        if ex.scheme == .https, ex.insecureUpstream == false, shared.config.insecureUpstream, ex.host != "" {
-            ex.insecureUpstream = true
         }
         shared.writer.submit(ex)
         if case .discarding = state { return }
@@ -569,14 +562,10 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
 
     private func handleConnect(host: String, port: Int, context: ChannelHandlerContext) {
         if shared.config.shouldIntercept(host: host, port: port) {
-            var ex = exchange!
+            // An intercepted CONNECT is not an exchange of its own: its tunnel row records it.
             exchange = nil
             shared.inflight.subtract(1, ordering: .relaxed)
-            ex.status = 200
-            ex.timings.end = ms(.now())
-            _ = ex  // the CONNECT itself is not an exchange; the tunnel row records it
-            var tunnel = Tunnel(connectionID: connectionID, clientAddress: clientAddress, host: host, port: port, intercepted: true, start: Date())
-            tunnel.ending = "open"
+            let tunnel = Tunnel(connectionID: connectionID, clientAddress: clientAddress, host: host, port: port, intercepted: true, start: Date())
             upgrade(context: context) { pipeline in
                 let facts = ConnectionFacts()
                 let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop, limitConfiguration: self.shared.decoderLimits))

@@ -1,4 +1,5 @@
 import AuthtapCA
+import NIOCore
 import Foundation
 
 /// Everything the proxy needs to know, fixed at start.
@@ -9,14 +10,13 @@ public struct ProxyConfiguration: Sendable {
     /// `user:pass` required in Proxy-Authorization (Basic) when set.
     public var proxyAuth: (user: String, password: String)?
     public var bodyLimit = 1 << 20
-    public var connectTimeout: TimeAmountSeconds = 10
+    /// Seconds.
+    public var connectTimeout: Double = 10
     /// Host globs to intercept; empty means intercept every CONNECT.
     public var intercept: [String] = []
     public var insecureUpstream = false
     public var maxHeaderBytes = 64 * 1024
     public var threads = System.coreCount
-
-    public typealias TimeAmountSeconds = Double
 
     public init() {}
 
@@ -38,8 +38,6 @@ public struct ProxyConfiguration: Sendable {
         return false
     }
 }
-
-import NIOCore
 
 /// Shell-style `*` and `?` matching, case-insensitive by the caller.
 enum Glob {

@@ -1,3 +1,4 @@
+import AuthtapCA
 import AuthtapDissector
 import AuthtapModel
 import NIOCore
@@ -172,5 +173,3 @@ final class ClientHelloGate: ChannelDuplexHandler, RemovableChannelHandler {
 struct ServerContextCacheRef: Sendable {
     let cache: AuthtapCA.ServerContextCache
 }
-
-import AuthtapCA

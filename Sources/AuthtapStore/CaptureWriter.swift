@@ -52,6 +52,8 @@ public final class CaptureWriter: Sendable {
     private let inFlight = DispatchSemaphore(value: 2)
     private let writes = DispatchGroup()
     private let finished = DispatchSemaphore(value: 0)
+    /// `AUTHTAP_WRITER_STATS=1`: per-batch masking and insert times on stderr.
+    private let printStats = ProcessInfo.processInfo.environment["AUTHTAP_WRITER_STATS"] != nil
 
     /// - Parameters:
     ///   - prepare: runs on the writer thread before anything is stored (masking and recognition).
@@ -147,17 +149,18 @@ public final class CaptureWriter: Sendable {
             if !exchanges.isEmpty || !tunnels.isEmpty {
                 let t0 = DispatchTime.now()
                 let prepared = exchanges.map(prepare)
-                if ProcessInfo.processInfo.environment["AUTHTAP_WRITER_STATS"] != nil {
+                if printStats {
                     FileHandle.standardError.write(Data("writer: \(prepared.count) prepared in \((DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1000)us\n".utf8))
                 }
                 let batchBytes = exchanges.reduce(0) { $0 + Self.footprint($1) }
                 inFlight.wait()
                 writes.enter()
                 let queuedAt = DispatchTime.now()
+                let printStats = self.printStats
                 database.writer.asyncWrite({ db in
                     let start = DispatchTime.now()
                     try AppDatabase.insert(exchanges: prepared, tunnels: tunnels, db: db)
-                    if ProcessInfo.processInfo.environment["AUTHTAP_WRITER_STATS"] != nil {
+                    if printStats {
                         let now = DispatchTime.now().uptimeNanoseconds
                         FileHandle.standardError.write(Data("writer: \(prepared.count) waited \((start.uptimeNanoseconds - queuedAt.uptimeNanoseconds) / 1000)us inserted in \((now - start.uptimeNanoseconds) / 1000)us\n".utf8))
                     }

@@ -6,6 +6,7 @@ import AuthtapProxy
 import AuthtapStore
 import Dispatch
 import Foundation
+import X509
 
 struct Proxy: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -109,7 +110,7 @@ struct Proxy: AsyncParsableCommand {
         let certs = CertsDirectory(path: paths.certs)
         let ca = try certs.loadOrCreateCA()
         let masker = Masker(fingerprinter: Fingerprinter(key: try certs.loadOrCreateFingerprintKey()))
-        var anchors: [X509Certificate] = []
+        var anchors: [X509.Certificate] = []
         for file in upstreamCa { anchors += try loadPEMCertificates(path: file) }
         let trust = UpstreamTrust(extraAnchors: anchors)
 
@@ -161,6 +162,3 @@ struct Proxy: AsyncParsableCommand {
         FileHandle.standardError.write(Data("authtap: stopped; \(dropped) records dropped\n".utf8))
     }
 }
-
-import X509
-typealias X509Certificate = X509.Certificate

@@ -110,6 +110,18 @@ let maskCases: [MaskCase] = [
         e.responseBody = body(#"<form method="post"><input type="hidden" name="code" value="FORMPOSTCODE"/><input name="state" value="s"/></form>"#)
         return e
     },
+    .init(description: "html value before name", secret: "VALUEFIRSTCODE") {
+        var e = baseExchange(target: "/authorize")
+        e.responseHeaders = [HeaderField("Content-Type", "text/html")]
+        e.responseBody = body(#"<p>x</p><INPUT type='hidden' value='VALUEFIRSTCODE' NAME='code'><input name="state" value="s">"#)
+        return e
+    },
+    .init(description: "json fragment inside text", secret: "TEXTJSONSECRET") {
+        var e = baseExchange(target: "/x")
+        e.responseHeaders = [HeaderField("Content-Type", "text/plain")]
+        e.responseBody = body(#"upstream said: {"error":"x","refresh_token" : "TEXTJSONSECRET"} (truncated"#)
+        return e
+    },
     .init(description: "text/plain error detail", secret: "PLAINTOKEN") {
         var e = baseExchange(target: "/x")
         e.responseHeaders = [HeaderField("Content-Type", "text/plain")]
@@ -142,6 +154,12 @@ let maskCases: [MaskCase] = [
         #expect(fp("abc") == fp("abc") && fp("abc") != fp("abd"))
         let other = Masker(fingerprinter: Fingerprinter(key: Array("another-key-another-key-another!!".utf8)))
         #expect(other.fingerprinter.fingerprint("abc") != fp("abc"), "fingerprints are keyed per install")
+    }
+
+    @Test func freeTextLeavesLookalikesAlone() {
+        let text = "barcode=123 encode=1 tokens=5 code_challenge=abc <input name=\"state\" value=\"s\">"
+        #expect(masker.maskFreeText(text) == text)
+        #expect(masker.maskFreeText("a code=XYZ b") == "a code=\(masker.mask(kind: "code", value: "XYZ")) b")
     }
 
     @Test func jwtKeepsHeaderAndClaims() {
