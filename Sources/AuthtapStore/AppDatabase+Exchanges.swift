@@ -16,10 +16,9 @@ extension AppDatabase {
               http_version, status, request_headers, response_headers, request_body, request_body_size,
               request_body_truncated, response_body, response_body_size, response_body_truncated, client_tls,
               upstream_tls, insecure_upstream, connection_reused, started_at, connect_ms, tls_ms, request_sent_ms,
-              first_byte_ms, end_ms, error_kind, tls_failure, error_detail, oauth_roles)
-            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+              first_byte_ms, end_ms, error_kind, tls_failure, error_detail, oauth_roles, oauth_params)
+            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
             """)
-        let param = try db.cachedStatement(sql: "INSERT INTO oauth_param (exchange_id, location, name, value, fingerprint) VALUES (?,?,?,?,?)")
         // Exchanges on one connection share their TLS facts: encode each distinct value once.
         var tlsCache: [TLSFacts: String] = [:]
         func tlsJSON(_ facts: TLSFacts?) -> String? {
@@ -39,12 +38,9 @@ extension AppDatabase {
                 e.timings.start.timeIntervalSince1970, e.timings.connect, e.timings.tls, e.timings.requestSent,
                 e.timings.firstByte, e.timings.end, e.error?.rawValue, e.tlsFailure?.rawValue, e.errorDetail,
                 e.roles.isEmpty ? nil : e.roles.map(\.rawValue).joined(separator: ","),
+                e.oauthParams.isEmpty ? nil : JSONText.params(e.oauthParams),
             ]
             try ex.execute(arguments: StatementArguments(values.map { $0?.databaseValue ?? .null }))
-            let id = db.lastInsertedRowID
-            for p in e.oauthParams {
-                try param.execute(arguments: [id, p.location, p.name, p.value, p.fingerprint])
-            }
         }
         let tu = try db.cachedStatement(sql: """
             INSERT INTO tunnel (session_id, connection_id, client_address, host, port, intercepted, started_at, duration_ms,
@@ -69,14 +65,6 @@ extension AppDatabase {
             sql += " ORDER BY id"
             if let limit { sql += " LIMIT ?"; args += [limit] }
             let rows = try Row.fetchAll(db, sql: sql, arguments: args)
-            var params: [Int64: [OAuthParam]] = [:]
-            let paramSQL = session == nil
-                ? "SELECT * FROM oauth_param ORDER BY id"
-                : "SELECT p.* FROM oauth_param p JOIN exchange e ON e.id = p.exchange_id WHERE e.session_id = ? ORDER BY p.id"
-            for row in try Row.fetchAll(db, sql: paramSQL, arguments: session == nil ? [] : [session]) {
-                params[row["exchange_id"], default: []].append(OAuthParam(
-                    location: row["location"], name: row["name"], value: row["value"], fingerprint: row["fingerprint"]))
-            }
             return rows.map { row in
                 var e = Exchange(
                     connectionID: UInt64(bitPattern: row["connection_id"]), clientAddress: row["client_address"],
@@ -103,7 +91,7 @@ extension AppDatabase {
                 e.tlsFailure = (row["tls_failure"] as String?).flatMap(TLSFailureReason.init(rawValue:))
                 e.errorDetail = row["error_detail"]
                 e.roles = ((row["oauth_roles"] as String?) ?? "").split(separator: ",").compactMap { OAuthRole(rawValue: String($0)) }
-                e.oauthParams = params[e.id!] ?? []
+                e.oauthParams = JSONText.decode(row["oauth_params"]) ?? []
                 return e
             }
         }
@@ -145,6 +133,27 @@ enum JSONText {
             out.append(UInt8(ascii: ","))
             appendQuoted(h.value, to: &out)
             out.append(UInt8(ascii: "]"))
+        }
+        out.append(UInt8(ascii: "]"))
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `[{"location":…,"name":…,"value":…,"fingerprint":…}]`, the shape the `oauth_param` view reads.
+    static func params(_ params: [OAuthParam]) -> String {
+        var out: [UInt8] = [UInt8(ascii: "[")]
+        for (i, p) in params.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: Array(#"{"location":"#.utf8))
+            appendQuoted(p.location, to: &out)
+            out.append(contentsOf: Array(#","name":"#.utf8))
+            appendQuoted(p.name, to: &out)
+            out.append(contentsOf: Array(#","value":"#.utf8))
+            appendQuoted(p.value, to: &out)
+            if let fp = p.fingerprint {
+                out.append(contentsOf: Array(#","fingerprint":"#.utf8))
+                appendQuoted(fp, to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
         }
         out.append(UInt8(ascii: "]"))
         return String(decoding: out, as: UTF8.self)

@@ -80,20 +80,19 @@ public final class AppDatabase: Sendable {
                     error_kind TEXT,
                     tls_failure TEXT,
                     error_detail TEXT,
-                    oauth_roles TEXT
+                    oauth_roles TEXT,
+                    oauth_params TEXT
                 );
                 CREATE INDEX exchange_session ON exchange(session_id, id);
                 CREATE INDEX exchange_host ON exchange(host);
-                CREATE TABLE oauth_param (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    exchange_id INTEGER NOT NULL REFERENCES exchange(id) ON DELETE CASCADE,
-                    location TEXT NOT NULL,
-                    name TEXT NOT NULL,
-                    value TEXT NOT NULL,
-                    fingerprint TEXT
-                );
-                CREATE INDEX oauth_param_exchange ON oauth_param(exchange_id);
-                CREATE INDEX oauth_param_fingerprint ON oauth_param(fingerprint) WHERE fingerprint IS NOT NULL;
+                -- OAuth parameters are stored with their exchange as a JSON array (one write instead of a
+                -- row each) and queried through this view like a table.
+                CREATE VIEW oauth_param AS
+                    SELECT exchange.id AS exchange_id, exchange.session_id AS session_id, p.key AS position,
+                           p.value ->> '$.location' AS location, p.value ->> '$.name' AS name,
+                           p.value ->> '$.value' AS value, p.value ->> '$.fingerprint' AS fingerprint
+                    FROM exchange, json_each(exchange.oauth_params) AS p
+                    WHERE exchange.oauth_params IS NOT NULL;
                 CREATE TABLE tunnel (
                     id INTEGER PRIMARY KEY AUTOINCREMENT,
                     session_id INTEGER REFERENCES session(id) ON DELETE CASCADE,

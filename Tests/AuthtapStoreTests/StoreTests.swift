@@ -44,6 +44,12 @@ func sampleExchange(_ i: Int) -> Exchange {
             #expect(a == b)
         }
         #expect(back[0].responseBody.truncated)
+        // The parameters are queryable like a table, by fingerprint for instance.
+        let hits = try db.writer.read { db in
+            try Row.fetchAll(db, sql: "SELECT exchange_id, name, value FROM oauth_param WHERE fingerprint = ? ORDER BY exchange_id", arguments: ["abc"])
+        }
+        #expect(hits.count == 3 && hits.allSatisfy { ($0["name"] as String) == "client_secret" })
+        #expect(try db.writer.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM oauth_param WHERE name = 'grant_type' AND value = 'client_credentials'") } == 3)
         let tunnels = try db.tunnels(session: session.id)
         #expect(tunnels.count == 1 && tunnels[0].host == "relay.test" && tunnels[0].bytesFromClient == 10)
     }
