@@ -357,13 +357,28 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.path, headers: headers)
         let key = "\(target.scheme.rawValue)://\(target.host.lowercased()):\(target.port)"
         pending = [.head(upstreamHead)]
-        let pool = shared.pool(for: context.eventLoop)
-        if let idle = pool.take(key) {
+        let origin = Origin(scheme: target.scheme, host: target.host, port: target.port, key: key)
+        current = (origin, upstreamHead, false)
+        if let idle = shared.pool(for: context.eventLoop).take(key) {
             attach(idle)
             return
         }
+        connect(origin, context: context)
+    }
+
+    /// Where the current request goes, its forwarded head, and whether it was already retried.
+    private var current: (origin: Origin, head: HTTPRequestHead, retried: Bool)?
+
+    struct Origin {
+        var scheme: Scheme
+        var host: String
+        var port: Int
+        var key: String
+    }
+
+    private func connect(_ target: Origin, context: ChannelHandlerContext) {
         state = .connecting
-        shared.connector.connect(scheme: target.scheme, host: target.host, port: target.port, key: key, on: context.eventLoop)
+        shared.connector.connect(scheme: target.scheme, host: target.host, port: target.port, key: target.key, on: context.eventLoop)
             .assumeIsolated().whenComplete { result in
                 guard case .connecting = self.state else {
                     if case .success(let handler) = result { handler.channel?.close(promise: nil) }
@@ -469,6 +484,17 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
                 ?? (.closedDuringHandshake, "the upstream server closed the connection during the TLS handshake")
             exchange?.tlsFailure = reason
             return respondWithError(.upstreamTLS, status: .badGateway, detail: detail)
+        }
+        // A pooled connection the server had already closed: a bodiless request that got no byte
+        // back is sent again, once, on a new connection (as browsers and HTTP clients do).
+        if exchange?.connectionReused == true, !responseStarted, requestEnded, requestBody.size == 0,
+           let (origin, head, retried) = current, !retried, let context
+        {
+            current = (origin, head, true)
+            exchange?.connectionReused = false
+            pending = [.head(head), .end(nil)]
+            connect(origin, context: context)
+            return
         }
         let reset = FailureClassifier.isReset(error)
         if responseStarted {

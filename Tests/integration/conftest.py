@@ -173,6 +173,14 @@ class Upstream(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         path = self.path.split("?")[0]
+        if getattr(self, "drop_next", False):
+            # A keep-alive connection the server gives up on: read the request, close without answering.
+            self.close_connection = True
+            return
+        if path == "/then-drop":
+            self.drop_next = True
+            self._send(200, b'{"then":"drop"}')
+            return
         if path == "/204":
             self.send_response(204)
             self.end_headers()

@@ -58,13 +58,15 @@ def test_python_requests_keepalive_reuses_both_legs(proxy, upstreams):
     assert all(x["requestBodySize"] == len(f"n=0&pad=" + "x" * 1000) for x in xs)
 
 
-def test_upstream_reused_across_client_connections(proxy, upstreams):
+def test_upstream_reused_across_client_connections(make_proxy, upstreams):
+    # Idle upstream connections are pooled per event loop: with one loop every later connection reuses.
+    proxy = make_proxy("--threads", "1")
     port = upstreams["good"].port
     for _ in range(4):
         assert proxy.curl("--cacert", proxy.ca, f"https://localhost:{port}/hello").returncode == 0
     xs = proxy.wait_for(lambda xs: len(xs) == 4)
     assert len({x["connection"] for x in xs}) == 4
-    assert any(x["connectionReused"] for x in xs[1:])
+    assert [x["connectionReused"] for x in xs] == [False, True, True, True]
 
 
 def test_openssl_s_server_as_upstream(proxy, pki, tmp_path):
@@ -130,6 +132,20 @@ def test_bodyless_responses_keep_the_connection_usable(proxy, upstreams):
     xs = proxy.wait_for(lambda xs: len(xs) == 4)
     assert [x["status"] for x in xs] == [200, 204, 304, 200] and xs[0]["method"] == "HEAD"
     assert len({x["connection"] for x in xs}) == 1
+
+
+def test_stale_pooled_connection_is_retried_for_bodiless_requests(make_proxy, upstreams):
+    # One event loop, so the second client connection gets the first one's pooled upstream connection.
+    proxy = make_proxy("--threads", "1")
+    port = upstreams["good"].port
+    assert proxy.curl("--cacert", proxy.ca, f"https://localhost:{port}/then-drop").stdout == b'{"then":"drop"}'
+    proxy.wait_for(lambda xs: len(xs) == 1)
+    # A new client connection takes the pooled upstream connection, which the server drops.
+    r = proxy.curl("--cacert", proxy.ca, f"https://localhost:{port}/hello")
+    assert r.stdout == b'{"hello":"world"}', r.stderr
+    xs = proxy.wait_for(lambda xs: len(xs) == 2)
+    assert xs[1]["status"] == 200 and xs[1]["error"] is None and xs[1]["connectionReused"] is False
+    assert xs[1]["timings"].get("connect") is not None, "the retry opened a new connection"
 
 
 # ---------- TLS faults ----------
