@@ -5,13 +5,19 @@ import Foundation
 /// Keyed fingerprints: HMAC-SHA256 with a per-install key, truncated to 12 hex digits.
 /// Equal secrets give equal fingerprints; nothing about the secret can be recovered.
 public struct Fingerprinter: Sendable {
-    private let key: SymmetricKey
+    /// Keyed once: copying a keyed HMAC skips the per-call key schedule.
+    private let keyed: HMAC<SHA256>
     public init(key: [UInt8]) {
-        self.key = SymmetricKey(data: key)
+        self.keyed = HMAC<SHA256>(key: SymmetricKey(data: key))
     }
+    private static let digits = Array("0123456789abcdef".utf8)
+
     public func fingerprint(_ value: String) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Array(value.utf8), using: key)
-        let digits = Array("0123456789abcdef".utf8)
+        var hmac = keyed
+        var text = value
+        text.withUTF8 { hmac.update(data: UnsafeRawBufferPointer($0)) }
+        let mac = hmac.finalize()
+        let digits = Self.digits
         var hex: [UInt8] = []
         hex.reserveCapacity(12)
         for byte in mac.prefix(6) {

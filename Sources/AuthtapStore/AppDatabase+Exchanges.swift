@@ -160,9 +160,15 @@ enum JSONText {
     }
 
     /// JSON string literal, escaping on UTF-8 bytes.
+    static let hex = Array("0123456789abcdef".utf8)
+
     static func appendQuoted(_ s: String, to out: inout [UInt8]) {
-        let hex = Array("0123456789abcdef".utf8)
         out.append(UInt8(ascii: "\""))
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out.append(contentsOf: s.utf8)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
         for c in s.utf8 {
             switch c {
             case UInt8(ascii: "\""), UInt8(ascii: "\\"):
