@@ -134,10 +134,12 @@ struct Exchanges: ParsableCommand {
     var format: OutputFormat = .text
     @Flag(help: "Also list CONNECT tunnels.")
     var tunnels = false
+    @Option(help: "At most this many exchanges (the first ones).")
+    var limit: Int?
 
     func run() throws {
         let database = try openExisting(db)
-        let exchanges = try database.exchanges(session: session)
+        let exchanges = try database.exchanges(session: session, limit: limit)
         switch format {
         case .json:
             if tunnels {

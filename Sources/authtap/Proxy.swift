@@ -153,9 +153,12 @@ struct Proxy: AsyncParsableCommand {
             return source
         }
         for await sig in stop {
-            FileHandle.standardError.write(Data("authtap: \(sig == SIGINT ? "SIGINT" : "SIGTERM"), finishing in-flight exchanges (up to 5 s)\n".utf8))
+            FileHandle.standardError.write(Data("authtap: \(sig == SIGINT ? "SIGINT" : "SIGTERM"), finishing in-flight exchanges (up to 5 s; Ctrl-C again to quit now)\n".utf8))
             break
         }
+        // A second signal takes the default action: the process ends at once.
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
         withExtendedLifetime(sources) {}
         await server.shutdown(grace: 5)
         let dropped = writer.droppedCount
