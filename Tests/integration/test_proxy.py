@@ -255,6 +255,13 @@ def test_bad_input_gets_an_error_and_others_are_served(proxy, upstreams, payload
     assert xs
 
 
+def test_requests_to_authtap_itself_are_refused(proxy):
+    for payload in (f"GET http://127.0.0.1:{proxy.port}/ HTTP/1.1\r\nHost: x\r\n\r\n",
+                    f"CONNECT localhost:{proxy.port} HTTP/1.1\r\n\r\n"):
+        out = raw_exchange(proxy.port, payload.encode())
+        assert out.startswith(b"HTTP/1.1 400") and b"X-Authtap-Error: forbidden-target" in out, out[:200]
+
+
 def test_garbage_tls_bytes_after_connect_close_the_tunnel(proxy, upstreams):
     out = raw_exchange(proxy.port, b"CONNECT localhost:443 HTTP/1.1\r\n\r\n\x00\x01\x02garbage", until_close=True)
     assert out.startswith(b"HTTP/1.1 200")
