@@ -15,7 +15,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
     targets: [
         // Sendable values shared by every layer.
@@ -61,7 +60,6 @@ let package = Package(
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "X509", package: "swift-certificates"),
-                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
@@ -70,7 +68,6 @@ let package = Package(
                 "AuthtapModel", "AuthtapOAuth", "AuthtapCA", "AuthtapStore", "AuthtapProxy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
-                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "AuthtapOAuthTests", dependencies: ["AuthtapOAuth", "AuthtapModel"]),
