@@ -173,6 +173,13 @@ public struct OAuthParam: Codable, Sendable, Equatable {
         self.value = value
         self.fingerprint = fingerprint
     }
+
+    /// A secret's short marker and its fingerprint.
+    public typealias Secret = (marker: String, fingerprint: String)
+
+    public init(location: String, name: String, secret: Secret) {
+        self.init(location: location, name: name, value: secret.marker, fingerprint: secret.fingerprint)
+    }
 }
 
 /// One HTTP exchange (or a failed attempt at one) as seen by the proxy.

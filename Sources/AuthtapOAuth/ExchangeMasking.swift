@@ -11,10 +11,10 @@ extension Masker {
         var params: [OAuthParam] = []
         ex.target = maskURL(raw.target, location: "request.target", params: &params)
         ex.requestHeaders = maskHeaders(raw.requestHeaders, location: "request.header", params: &params)
-        ex.requestBody.bytes = maskBody(raw.requestBody.bytes, headers: raw.requestHeaders, location: "request.body", params: &params).bytes
+        ex.requestBody.bytes = maskBody(raw.requestBody.bytes, headers: raw.requestHeaders, location: "request.body", params: &params)
         var responseParams: [OAuthParam] = []
         ex.responseHeaders = maskHeaders(raw.responseHeaders, location: "response", params: &responseParams)
-        ex.responseBody.bytes = maskBody(raw.responseBody.bytes, headers: raw.responseHeaders, location: "response.body", params: &responseParams).bytes
+        ex.responseBody.bytes = maskBody(raw.responseBody.bytes, headers: raw.responseHeaders, location: "response.body", params: &responseParams)
         params += responseParams
         if let detail = raw.errorDetail {
             ex.errorDetail = maskFreeText(detail)
@@ -31,33 +31,14 @@ extension Masker {
             method: raw.method, path: path, status: raw.status, params: params,
             requestHeaders: ex.requestHeaders, responseHeaders: ex.responseHeaders))
         ex.oauthParams = ex.roles.isEmpty ? [] : params.map { p in
+            // Secrets already carry their short marker; a JWT's header and claims stay readable in the body or header.
             var p = p
-            if let fp = p.fingerprint {
-                // The param row keeps the short marker; a JWT's readable header and claims stay in the body or header.
-                p.value = "[masked \(p.name) len=\(Masker.markerLength(p.value) ?? 0) fp=\(fp)]"
-            } else if p.value.utf8.count > 2048 {
+            if p.fingerprint == nil, p.value.utf8.count > 2048 {
                 p.value = String(p.value.prefix(2048)) + "…"
             }
             return p
         }
         return ex
-    }
-
-    /// The `len=` of a marker (the secret's length).
-    static func markerLength(_ marker: String) -> Int? {
-        let bytes = Array(marker.utf8)
-        let needle = Array(" len=".utf8)
-        guard bytes.count >= needle.count else { return nil }
-        for start in stride(from: bytes.count - needle.count, through: 0, by: -1) where bytes[start..<(start + needle.count)].elementsEqual(needle) {
-            var value = 0
-            var i = start + needle.count
-            while i < bytes.count, bytes[i] >= UInt8(ascii: "0"), bytes[i] <= UInt8(ascii: "9") {
-                value = value * 10 + Int(bytes[i] - UInt8(ascii: "0"))
-                i += 1
-            }
-            return value
-        }
-        return nil
     }
 
     /// A raw request parameter value (query or form body), read in memory only.

@@ -2,20 +2,15 @@ import AuthtapModel
 import Foundation
 
 extension Masker {
-    /// How a body was interpreted for masking.
-    public enum BodyShape: String, Sendable {
-        case json, form, text, encoded, binary, empty
-    }
-
     /// Masks a captured body prefix. Works on truncated bodies too: JSON is masked lexically,
     /// so an unterminated string at the cut is still masked. Bodies with a `Content-Encoding`
     /// other than identity are not kept (their size is), since their secrets cannot be found.
     public func maskBody(
         _ bytes: [UInt8], headers: [HeaderField], location: String, params: inout [OAuthParam]
-    ) -> (bytes: [UInt8], shape: BodyShape) {
-        if bytes.isEmpty { return ([], .empty) }
+    ) -> [UInt8] {
+        if bytes.isEmpty { return ([]) }
         if let encoding = headers.value(of: "content-encoding")?.lowercased(), encoding != "identity", !encoding.isEmpty {
-            return (Array("[authtap: \(encoding)-encoded body not recorded]".utf8), .encoded)
+            return (Array("[authtap: \(encoding)-encoded body not recorded]".utf8))
         }
         let contentType = headers.value(of: "content-type")?.lowercased() ?? ""
         let isJSONType = contentType.utf8Contains("json")
@@ -23,18 +18,18 @@ extension Masker {
         guard let text = String(validating: bytes, as: UTF8.self) else {
             // Not UTF-8: only keep it if it cannot be text carrying a secret.
             if contentType.hasPrefix("text/") || isJSONType || contentType.utf8Contains("form") {
-                return (Array("[authtap: body is not valid UTF-8, not recorded]".utf8), .binary)
+                return (Array("[authtap: body is not valid UTF-8, not recorded]".utf8))
             }
-            return (bytes, .binary)
+            return (bytes)
         }
         let firstSignificant = text.utf8.first { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }
         if isJSONType || firstSignificant == UInt8(ascii: "{") || firstSignificant == UInt8(ascii: "[") {
-            return (JSONMasking.mask(bytes, masker: self, location: location, params: &params), .json)
+            return (JSONMasking.mask(bytes, masker: self, location: location, params: &params))
         }
         if isFormType || FormCoding.looksLikeForm(text) {
-            return (Array(maskPairs(Substring(text), location: location, params: &params).utf8), .form)
+            return (Array(maskPairs(Substring(text), location: location, params: &params).utf8))
         }
-        return (Array(maskFreeText(text).utf8), .text)
+        return (Array(maskFreeText(text).utf8))
     }
 
     /// Masks secrets in text that is neither JSON nor a form: `name=value`, `"name": "value"`
@@ -205,12 +200,12 @@ enum JSONMasking {
                 } else if let key = pendingKey {
                     let value = unescape(raw)
                     if Masker.isSecret(key) {
-                        let (masked, fp) = masker.secret(kind: key, value: value)
+                        let (masked, param) = masker.secret(kind: key, value: value)
                         out.append(quote)
                         out.append(contentsOf: escape(masked))
                         if closed { out.append(quote) }
                         if stack.count == 1 {
-                            params.append(OAuthParam(location: location, name: key, value: masked, fingerprint: fp))
+                            params.append(OAuthParam(location: location, name: key, secret: param))
                         }
                     } else {
                         out.append(contentsOf: b[i..<(closed ? j + 1 : n)])
@@ -252,10 +247,10 @@ enum JSONMasking {
                 if let key = pendingKey {
                     let text = String(decoding: literal, as: UTF8.self)
                     if Masker.isSecret(key) {
-                        let (masked, fp) = masker.secret(kind: key, value: text)
+                        let (masked, param) = masker.secret(kind: key, value: text)
                         out.append(contentsOf: Array("\"\(masked)\"".utf8))
                         if stack.count == 1 {
-                            params.append(OAuthParam(location: location, name: key, value: masked, fingerprint: fp))
+                            params.append(OAuthParam(location: location, name: key, secret: param))
                         }
                     } else {
                         out.append(contentsOf: literal)

@@ -55,9 +55,14 @@ public struct Masker: Sendable {
         secretNames.contains(name.lowercased())
     }
 
+    /// The one spelling of a marker: `[masked KIND len=N fp=HEX]`.
+    public static func markerText(kind: String, length: Int, fingerprint: String) -> String {
+        "[masked \(kind) len=\(length) fp=\(fingerprint)]"
+    }
+
     /// The marker for one secret value.
     public func marker(kind: String, value: String) -> String {
-        "[masked \(kind) len=\(value.utf8.count) fp=\(fingerprinter.fingerprint(value))]"
+        Self.markerText(kind: kind, length: value.utf8.count, fingerprint: fingerprinter.fingerprint(value))
     }
 
     /// Masks one secret; JWTs keep header and claims readable.
@@ -65,14 +70,17 @@ public struct Masker: Sendable {
         secret(kind: kind, value: value).masked
     }
 
-    /// The masked form of a secret and its fingerprint, computed once.
-    public func secret(kind: String, value: String) -> (masked: String, fingerprint: String) {
+    /// A secret, fingerprinted once: `masked` replaces it in place (a JWT keeps header and claims),
+    /// `param` is the short marker an `OAuthParam` carries.
+    public func secret(kind: String, value: String) -> (masked: String, param: OAuthParam.Secret) {
         let fp = fingerprinter.fingerprint(value)
+        let length = value.utf8.count
+        let marker = Self.markerText(kind: kind, length: length, fingerprint: fp)
         if JWT.looksLikeJWT(value) {
             let lastDot = value.utf8.lastIndex(of: UInt8(ascii: "."))!
-            return ("\(value[..<lastDot]).[masked \(kind)-signature len=\(value.utf8.count) fp=\(fp)]", fp)
+            return ("\(value[..<lastDot]).\(Self.markerText(kind: kind + "-signature", length: length, fingerprint: fp))", (marker, fp))
         }
-        return ("[masked \(kind) len=\(value.utf8.count) fp=\(fp)]", fp)
+        return (marker, (marker, fp))
     }
 
     // MARK: URL-encoded text (query strings, fragments, form bodies)
@@ -92,8 +100,8 @@ public struct Masker: Sendable {
             let name = FormCoding.decode(rawName)
             let value = FormCoding.decode(rawValue)
             if Masker.isSecret(name) {
-                let (masked, fp) = secret(kind: name, value: value)
-                params.append(OAuthParam(location: location, name: name, value: masked, fingerprint: fp))
+                let (masked, param) = secret(kind: name, value: value)
+                params.append(OAuthParam(location: location, name: name, secret: param))
                 out.append("\(rawName)=\(masked)")
             } else {
                 params.append(OAuthParam(location: location, name: name, value: value))
@@ -185,15 +193,15 @@ public struct Masker: Sendable {
             let user = FormCoding.decode(decoded[..<colon])
             let secret = FormCoding.decode(decoded[decoded.index(after: colon)...])
             let fp = fingerprinter.fingerprint(secret)
-            let maskedSecret = "[masked client_secret len=\(secret.utf8.count) fp=\(fp)]"
+            let maskedSecret = Self.markerText(kind: "client_secret", length: secret.utf8.count, fingerprint: fp)
             return ("\(scheme) \(user):\(maskedSecret)", [
                 OAuthParam(location: location + ".authorization", name: "client_id", value: user),
-                OAuthParam(location: location + ".authorization", name: "client_secret", value: maskedSecret, fingerprint: fp),
+                OAuthParam(location: location + ".authorization", name: "client_secret", secret: (maskedSecret, fp)),
             ])
         case "bearer", "dpop":
-            let (masked, fp) = self.secret(kind: "access_token", value: credential)
+            let (masked, param) = self.secret(kind: "access_token", value: credential)
             return ("\(scheme) \(masked)", [
-                OAuthParam(location: location + ".authorization", name: "access_token", value: masked, fingerprint: fp)
+                OAuthParam(location: location + ".authorization", name: "access_token", secret: param)
             ])
         default:
             return ("\(scheme) \(marker(kind: kind, value: credential))", [])

@@ -58,6 +58,8 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
     private var clientTLS: TLSFacts?
     private var tlsFailureRecorded = false
     private var pendingConnect: (String, Int)?
+    /// Requests seen on this connection (the first one decides "not HTTP inside the tunnel").
+    private var exchangeCountOnConnection = 0
 
     init(shared: ProxyShared, mode: Mode, connectionID: UInt64, clientAddress: String,
          decoder: ByteToMessageHandler<HTTPRequestDecoder>, encoder: HTTPResponseEncoder,
@@ -217,8 +219,6 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         }
         context.close(promise: nil)
     }
-
-    private var exchangeCountOnConnection = 0
 
     func channelInactive(context: ChannelHandlerContext) {
         if case .intercepted(let host, let port) = mode, !handshakeDone, !tlsFailureRecorded {

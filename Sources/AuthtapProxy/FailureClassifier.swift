@@ -66,7 +66,6 @@ enum FailureClassifier {
     static let wrongVersionNumber = 247
     static let httpRequest = 156
     static let noSharedCipher = 184
-    static let certificateVerifyFailed = 125
 
     /// A handshake failure, as seen from one leg.
     static func tls(_ error: any Error, leg: String) -> (TLSFailureReason, String) {

@@ -34,7 +34,6 @@ public final class CaptureWriter: Sendable {
         var bytes = 0
         var dropped = 0
         var closed = false
-        var writeErrors = 0
     }
 
     private let database: AppDatabase
@@ -169,7 +168,7 @@ public final class CaptureWriter: Sendable {
                     case .success:
                         onRecorded(prepared)
                     case .failure(let error):
-                        queue.withLock { $0.dropped += prepared.count + tunnels.count; $0.writeErrors += 1 }
+                        queue.withLock { $0.dropped += prepared.count + tunnels.count }
                         FileHandle.standardError.write(Data("authtap: could not write \(prepared.count) exchanges: \(error)\n".utf8))
                     }
                     backlog.subtract(prepared.count, ordering: .relaxed)
