@@ -27,6 +27,8 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // Pure: rebuilds OAuth transactions and classifies failures (rules, provider dialects). Never imports NIO.
+        .target(name: "AuthtapAnalyzer", dependencies: ["AuthtapModel", "AuthtapOAuth"]),
         // Pure: TLS record / handshake dissector (ClientHello, ServerHello, alerts).
         .target(name: "AuthtapDissector"),
         // Certificate authority, leaf issuance and cache, NIOSSL bridge.
@@ -45,7 +47,7 @@ let package = Package(
         .target(
             name: "AuthtapStore",
             dependencies: [
-                "AuthtapModel",
+                "AuthtapModel", "AuthtapAnalyzer",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
@@ -65,12 +67,13 @@ let package = Package(
         .executableTarget(
             name: "authtap",
             dependencies: [
-                "AuthtapModel", "AuthtapOAuth", "AuthtapCA", "AuthtapStore", "AuthtapProxy",
+                "AuthtapModel", "AuthtapOAuth", "AuthtapAnalyzer", "AuthtapCA", "AuthtapStore", "AuthtapProxy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
             ]
         ),
         .testTarget(name: "AuthtapOAuthTests", dependencies: ["AuthtapOAuth", "AuthtapModel"]),
+        .testTarget(name: "AuthtapAnalyzerTests", dependencies: ["AuthtapAnalyzer", "AuthtapOAuth", "AuthtapModel"]),
         .testTarget(name: "AuthtapDissectorTests", dependencies: ["AuthtapDissector"]),
         .testTarget(name: "AuthtapStoreTests", dependencies: ["AuthtapStore", "AuthtapModel"]),
         .testTarget(

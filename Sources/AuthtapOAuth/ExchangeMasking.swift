@@ -24,6 +24,12 @@ extension Masker {
         if params.contains(where: { $0.name == "code_verifier" }), let verifier = Masker.rawValue(named: "code_verifier", in: raw) {
             let digest = SHA256.hash(data: Array(verifier.utf8))
             params.append(OAuthParam(location: "derived", name: "code_verifier_s256", value: JWT.base64URL(digest)))
+            // RFC 7636 §4.1: unreserved characters only. Only the verdict is kept.
+            let valid = verifier.utf8.allSatisfy { c in
+                (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39)
+                    || c == UInt8(ascii: "-") || c == UInt8(ascii: ".") || c == UInt8(ascii: "_") || c == UInt8(ascii: "~")
+            }
+            params.append(OAuthParam(location: "derived", name: "code_verifier_charset", value: valid ? "valid" : "invalid"))
         }
 
         let path = String(raw.target.prefix { $0 != "?" && $0 != "#" })

@@ -91,8 +91,8 @@ public enum Recognizer {
             }
         }
 
-        // Token endpoint: POST with grant_type.
-        if method == "POST", f.has("grant_type", in: requestBody) || f.has("grant_type", in: requestQuery) {
+        // Token endpoint: POST with grant_type, or grant_type in the query (a GET there is a client bug the analyzer reports).
+        if (method == "POST" && f.has("grant_type", in: requestBody)) || (f.has("grant_type", in: requestQuery) && !roles.contains(.authorizationRequest)) {
             roles.append(.token)
         }
 

@@ -5,12 +5,16 @@ import GRDB
 extension AppDatabase {
     /// Inserts a batch of (already masked) exchanges and tunnels in one transaction.
     public func insert(exchanges: [Exchange], tunnels: [Tunnel]) throws {
-        try writer.write { db in
+        _ = try writer.write { db in
             try Self.insert(exchanges: exchanges, tunnels: tunnels, db: db)
         }
     }
 
-    static func insert(exchanges: [Exchange], tunnels: [Tunnel], db: Database) throws {
+    /// Returns the new exchange ids, in order.
+    @discardableResult
+    static func insert(exchanges: [Exchange], tunnels: [Tunnel], db: Database) throws -> [Int64] {
+        var ids: [Int64] = []
+        ids.reserveCapacity(exchanges.count)
         let ex = try db.cachedStatement(sql: """
             INSERT INTO exchange (session_id, connection_id, client_address, scheme, host, port, method, target,
               http_version, status, request_headers, response_headers, request_body, request_body_size,
@@ -41,6 +45,7 @@ extension AppDatabase {
                 e.oauthParams.isEmpty ? nil : JSONText.params(e.oauthParams),
             ]
             try ex.execute(arguments: StatementArguments(values.map { $0?.databaseValue ?? .null }))
+            ids.append(db.lastInsertedRowID)
         }
         let tu = try db.cachedStatement(sql: """
             INSERT INTO tunnel (session_id, connection_id, client_address, host, port, intercepted, started_at, duration_ms,
@@ -54,14 +59,19 @@ extension AppDatabase {
                 t.error?.rawValue, t.errorDetail,
             ])
         }
+        return ids
     }
 
-    /// Exchanges in id order, optionally for one session.
-    public func exchanges(session: Int64? = nil, limit: Int? = nil) throws -> [Exchange] {
+    /// Exchanges in id order, optionally for one session; `analyzable` keeps only those with an
+    /// OAuth role or an error (what the analyzer reads).
+    public func exchanges(session: Int64? = nil, limit: Int? = nil, analyzable: Bool = false) throws -> [Exchange] {
         try writer.read { db in
             var sql = "SELECT * FROM exchange"
             var args: StatementArguments = []
-            if let session { sql += " WHERE session_id = ?"; args += [session] }
+            var conditions: [String] = []
+            if let session { conditions.append("session_id = ?"); args += [session] }
+            if analyzable { conditions.append("(oauth_roles IS NOT NULL OR error_kind IS NOT NULL)") }
+            if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
             sql += " ORDER BY id"
             if let limit { sql += " LIMIT ?"; args += [limit] }
             let rows = try Row.fetchAll(db, sql: sql, arguments: args)

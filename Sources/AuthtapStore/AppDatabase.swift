@@ -112,6 +112,50 @@ public final class AppDatabase: Sendable {
                 CREATE INDEX tunnel_session ON tunnel(session_id, id);
                 """)
         }
+        m.registerMigration("v2-analysis") { db in
+            try db.execute(sql: """
+                CREATE TABLE oauth_transaction (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    session_id INTEGER NOT NULL REFERENCES session(id) ON DELETE CASCADE,
+                    number INTEGER NOT NULL,
+                    client_id TEXT,
+                    server_host TEXT,
+                    grant_type TEXT,
+                    state TEXT,
+                    started_at DOUBLE NOT NULL,
+                    outcome TEXT NOT NULL,
+                    UNIQUE (session_id, number)
+                );
+                CREATE TABLE transaction_member (
+                    transaction_id INTEGER NOT NULL REFERENCES oauth_transaction(id) ON DELETE CASCADE,
+                    exchange_id INTEGER NOT NULL,
+                    leg TEXT NOT NULL,
+                    PRIMARY KEY (transaction_id, exchange_id)
+                );
+                CREATE INDEX transaction_member_exchange ON transaction_member(exchange_id);
+                CREATE TABLE finding (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    session_id INTEGER NOT NULL REFERENCES session(id) ON DELETE CASCADE,
+                    transaction_id INTEGER REFERENCES oauth_transaction(id) ON DELETE CASCADE,
+                    rule TEXT NOT NULL,
+                    severity TEXT NOT NULL,
+                    title TEXT NOT NULL,
+                    explanation TEXT NOT NULL,
+                    fix TEXT NOT NULL,
+                    evidence TEXT NOT NULL,
+                    exchanges TEXT NOT NULL
+                );
+                CREATE INDEX finding_session ON finding(session_id, severity);
+                CREATE INDEX finding_rule ON finding(rule);
+                CREATE TABLE finding_exchange (
+                    finding_id INTEGER NOT NULL REFERENCES finding(id) ON DELETE CASCADE,
+                    exchange_id INTEGER NOT NULL,
+                    PRIMARY KEY (finding_id, exchange_id)
+                );
+                CREATE INDEX finding_exchange_exchange ON finding_exchange(exchange_id);
+                CREATE INDEX exchange_session_roles ON exchange(session_id, id) WHERE oauth_roles IS NOT NULL OR error_kind IS NOT NULL;
+                """)
+        }
         return m
     }
 }

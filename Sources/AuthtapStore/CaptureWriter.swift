@@ -156,17 +156,20 @@ public final class CaptureWriter: Sendable {
                 writes.enter()
                 let queuedAt = DispatchTime.now()
                 let printStats = self.printStats
-                database.writer.asyncWrite({ db in
+                database.writer.asyncWrite({ db -> [Int64] in
                     let start = DispatchTime.now()
-                    try AppDatabase.insert(exchanges: prepared, tunnels: tunnels, db: db)
+                    let ids = try AppDatabase.insert(exchanges: prepared, tunnels: tunnels, db: db)
                     if printStats {
                         let now = DispatchTime.now().uptimeNanoseconds
                         FileHandle.standardError.write(Data("writer: \(prepared.count) waited \((start.uptimeNanoseconds - queuedAt.uptimeNanoseconds) / 1000)us inserted in \((now - start.uptimeNanoseconds) / 1000)us\n".utf8))
                     }
+                    return ids
                 }, completion: { [self] _, result in
                     switch result {
-                    case .success:
-                        onRecorded(prepared)
+                    case .success(let ids):
+                        var stored = prepared
+                        for i in stored.indices where i < ids.count { stored[i].id = ids[i] }
+                        onRecorded(stored)
                     case .failure(let error):
                         queue.withLock { $0.dropped += prepared.count + tunnels.count }
                         FileHandle.standardError.write(Data("authtap: could not write \(prepared.count) exchanges: \(error)\n".utf8))

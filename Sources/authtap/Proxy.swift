@@ -1,4 +1,5 @@
 import ArgumentParser
+import AuthtapAnalyzer
 import AuthtapCA
 import AuthtapModel
 import AuthtapOAuth
@@ -44,8 +45,11 @@ struct Proxy: AsyncParsableCommand {
     @Flag(help: "Do not verify upstream certificates (noted on every exchange).")
     var insecureUpstream = false
 
-    @Flag(help: "Do not print a line per exchange.")
+    @Flag(help: "Do not print a line per exchange, nor live findings.")
     var quiet = false
+
+    @Flag(inversion: .prefixedNo, help: "Analyze the session when the proxy stops and store the findings.")
+    var analyze = true
 
     @Option(help: "Event loop threads (default: one per core).")
     var threads: Int?
@@ -117,11 +121,14 @@ struct Proxy: AsyncParsableCommand {
         let database = try AppDatabase.open(path: paths.db)
         let session = try database.startSession(version: authtapVersion, arguments: Self.maskedArguments(CommandLine.arguments.dropFirst(), masker: masker), listen: listen.listen)
         let quiet = self.quiet
+        let analyzer = Analyzer(caPath: absolute(certs.caCertificatePath))
+        let live = quiet ? nil : LiveFindings(analyzer: analyzer)
         let writer = CaptureWriter(database: database, sessionID: session.id!, prepare: masker.record) { batch in
             guard !quiet else { return }
             var out = ""
             for e in batch { out += ConsoleLine.format(e) + "\n" }
             FileHandle.standardOutput.write(Data(out.utf8))
+            live?.add(batch)
         }
         let server = try ProxyServer(config: config, ca: ca, trust: trust, writer: writer)
         let address: String
@@ -162,6 +169,20 @@ struct Proxy: AsyncParsableCommand {
         withExtendedLifetime(sources) {}
         await server.shutdown(grace: 5)
         let dropped = writer.droppedCount
-        FileHandle.standardError.write(Data("authtap: stopped; \(dropped) records dropped\n".utf8))
+        live?.drain()
+        // Every exchange is on disk now; the stored analysis covers the whole session.
+        var summary = ""
+        if analyze {
+            do {
+                let analysis = analyzer.analyze(try database.exchanges(session: session.id!, analyzable: true))
+                try database.save(analysis: analysis, session: session.id!)
+                let errors = analysis.findings.filter { $0.severity == .error }.count
+                let warnings = analysis.findings.filter { $0.severity == .warning }.count
+                summary = "; \(analysis.transactions.count) OAuth transactions, \(errors) errors, \(warnings) warnings (authtap analyze --session \(session.id!) explains them)"
+            } catch {
+                summary = "; analysis failed: \(error)"
+            }
+        }
+        FileHandle.standardError.write(Data("authtap: stopped; \(dropped) records dropped\(summary)\n".utf8))
     }
 }

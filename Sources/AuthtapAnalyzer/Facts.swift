@@ -1,0 +1,136 @@
+import AuthtapModel
+import AuthtapOAuth
+import Foundation
+
+/// What the rules read about one recorded (masked) exchange, computed once.
+struct ExchangeFacts {
+    let ex: Exchange
+    let id: Int64
+    let start: Date
+    let path: String
+    let status: Int?
+    let roles: Set<OAuthRole>
+    let contentType: String
+    /// The response body parsed as JSON, when it is meant to be (or looks like) JSON.
+    let json: Result<JSONValue, JSONValue.ParseError>?
+    /// The error the server reported here, whatever its dialect.
+    let error: ErrorReport?
+    let errorClass: ErrorClass?
+    let errorSource: ProviderErrorEntry?
+    let grantType: String?
+
+    init(_ ex: Exchange) {
+        self.ex = ex
+        self.id = ex.id ?? 0
+        self.start = ex.timings.start
+        self.path = String(ex.target.prefix { $0 != "?" && $0 != "#" })
+        self.status = ex.status
+        self.roles = Set(ex.roles)
+        self.contentType = (ex.responseHeaders.value(of: "content-type") ?? "").lowercased()
+        self.grantType = ex.oauthParams.first { $0.name == "grant_type" && $0.location.hasPrefix("request.") }?.value
+        let apiLike: Set<OAuthRole> = [.token, .userinfo, .introspection, .deviceAuthorization, .pushedAuthorizationRequest, .revocation, .discovery, .jwks]
+        let first = ex.responseBody.bytes.first { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }
+        if !roles.isDisjoint(with: apiLike) && (contentType.contains("json") || first == UInt8(ascii: "{") || first == UInt8(ascii: "[")) {
+            json = JSONValue.parse(ex.responseBody.bytes)
+        } else {
+            json = nil
+        }
+        var report: ErrorReport? = nil
+        if case .success(let value)? = json {
+            report = ProviderErrors.report(json: value)
+        } else if !ex.responseBody.bytes.isEmpty, contentType.contains("x-www-form-urlencoded") || (contentType.hasPrefix("text/plain") && Self.looksLikeForm(ex.responseBody.bytes)) {
+            report = ProviderErrors.report(pairs: Self.pairs(ex.responseBody.bytes), dialect: "form")
+        }
+        if report == nil, roles.contains(.authorizationResponse) {
+            let location = ex.oauthParams.filter { $0.location.hasPrefix("response.location") }.map { ($0.name, $0.value) }
+            report = ProviderErrors.report(pairs: location, dialect: "location")
+        }
+        if report == nil, roles.contains(.callback) {
+            let query = ex.oauthParams.filter { $0.location.hasPrefix("request.") }.map { ($0.name, $0.value) }
+            report = ProviderErrors.report(pairs: query, dialect: "callback")
+        }
+        self.error = report
+        if let report {
+            let (cls, entry) = ProviderErrors.classify(report)
+            errorClass = cls
+            errorSource = entry
+        } else {
+            errorClass = nil
+            errorSource = nil
+        }
+    }
+
+    func param(_ name: String, _ prefix: String) -> OAuthParam? {
+        ex.oauthParams.first { $0.name == name && $0.location.hasPrefix(prefix) }
+    }
+    func value(_ name: String, _ prefix: String) -> String? { param(name, prefix)?.value }
+    func fingerprint(_ name: String, _ prefix: String) -> String? { param(name, prefix)?.fingerprint }
+
+    var isRefresh: Bool { grantType == "refresh_token" }
+    var isCodeGrant: Bool { grantType == "authorization_code" }
+    var is2xx: Bool { status.map { (200..<300).contains($0) } ?? false }
+
+    /// A token response that carries an access token and no error.
+    var tokenSucceeded: Bool {
+        guard is2xx, error == nil, case .success(let v)? = json else { return false }
+        return v["access_token"] != nil
+    }
+
+    /// The client_id this request presented (query, body, or Basic credentials).
+    var clientID: String? {
+        value("client_id", "request.")
+    }
+
+    /// Token fingerprints this exchange carries, request or response side.
+    var tokenFingerprints: [String] {
+        ex.oauthParams.compactMap { p in
+            ["access_token", "refresh_token", "id_token", "token"].contains(p.name) ? p.fingerprint : nil
+        }
+    }
+
+    /// The title of an HTML body, if any.
+    var htmlTitle: String? {
+        let text = String(decoding: ex.responseBody.bytes.prefix(65536), as: UTF8.self)
+        guard let open = text.range(of: "<title", options: .caseInsensitive),
+              let gt = text[open.upperBound...].firstIndex(of: ">"),
+              let close = text[gt...].range(of: "</title>", options: .caseInsensitive)
+        else { return nil }
+        let title = text[text.index(after: gt)..<close.lowerBound].split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        return title.isEmpty ? nil : String(title.prefix(160))
+    }
+
+    var bodyText: String { String(decoding: ex.responseBody.bytes.prefix(65536), as: UTF8.self) }
+
+    /// A JWT's header and claims as the masked body still shows them (the signature is masked).
+    func jwt(_ name: String) -> (header: JSONValue, claims: JSONValue, raw: String)? {
+        guard case .success(let v)? = json, let token = v[name]?.string else { return nil }
+        let parts = token.split(separator: ".", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, let h = JWT.decodeSegment(parts[0]), let c = JWT.decodeSegment(parts[1]),
+              case .success(let header) = JSONValue.parse(Array(h)), case .success(let claims) = JSONValue.parse(Array(c))
+        else { return nil }
+        return (header, claims, token)
+    }
+
+    /// The server's `Date` header.
+    var serverDate: Date? {
+        guard let text = ex.responseHeaders.value(of: "date") else { return nil }
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "GMT")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return f.date(from: text)
+    }
+
+    static func looksLikeForm(_ bytes: [UInt8]) -> Bool {
+        guard bytes.contains(UInt8(ascii: "=")) else { return false }
+        return !bytes.contains { $0 == 0x20 || $0 == 0x0A || $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: "{") }
+    }
+
+    static func pairs(_ bytes: [UInt8]) -> [(String, String)] {
+        bytes.split(separator: UInt8(ascii: "&")).compactMap { part in
+            guard let eq = part.firstIndex(of: UInt8(ascii: "=")) else { return nil }
+            return (FormCoding.decode(String(decoding: part[..<eq], as: UTF8.self)),
+                    FormCoding.decode(String(decoding: part[(eq + 1)...], as: UTF8.self)))
+        }
+    }
+}

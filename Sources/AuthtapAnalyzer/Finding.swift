@@ -1,0 +1,96 @@
+import Foundation
+
+public enum Severity: String, Codable, Sendable, CaseIterable, Comparable {
+    case info, warning, error
+    var rank: Int { self == .info ? 0 : self == .warning ? 1 : 2 }
+    public static func < (a: Severity, b: Severity) -> Bool { a.rank < b.rank }
+}
+
+/// One diagnosis: which rule, how bad, why, the proof, and what to do.
+public struct Finding: Codable, Sendable, Equatable {
+    public var rule: String
+    public var severity: Severity
+    public var title: String
+    public var explanation: String
+    public var fix: String
+    /// Exchange ids that prove it, in time order.
+    public var exchanges: [Int64]
+    /// Index (1-based) of the transaction in the analysis, when it belongs to one.
+    public var transaction: Int?
+    /// The exact (masked) values or differences that prove it.
+    public var evidence: [String: String]
+
+    public init(rule: String, severity: Severity, title: String, explanation: String, fix: String,
+                exchanges: [Int64], transaction: Int? = nil, evidence: [String: String] = [:]) {
+        self.rule = rule
+        self.severity = severity
+        self.title = title
+        self.explanation = explanation
+        self.fix = fix
+        self.exchanges = exchanges
+        self.transaction = transaction
+        self.evidence = evidence
+    }
+
+    /// Identity for de-duplication and for printing a live finding once.
+    public var key: String { "\(rule)|\(title)|\(exchanges.map(String.init).joined(separator: ","))" }
+}
+
+/// The part an exchange plays inside a transaction.
+public enum Leg: String, Codable, Sendable {
+    case authorize
+    case authorizationResponse = "authorization-response"
+    case callback
+    case token
+    case refresh
+    case userinfo
+    case introspection
+    case revocation
+    case device
+    case par
+    case other
+}
+
+/// One OAuth transaction: authorize → redirect → callback → token → userinfo/refresh, as far as it was seen.
+public struct Transaction: Codable, Sendable, Equatable {
+    public struct Member: Codable, Sendable, Equatable {
+        public var exchange: Int64
+        public var leg: Leg
+        public init(exchange: Int64, leg: Leg) {
+            self.exchange = exchange
+            self.leg = leg
+        }
+    }
+    /// 1-based, in order of the first exchange.
+    public var index: Int
+    public var clientID: String?
+    /// The authorization server's host (of the token endpoint, else of /authorize).
+    public var serverHost: String?
+    public var grantType: String?
+    public var state: String?
+    public var startedAt: Date
+    /// `ok`, `failed at LEG`, or `incomplete`.
+    public var outcome: String
+    public var members: [Member]
+
+    public init(index: Int, clientID: String?, serverHost: String?, grantType: String?, state: String?,
+                startedAt: Date, outcome: String, members: [Member]) {
+        self.index = index
+        self.clientID = clientID
+        self.serverHost = serverHost
+        self.grantType = grantType
+        self.state = state
+        self.startedAt = startedAt
+        self.outcome = outcome
+        self.members = members
+    }
+}
+
+public struct Analysis: Codable, Sendable, Equatable {
+    public var transactions: [Transaction]
+    public var findings: [Finding]
+    public init(transactions: [Transaction], findings: [Finding]) {
+        self.transactions = transactions
+        self.findings = findings
+    }
+}

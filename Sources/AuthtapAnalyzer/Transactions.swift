@@ -1,0 +1,99 @@
+import AuthtapModel
+import Foundation
+
+/// Groups exchanges into OAuth transactions by what they share: `state`, code fingerprints,
+/// token fingerprints (across refresh rotations), PAR request_uri and device codes.
+enum TransactionBuilder {
+    static func leg(of f: ExchangeFacts) -> Leg {
+        if f.roles.contains(.token) { return f.isRefresh ? .refresh : .token }
+        if f.roles.contains(.authorizationRequest) { return .authorize }
+        if f.roles.contains(.authorizationResponse) { return .authorizationResponse }
+        if f.roles.contains(.callback) { return .callback }
+        if f.roles.contains(.pushedAuthorizationRequest) { return .par }
+        if f.roles.contains(.deviceAuthorization) { return .device }
+        if f.roles.contains(.userinfo) { return .userinfo }
+        if f.roles.contains(.introspection) { return .introspection }
+        if f.roles.contains(.revocation) { return .revocation }
+        return .other
+    }
+
+    /// The link keys of one exchange.
+    static func keys(of f: ExchangeFacts) -> [String] {
+        var keys: [String] = []
+        let front: Set<OAuthRole> = [.authorizationRequest, .authorizationResponse, .callback]
+        if !f.roles.isDisjoint(with: front) {
+            for p in f.ex.oauthParams where p.name == "state" && !p.value.isEmpty && (p.location.hasPrefix("request.target") || p.location.hasPrefix("request.body") || p.location.hasPrefix("response.location")) {
+                keys.append("state:" + p.value)
+            }
+        }
+        for p in f.ex.oauthParams {
+            guard let fp = p.fingerprint else {
+                if p.name == "request_uri" { keys.append("par:" + p.value) }
+                continue
+            }
+            switch p.name {
+            case "code": keys.append("code:" + fp)
+            case "access_token", "refresh_token", "id_token", "token": keys.append("tok:" + fp)
+            case "device_code": keys.append("device:" + fp)
+            default: break
+            }
+        }
+        return keys
+    }
+
+    /// Exchanges that take part in transactions (discovery and JWKS stand alone).
+    static func participates(_ f: ExchangeFacts) -> Bool {
+        !f.roles.isEmpty && !f.roles.isSubset(of: [.discovery, .jwks])
+    }
+
+    static func build(_ facts: [ExchangeFacts]) -> (transactions: [Transaction], membership: [Int64: Int]) {
+        // Union-find over positions in `facts`.
+        var parent = Array(facts.indices)
+        func find(_ x: Int) -> Int {
+            var x = x
+            while parent[x] != x {
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            }
+            return x
+        }
+        var owner: [String: Int] = [:]
+        for (i, f) in facts.enumerated() where participates(f) {
+            for key in keys(of: f) {
+                if let j = owner[key] {
+                    let a = find(i), b = find(j)
+                    if a != b { parent[max(a, b)] = min(a, b) }
+                } else {
+                    owner[key] = i
+                }
+            }
+        }
+        var groups: [Int: [Int]] = [:]
+        var order: [Int] = []
+        for (i, f) in facts.enumerated() where participates(f) {
+            let root = find(i)
+            if groups[root] == nil { order.append(root) }
+            groups[root, default: []].append(i)
+        }
+        var transactions: [Transaction] = []
+        var membership: [Int64: Int] = [:]
+        for root in order.sorted(by: { facts[$0].id < facts[$1].id }) {
+            let members = groups[root]!.sorted { facts[$0].id < facts[$1].id }
+            let index = transactions.count + 1
+            let memberFacts = members.map { facts[$0] }
+            let tokenLeg = memberFacts.first { $0.roles.contains(.token) }
+            let authorize = memberFacts.first { $0.roles.contains(.authorizationRequest) }
+            for f in memberFacts { membership[f.id] = index }
+            transactions.append(Transaction(
+                index: index,
+                clientID: memberFacts.lazy.compactMap(\.clientID).first,
+                serverHost: (tokenLeg ?? authorize)?.ex.host,
+                grantType: memberFacts.lazy.compactMap(\.grantType).first,
+                state: memberFacts.lazy.compactMap { $0.value("state", "request.target") }.first,
+                startedAt: memberFacts[0].start,
+                outcome: "incomplete",
+                members: memberFacts.map { Transaction.Member(exchange: $0.id, leg: leg(of: $0)) }))
+        }
+        return (transactions, membership)
+    }
+}
