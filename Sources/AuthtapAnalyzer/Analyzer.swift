@@ -35,14 +35,17 @@ public struct Analyzer: Sendable {
         findings = findings.filter { seen.insert($0.key).inserted }
         findings.sort { ($0.exchanges.first ?? 0, $0.rule) < ($1.exchanges.first ?? 0, $1.rule) }
         // Outcomes.
+        let factsByID = Dictionary(facts.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let errorsByTransaction = Dictionary(grouping: findings.filter { $0.severity == .error && $0.transaction != nil }, by: { $0.transaction! })
         for i in transactions.indices {
             let index = transactions[i].index
-            let errors = findings.filter { $0.transaction == index && $0.severity == .error }
+            let errors = errorsByTransaction[index] ?? []
             let members = transactions[i].members
-            if let first = errors.min(by: { ($0.exchanges.first ?? 0) < ($1.exchanges.first ?? 0) }),
-               let leg = members.first(where: { first.exchanges.contains($0.exchange) })?.leg {
+            // A finding's last exchange is where the failure showed (the second token request, the callback…).
+            if let first = errors.min(by: { ($0.exchanges.last ?? 0) < ($1.exchanges.last ?? 0) }),
+               let leg = members.last(where: { first.exchanges.contains($0.exchange) })?.leg {
                 transactions[i].outcome = "failed at \(leg.rawValue)"
-            } else if members.contains(where: { m in facts.first { $0.id == m.exchange }.map { $0.tokenSucceeded || ($0.roles.contains(.userinfo) && $0.is2xx) } ?? false }) {
+            } else if members.contains(where: { m in factsByID[m.exchange].map { $0.tokenSucceeded || ($0.roles.contains(.userinfo) && $0.is2xx) } ?? false }) {
                 transactions[i].outcome = "ok"
             } else {
                 transactions[i].outcome = "incomplete"
@@ -273,7 +276,7 @@ struct RuleRun {
     mutating func authorizeRequest(_ f: ExchangeFacts) {
         let state = f.value("state", "request.")
         let challenge = f.value("code_challenge", "request.")
-        if state == nil && challenge == nil, f.value("response_type", "request.")?.contains("code") ?? false {
+        if state == nil && challenge == nil, f.value("response_type", "request.")?.has("code") ?? false {
             add("state-mismatch", .warning, "Authorization request without state or PKCE: no CSRF protection", f,
                 explanation: "The authorization request to \(f.ex.host)\(f.path) carries neither state nor a PKCE code_challenge. Nothing ties the callback to this browser session, so an attacker can inject their own code (login CSRF, RFC 6749 §10.12).",
                 fix: "Send an unguessable state bound to the user's session and check it on the callback, and use PKCE (S256) as OAuth 2.1 requires for every client.",
@@ -481,7 +484,7 @@ struct RuleRun {
 
     mutating func tokenRequestShape(_ f: ExchangeFacts) {
         let contentType = (f.ex.requestHeaders.value(of: "content-type") ?? "").lowercased()
-        if !contentType.contains("application/x-www-form-urlencoded") {
+        if !contentType.has("application/x-www-form-urlencoded") {
             add("invalid-request", f.is2xx && f.error == nil ? .warning : .error, "Token request body is \(contentType.isEmpty ? "untyped" : contentType), not form-encoded", f,
                 explanation: "RFC 6749 §4.1.3 and §3.2: token requests are application/x-www-form-urlencoded. This one was sent as \(contentType.isEmpty ? "a body without Content-Type" : contentType); most servers ignore such a body and then report missing parameters.",
                 fix: "Encode the parameters as a form: in fetch, body: new URLSearchParams({...}); in axios, pass a URLSearchParams (not an object); in requests, data= (not json=).",
@@ -610,12 +613,11 @@ struct RuleRun {
     // MARK: non-json-response
 
     mutating func nonJSON(_ f: ExchangeFacts) {
-        let endpoints: Set<OAuthRole> = [.token, .userinfo, .introspection, .deviceAuthorization, .pushedAuthorizationRequest]
-        guard !f.roles.isDisjoint(with: endpoints), let status = f.status, f.ex.error == nil else { return }
+        guard !f.roles.isDisjoint(with: ExchangeFacts.endpoints), let status = f.status, f.ex.error == nil else { return }
         let what = f.roles.contains(.token) ? "token endpoint" : f.roles.contains(.userinfo) ? "userinfo endpoint" : f.roles.contains(.introspection) ? "introspection endpoint" : f.roles.contains(.deviceAuthorization) ? "device authorization endpoint" : "PAR endpoint"
         let body = f.ex.responseBody
         let ct = f.contentType
-        if f.roles.contains(.userinfo), ct.contains("jwt") { return } // signed userinfo (OIDC Core §5.3.2)
+        if f.roles.contains(.userinfo), ct.has("jwt") { return } // signed userinfo (OIDC Core §5.3.2)
         if status == 204 || status == 304 { return }
         if body.size == 0 {
             add("non-json-response", .error, "Empty response from the \(what) (HTTP \(status))", f,
@@ -625,18 +627,18 @@ struct RuleRun {
             return
         }
         let first = body.bytes.first { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }
-        if ct.contains("html") || first == UInt8(ascii: "<") {
+        if ct.has("html") || first == UInt8(ascii: "<") {
             let title = f.htmlTitle
             let text = f.bodyText.lowercased()
             let kind: String
             let fix: String
-            if text.contains("cf-chl") || text.contains("just a moment") || text.contains("attention required") || text.contains("incapsula") || text.contains("request unsuccessful") || text.contains("access denied") && text.contains("reference #") || text.contains("akamai") {
+            if text.has("cf-chl") || text.has("just a moment") || text.has("attention required") || text.has("incapsula") || text.has("request unsuccessful") || text.has("access denied") && text.has("reference #") || text.has("akamai") {
                 kind = "a WAF/CDN challenge page"
                 fix = "The request was stopped by a web application firewall or bot protection before reaching the server. Allow-list the token endpoint for server-to-server calls (no browser challenge can be solved there), or call the origin directly."
             } else if status >= 500 {
                 kind = "a \(status) error page"
                 fix = "The server or a gateway in front of it failed; retry later and check its status and logs."
-            } else if text.contains("type=\"password\"") || text.contains("sign in") || text.contains("log in") || text.contains("login") {
+            } else if text.has("type=\"password\"") || text.has("sign in") || text.has("log in") || text.has("login") {
                 kind = "a login page"
                 fix = "The request reached a page meant for a browser: the URL is the authorization endpoint or a UI route instead of the token endpoint, or a session-protected gateway redirected it. Use token_endpoint from the discovery document."
             } else {
@@ -651,7 +653,7 @@ struct RuleRun {
         }
         switch f.json {
         case .success(let value)?:
-            if !ct.contains("json") {
+            if !ct.has("json") {
                 add("non-json-response", .warning, "JSON served with Content-Type \(ct.isEmpty ? "(none)" : ct)", f,
                     explanation: "The body is valid JSON but labelled \(ct.isEmpty ? "with no Content-Type" : ct); strict clients refuse it.",
                     fix: "Serve OAuth responses as application/json (RFC 6749 §5.1).",
@@ -681,7 +683,7 @@ struct RuleRun {
                 fix: "Look at the raw body around byte \(e.offset); fix the server's serialisation (or the proxy in front of it that rewrites bodies).",
                 evidence: ["offset": String(e.offset), "parser": e.message])
         case nil:
-            if ct.contains("x-www-form-urlencoded") || ExchangeFacts.looksLikeForm(body.bytes) {
+            if ct.has("x-www-form-urlencoded") || ExchangeFacts.looksLikeForm(body.bytes) {
                 let hasToken = ExchangeFacts.pairs(body.bytes).contains { $0.0 == "access_token" }
                 add("non-json-response", hasToken ? .warning : .error, "Form-encoded response from the \(what)", f,
                     explanation: "The \(what) answered with a form-encoded body (\(ct.isEmpty ? "no Content-Type" : ct)). GitHub does this by default; JSON-only OAuth clients fail to parse it" + (hasToken ? ", even though it carries a token." : "."),
@@ -795,8 +797,4 @@ struct RuleRun {
                 evidence: ["code_fingerprint": fp, "issued_at": issuers.map { "#\($0.id)" }.joined(separator: ", ")])
         }
     }
-}
-
-extension ExchangeFacts {
-    var method: String { ex.method.uppercased() }
 }

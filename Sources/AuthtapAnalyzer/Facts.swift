@@ -3,11 +3,12 @@ import AuthtapOAuth
 import Foundation
 
 /// What the rules read about one recorded (masked) exchange, computed once.
-struct ExchangeFacts {
+final class ExchangeFacts {
     let ex: Exchange
     let id: Int64
     let start: Date
     let path: String
+    let method: String
     let status: Int?
     let roles: Set<OAuthRole>
     let contentType: String
@@ -24,13 +25,13 @@ struct ExchangeFacts {
         self.id = ex.id ?? 0
         self.start = ex.timings.start
         self.path = String(ex.target.prefix { $0 != "?" && $0 != "#" })
+        self.method = ex.method.uppercased()
         self.status = ex.status
         self.roles = Set(ex.roles)
         self.contentType = (ex.responseHeaders.value(of: "content-type") ?? "").lowercased()
         self.grantType = ex.oauthParams.first { $0.name == "grant_type" && $0.location.hasPrefix("request.") }?.value
-        let apiLike: Set<OAuthRole> = [.token, .userinfo, .introspection, .deviceAuthorization, .pushedAuthorizationRequest, .revocation, .discovery, .jwks]
         let first = ex.responseBody.bytes.first { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }
-        if !roles.isDisjoint(with: apiLike) && (contentType.contains("json") || first == UInt8(ascii: "{") || first == UInt8(ascii: "[")) {
+        if !roles.isDisjoint(with: Self.apiLike) && (contentType.has("json") || first == UInt8(ascii: "{") || first == UInt8(ascii: "[")) {
             json = JSONValue.parse(ex.responseBody.bytes)
         } else {
             json = nil
@@ -38,7 +39,7 @@ struct ExchangeFacts {
         var report: ErrorReport? = nil
         if case .success(let value)? = json {
             report = ProviderErrors.report(json: value)
-        } else if !ex.responseBody.bytes.isEmpty, contentType.contains("x-www-form-urlencoded") || (contentType.hasPrefix("text/plain") && Self.looksLikeForm(ex.responseBody.bytes)) {
+        } else if !ex.responseBody.bytes.isEmpty, contentType.has("x-www-form-urlencoded") || (contentType.hasPrefix("text/plain") && Self.looksLikeForm(ex.responseBody.bytes)) {
             report = ProviderErrors.report(pairs: Self.pairs(ex.responseBody.bytes), dialect: "form")
         }
         if report == nil, roles.contains(.authorizationResponse) {
@@ -121,6 +122,9 @@ struct ExchangeFacts {
         return f.date(from: text)
     }
 
+    static let apiLike: Set<OAuthRole> = [.token, .userinfo, .introspection, .deviceAuthorization, .pushedAuthorizationRequest, .revocation, .discovery, .jwks]
+    static let endpoints: Set<OAuthRole> = [.token, .userinfo, .introspection, .deviceAuthorization, .pushedAuthorizationRequest]
+
     static func looksLikeForm(_ bytes: [UInt8]) -> Bool {
         guard bytes.contains(UInt8(ascii: "=")) else { return false }
         return !bytes.contains { $0 == 0x20 || $0 == 0x0A || $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: "{") }
@@ -131,6 +135,31 @@ struct ExchangeFacts {
             guard let eq = part.firstIndex(of: UInt8(ascii: "=")) else { return nil }
             return (FormCoding.decode(String(decoding: part[..<eq], as: UTF8.self)),
                     FormCoding.decode(String(decoding: part[(eq + 1)...], as: UTF8.self)))
+        }
+    }
+}
+
+extension String {
+    /// Substring test on UTF-8 bytes (String.contains(String) goes through Foundation on Linux).
+    func has(_ needle: String) -> Bool {
+        var hay = self, pin = needle
+        return hay.withUTF8 { h in
+            pin.withUTF8 { n in
+                guard !n.isEmpty else { return true }
+                guard h.count >= n.count else { return false }
+                let first = n[0]
+                var i = 0
+                let last = h.count - n.count
+                while i <= last {
+                    if h[i] == first {
+                        var k = 1
+                        while k < n.count, h[i + k] == n[k] { k += 1 }
+                        if k == n.count { return true }
+                    }
+                    i += 1
+                }
+                return false
+            }
         }
     }
 }

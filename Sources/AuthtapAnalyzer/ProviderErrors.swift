@@ -208,11 +208,11 @@ public enum ProviderErrors {
         // Descriptions that say it in RFC words, whatever the server.
         let lower = description.lowercased()
         if report.code == "invalid_grant" {
-            if lower.contains("code_verifier") || lower.contains("code verifier") || lower.contains("pkce") { return (.pkceMismatch, nil) }
-            if lower.contains("redirect") { return (.redirectURIMismatch, nil) }
-            if lower.contains("refresh") && lower.contains("expired") { return (.refreshExpired, nil) }
-            if lower.contains("refresh") && lower.contains("revoked") { return (.refreshRevoked, nil) }
-            if (lower.contains("already") && (lower.contains("used") || lower.contains("redeemed"))) { return (.codeReused, nil) }
+            if lower.has("code_verifier") || lower.has("code verifier") || lower.has("pkce") { return (.pkceMismatch, nil) }
+            if lower.has("redirect") { return (.redirectURIMismatch, nil) }
+            if lower.has("refresh") && lower.has("expired") { return (.refreshExpired, nil) }
+            if lower.has("refresh") && lower.has("revoked") { return (.refreshRevoked, nil) }
+            if (lower.has("already") && (lower.has("used") || lower.has("redeemed"))) { return (.codeReused, nil) }
         }
         return (rfcCodes[report.code] ?? .other, nil)
     }

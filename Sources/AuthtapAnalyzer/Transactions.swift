@@ -17,15 +17,10 @@ enum TransactionBuilder {
         return .other
     }
 
-    /// The link keys of one exchange.
+    /// The link keys of one exchange: values that identify one flow wherever they appear.
+    /// `state` is handled apart (see `build`), since some clients send a constant state.
     static func keys(of f: ExchangeFacts) -> [String] {
         var keys: [String] = []
-        let front: Set<OAuthRole> = [.authorizationRequest, .authorizationResponse, .callback]
-        if !f.roles.isDisjoint(with: front) {
-            for p in f.ex.oauthParams where p.name == "state" && !p.value.isEmpty && (p.location.hasPrefix("request.target") || p.location.hasPrefix("request.body") || p.location.hasPrefix("response.location")) {
-                keys.append("state:" + p.value)
-            }
-        }
         for p in f.ex.oauthParams {
             guard let fp = p.fingerprint else {
                 if p.name == "request_uri" { keys.append("par:" + p.value) }
@@ -39,6 +34,10 @@ enum TransactionBuilder {
             }
         }
         return keys
+    }
+
+    static func state(of f: ExchangeFacts, _ prefix: String) -> String? {
+        f.ex.oauthParams.first { $0.name == "state" && !$0.value.isEmpty && $0.location.hasPrefix(prefix) }?.value
     }
 
     /// Exchanges that take part in transactions (discovery and JWKS stand alone).
@@ -57,15 +56,26 @@ enum TransactionBuilder {
             }
             return x
         }
+        func union(_ i: Int, _ j: Int) {
+            let a = find(i), b = find(j)
+            if a != b { parent[max(a, b)] = min(a, b) }
+        }
         var owner: [String: Int] = [:]
+        // The latest authorization request per state: a response or code-less callback with that state
+        // belongs to it, so a constant state does not chain unrelated flows together.
+        var openAuthorize: [String: Int] = [:]
         for (i, f) in facts.enumerated() where participates(f) {
             for key in keys(of: f) {
-                if let j = owner[key] {
-                    let a = find(i), b = find(j)
-                    if a != b { parent[max(a, b)] = min(a, b) }
-                } else {
-                    owner[key] = i
-                }
+                if let j = owner[key] { union(i, j) } else { owner[key] = i }
+            }
+            if f.roles.contains(.authorizationRequest), let state = state(of: f, "request.") {
+                openAuthorize[state] = i
+            }
+            let hasCode = f.ex.oauthParams.contains { $0.name == "code" && $0.fingerprint != nil }
+            if f.roles.contains(.authorizationResponse), let state = state(of: f, "response.location"), let j = openAuthorize[state] {
+                union(i, j)
+            } else if f.roles.contains(.callback), !hasCode, let state = state(of: f, "request."), let j = openAuthorize[state] {
+                union(i, j)
             }
         }
         var groups: [Int: [Int]] = [:]

@@ -1,3 +1,4 @@
+import AuthtapAnalyzer
 import AuthtapModel
 import Foundation
 import GRDB
@@ -64,46 +65,65 @@ extension AppDatabase {
 
     /// Exchanges in id order, optionally for one session; `analyzable` keeps only those with an
     /// OAuth role or an error (what the analyzer reads).
-    public func exchanges(session: Int64? = nil, limit: Int? = nil, analyzable: Bool = false) throws -> [Exchange] {
+    public func exchanges(session: Int64? = nil, limit: Int? = nil, analyzable: Bool = false, after: Int64? = nil) throws -> [Exchange] {
         try writer.read { db in
-            var sql = "SELECT * FROM exchange"
+            // Columns by position, in this order: name lookups dominate the cost of large loads.
+            var sql = """
+                SELECT id, session_id, connection_id, client_address, scheme, host, port, method, target, http_version, status,
+                  request_headers, response_headers, request_body, request_body_size, response_body, response_body_size,
+                  client_tls, upstream_tls, insecure_upstream, connection_reused, started_at, connect_ms, tls_ms,
+                  request_sent_ms, first_byte_ms, end_ms, error_kind, tls_failure, error_detail, oauth_roles, oauth_params
+                FROM exchange
+                """
             var args: StatementArguments = []
             var conditions: [String] = []
             if let session { conditions.append("session_id = ?"); args += [session] }
+            if let after { conditions.append("id > ?"); args += [after] }
             if analyzable { conditions.append("(oauth_roles IS NOT NULL OR error_kind IS NOT NULL)") }
             if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
             sql += " ORDER BY id"
             if let limit { sql += " LIMIT ?"; args += [limit] }
-            let rows = try Row.fetchAll(db, sql: sql, arguments: args)
-            return rows.map { row in
-                var e = Exchange(
-                    connectionID: UInt64(bitPattern: row["connection_id"]), clientAddress: row["client_address"],
-                    scheme: Scheme(rawValue: row["scheme"]) ?? .http, host: row["host"], port: row["port"],
-                    method: row["method"], target: row["target"], httpVersion: row["http_version"],
-                    start: Date(timeIntervalSince1970: row["started_at"]))
-                e.id = row["id"]
-                e.sessionID = row["session_id"]
-                e.status = row["status"]
-                e.requestHeaders = JSONText.decodeHeaders(row["request_headers"])
-                e.responseHeaders = JSONText.decodeHeaders(row["response_headers"])
-                e.requestBody = CapturedBody(bytes: Array((row["request_body"] as Data?) ?? Data()), size: row["request_body_size"])
-                e.responseBody = CapturedBody(bytes: Array((row["response_body"] as Data?) ?? Data()), size: row["response_body_size"])
-                e.clientTLS = JSONText.decode(row["client_tls"])
-                e.upstreamTLS = JSONText.decode(row["upstream_tls"])
-                e.insecureUpstream = row["insecure_upstream"]
-                e.connectionReused = row["connection_reused"]
-                e.timings.connect = row["connect_ms"]
-                e.timings.tls = row["tls_ms"]
-                e.timings.requestSent = row["request_sent_ms"]
-                e.timings.firstByte = row["first_byte_ms"]
-                e.timings.end = row["end_ms"]
-                e.error = (row["error_kind"] as String?).flatMap(ErrorKind.init(rawValue:))
-                e.tlsFailure = (row["tls_failure"] as String?).flatMap(TLSFailureReason.init(rawValue:))
-                e.errorDetail = row["error_detail"]
-                e.roles = ((row["oauth_roles"] as String?) ?? "").split(separator: ",").compactMap { OAuthRole(rawValue: String($0)) }
-                e.oauthParams = JSONText.decode(row["oauth_params"]) ?? []
-                return e
+            // Exchanges of one connection share TLS facts: decode each distinct text once.
+            var tlsCache: [String: TLSFacts] = [:]
+            func tls(_ text: String?) -> TLSFacts? {
+                guard let text else { return nil }
+                if let hit = tlsCache[text] { return hit }
+                let facts: TLSFacts? = JSONText.decode(text)
+                if let facts, tlsCache.count < 4096 { tlsCache[text] = facts }
+                return facts
             }
+            var result: [Exchange] = []
+            let cursor = try Row.fetchCursor(db, sql: sql, arguments: args)
+            while let row = try cursor.next() {
+                var e = Exchange(
+                    connectionID: UInt64(bitPattern: row[2]), clientAddress: row[3],
+                    scheme: Scheme(rawValue: row[4]) ?? .http, host: row[5], port: row[6],
+                    method: row[7], target: row[8], httpVersion: row[9],
+                    start: Date(timeIntervalSince1970: row[21]))
+                e.id = row[0]
+                e.sessionID = row[1]
+                e.status = row[10]
+                e.requestHeaders = JSONText.decodeHeaders(row[11])
+                e.responseHeaders = JSONText.decodeHeaders(row[12])
+                e.requestBody = CapturedBody(bytes: (row[13] as Data?).map(Array.init) ?? [], size: row[14])
+                e.responseBody = CapturedBody(bytes: (row[15] as Data?).map(Array.init) ?? [], size: row[16])
+                e.clientTLS = tls(row[17])
+                e.upstreamTLS = tls(row[18])
+                e.insecureUpstream = row[19]
+                e.connectionReused = row[20]
+                e.timings.connect = row[22]
+                e.timings.tls = row[23]
+                e.timings.requestSent = row[24]
+                e.timings.firstByte = row[25]
+                e.timings.end = row[26]
+                e.error = (row[27] as String?).flatMap(ErrorKind.init(rawValue:))
+                e.tlsFailure = (row[28] as String?).flatMap(TLSFailureReason.init(rawValue:))
+                e.errorDetail = row[29]
+                e.roles = ((row[30] as String?) ?? "").split(separator: ",").compactMap { OAuthRole(rawValue: String($0)) }
+                e.oauthParams = JSONText.decodeParams(row[31])
+                result.append(e)
+            }
+            return result
         }
     }
 
@@ -198,9 +218,82 @@ enum JSONText {
         out.append(UInt8(ascii: "\""))
     }
 
+    /// `[["name","value"],…]` as `headers(_:)` writes it, read by a token scanner: large loads
+    /// (the analyzer, the TUI) read every row, and a general JSON parse dominated their time.
     static func decodeHeaders(_ text: String) -> [HeaderField] {
-        guard let pairs = try? JSONDecoder().decode([[String]].self, from: Data(text.utf8)) else { return [] }
-        return pairs.compactMap { $0.count == 2 ? HeaderField($0[0], $0[1]) : nil }
+        var result: [HeaderField] = []
+        var pending: String? = nil
+        scanStrings(text) { s, _ in
+            if let name = pending {
+                result.append(HeaderField(name, s))
+                pending = nil
+            } else {
+                pending = s
+            }
+        }
+        return result
+    }
+
+    /// `[{"location":…,"name":…,"value":…,"fingerprint":…},…]` as `params(_:)` writes it.
+    static func decodeParams(_ text: String?) -> [OAuthParam] {
+        guard let text else { return [] }
+        var result: [OAuthParam] = []
+        var key: String? = nil
+        var fields: [String: String] = [:]
+        scanStrings(text) { s, endOfObject in
+            if let k = key {
+                fields[k] = s
+                key = nil
+            } else {
+                key = s
+            }
+            if endOfObject {
+                if let location = fields["location"], let name = fields["name"], let value = fields["value"] {
+                    result.append(OAuthParam(location: location, name: name, value: value, fingerprint: fields["fingerprint"]))
+                }
+                fields.removeAll(keepingCapacity: true)
+                key = nil
+            }
+        }
+        return result
+    }
+
+    /// Calls `emit` with every JSON string literal in order; `endOfObject` is true for the last string before a `}`.
+    private static func scanStrings(_ text: String, _ emit: (String, Bool) -> Void) {
+        var text = text
+        text.withUTF8 { b in
+            var i = 0
+            var last: String? = nil
+            while i < b.count {
+                let c = b[i]
+                if c == UInt8(ascii: "\"") {
+                    var j = i + 1
+                    var escaped = false
+                    while j < b.count, b[j] != UInt8(ascii: "\"") {
+                        if b[j] == UInt8(ascii: "\\") { escaped = true; j += 1 }
+                        j += 1
+                    }
+                    let end = min(j, b.count)
+                    let s: String
+                    if escaped {
+                        let quoted = Array(b[i...min(j, b.count - 1)])
+                        s = (try? JSONDecoder().decode(String.self, from: Data(quoted))) ?? String(decoding: b[(i + 1)..<end], as: UTF8.self)
+                    } else {
+                        s = String(decoding: UnsafeBufferPointer(rebasing: b[(i + 1)..<end]), as: UTF8.self)
+                    }
+                    if let previous = last { emit(previous, false) }
+                    last = s
+                    i = j + 1
+                    continue
+                }
+                if c == UInt8(ascii: "}"), let previous = last {
+                    emit(previous, true)
+                    last = nil
+                }
+                i += 1
+            }
+            if let previous = last { emit(previous, false) }
+        }
     }
 
     static func encode<T: Encodable>(_ value: T?) -> String? {

@@ -42,10 +42,18 @@ struct Analyze: ParsableCommand {
         }
         let analyzer = Analyzer(caPath: absolute(certs + "/authtap-ca.pem"))
         var reports: [(Int64, Analysis, [Int64: Exchange])] = []
+        let timing = ProcessInfo.processInfo.environment["AUTHTAP_TIMING"] != nil
+        func lap(_ label: String, _ start: Date) {
+            if timing { FileHandle.standardError.write(Data(String(format: "%@: %.3f s\n", label, Date().timeIntervalSince(start)).utf8)) }
+        }
         for id in targets {
+            var t = Date()
             let exchanges = try database.exchanges(session: id, analyzable: true)
+            lap("load \(exchanges.count)", t); t = Date()
             let analysis = analyzer.analyze(exchanges)
+            lap("analyze", t); t = Date()
             try database.save(analysis: analysis, session: id)
+            lap("save", t)
             reports.append((id, analysis, Dictionary(exchanges.map { ($0.id ?? 0, $0) }, uniquingKeysWith: { a, _ in a })))
         }
         switch format {

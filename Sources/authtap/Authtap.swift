@@ -14,7 +14,7 @@ struct Authtap: AsyncParsableCommand {
         commandName: "authtap",
         abstract: "A recording HTTPS intercepting proxy for OAuth 2.0 / OpenID Connect that masks every secret.",
         version: authtapVersion,
-        subcommands: [Proxy.self, Env.self, Sessions.self, Exchanges.self, Analyze.self, Rules.self],
+        subcommands: [Proxy.self, Env.self, Sessions.self, Exchanges.self, Analyze.self, Rules.self, Generate.self],
         defaultSubcommand: Proxy.self
     )
 }
@@ -230,10 +230,16 @@ func printJSON<T: Encodable>(_ value: T) throws {
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
-func iso(_ date: Date) -> String {
+/// One formatter for the process: creating one per call dominated large reports.
+nonisolated(unsafe) private let isoFormatter: ISO8601DateFormatter = {
     let f = ISO8601DateFormatter()
     f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    return f.string(from: date)
+    return f
+}()
+private let isoLock = NSLock()
+
+func iso(_ date: Date) -> String {
+    isoLock.withLock { isoFormatter.string(from: date) }
 }
 
 /// One line per exchange: time, method, URL (masked), status, duration, OAuth role, error kind.
