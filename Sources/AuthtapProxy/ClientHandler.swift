@@ -58,6 +58,9 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
     private var clientTLS: TLSFacts?
     private var tlsFailureRecorded = false
     private var pendingConnect: (String, Int)?
+    /// A response that completed before its request did (the server answered without reading the
+    /// whole body): recorded once the request's remaining body has been read, or the client leaves.
+    private var awaitingRequestEnd: Exchange?
     /// Requests seen on this connection (the first one decides "not HTTP inside the tunnel").
     private var exchangeCountOnConnection = 0
 
@@ -103,11 +106,19 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             if case .discarding = state { return }
             handleHead(head, context: context)
         case .body(let buffer):
-            if case .discarding = state { return }
+            if case .discarding = state {
+                if awaitingRequestEnd != nil { requestBody.append(buffer) }
+                return
+            }
             requestBody.append(buffer)
             send(.body(.byteBuffer(buffer)), flush: false)
         case .end(let trailers):
             if case .discarding = state {
+                if var late = awaitingRequestEnd {
+                    awaitingRequestEnd = nil
+                    late.requestBody = requestBody.captured
+                    shared.writer.submit(late)
+                }
                 state = .idle
                 if !clientKeepAlive { context.close(promise: nil) }
                 return
@@ -228,6 +239,11 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             exchange?.error = .clientGone
             exchange?.errorDetail = "the client closed the connection before the exchange finished"
             finishExchange(releaseUpstream: false)
+        }
+        if var late = awaitingRequestEnd {
+            awaitingRequestEnd = nil
+            late.requestBody = requestBody.captured
+            shared.writer.submit(late)
         }
         upstream?.delegate = nil
         upstream?.channel?.close(promise: nil)
@@ -572,8 +588,20 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
                 handler.channel?.close(promise: nil)
             }
         }
+        ex.requestBody = requestBody.captured
+        if !requestEnded, ex.error == nil, ex.method != "CONNECT" {
+            // The response is complete but the request is not: keep reading (and recording) its body,
+            // without forwarding it, and record the exchange when the request ends.
+            awaitingRequestEnd = ex
+            state = .discarding
+            resumeReadsIfPossible()
+            return
+        }
         shared.writer.submit(ex)
-        if case .discarding = state { return }
+        if case .discarding = state {
+            resumeReadsIfPossible()
+            return
+        }
         state = .idle
         requestEnded = false
         if !queued.isEmpty, let context {

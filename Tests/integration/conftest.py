@@ -228,6 +228,11 @@ class Upstream(http.server.BaseHTTPRequestHandler):
             self._send(404, b'{"error":"not_found"}')
 
     def do_POST(self):
+        if self.path.startswith("/early"):
+            # Answers before reading the request body, then closes (as some login pages and WAFs do).
+            self.close_connection = True
+            self._send(200, b'{"early":true}', headers=[("Connection", "close")])
+            return
         body = self._body()
         path = self.path.split("?")[0]
         if path == "/token":
@@ -325,20 +330,40 @@ class Proxy:
             time.sleep(0.1)
         raise AssertionError(f"condition not met; exchanges: {json.dumps(last, indent=1)[:4000]}")
 
+    def analyze(self, *extra):
+        """`authtap analyze --format json` over this proxy's latest session."""
+        out = subprocess.run([str(AUTHTAP), "analyze", "--db", str(self.db), "--format", "json", "--fail-on", "never",
+                              "--certs", str(self.certs), *extra], capture_output=True, timeout=120)
+        assert out.returncode == 0, out.stderr.decode()
+        return json.loads(out.stdout)
+
+    def assert_no_error_findings(self):
+        if not self.db.exists():
+            return
+        errors = [f for f in self.analyze()["findings"] if f["severity"] == "error"]
+        assert not errors, "the analyzer flagged a healthy capture: " + json.dumps(errors, indent=1)[:3000]
+
     def curl(self, *args, timeout=30):
         cmd = ["curl", "-sS", "--max-time", "20", "--suppress-connect-headers", "--proxy", self.url, *args]
         return subprocess.run(cmd, capture_output=True, timeout=timeout)
 
 
+def _healthy(request):
+    """Tests not marked `faults` make healthy captures: the analyzer must flag no error in them."""
+    return request.node.get_closest_marker("faults") is None
+
+
 @pytest.fixture
-def proxy(tmp_path, pki):
+def proxy(tmp_path, pki, request):
     p = Proxy(tmp_path, pki)
     yield p
     p.stop()
+    if _healthy(request):
+        p.assert_no_error_findings()
 
 
 @pytest.fixture
-def make_proxy(tmp_path, pki):
+def make_proxy(tmp_path, pki, request):
     made = []
 
     def make(*extra, name="p"):
@@ -351,6 +376,9 @@ def make_proxy(tmp_path, pki):
     yield make
     for p in made:
         p.stop()
+    if _healthy(request):
+        for p in made:
+            p.assert_no_error_findings()
 
 
 def raw_exchange(port, data, read_timeout=5.0, until_close=False):
@@ -374,3 +402,7 @@ def raw_exchange(port, data, read_timeout=5.0, until_close=False):
         pass
     s.close()
     return out
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "faults: the test provokes failures on purpose, so its capture is not checked for zero error findings")

@@ -2,6 +2,7 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -108,6 +109,26 @@ def test_plain_http_absolute_form_and_chunked_upload(proxy, upstreams):
     assert xs[1]["requestBodySize"] == 7 and xs[1]["requestBody"] == "a=1&b=2"
 
 
+def test_response_before_the_request_body_ends(proxy, upstreams):
+    """The server answers (and closes) without reading the body: the exchange is recorded with the whole
+    body the client sent, and the client connection keeps working."""
+    s = requests.Session()
+    s.trust_env = False
+    s.proxies = {"https": proxy.url}
+    s.verify = proxy.ca
+    base = f"https://localhost:{upstreams['good'].port}"
+    upload = os.urandom(48 * 1024)
+    for _ in range(2):
+        assert s.get(f"{base}/hello", timeout=10).json() == {"hello": "world"}
+        r = s.post(f"{base}/early", data=upload, headers={"Content-Type": "application/octet-stream"}, timeout=10)
+        assert r.json() == {"early": True}
+    assert s.get(f"{base}/hello", timeout=10).status_code == 200
+    xs = proxy.wait_for(lambda xs: len(xs) == 5)
+    early = [x for x in xs if x["target"] == "/early"]
+    assert [x["requestBodySize"] for x in early] == [len(upload)] * 2
+    assert all(x["error"] is None and x["status"] == 200 for x in early)
+
+
 def test_expect_100_continue(proxy, upstreams):
     port = upstreams["good"].port
     body = b"z" * 300_000
@@ -154,6 +175,7 @@ def test_stale_pooled_connection_is_retried_for_bodiless_requests(make_proxy, up
     ("future", "not-yet-valid"),
     ("wronghost", "hostname-mismatch"),
 ])
+@pytest.mark.faults
 def test_upstream_tls_faults(proxy, upstreams, name, reason):
     port = upstreams[name].port
     r = proxy.curl("-i", "--cacert", proxy.ca, f"https://localhost:{port}/hello")
@@ -164,6 +186,10 @@ def test_upstream_tls_faults(proxy, upstreams, name, reason):
     [ex] = proxy.wait_for(lambda xs: len(xs) == 1)
     assert ex["error"] == "upstream-tls" and ex["tlsFailure"] == reason and ex["status"] == 502
     assert ex["upstreamTLS"]["verification"] == "failed" and ex["upstreamTLS"]["peerCertificate"] is not None
+    # The analyzer names the same fault, with the certificate as evidence, and nothing else.
+    findings = proxy.analyze()["findings"]
+    assert [(f["rule"], f["evidence"]["reason"]) for f in findings] == [("tls-fault", reason)]
+    assert findings[0]["evidence"]["subject"] == ex["upstreamTLS"]["peerCertificate"]["subject"]
 
 
 def test_insecure_upstream_is_noted(make_proxy, upstreams):
@@ -174,11 +200,16 @@ def test_insecure_upstream_is_noted(make_proxy, upstreams):
     assert ex["insecureUpstream"] is True and ex["upstreamTLS"]["verification"] == "insecure"
 
 
+@pytest.mark.faults
 def test_upstream_speaking_plain_http_on_tls_port(proxy, upstreams):
     r = proxy.curl("-i", "--cacert", proxy.ca, f"https://localhost:{upstreams['plain'].port}/hello")
     assert b"X-Authtap-Error: upstream-tls" in r.stdout and b"X-Authtap-TLS-Failure: protocol-version" in r.stdout
+    proxy.wait_for(lambda xs: len(xs) == 1)
+    [f] = proxy.analyze()["findings"]
+    assert f["rule"] == "tls-fault" and "plain HTTP" in f["explanation"]
 
 
+@pytest.mark.faults
 def test_client_that_does_not_trust_the_ca(proxy, upstreams):
     r = subprocess.run(["curl", "-sS", "--proxy", proxy.url, "--cacert", "/etc/ssl/certs/ca-certificates.crt",
                         f"https://localhost:{upstreams['good'].port}/hello"], capture_output=True, timeout=30)
@@ -193,6 +224,9 @@ def test_client_that_does_not_trust_the_ca(proxy, upstreams):
     assert r.returncode != 0
     xs = proxy.wait_for(lambda xs: len(xs) == 2)
     assert xs[1]["error"] == "client-tls" and xs[1]["tlsFailure"] in ("handshake-alert", "closed-during-handshake")
+    findings = proxy.analyze()["findings"]
+    assert [f["rule"] for f in findings] == ["tls-fault", "tls-fault"]
+    assert all("rejected authtap's certificate" in f["title"] and "keytool -importcert" in f["fix"] for f in findings)
 
 
 # ---------- connection errors ----------
@@ -319,7 +353,8 @@ def test_ctrl_c_during_load_loses_nothing_completed(proxy, upstreams):
             if stop.is_set():
                 return
             try:
-                r = s.post(f"https://localhost:{port}/token", data={"grant_type": "authorization_code", "code": "c"}, timeout=10)
+                # A fresh code each time: this is a healthy load, and the analyzer must see it as one.
+                r = s.post(f"https://localhost:{port}/token", data={"grant_type": "authorization_code", "code": secrets.token_urlsafe(16)}, timeout=10)
                 if r.status_code == 200 and r.json()["token_type"] == "Bearer":
                     with lock:
                         completed.append(1)
