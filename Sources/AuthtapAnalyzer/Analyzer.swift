@@ -274,6 +274,27 @@ struct RuleRun {
     // MARK: state-mismatch and front channel
 
     mutating func authorizeRequest(_ f: ExchangeFacts) {
+        // An error page (not a redirect) at /authorize: the server would not even send the user back.
+        if let status = f.status, status >= 400 {
+            let body = f.ex.responseBody.bytes
+            var report: ErrorReport? = nil
+            if case .success(let json) = JSONValue.parse(body) { report = ProviderErrors.report(json: json) }
+            let text = (report.map { "\($0.code) \($0.description ?? "")" } ?? f.bodyText).lowercased()
+            let title = f.htmlTitle
+            let shown = report?.summary ?? title ?? "HTTP \(status)"
+            let redirect = f.value("redirect_uri", "request.") ?? "(none)"
+            if text.has("redirect_uri") || text.has("redirect uri") || text.has("redirect url") || text.has("callback url") {
+                add("redirect-uri-mismatch", .error, "The server rejected the redirect_uri at /authorize", f,
+                    explanation: "\(f.ex.host) answered the authorization request with an error page (\(shown)) instead of redirecting: it does not accept redirect_uri=\(redirect) for client \(f.value("client_id", "request.") ?? "?"). The user never gets back to the app.",
+                    fix: "Register exactly \(redirect) for this client (scheme, host, port, path and trailing slash must match), or send the registered one.",
+                    evidence: ["redirect_uri": redirect, "status": String(status), "server_says": shown])
+            } else {
+                add("authorization-error", .error, "The authorization request was rejected with HTTP \(status)", f,
+                    explanation: "\(f.ex.host) answered the authorization request with an error page (\(shown)) instead of redirecting back to the client.",
+                    fix: "Check client_id, response_type and scope against the client's registration; the error page names the parameter.",
+                    evidence: ["status": String(status), "server_says": shown])
+            }
+        }
         let state = f.value("state", "request.")
         let challenge = f.value("code_challenge", "request.")
         if state == nil && challenge == nil, f.value("response_type", "request.")?.has("code") ?? false {

@@ -484,3 +484,18 @@ func providerDialects(_ c: DialectCase) {
     guard case .failure(let t) = JSONValue.parse(Array(#"{"a":"#.utf8)) else { Issue.record("parsed"); return }
     #expect(t.endOfInput)
 }
+
+@Test func errorPageAtAuthorizeNamingTheRedirectURI() throws {
+    var f = Flow()
+    f.add("GET", "\(asBase)/authorize?response_type=code&client_id=app1&redirect_uri=https%3A%2F%2Fapp.example%2Fwrong&state=s&code_challenge=\(challenge)&code_challenge_method=S256",
+          status: 400, response: [("Content-Type", "text/html")],
+          responseBody: "<html><title>Error 400: redirect_uri_mismatch</title><p>The redirect URI in the request does not match.</p></html>")
+    let finding = try #require(f.analyze().findings.first)
+    #expect(finding.rule == "redirect-uri-mismatch")
+    #expect(finding.evidence["redirect_uri"] == "https://app.example/wrong")
+    #expect(finding.evidence["server_says"] == "Error 400: redirect_uri_mismatch")
+    var g = Flow()
+    g.add("GET", "\(asBase)/authorize?response_type=code&client_id=nope&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&state=s&code_challenge=\(challenge)&code_challenge_method=S256",
+          status: 400, responseBody: #"{"error":"invalid_client","error_description":"unknown client"}"#)
+    #expect(g.analyze().findings.map(\.rule) == ["authorization-error"])
+}

@@ -179,6 +179,19 @@ def test_redirect_uri_mismatch(proxy, authserver):
     assert f["evidence"]["difference"] == "a trailing slash (/cb vs /cb/)"
 
 
+def test_unregistered_redirect_uri_at_authorize(proxy, authserver):
+    c = Client(proxy, authserver)
+    _, challenge = pkce()
+    r = c.s.get(f"{authserver}/authorize", params={"response_type": "code", "client_id": "webapp", "state": "s1",
+                                                   "redirect_uri": "https://localhost:1/elsewhere", "code_challenge": challenge,
+                                                   "code_challenge_method": "S256"}, allow_redirects=False, timeout=10)
+    assert r.status_code == 400, r.text
+    a = analyze(proxy)
+    assert errors(a) == ["redirect-uri-mismatch"], json.dumps(a["findings"], indent=1)
+    [f] = a["findings"]
+    assert f["evidence"]["redirect_uri"] == "https://localhost:1/elsewhere"
+
+
 def test_pkce_mismatch(proxy, authserver):
     c = Client(proxy, authserver)
     _, challenge = pkce()
