@@ -25,6 +25,7 @@ let package = Package(
             dependencies: [
                 "AuthtapModel",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
             ]
         ),
         // Pure: rebuilds OAuth transactions and classifies failures (rules, provider dialects). Never imports NIO.
@@ -72,7 +73,14 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
             ]
         ),
-        .testTarget(name: "AuthtapOAuthTests", dependencies: ["AuthtapOAuth", "AuthtapModel"]),
+        .testTarget(
+            name: "AuthtapOAuthTests",
+            dependencies: [
+                "AuthtapOAuth", "AuthtapModel",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+            ]
+        ),
         .testTarget(name: "AuthtapAnalyzerTests", dependencies: ["AuthtapAnalyzer", "AuthtapOAuth", "AuthtapModel"]),
         .testTarget(name: "AuthtapDissectorTests", dependencies: ["AuthtapDissector"]),
         .testTarget(name: "AuthtapStoreTests", dependencies: ["AuthtapStore", "AuthtapModel"]),

@@ -74,6 +74,8 @@ struct RuleRun {
     let discoveredIssuers: Set<String>
     let jwksKids: Set<String>?
     let authorizeStates: Set<String>
+    /// Token fingerprint → the capture-time signature verdict and the exchange that carries it.
+    let signatureVerdicts: [String: (verdict: String, at: ExchangeFacts)]
 
     init(facts: [ExchangeFacts], membership: [Int64: Int], options: Analyzer.Options, caPath: String) {
         self.facts = facts
@@ -87,8 +89,12 @@ struct RuleRun {
         var issuers = Set<String>()
         var kids: Set<String>? = nil
         var states = Set<String>()
+        var verdicts: [String: (verdict: String, at: ExchangeFacts)] = [:]
         for f in facts {
             byID[f.id] = f
+            for p in f.ex.oauthParams where p.name == "jwt_signature" && p.location == "derived" {
+                if let fp = p.fingerprint { verdicts[fp] = (p.value, f) }
+            }
             if f.roles.contains(.authorizationResponse), let fp = f.fingerprint("code", "response.location") {
                 issued[fp, default: []].append(f)
             } else if f.roles.contains(.callback), let fp = f.fingerprint("code", "request.") {
@@ -115,6 +121,7 @@ struct RuleRun {
         self.discoveredIssuers = issuers
         self.jwksKids = kids
         self.authorizeStates = states
+        self.signatureVerdicts = verdicts
     }
 
     mutating func all() {
@@ -570,6 +577,12 @@ struct RuleRun {
                 continue
             }
             let alg = jwt.header["alg"]?.string ?? "(none)"
+            if let fp = f.fingerprint(name, "response.body"), let check = signatureVerdicts[fp], check.verdict == "invalid" {
+                add("jwt-invalid", .error, "\(name) signature does not verify against the captured JWKS", f, more: check.at.id == f.id ? [] : [check.at],
+                    explanation: "authtap checked the \(name) (alg \(alg), kid \(jwt.header["kid"]?.string ?? "none")) against the key the JWKS published under that kid\(check.at.id == f.id ? "" : " at #\(check.at.id)"), while it still had the raw token: the signature is wrong. The token was altered, signed with another key (a rotated or test key), or the JWKS belongs to another issuer.",
+                    fix: "Compare the token's iss with the JWKS's issuer, and check the signing key configuration on the server (key rotation publishes the new key before signing with it).",
+                    evidence: ["alg": alg, "kid": jwt.header["kid"]?.string ?? "(none)", "token_fingerprint": fp, "verdict": "invalid"])
+            }
             if alg.lowercased() == "none" {
                 add("jwt-invalid", .error, "\(name) is unsigned (alg: none)", f,
                     explanation: "The \(name) header says alg=none: anyone can forge it. Libraries must reject it.",

@@ -6,7 +6,8 @@ extension Masker {
     /// Turns a raw captured exchange into the recordable one: every secret masked,
     /// OAuth roles recognised, parameters extracted, and raw-value checks done now
     /// (only their public results are kept, e.g. `code_verifier_s256`).
-    public func record(_ raw: Exchange) -> Exchange {
+    /// - Parameter ledger: when given, JWT signatures are checked against the JWKS seen in this run.
+    public func record(_ raw: Exchange, ledger: JWTLedger? = nil) -> Exchange {
         var ex = raw
         var params: [OAuthParam] = []
         ex.target = maskURL(raw.target, location: "request.target", params: &params)
@@ -36,6 +37,14 @@ extension Masker {
         ex.roles = Recognizer.roles(for: .init(
             method: raw.method, path: path, status: raw.status, params: params,
             requestHeaders: ex.requestHeaders, responseHeaders: ex.responseHeaders))
+        if let ledger {
+            // Roles are needed first; a verdict param does not change them.
+            let verdicts = ledger.observe(raw, roles: ex.roles, fingerprint: fingerprinter.fingerprint)
+            if !verdicts.isEmpty {
+                params += verdicts
+                if ex.roles.isEmpty { ex.roles = [.jwks] }
+            }
+        }
         ex.oauthParams = ex.roles.isEmpty ? [] : params.map { p in
             // Secrets already carry their short marker; a JWT's header and claims stay readable in the body or header.
             var p = p

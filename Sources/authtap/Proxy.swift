@@ -123,7 +123,8 @@ struct Proxy: AsyncParsableCommand {
         let quiet = self.quiet
         let analyzer = Analyzer(caPath: absolute(certs.caCertificatePath))
         let live = quiet ? nil : LiveFindings(analyzer: analyzer)
-        let writer = CaptureWriter(database: database, sessionID: session.id!, prepare: masker.record) { batch in
+        let ledger = JWTLedger()
+        let writer = CaptureWriter(database: database, sessionID: session.id!, prepare: { masker.record($0, ledger: ledger) }) { batch in
             guard !quiet else { return }
             var out = ""
             for e in batch { out += ConsoleLine.format(e) + "\n" }

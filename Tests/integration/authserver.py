@@ -5,6 +5,8 @@ on loopback. Run as: python3 authserver.py CERT KEY PORTFILE
 It auto-approves every authorization request for one user (no login UI). Besides Authlib's own
 endpoints it serves /cb (the client's redirect_uri, answering 200) and /login (an HTML sign-in
 page, the classic wrong "token URL")."""
+import base64
+import json
 import os
 import secrets
 import ssl
@@ -16,6 +18,9 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProte
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin, grants
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc7636 import CodeChallenge
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
@@ -214,6 +219,34 @@ def create_app(base):
         return ("<html><head><title>Sign in to Example</title></head><body><form method=post>"
                 "<input name=username><input type=password name=password></form></body></html>", 200,
                 {"Content-Type": "text/html; charset=utf-8"})
+
+    # An ES256 signing key published as a JWKS, and a token endpoint issuing id_tokens signed with it
+    # (?tamper=1 alters the claims after signing), for the capture-time signature check.
+    signing_key = ec.generate_private_key(ec.SECP256R1())
+    numbers = signing_key.public_key().public_numbers()
+
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    @app.route("/jwks")
+    def jwks():
+        return jsonify(keys=[{"kty": "EC", "crv": "P-256", "kid": "es-1", "use": "sig", "alg": "ES256",
+                              "x": b64(numbers.x.to_bytes(32, "big")), "y": b64(numbers.y.to_bytes(32, "big"))}])
+
+    @app.route("/signed-token", methods=["POST"])
+    def signed_token():
+        header = b64(json.dumps({"alg": "ES256", "kid": "es-1", "typ": "JWT"}).encode())
+        now = int(time.time())
+        claims = {"iss": base, "aud": request.form.get("client_id", "webapp"), "sub": "user-1", "iat": now, "exp": now + 300,
+                  "jti": secrets.token_hex(8)}
+        payload = b64(json.dumps(claims).encode())
+        r, s_ = decode_dss_signature(signing_key.sign(f"{header}.{payload}".encode(), ec.ECDSA(hashes.SHA256())))
+        signature = b64(r.to_bytes(32, "big") + s_.to_bytes(32, "big"))
+        if request.args.get("tamper"):
+            claims["sub"] = "admin"
+            payload = b64(json.dumps(claims).encode())
+        return jsonify(access_token=secrets.token_urlsafe(16), token_type="Bearer", expires_in=300,
+                       id_token=f"{header}.{payload}.{signature}")
 
     @app.route("/.well-known/openid-configuration")
     def discovery():

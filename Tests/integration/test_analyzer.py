@@ -252,6 +252,23 @@ def test_html_response_at_the_token_url(proxy, authserver):
     assert "login page" in f["title"] and f["evidence"]["title"] == "Sign in to Example"
 
 
+def test_jwt_signature_checked_at_capture_time(proxy, authserver):
+    c = Client(proxy, authserver)
+    grant = {"grant_type": "client_credentials"}
+    good = c.token(grant, url=f"{authserver}/signed-token").json()["id_token"]
+    assert c.s.get(f"{authserver}/jwks", timeout=10).status_code == 200  # the key arrives after the first token
+    bad = c.token(grant, url=f"{authserver}/signed-token?tamper=1").json()["id_token"]
+    a = analyze(proxy)
+    assert errors(a) == ["jwt-invalid"], json.dumps(a["findings"], indent=1)
+    [f] = a["findings"]
+    assert "signature does not verify" in f["title"] and f["evidence"]["kid"] == "es-1"
+    token_exchanges = [x for x in proxy.exchanges() if x["target"].startswith("/signed-token")]
+    assert f["exchanges"] == [token_exchanges[1]["id"]]
+    # The signatures themselves never reach the store.
+    dump = json.dumps(proxy.exchanges())
+    assert good.rsplit(".", 1)[1] not in dump and bad.rsplit(".", 1)[1] not in dump
+
+
 @pytest.mark.faults
 def test_untrusted_upstream_certificate(proxy, upstreams, authserver):
     c = Client(proxy, authserver)
