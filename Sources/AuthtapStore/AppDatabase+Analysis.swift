@@ -64,6 +64,34 @@ extension AppDatabase {
         }
     }
 
+    /// How many exchanges of a session the analyzer reads (those with an OAuth role or an error).
+    public func analyzableCount(session: Int64) throws -> Int {
+        try writer.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM exchange WHERE session_id = ? AND (oauth_roles IS NOT NULL OR error_kind IS NOT NULL)",
+                             arguments: [session]) ?? 0
+        }
+    }
+
+    /// Per session: transactions, and findings by severity (for listings).
+    public func analysisCounts() throws -> [Int64: (transactions: Int, errors: Int, warnings: Int, info: Int)] {
+        try writer.read { db in
+            var result: [Int64: (Int, Int, Int, Int)] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT session_id, COUNT(*) FROM oauth_transaction GROUP BY session_id") {
+                result[row[0], default: (0, 0, 0, 0)].0 = row[1]
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT session_id, severity, COUNT(*) FROM finding GROUP BY session_id, severity") {
+                let id: Int64 = row[0]
+                let n: Int = row[2]
+                switch row[1] as String {
+                case "error": result[id, default: (0, 0, 0, 0)].1 = n
+                case "warning": result[id, default: (0, 0, 0, 0)].2 = n
+                default: result[id, default: (0, 0, 0, 0)].3 = n
+                }
+            }
+            return result.mapValues { (transactions: $0.0, errors: $0.1, warnings: $0.2, info: $0.3) }
+        }
+    }
+
     /// Session ids, oldest first.
     public func sessionIDs() throws -> [Int64] {
         try writer.read { db in try Int64.fetchAll(db, sql: "SELECT id FROM session ORDER BY id") }

@@ -22,7 +22,7 @@ struct Analyze: ParsableCommand {
     var format: OutputFormat = .text
     @Option(help: "Exit 1 when a finding is at least this severe: error, warning or never.")
     var failOn: FailOn = .error
-    @Option(help: "Path of the authtap CA, named in fixes for TLS faults.")
+    @Option(help: "Directory of the authtap CA (its path appears in the fixes for TLS faults).")
     var certs: String = "certs"
 
     func validate() throws {
@@ -158,8 +158,11 @@ enum Report {
                 guard let e = exchanges[m.exchange] else { continue }
                 let offset = e.timings.start.timeIntervalSince(start)
                 let status = e.status.map(String.init) ?? (e.error?.rawValue ?? "---")
-                out += String(format: "  +%7.3fs  #%-6lld %-22@ %@ %@ %@\n", offset, m.exchange, m.leg.rawValue as NSString,
-                              e.method as NSString, (e.host + String(e.target.prefix { $0 != "?" })) as NSString, status as NSString)
+                let hostPort = e.host + ((e.scheme == .https && e.port == 443) || (e.scheme == .http && e.port == 80) ? "" : ":\(e.port)")
+                let path = String(e.target.prefix { $0 != "?" && $0 != "#" })
+                let id = "#\(m.exchange)".padding(toLength: 7, withPad: " ", startingAt: 0)
+                out += String(format: "  +%8.3fs  ", offset) + id + " " + m.leg.rawValue.padding(toLength: 23, withPad: " ", startingAt: 0)
+                    + " " + e.method + " " + hostPort + path + "  " + status + "\n"
             }
             for f in analysis.findings where f.transaction == t.index { out += finding(f) }
         }

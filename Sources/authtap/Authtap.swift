@@ -107,6 +107,7 @@ struct Sessions: ParsableCommand {
     func run() throws {
         let database = try openExisting(db)
         let sessions = try database.sessions()
+        let counts = try database.analysisCounts()
         switch format {
         case .json:
             try printJSON(sessions)
@@ -114,7 +115,13 @@ struct Sessions: ParsableCommand {
             if sessions.isEmpty { print("no sessions in \(db)") }
             for s in sessions {
                 let end = s.endedAt.map { iso($0) } ?? "running or interrupted"
-                print("#\(s.id ?? 0)  \(iso(s.startedAt)) → \(end)  \(s.recorded) exchanges  \(s.dropped) dropped  \(s.listen ?? "")  v\(s.version)")
+                var line = "#\(s.id ?? 0)  \(iso(s.startedAt)) → \(end)  \(s.recorded) exchanges  \(s.dropped) dropped  \(s.listen ?? "")  v\(s.version)"
+                if let c = counts[s.id ?? 0] {
+                    line += "  \(c.transactions) transactions, \(c.errors) errors, \(c.warnings) warnings"
+                } else {
+                    line += "  (not analyzed)"
+                }
+                print(line)
             }
         }
     }

@@ -48,8 +48,11 @@ struct Proxy: AsyncParsableCommand {
     @Flag(help: "Do not print a line per exchange, nor live findings.")
     var quiet = false
 
-    @Flag(inversion: .prefixedNo, help: "Analyze the session when the proxy stops and store the findings.")
+    @Flag(inversion: .prefixedNo, help: "Analyze the session when the proxy stops and store the findings (up to 20,000 OAuth exchanges; beyond, run `authtap analyze`).")
     var analyze = true
+
+    /// Above this, the analysis at exit would hold the whole session in memory in the proxy process.
+    static let analyzeAtExitLimit = 20_000
 
     @Option(help: "Event loop threads (default: one per core).")
     var threads: Int?
@@ -173,7 +176,10 @@ struct Proxy: AsyncParsableCommand {
         live?.drain()
         // Every exchange is on disk now; the stored analysis covers the whole session.
         var summary = ""
-        if analyze {
+        let analyzable = (try? database.analyzableCount(session: session.id!)) ?? 0
+        if analyze && analyzable > Self.analyzeAtExitLimit {
+            summary = "; \(analyzable) OAuth exchanges: run `authtap analyze --session \(session.id!)` for the findings"
+        } else if analyze {
             do {
                 let analysis = analyzer.analyze(try database.exchanges(session: session.id!, analyzable: true))
                 try database.save(analysis: analysis, session: session.id!)
