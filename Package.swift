@@ -31,7 +31,17 @@ let package = Package(
         // Pure: rebuilds OAuth transactions and classifies failures (rules, provider dialects). Never imports NIO.
         .target(name: "AuthtapAnalyzer", dependencies: ["AuthtapModel", "AuthtapOAuth"]),
         // Pure: TLS record / handshake dissector (ClientHello, ServerHello, alerts).
-        .target(name: "AuthtapDissector"),
+        .target(
+            name: "AuthtapDissector",
+            dependencies: [
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
+        // libpcap, as GRDB wraps SQLite: a module map and a shim header.
+        .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
+        // The thin libpcap-facing layer: offline files, live capture on its own thread, dumps.
+        .target(name: "AuthtapCapture", dependencies: ["CPcap", "AuthtapDissector"]),
         // Certificate authority, leaf issuance and cache, NIOSSL bridge.
         .target(
             name: "AuthtapCA",
@@ -48,7 +58,7 @@ let package = Package(
         .target(
             name: "AuthtapStore",
             dependencies: [
-                "AuthtapModel", "AuthtapAnalyzer",
+                "AuthtapModel", "AuthtapAnalyzer", "AuthtapDissector",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
@@ -69,6 +79,7 @@ let package = Package(
             name: "authtap",
             dependencies: [
                 "AuthtapModel", "AuthtapOAuth", "AuthtapAnalyzer", "AuthtapCA", "AuthtapStore", "AuthtapProxy",
+                "AuthtapCapture", "AuthtapDissector",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
             ]

@@ -156,6 +156,23 @@ public final class AppDatabase: Sendable {
                 CREATE INDEX exchange_session_roles ON exchange(session_id, id) WHERE oauth_roles IS NOT NULL OR error_kind IS NOT NULL;
                 """)
         }
+        m.registerMigration("v3-handshakes") { db in
+            try db.execute(sql: """
+                CREATE TABLE handshake (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    session_id INTEGER NOT NULL REFERENCES session(id) ON DELETE CASCADE,
+                    client TEXT NOT NULL, client_port INTEGER NOT NULL,
+                    server TEXT NOT NULL, server_port INTEGER NOT NULL,
+                    outcome TEXT NOT NULL, side TEXT, alert TEXT, encrypted_alert BOOLEAN NOT NULL,
+                    sni TEXT, started_at DOUBLE NOT NULL, ended_at DOUBLE NOT NULL, duration_ms DOUBLE,
+                    first_packet INTEGER NOT NULL, last_packet INTEGER NOT NULL,
+                    detail TEXT NOT NULL,
+                    facts TEXT NOT NULL
+                );
+                CREATE INDEX handshake_session ON handshake(session_id, id);
+                CREATE INDEX handshake_server ON handshake(server, server_port, started_at);
+                """)
+        }
         return m
     }
 }

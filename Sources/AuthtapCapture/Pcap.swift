@@ -1,0 +1,234 @@
+import AuthtapDissector
+import CPcap
+import Foundation
+
+/// What went wrong opening or reading a capture, in one line.
+public struct CaptureError: Error, CustomStringConvertible {
+    public var description: String
+    /// Raised when the process may not capture (exit status 2, with what is needed).
+    public var isPermission: Bool
+}
+
+/// One packet as libpcap hands it over.
+public struct RawPacket {
+    public var number: Int
+    public var micros: Int64
+    public var bytes: UnsafeRawBufferPointer
+}
+
+/// A pcap or pcapng file (libpcap reads both).
+public final class PcapFile {
+    private let handle: OpaquePointer
+    public let linkType: Int32
+    public let path: String
+
+    public init(path: String) throws {
+        var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw CaptureError(description: "\(path): no such file", isPermission: false)
+        }
+        guard let h = pcap_open_offline_with_tstamp_precision(path, UInt32(PCAP_TSTAMP_PRECISION_MICRO), &errbuf) else {
+            throw CaptureError(description: "\(path): not a pcap or pcapng file (\(String(cString: errbuf)))", isPermission: false)
+        }
+        self.handle = h
+        self.linkType = pcap_datalink(h)
+        self.path = path
+    }
+
+    deinit { pcap_close(handle) }
+
+    /// Reads every packet; returns the count, and an error text when the file ends badly (truncated).
+    public func forEach(_ body: (RawPacket) -> Void) -> (packets: Int, error: String?) {
+        var header: UnsafeMutablePointer<pcap_pkthdr>?
+        var data: UnsafePointer<UInt8>?
+        var n = 0
+        while true {
+            let rc = pcap_next_ex(handle, &header, &data)
+            if rc == 1, let header, let data {
+                n += 1
+                body(RawPacket(number: n, micros: authtap_pcap_ts_usec(header), bytes: UnsafeRawBufferPointer(start: data, count: Int(authtap_pcap_caplen(header)))))
+            } else if rc == PCAP_ERROR_BREAK {
+                return (n, nil)
+            } else {
+                let text = String(cString: pcap_geterr(handle))
+                return (n, "\(path): \(text.isEmpty ? "read error" : text) after packet \(n)")
+            }
+        }
+    }
+}
+
+/// Live capture: the blocking pcap loop runs on its own thread and hands packets to a bounded
+/// queue; a second thread consumes them. Drops are counted: libpcap's (kernel) and ours (queue full).
+public final class LiveCapture: @unchecked Sendable {
+    private let handle: OpaquePointer
+    private var dumper: OpaquePointer?
+    public let linkType: Int32
+    public let interface: String
+    private let lock = NSLock()
+    private let ready = DispatchSemaphore(value: 0)
+    private var queue: [(Int, Int64, [UInt8])] = []
+    private var queueBytes = 0
+    private let maxQueue = 65_536
+    private let maxQueueBytes = 64 << 20
+    private var stopped = false
+    private var captureDone = false
+    public private(set) var queueDrops = 0
+    public private(set) var packets = 0
+
+    public init(interface: String, filter: String, snaplen: Int32 = 65_535, write: String? = nil) throws {
+        var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
+        guard let h = pcap_create(interface, &errbuf) else {
+            throw CaptureError(description: "cannot open \(interface): \(String(cString: errbuf))", isPermission: false)
+        }
+        pcap_set_snaplen(h, snaplen)
+        pcap_set_promisc(h, 0)
+        pcap_set_timeout(h, 100)
+        pcap_set_immediate_mode(h, 1)
+        pcap_set_buffer_size(h, 16 << 20)
+        let rc = pcap_activate(h)
+        if rc == PCAP_ERROR_PERM_DENIED || rc == PCAP_ERROR_PROMISC_PERM_DENIED {
+            pcap_close(h)
+            throw CaptureError(description: "authtap may not capture on \(interface): run as root, or give the binary the capability once: sudo setcap cap_net_raw,cap_net_admin=eip \(CommandLine.arguments[0])", isPermission: true)
+        }
+        if rc == PCAP_ERROR_NO_SUCH_DEVICE {
+            pcap_close(h)
+            throw CaptureError(description: "no such interface: \(interface) (see `ip link`)", isPermission: false)
+        }
+        if rc < 0 {
+            let text = String(cString: pcap_geterr(h))
+            pcap_close(h)
+            let permission = text.contains("ermission") || text.contains("not permitted")
+            throw CaptureError(description: permission
+                ? "authtap may not capture on \(interface) (\(text)): run as root, or give the binary the capability once: sudo setcap cap_net_raw,cap_net_admin=eip \(CommandLine.arguments[0])"
+                : "cannot capture on \(interface): \(text)", isPermission: permission)
+        }
+        var program = bpf_program()
+        if pcap_compile(h, &program, filter, 1, PCAP_NETMASK_UNKNOWN) != 0 {
+            let text = String(cString: pcap_geterr(h))
+            pcap_close(h)
+            throw CaptureError(description: "bad filter \"\(filter)\": \(text)", isPermission: false)
+        }
+        pcap_setfilter(h, &program)
+        pcap_freecode(&program)
+        if let write {
+            guard let d = pcap_dump_open(h, write) else {
+                let text = String(cString: pcap_geterr(h))
+                pcap_close(h)
+                throw CaptureError(description: "cannot write \(write): \(text)", isPermission: false)
+            }
+            dumper = d
+        }
+        self.handle = h
+        self.linkType = pcap_datalink(h)
+        self.interface = interface
+    }
+
+    deinit {
+        if let dumper { pcap_dump_close(dumper) }
+        pcap_close(handle)
+    }
+
+    /// Starts the capture thread; `consume` runs on a second thread for every packet, in order.
+    public func start(consume: @escaping @Sendable (RawPacket) -> Void, finished: @escaping @Sendable () -> Void) {
+        let capture = Thread { [self] in self.captureLoop() }
+        capture.name = "authtap-pcap"
+        capture.start()
+        let consumer = Thread { [self] in
+            while true {
+                ready.wait()
+                lock.lock()
+                let batch = queue
+                queue.removeAll(keepingCapacity: true)
+                queueBytes = 0
+                let done = captureDone
+                lock.unlock()
+                for (n, t, bytes) in batch {
+                    bytes.withUnsafeBytes { consume(RawPacket(number: n, micros: t, bytes: $0)) }
+                }
+                if done && batch.isEmpty { break }
+                if done {
+                    lock.lock(); let empty = queue.isEmpty; lock.unlock()
+                    if empty { break }
+                }
+            }
+            finished()
+        }
+        consumer.name = "authtap-dissect"
+        consumer.start()
+    }
+
+    private func captureLoop() {
+        var header: UnsafeMutablePointer<pcap_pkthdr>?
+        var data: UnsafePointer<UInt8>?
+        while true {
+            lock.lock(); let stop = stopped; lock.unlock()
+            if stop { break }
+            let rc = pcap_next_ex(handle, &header, &data)
+            if rc == 1, let header, let data {
+                if let dumper { pcap_dump(UnsafeMutableRawPointer(dumper).assumingMemoryBound(to: UInt8.self), header, data) }
+                let len = Int(authtap_pcap_caplen(header))
+                let bytes = Array(UnsafeBufferPointer(start: data, count: len))
+                lock.lock()
+                packets += 1
+                if queue.count < maxQueue && queueBytes + len < maxQueueBytes {
+                    queue.append((packets, authtap_pcap_ts_usec(header), bytes))
+                    queueBytes += len
+                    lock.unlock()
+                    ready.signal()
+                } else {
+                    queueDrops += 1
+                    lock.unlock()
+                }
+            } else if rc == 0 {
+                continue // timeout: look at the stop flag
+            } else {
+                break
+            }
+        }
+        if let dumper { pcap_dump_flush(dumper) }
+        lock.lock(); captureDone = true; lock.unlock()
+        ready.signal()
+    }
+
+    public func stop() {
+        lock.lock(); stopped = true; lock.unlock()
+        pcap_breakloop(handle)
+    }
+
+    /// libpcap's counters: packets received and dropped by the kernel or the interface.
+    public var kernelStats: (received: Int, dropped: Int) {
+        var stats = pcap_stat()
+        guard pcap_stats(handle, &stats) == 0 else { return (0, 0) }
+        return (Int(stats.ps_recv), Int(stats.ps_drop) + Int(stats.ps_ifdrop))
+    }
+}
+
+/// Offline dissection of a whole file into handshake records.
+public enum OfflineDissection {
+    public struct Result {
+        public var records: [HandshakeRecord]
+        public var packets: Int
+        public var tcpPackets: Int
+        public var error: String?
+    }
+
+    public static func run(path: String) throws -> Result {
+        let file = try PcapFile(path: path)
+        guard PacketDecoder.LinkType(rawValue: file.linkType) != nil else {
+            throw CaptureError(description: "\(path): link type \(file.linkType) is not supported (Ethernet, Linux cooked v1/v2, BSD loopback/NULL and raw IP are)", isPermission: false)
+        }
+        var records: [HandshakeRecord] = []
+        let tracker = HandshakeTracker { records.append($0) }
+        var tcp = 0
+        var last: Int64 = 0
+        let (count, error) = file.forEach { packet in
+            last = packet.micros
+            guard let segment = PacketDecoder.tcp(packet.bytes, linkType: file.linkType) else { return }
+            tcp += 1
+            tracker.feed(packetNumber: packet.number, micros: packet.micros, segment: segment, packet: packet.bytes)
+        }
+        tracker.finishAll(at: last)
+        return Result(records: records.sorted { ($0.firstPacket, $0.startMicros) < ($1.firstPacket, $1.startMicros) },
+                      packets: count, tcpPackets: tcp, error: error)
+    }
+}
