@@ -80,7 +80,7 @@ struct Capture: ParsableCommand {
         let tracker = UncheckedBox(HandshakeTracker { sink.add($0) })
         let lastMicros = LockedValue<Int64>(0)
         let finished = DispatchSemaphore(value: 0)
-        print("authtap capturing on \(interface) (\(bpf))\(write.map { ", writing \($0)" } ?? ""), session \(session.id!)")
+        FileHandle.standardOutput.write(Data("authtap capturing on \(interface) (\(bpf))\(write.map { ", writing \($0)" } ?? ""), session \(session.id!)\n".utf8))
         capture.start(consume: { packet in
             lastMicros.set(packet.micros)
             guard let segment = PacketDecoder.tcp(packet.bytes, linkType: linkType) else { return }
@@ -105,7 +105,7 @@ struct Capture: ParsableCommand {
         sink.flush()
         let (received, kernelDrops) = capture.kernelStats
         try database.endSession(session.id!, dropped: kernelDrops + capture.queueDrops)
-        FileHandle.standardError.write(Data("authtap: \(capture.packets) packets (\(received) seen by libpcap), \(kernelDrops) dropped by the kernel, \(capture.queueDrops) by authtap; \(sink.count) handshakes → session \(session.id!)\n".utf8))
+        FileHandle.standardError.write(Data("authtap: \(capture.packets) packets (libpcap counted \(received)), \(kernelDrops) dropped by the kernel, \(capture.queueDrops) by authtap; \(sink.count) handshakes → session \(session.id!)\n".utf8))
     }
 }
 
