@@ -278,7 +278,7 @@ public final class HandshakeTracker {
         if delta < 0 {
             // Old data: a retransmission (possibly overlapping new bytes).
             if fromClient, st.firstPayloadSeq == seq, c.serverHello == nil, !c.streams[1].sentAny { c.clientHelloRetransmits += 1 }
-            let overlap = Int(-delta)
+            let overlap = -Int(delta)
             guard overlap < payload.count else { return }
             append(c, st, fromClient: fromClient, Array(payload[overlap...]), at: micros)
             st.nextSeq = next &+ UInt32(payload.count - overlap)
