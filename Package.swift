@@ -29,7 +29,7 @@ let package = Package(
             ]
         ),
         // Pure: rebuilds OAuth transactions and classifies failures (rules, provider dialects). Never imports NIO.
-        .target(name: "AuthtapAnalyzer", dependencies: ["AuthtapModel", "AuthtapOAuth"]),
+        .target(name: "AuthtapAnalyzer", dependencies: ["AuthtapModel", "AuthtapOAuth", "AuthtapDissector"]),
         // Pure: TLS record / handshake dissector (ClientHello, ServerHello, alerts).
         .target(
             name: "AuthtapDissector",

@@ -1,3 +1,4 @@
+import AuthtapDissector
 import AuthtapModel
 import AuthtapOAuth
 import Foundation
@@ -24,10 +25,15 @@ public struct Analyzer: Sendable {
         self.caPath = caPath
     }
 
-    public func analyze(_ exchanges: [Exchange]) -> Analysis {
+    /// - Parameters:
+    ///   - handshakes: packet-level handshake records of the same session (pcap mode), if any.
+    ///   - proxyPort: the port authtap listened on, to tell the client leg's handshakes from the upstream's.
+    public func analyze(_ exchanges: [Exchange], handshakes: [HandshakeRecord] = [], proxyPort: Int? = nil) -> Analysis {
         let facts = exchanges.sorted { ($0.id ?? 0) < ($1.id ?? 0) }.map(ExchangeFacts.init)
         var (transactions, membership) = TransactionBuilder.build(facts)
         var run = RuleRun(facts: facts, membership: membership, options: options, caPath: caPath)
+        run.handshakes = handshakes
+        run.proxyPort = proxyPort
         run.all()
         var findings = run.findings
         // De-duplicate (a fact seen from two sides gives one finding), then order by first exchange.
@@ -62,6 +68,10 @@ struct RuleRun {
     let options: Analyzer.Options
     let caPath: String
     var findings: [Finding] = []
+    var handshakes: [HandshakeRecord] = []
+    var proxyPort: Int?
+    /// Handshake records already attached to an exchange's finding.
+    var usedHandshakes = Set<Int>()
 
     // Indexes, built once: everything below is linear in the number of exchanges.
     let byID: [Int64: ExchangeFacts]
@@ -148,6 +158,86 @@ struct RuleRun {
         }
         refreshChains()
         missingLegs()
+        unmatchedHandshakes()
+    }
+
+    // MARK: packet-level evidence (pcap mode)
+
+    /// The failed handshake record that matches an exchange's TLS failure: same server port (the proxy's
+    /// for the client leg), same SNI when known, and close in time.
+    mutating func handshakeEvidence(for f: ExchangeFacts, clientLeg: Bool) -> [String: String] {
+        guard !handshakes.isEmpty else { return [:] }
+        let port = clientLeg ? proxyPort : f.ex.port
+        let at = Int64(f.start.timeIntervalSince1970 * 1e6)
+        var best: (Int, Int64)? = nil
+        for (i, h) in handshakes.enumerated() where !usedHandshakes.contains(i) && h.outcome != .completed {
+            guard port == nil || h.serverPort == port, h.sni == nil || h.sni == f.ex.host else { continue }
+            let distance = abs(h.startMicros - at)
+            guard distance < 5_000_000 else { continue }
+            if best == nil || distance < best!.1 { best = (i, distance) }
+        }
+        guard let (i, _) = best else { return [:] }
+        usedHandshakes.insert(i)
+        let h = handshakes[i]
+        return ["packets": "\(h.firstPacket)-\(h.lastPacket)", "handshake": h.outcome.rawValue + (h.side.map { " by \($0)" } ?? "") + (h.alert.map { " (\($0))" } ?? ""),
+                "handshake_detail": h.detail]
+    }
+
+    mutating func unmatchedHandshakes() {
+        for (i, h) in handshakes.enumerated() where !usedHandshakes.contains(i) && h.outcome != .completed {
+            if h.outcome == .closedDuringHandshake && h.sni == nil && h.versionsOffered.isEmpty { continue } // TCP only: a port probe
+            let server = "\(h.server.contains(":") ? "[\(h.server)]" : h.server):\(h.serverPort)"
+            let client = "\(h.client):\(h.clientPort)"
+            let name = h.sni.map { " (\($0))" } ?? ""
+            let toProxy = proxyPort != nil && h.serverPort == proxyPort
+            var title: String
+            var explanation: String
+            var fix: String
+            switch h.outcome {
+            case .refused:
+                title = "Connection to \(server) refused"
+                explanation = "The SYN from \(client) was answered with a RST: nothing listens on \(server), or a firewall rejects it."
+                fix = "Check that the server runs on that port and the host/port in the URL."
+            case .synUnanswered:
+                title = "No answer to the connection attempt to \(server)"
+                explanation = "\(client) sent SYNs to \(server) that got no answer: \(h.detail). A firewall drops the packets, or the address is wrong."
+                fix = "Check routes and firewalls towards \(server) (and that the app resolves the right address)."
+            case .noServerHello, .clientHelloRetransmitted:
+                title = "ClientHello to \(server)\(name) never answered"
+                explanation = "TCP connected, the client sent its ClientHello, and the server never answered: \(h.detail)."
+                fix = "Look for a middlebox that filters TLS by SNI or drops large ClientHellos (post-quantum key shares make them larger than one MTU), or a server that is not TLS on that port."
+            case .versionMismatch:
+                title = "No TLS version in common with \(server)\(name)"
+                explanation = "\(h.detail). Offered: \(h.versionsOffered.joined(separator: ", "))."
+                fix = "Enable TLS 1.2/1.3 on both sides."
+            case .alert where toProxy && h.side == "client":
+                title = "The client at \(client) rejected authtap's certificate"
+                explanation = "During the handshake with authtap\(name), the client sent \(h.alert == "encrypted" ? "an encrypted alert" : "the alert \(h.alert ?? "")") after our certificate and closed: it does not trust the authtap CA. No exchange was recorded for it."
+                fix = "Trust the authtap CA in the client: eval \"$(authtap env)\" (SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, NODE_EXTRA_CA_CERTS); for Java, keytool -importcert -alias authtap -file \(caPath) -cacerts."
+            case .alert:
+                title = "\(h.side == "client" ? "The client" : "The server") sent \(h.alert ?? "an alert") during the handshake with \(server)\(name)"
+                explanation = h.detail + "."
+                fix = h.side == "client" ? "The client refused the server's certificate or parameters: check its trust store and the certificate's names." : "The server refused the client's parameters: check versions, ciphers, SNI and client certificates."
+            case .resetDuringHandshake, .closedDuringHandshake:
+                let closedByClient = h.side == "client"
+                if toProxy && closedByClient {
+                    title = "The client at \(client) gave up during the handshake with authtap"
+                    explanation = "\(h.detail). A client that closes right after authtap's certificate usually does not trust the authtap CA."
+                    fix = "Trust the authtap CA in the client (eval \"$(authtap env)\"), or exclude pinned hosts with --intercept."
+                } else {
+                    title = "Connection \(h.outcome == .resetDuringHandshake ? "reset" : "closed") during the handshake with \(server)\(name)"
+                    explanation = h.detail + "."
+                    fix = "A middlebox or the server dropped the handshake: compare with a direct connection (openssl s_client -connect \(server) -servername \(h.sni ?? h.server))."
+                }
+            case .completed:
+                continue
+            }
+            findings.append(Finding(
+                rule: "tls-fault", severity: .error, title: title, explanation: explanation + " (packets \(h.firstPacket)-\(h.lastPacket) of the capture)", fix: fix,
+                exchanges: [], transaction: nil,
+                evidence: ["packets": "\(h.firstPacket)-\(h.lastPacket)", "client": client, "server": server, "outcome": h.outcome.rawValue,
+                           "sni": h.sni ?? "(none)", "alert": h.alert ?? "(none)"]))
+        }
     }
 
     // MARK: helpers
@@ -759,12 +849,13 @@ struct RuleRun {
                 evidence["sans"] = cert.sans.joined(separator: ", ")
                 evidence["not_after"] = ISO8601DateFormatter().string(from: cert.notAfter)
             }
+            evidence.merge(handshakeEvidence(for: f, clientLeg: false)) { a, _ in a }
             add("tls-fault", .error, title, f, explanation: explanation, fix: fix, evidence: evidence)
         case .clientTLS?:
             add("tls-fault", .error, "The client rejected authtap's certificate", f,
                 explanation: "The client closed the TLS handshake for \(f.ex.host) after seeing authtap's certificate: it does not trust the authtap CA (\(f.ex.errorDetail ?? "no detail")). Nothing of this connection reached the server.",
                 fix: "Trust the authtap CA in the client: eval \"$(authtap env)\" sets SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE and NODE_EXTRA_CA_CERTS; for Java, keytool -importcert -alias authtap -file \(caPath) -cacerts; for a browser, import \(caPath) as an authority. Certificate pinning clients cannot be intercepted: exclude them with --intercept.",
-                evidence: ["host": f.ex.host, "ca": caPath])
+                evidence: ["host": f.ex.host, "ca": caPath].merging(handshakeEvidence(for: f, clientLeg: true)) { a, _ in a })
         case .connectionRefused?, .dnsFailure?, .connectTimeout?, .connectFailed?, .upstreamReset?, .upstreamClosed?, .upstreamMalformed?:
             guard !f.roles.isEmpty else { return }
             add("upstream-error", .error, "Authorization server unreachable: \(f.ex.error!.rawValue)", f,

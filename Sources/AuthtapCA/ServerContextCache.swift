@@ -18,7 +18,10 @@ public final class ServerContextCache: Sendable {
     private let state = Mutex(State())
     private let queue = DispatchQueue(label: "authtap.leaf-issuer", attributes: .concurrent)
 
-    public init(ca: CertificateAuthority, capacity: Int = 1024) throws {
+    private let keyLog: NIOSSLKeyLogCallback?
+
+    public init(ca: CertificateAuthority, capacity: Int = 1024, keyLog: NIOSSLKeyLogCallback? = nil) throws {
+        self.keyLog = keyLog
         self.ca = ca
         self.capacity = capacity
         self.leafKey = try NIOSSLPrivateKey(bytes: Array(ca.leafKey.pemRepresentation.utf8), format: .pem)
@@ -58,6 +61,7 @@ public final class ServerContextCache: Sendable {
         try serializer.serialize(leaf)
         let nioLeaf = try NIOSSLCertificate(bytes: serializer.serializedBytes, format: .der)
         var config = TLSConfiguration.makeServerConfiguration(certificateChain: [.certificate(nioLeaf)], privateKey: .privateKey(leafKey))
+        config.keyLogCallback = keyLog
         config.applicationProtocols = ["http/1.1"]
         config.minimumTLSVersion = .tlsv1
         return try NIOSSLContext(configuration: config)

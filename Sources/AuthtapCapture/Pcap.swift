@@ -123,6 +123,18 @@ public final class LiveCapture: @unchecked Sendable {
         self.interface = interface
     }
 
+    /// Replaces the BPF filter (e.g. once the proxy knows the port it bound).
+    public func setFilter(_ filter: String) throws {
+        var program = bpf_program()
+        guard pcap_compile(handle, &program, filter, 1, PCAP_NETMASK_UNKNOWN) == 0 else {
+            throw CaptureError(description: "bad filter \"\(filter)\": \(String(cString: pcap_geterr(handle)))", isPermission: false)
+        }
+        defer { pcap_freecode(&program) }
+        guard pcap_setfilter(handle, &program) == 0 else {
+            throw CaptureError(description: "cannot set filter \"\(filter)\": \(String(cString: pcap_geterr(handle)))", isPermission: false)
+        }
+    }
+
     deinit {
         if let dumper { pcap_dump_close(dumper) }
         pcap_close(handle)

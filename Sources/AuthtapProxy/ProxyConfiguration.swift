@@ -1,5 +1,6 @@
 import AuthtapCA
 import NIOCore
+import NIOSSL
 import Foundation
 
 /// Everything the proxy needs to know, fixed at start.
@@ -17,6 +18,8 @@ public struct ProxyConfiguration: Sendable {
     public var insecureUpstream = false
     public var maxHeaderBytes = 64 * 1024
     public var threads = System.coreCount
+    /// NSS key-log lines for both TLS legs (for Wireshark), when set.
+    public var keyLog: NIOSSLKeyLogCallback?
 
     public init() {}
 

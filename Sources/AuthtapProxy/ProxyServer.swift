@@ -56,12 +56,13 @@ public final class ProxyServer: Sendable {
         clientConfig.applicationProtocols = ["http/1.1"]
         clientConfig.minimumTLSVersion = .tlsv12
         clientConfig.certificateVerification = .fullVerification
+        clientConfig.keyLogCallback = config.keyLog
         let clientContext = try NIOSSLContext(configuration: clientConfig)
         let connector = UpstreamConnector(
             clientTLS: clientContext, trust: trust, insecure: config.insecureUpstream,
             connectTimeout: .nanoseconds(Int64(config.connectTimeout * 1e9)))
         shared = ProxyShared(
-            config: config, writer: writer, contexts: ServerContextCacheRef(cache: try ServerContextCache(ca: ca)),
+            config: config, writer: writer, contexts: ServerContextCacheRef(cache: try ServerContextCache(ca: ca, keyLog: config.keyLog)),
             connector: connector, group: group)
     }
 

@@ -231,6 +231,22 @@ extension AppDatabase {
         }
     }
 
+    /// The address actually bound (the --listen argument may say port 0).
+    public func setListen(_ id: Int64, listen: String) throws {
+        try writer.write { db in
+            try db.execute(sql: "UPDATE session SET listen = ? WHERE id = ?", arguments: [listen, id])
+        }
+    }
+
+    /// The port a proxy session listened on, if it was one.
+    public func proxyPort(session: Int64) throws -> Int? {
+        try writer.read { db in
+            guard let listen = try String.fetchOne(db, sql: "SELECT listen FROM session WHERE id = ?", arguments: [session]),
+                  let colon = listen.lastIndex(of: ":") else { return nil }
+            return Int(listen[listen.index(after: colon)...])
+        }
+    }
+
     public func recordDrops(_ id: Int64, dropped: Int) throws {
         try writer.write { db in
             try db.execute(sql: "UPDATE session SET dropped = ? WHERE id = ?", arguments: [dropped, id])

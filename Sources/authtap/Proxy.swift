@@ -1,5 +1,7 @@
 import ArgumentParser
 import AuthtapAnalyzer
+import AuthtapCapture
+import AuthtapDissector
 import AuthtapCA
 import AuthtapModel
 import AuthtapOAuth
@@ -44,6 +46,18 @@ struct Proxy: AsyncParsableCommand {
 
     @Flag(help: "Do not verify upstream certificates (noted on every exchange).")
     var insecureUpstream = false
+
+    @Option(help: "Write NSS key-log lines for both TLS legs to FILE (also SSLKEYLOGFILE): anyone holding it can decrypt the traffic.")
+    var keylog: String?
+
+    @Option(help: "Capture TLS handshakes on this interface with libpcap during the session (needs root or CAP_NET_RAW).")
+    var pcap: String?
+
+    @Option(help: "With --pcap: also capture TCP on this port (repeatable; 443 and the listen port always are).")
+    var pcapPort: [Int] = []
+
+    @Option(help: "With --pcap: write the captured packets to this pcap file.")
+    var pcapWrite: String?
 
     @Flag(help: "Do not print a line per exchange, nor live findings.")
     var quiet = false
@@ -113,6 +127,23 @@ struct Proxy: AsyncParsableCommand {
         config.intercept = intercept
         config.insecureUpstream = insecureUpstream
         if let threads { config.threads = threads }
+        var keyLogFile: KeyLogFile? = nil
+        if let path = keylog ?? ProcessInfo.processInfo.environment["SSLKEYLOGFILE"], !path.isEmpty {
+            keyLogFile = try KeyLogFile(path: path)
+            config.keyLog = keyLogFile!.callback
+        }
+        // Packet capture beside the proxy: opened first, so a missing privilege stops us before listening.
+        var capture: LiveCapture? = nil
+        if let pcap {
+            let ports = Set([443, port == 0 ? nil : port].compactMap { $0 } + pcapPort).sorted()
+            let filter = "tcp and (" + ports.map { "port \($0)" }.joined(separator: " or ") + ")"
+            do {
+                capture = try LiveCapture(interface: pcap, filter: filter, write: pcapWrite)
+            } catch let error as CaptureError {
+                FileHandle.standardError.write(Data("authtap: \(error.description)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
 
         let certs = CertsDirectory(path: paths.certs)
         let ca = try certs.loadOrCreateCA()
@@ -144,6 +175,11 @@ struct Proxy: AsyncParsableCommand {
             throw ValidationError("cannot listen on \(listen.listen): \(error)")
         }
         let boundPort = Int(address[address.index(after: address.lastIndex(of: ":")!)...]) ?? port
+        try database.setListen(session.id!, listen: "\(host.contains(":") ? "[\(host)]" : host):\(boundPort)")
+        if let capture {
+            let ports = Set([443, boundPort] + pcapPort).sorted()
+            try capture.setFilter("tcp and (" + ports.map { "port \($0)" }.joined(separator: " or ") + ")")
+        }
         let url = proxyURL(host: host, port: boundPort)
         var banner = "authtap listening on \(address.contains(":") && !address.contains(".") ? "[\(address[..<address.lastIndex(of: ":")!])]:\(boundPort)" : address)\n"
         banner += "CA certificate: \(absolute(certs.caCertificatePath))\n"
@@ -151,7 +187,26 @@ struct Proxy: AsyncParsableCommand {
         banner += "Point clients at authtap:\n"
         banner += clientSetupLines(proxyURL: url, certs: certs, export: false).joined(separator: "\n") + "\n"
         if insecureUpstream { banner += "WARNING: upstream certificates are NOT verified (--insecure-upstream)\n" }
+        if let keyLogFile, let path = keylog ?? ProcessInfo.processInfo.environment["SSLKEYLOGFILE"] {
+            banner += "TLS key log: \(absolute(path)) (anyone holding it can decrypt both legs; delete it when done)\n"
+            withExtendedLifetime(keyLogFile) {}
+        }
         FileHandle.standardOutput.write(Data(banner.utf8))
+        let handshakeSink = capture.map { _ in HandshakeSink(database: database, session: session.id!, quiet: true) }
+        let captureFinished = DispatchSemaphore(value: 0)
+        if let capture, let handshakeSink {
+            let tracker = UncheckedBox(HandshakeTracker { handshakeSink.add($0) })
+            let last = LockedValue<Int64>(0)
+            let linkType = capture.linkType
+            capture.start(consume: { packet in
+                last.set(packet.micros)
+                guard let segment = PacketDecoder.tcp(packet.bytes, linkType: linkType) else { return }
+                tracker.value.feed(packetNumber: packet.number, micros: packet.micros, segment: segment, packet: packet.bytes)
+            }, finished: {
+                tracker.value.finishAll(at: last.get())
+                captureFinished.signal()
+            })
+        }
 
         // SIGINT / SIGTERM: stop accepting, drain, flush, exit 0.
         signal(SIGINT, SIG_IGN)
@@ -172,6 +227,12 @@ struct Proxy: AsyncParsableCommand {
         signal(SIGTERM, SIG_DFL)
         withExtendedLifetime(sources) {}
         await server.shutdown(grace: 5)
+        if let capture, let handshakeSink {
+            capture.stop()
+            captureFinished.wait()
+            handshakeSink.flush()
+        }
+        withExtendedLifetime(keyLogFile) {}
         let dropped = writer.droppedCount
         live?.drain()
         // Every exchange is on disk now; the stored analysis covers the whole session.
@@ -181,7 +242,8 @@ struct Proxy: AsyncParsableCommand {
             summary = "; \(analyzable) OAuth exchanges: run `authtap analyze --session \(session.id!)` for the findings"
         } else if analyze {
             do {
-                let analysis = analyzer.analyze(try database.exchanges(session: session.id!, analyzable: true))
+                let analysis = analyzer.analyze(try database.exchanges(session: session.id!, analyzable: true),
+                                                handshakes: try database.handshakes(session: session.id!).map(\.record), proxyPort: boundPort)
                 try database.save(analysis: analysis, session: session.id!)
                 let errors = analysis.findings.filter { $0.severity == .error }.count
                 let warnings = analysis.findings.filter { $0.severity == .warning }.count

@@ -126,3 +126,75 @@ def test_missing_privilege_is_one_line_and_status_2(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "setcap cap_net_raw" in lines[0] and "root" in lines[0]
     assert "Traceback" not in out.stderr and "Fatal" not in out.stderr
+
+
+def needs_root():
+    if os.geteuid() != 0:
+        pytest.skip("live capture needs root or CAP_NET_RAW; CI runs as root")
+
+
+@pytest.mark.faults
+def test_proxy_pcap_attaches_packets_and_reports_handshakes_it_never_saw(make_proxy, upstreams, tmp_path):
+    needs_root()
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    closed_port = s.getsockname()[1]
+    s.close()
+    keylog = tmp_path / "keys.log"
+    p = make_proxy("--pcap", "lo", "--pcap-port", str(closed_port), "--pcap-port", str(upstreams["good"].port), "--keylog", str(keylog))
+    time.sleep(0.5)
+    # 1. A client that does not trust the authtap CA: an exchange-level failure, now with its packets.
+    r = subprocess.run(["curl", "-sS", "--proxy", p.url, "--cacert", "/etc/ssl/certs/ca-certificates.crt",
+                        f"https://localhost:{upstreams['good'].port}/hello"], capture_output=True, timeout=30)
+    assert r.returncode == 60
+    # 2. A connection that never went through the proxy: refused, seen only in packets.
+    subprocess.run(["curl", "-s", "--max-time", "3", f"https://127.0.0.1:{closed_port}/"], capture_output=True, timeout=30)
+    # 3. A healthy exchange, for the key log.
+    ok = p.curl("--cacert", p.ca, f"https://localhost:{upstreams['good'].port}/hello")
+    assert ok.stdout == b'{"hello":"world"}'
+    time.sleep(1.0)
+    assert p.stop() == 0
+    a = p.analyze()
+    tls = [f for f in a["findings"] if f["rule"] == "tls-fault"]
+    client_leg = [f for f in tls if f["exchanges"]]
+    assert len(client_leg) == 1 and "packets" in client_leg[0]["evidence"], json.dumps(tls, indent=1)
+    assert client_leg[0]["evidence"]["handshake"].startswith("alert by client")
+    refused = [f for f in tls if not f["exchanges"]]
+    assert [f["evidence"]["outcome"] for f in refused] == ["refused"], json.dumps(tls, indent=1)
+    assert refused[0]["evidence"]["server"] == f"127.0.0.1:{closed_port}"
+    hs = records(p.db)
+    assert any(h["outcome"] == "completed" and h["serverPort"] == upstreams["good"].port for h in hs)
+    # The key log: both legs, NSS format, private to its owner.
+    assert oct(keylog.stat().st_mode & 0o777) == "0o600"
+    lines = keylog.read_text().splitlines()
+    assert any(l.startswith("CLIENT_HANDSHAKE_TRAFFIC_SECRET ") or l.startswith("CLIENT_RANDOM ") for l in lines)
+    randoms = {l.split()[1] for l in lines}
+    assert len(randoms) >= 2  # at least one handshake per leg
+
+
+def test_agrees_with_tshark(tmp_path):
+    tshark = shutil.which("tshark")
+    if not tshark:
+        pytest.fail("tshark is not installed: scripts/install-deps --test installs it")
+    for name in ["completed", "untrusted-tls12", "untrusted-tls13", "version-mismatch", "refused", "no-server-hello", "reset-mid-handshake"]:
+        path = FIXTURES / f"{name}.pcap"
+        db = tmp_path / f"{name}.sqlite"
+        assert read(path, db).returncode == 0
+        [r] = records(db)
+
+        def fields(filter_, field):
+            out = subprocess.run([tshark, "-r", str(path), "-Y", filter_, "-T", "fields", "-e", field], capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            return [x for x in out.stdout.split("\n") if x]
+
+        sni = fields("tls.handshake.type == 1", "tls.handshake.extensions_server_name")
+        assert (sni[0] if sni else None) == r.get("sni"), name
+        alerts = fields("tls.alert_message", "tls.alert_message.desc")
+        if r.get("alert") and r["alert"] != "encrypted":
+            codes = {"unknown_ca": "48", "protocol_version": "70", "handshake_failure": "40"}
+            assert codes[r["alert"]] in alerts, (name, alerts)
+        else:
+            assert not alerts or r["outcome"] == "completed", (name, alerts)
+        resets = fields("tcp.flags.reset == 1", "tcp.srcport")
+        if r["outcome"] in ("refused", "reset-during-handshake"):
+            assert resets and int(resets[0]) == (r["serverPort"] if r["side"] == "server" else r["clientPort"]), name
