@@ -94,7 +94,7 @@ let package = Package(
         ),
         .testTarget(name: "AuthtapAnalyzerTests", dependencies: ["AuthtapAnalyzer", "AuthtapOAuth", "AuthtapModel"]),
         .testTarget(name: "AuthtapDissectorTests", dependencies: ["AuthtapDissector"]),
-        .testTarget(name: "AuthtapStoreTests", dependencies: ["AuthtapStore", "AuthtapModel"]),
+        .testTarget(name: "AuthtapStoreTests", dependencies: ["AuthtapStore", "AuthtapModel", "AuthtapDissector"]),
         .testTarget(
             name: "AuthtapCATests",
             dependencies: [

@@ -46,16 +46,25 @@ struct Capture: ParsableCommand {
 
     private func offline(_ path: String) throws {
         let result: OfflineDissection.Result
-        do {
-            result = try OfflineDissection.run(path: path)
-        } catch let error as CaptureError {
+        // Validate the file before creating a session for it.
+        do { _ = try PcapFile(path: path) } catch let error as CaptureError {
             FileHandle.standardError.write(Data("authtap: \(error.description)\n".utf8))
             throw ExitCode(2)
         }
         let database = try AppDatabase.open(path: db)
         let session = try database.startSession(version: authtapVersion, arguments: ["capture", "--read", path], listen: nil)
-        try database.insert(handshakes: result.records, session: session.id!)
-        try database.endSession(session.id!, dropped: 0)
+        let sessionID = session.id!
+        let storeErrors = LockedValue<String?>(nil)
+        do {
+            result = try OfflineDissection.run(path: path) { batch in
+                do { try database.insert(handshakes: batch, session: sessionID) } catch { storeErrors.set("\(error)") }
+            }
+        } catch let error as CaptureError {
+            FileHandle.standardError.write(Data("authtap: \(error.description)\n".utf8))
+            throw ExitCode(2)
+        }
+        if let error = storeErrors.get() { throw ValidationError("could not store handshakes: \(error)") }
+        try database.endSession(sessionID, dropped: 0)
         if !quiet { for r in result.records { print(HandshakeLine.format(r)) } }
         let counts = Dictionary(grouping: result.records, by: \.outcome).map { "\($0.value.count) \($0.key.rawValue)" }.sorted().joined(separator: ", ")
         FileHandle.standardError.write(Data("authtap: \(path): \(result.packets) packets, \(result.records.count) handshakes\(counts.isEmpty ? "" : " (\(counts))") → session \(session.id!)\n".utf8))

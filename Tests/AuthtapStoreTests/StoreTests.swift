@@ -1,3 +1,4 @@
+@testable import AuthtapDissector
 import AuthtapModel
 import Foundation
 import Testing
@@ -95,3 +96,22 @@ func sampleExchange(_ i: Int) -> Exchange {
 }
 
 import GRDB
+
+@Test func handshakeRecordsRoundTripThroughTheHandWrittenJSON() throws {
+    var r = HandshakeRecord(
+        client: "::1", clientPort: 5, server: "127.0.0.1", serverPort: 443, outcome: .alert, side: "client", alert: "unknown_ca",
+        encryptedAlert: false, sni: "we\"ird\\name", alpnOffered: ["h2", "http/1.1"], versionsOffered: ["TLSv1.3"], cipherSuitesOffered: 3,
+        serverVersion: "TLSv1.2", cipher: "TLS_AES_128_GCM_SHA256", alpn: nil, helloRetryRequest: false,
+        certificateSubject: "CN=x", certificateIssuer: "CN=y", certificateSANs: ["x"], certificateNotBefore: Date(timeIntervalSince1970: 1_700_000_000),
+        certificateNotAfter: Date(timeIntervalSince1970: 1_800_000_000), startMicros: 1, endMicros: 2, durationMs: 1.5,
+        firstPacket: 1, lastPacket: 9, clientHelloRetransmits: 0, detail: "line\nbreak")
+    let db = try AppDatabase.inMemory()
+    let session = try db.startSession(version: "t", arguments: [], listen: nil)
+    try db.insert(handshakes: [r], session: session.id!)
+    #expect(try db.handshakes(session: session.id!).map(\.record) == [r])
+    r.durationMs = nil
+    r.side = nil
+    r.certificateNotBefore = nil
+    try db.insert(handshakes: [r], session: session.id!)
+    #expect(try db.handshakes(session: session.id!).last?.record == r)
+}
