@@ -82,6 +82,15 @@ def main():
                         "--http1.1", f"https://localhost:{port}/"], timeout=20)
         srv.kill()
 
+    def completed_ipv6(port):
+        srv = subprocess.Popen(["openssl", "s_server", "-6", "-accept", str(port), "-cert", crt, "-key", key, "-www", "-quiet"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline and f":{port:04X} 00000000000000000000000000000000:0000 0A" not in Path("/proc/net/tcp6").read_text():
+            time.sleep(0.05)
+        subprocess.run(["curl", "-s", "-o", "/dev/null", "-k", "--http1.1", f"https://[::1]:{port}/"], timeout=20)
+        srv.kill()
+
     def untrusted_tls12(port):
         srv = s_server(port, crt, key)
         subprocess.run(["curl", "-s", "-o", "/dev/null", "--tls-max", "1.2", "--cacert", "/etc/ssl/certs/ca-certificates.crt",
@@ -135,6 +144,7 @@ def main():
         ls.close()
 
     scenario("completed", completed)
+    scenario("completed-ipv6", completed_ipv6)
     scenario("untrusted-tls12", untrusted_tls12)
     scenario("untrusted-tls13", untrusted_tls13)
     scenario("version-mismatch", version_mismatch)

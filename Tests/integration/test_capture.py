@@ -27,6 +27,7 @@ def records(db):
 
 @pytest.mark.parametrize("name,outcome,side,alert,sni", [
     ("completed", "completed", None, None, "localhost"),
+    ("completed-ipv6", "completed", None, None, None),
     ("untrusted-tls12", "alert", "client", "unknown_ca", "localhost"),
     ("untrusted-tls13", "alert", "client", "unknown_ca", "localhost"),
     ("version-mismatch", "version-mismatch", "server", "protocol_version", "localhost"),
@@ -41,13 +42,26 @@ def test_fixture_classification(tmp_path, name, outcome, side, alert, sni):
     [r] = records(db)
     assert (r["outcome"], r.get("side"), r.get("alert"), r.get("sni")) == (outcome, side, alert, sni), r
     assert r["firstPacket"] == 1 and r["lastPacket"] >= r["firstPacket"]
-    assert r["client"] == "127.0.0.1" and r["server"] == "127.0.0.1"
+    assert (r["client"], r["server"]) == (("::1", "::1") if name.endswith("ipv6") else ("127.0.0.1", "127.0.0.1"))
     if outcome == "completed":
         assert r["serverVersion"] == "TLSv1.3" and r["durationMs"] > 0
         assert r["alpnOffered"] and r["versionsOffered"][0].startswith("TLSv1.3")
     if name == "untrusted-tls12":
         # TLS 1.2 sends the certificate in clear: its facts are read from the packets.
         assert r["certificateSubject"] == "CN=localhost" and "localhost" in r["certificateSANs"]
+
+
+def test_pcapng_reads_the_same(tmp_path):
+    editcap = shutil.which("editcap")
+    if not editcap:
+        pytest.fail("editcap (with tshark) is not installed: scripts/install-deps --test installs it")
+    ng = tmp_path / "completed.pcapng"
+    subprocess.run([editcap, "-F", "pcapng", str(FIXTURES / "completed.pcap"), str(ng)], check=True)
+    assert ng.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
+    db = tmp_path / "ng.sqlite"
+    assert read(ng, db).returncode == 0
+    [r] = records(db)
+    assert r["outcome"] == "completed" and r["sni"] == "localhost"
 
 
 def test_bad_files_get_one_line_errors_and_keep_what_they_can(tmp_path):
@@ -68,7 +82,8 @@ def test_bad_files_get_one_line_errors_and_keep_what_they_can(tmp_path):
     assert len(records(db)) == 1
 
 
-def test_live_capture_on_loopback(tmp_path, pki):
+@pytest.mark.parametrize("interface", ["lo", "any"])  # "any" is Linux cooked capture
+def test_live_capture_on_loopback(tmp_path, pki, interface):
     if os.geteuid() != 0:
         pytest.skip("live capture needs root or CAP_NET_RAW; CI runs as root")
     cert, key = pki["good"]
@@ -80,10 +95,10 @@ def test_live_capture_on_loopback(tmp_path, pki):
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = tmp_path / "live.sqlite"
     written = tmp_path / "live.pcap"
-    cap = subprocess.Popen([str(AUTHTAP), "capture", "--interface", "lo", "--port", str(port), "--duration", "20",
+    cap = subprocess.Popen([str(AUTHTAP), "capture", "--interface", interface, "--port", str(port), "--duration", "20",
                             "--db", str(db), "--write", str(written)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert cap.stdout.readline().startswith("authtap capturing on lo")
+        assert cap.stdout.readline().startswith(f"authtap capturing on {interface}")
         time.sleep(0.5)
         for _ in range(50):
             if f":{port:04X} 00000000:0000 0A" in Path("/proc/net/tcp").read_text():
