@@ -263,3 +263,19 @@ struct SplitMix {
         return z ^ (z >> 31)
     }
 }
+
+@Test func anAlertUnderTheHandshakeKeysIsAnEncryptedAlert() throws {
+    let c = Collector()
+    let flow = Flow()
+    c.feed(flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x02, seq: 1)), at: 0)
+    c.feed(flow.ethernet(fromClient: false, flow.tcp(fromClient: false, flags: 0x12, seq: 9, ack: 2)), at: 10)
+    let hello = clientHello()
+    c.feed(flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x18, seq: 2, payload: hello)), at: 20)
+    // TLS 1.2: ServerHello, then the client's ChangeCipherSpec and a 26-byte (encrypted) alert record.
+    c.feed(flow.ethernet(fromClient: false, flow.tcp(fromClient: false, flags: 0x18, seq: 10, payload: serverHello(cipher: 0xC02F, tls13: false))), at: 30)
+    c.feed(flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x18, seq: 2 + UInt32(hello.count),
+                                                    payload: [20, 3, 3, 0, 1, 1] + [21, 3, 3, 0, 26] + [UInt8](repeating: 0x5A, count: 26))), at: 40)
+    let r = try #require(c.records.first)
+    #expect(r.outcome == .alert && r.encryptedAlert && r.side == "client" && r.alert == "encrypted")
+    #expect(r.serverVersion == "TLSv1.2")
+}

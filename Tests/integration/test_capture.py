@@ -156,7 +156,9 @@ def test_proxy_pcap_attaches_packets_and_reports_handshakes_it_never_saw(make_pr
     closed_port = s.getsockname()[1]
     s.close()
     keylog = tmp_path / "keys.log"
-    p = make_proxy("--pcap", "lo", "--pcap-port", str(closed_port), "--pcap-port", str(upstreams["good"].port), "--keylog", str(keylog))
+    written = tmp_path / "proxy.pcap"
+    p = make_proxy("--pcap", "lo", "--pcap-port", str(closed_port), "--pcap-port", str(upstreams["good"].port), "--keylog", str(keylog),
+                   "--pcap-write", str(written))
     time.sleep(0.5)
     # 1. A client that does not trust the authtap CA: an exchange-level failure, now with its packets.
     r = subprocess.run(["curl", "-sS", "--proxy", p.url, "--cacert", "/etc/ssl/certs/ca-certificates.crt",
@@ -185,6 +187,12 @@ def test_proxy_pcap_attaches_packets_and_reports_handshakes_it_never_saw(make_pr
     assert any(l.startswith("CLIENT_HANDSHAKE_TRAFFIC_SECRET ") or l.startswith("CLIENT_RANDOM ") for l in lines)
     randoms = {l.split()[1] for l in lines}
     assert len(randoms) >= 2  # at least one handshake per leg
+    # With the key log, tshark decrypts the written capture: the request appears on both legs.
+    tshark = shutil.which("tshark")
+    if tshark:
+        out = subprocess.run([tshark, "-r", str(written), "-o", f"tls.keylog_file:{keylog}", "-Y", "http.request", "-T", "fields",
+                              "-e", "http.request.uri"], capture_output=True, text=True, timeout=60)
+        assert out.stdout.split().count("/hello") >= 2, (out.stdout, out.stderr)
 
 
 def test_agrees_with_tshark(tmp_path):
