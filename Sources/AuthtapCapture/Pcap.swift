@@ -165,7 +165,7 @@ public final class LiveCapture: @unchecked Sendable {
         let rc = pcap_activate(h)
         if rc == PCAP_ERROR_PERM_DENIED || rc == PCAP_ERROR_PROMISC_PERM_DENIED {
             pcap_close(h)
-            throw CaptureError(description: "authtap may not capture on \(interface): run as root, or give the binary the capability once: sudo setcap cap_net_raw,cap_net_admin=eip \(CommandLine.arguments[0])", isPermission: true)
+            throw CaptureError(description: "authtap may not capture on \(interface): it needs root or CAP_NET_RAW; run it as root, or grant the capability once: sudo setcap cap_net_raw,cap_net_admin=eip \(CommandLine.arguments[0])", isPermission: true)
         }
         if rc == PCAP_ERROR_NO_SUCH_DEVICE {
             pcap_close(h)
@@ -176,7 +176,7 @@ public final class LiveCapture: @unchecked Sendable {
             pcap_close(h)
             let permission = text.contains("ermission") || text.contains("not permitted")
             throw CaptureError(description: permission
-                ? "authtap may not capture on \(interface) (\(text)): run as root, or give the binary the capability once: sudo setcap cap_net_raw,cap_net_admin=eip \(CommandLine.arguments[0])"
+                ? "authtap may not capture on \(interface) (\(text)): it needs root or CAP_NET_RAW; run it as root, or grant the capability once: sudo setcap cap_net_raw,cap_net_admin=eip \(CommandLine.arguments[0])"
                 : "cannot capture on \(interface): \(text)", isPermission: permission)
         }
         var program = bpf_program()
