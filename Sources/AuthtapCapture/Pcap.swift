@@ -246,6 +246,33 @@ public final class LiveCapture: @unchecked Sendable {
         consumer.start()
     }
 
+    /// Starts capturing and dissecting: every finished handshake attempt goes to `emit` (on the
+    /// dissector thread); `finished` runs once the capture has stopped and every open attempt got its record.
+    public func startDissecting(emit: @escaping @Sendable (HandshakeRecord) -> Void, finished: @escaping @Sendable () -> Void) {
+        let dissector = Dissector(linkType: linkType, emit: emit)
+        start(consume: { dissector.feed($0) }, finished: {
+            dissector.finish()
+            finished()
+        })
+    }
+
+    /// The tracker and the last timestamp, used by the dissector thread alone.
+    private final class Dissector: @unchecked Sendable {
+        let linkType: Int32
+        let tracker: HandshakeTracker
+        var last: Int64 = 0
+        init(linkType: Int32, emit: @escaping @Sendable (HandshakeRecord) -> Void) {
+            self.linkType = linkType
+            self.tracker = HandshakeTracker(emit: emit)
+        }
+        func feed(_ packet: RawPacket) {
+            last = packet.micros
+            guard let segment = PacketDecoder.tcp(packet.bytes, linkType: linkType) else { return }
+            tracker.feed(packetNumber: packet.number, micros: packet.micros, segment: segment, packet: packet.bytes)
+        }
+        func finish() { tracker.finishAll(at: last) }
+    }
+
     private func captureLoop() {
         var header: UnsafeMutablePointer<pcap_pkthdr>?
         var data: UnsafePointer<UInt8>?

@@ -84,20 +84,9 @@ struct Capture: ParsableCommand {
         let database = try AppDatabase.open(path: db)
         let session = try database.startSession(version: authtapVersion, arguments: Array(CommandLine.arguments.dropFirst()), listen: nil)
         let sink = HandshakeSink(database: database, session: session.id!, quiet: quiet)
-        let linkType = capture.linkType
-        // Used by the dissector thread only.
-        let tracker = UncheckedBox(HandshakeTracker { sink.add($0) })
-        let lastMicros = LockedValue<Int64>(0)
         let finished = DispatchSemaphore(value: 0)
         FileHandle.standardOutput.write(Data("authtap capturing on \(interface) (\(bpf))\(write.map { ", writing \($0)" } ?? ""), session \(session.id!)\n".utf8))
-        capture.start(consume: { packet in
-            lastMicros.set(packet.micros)
-            guard let segment = PacketDecoder.tcp(packet.bytes, linkType: linkType) else { return }
-            tracker.value.feed(packetNumber: packet.number, micros: packet.micros, segment: segment, packet: packet.bytes)
-        }, finished: {
-            tracker.value.finishAll(at: lastMicros.get())
-            finished.signal()
-        })
+        capture.startDissecting(emit: { sink.add($0) }, finished: { finished.signal() })
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
         let stop = DispatchSemaphore(value: 0)
@@ -152,12 +141,6 @@ final class HandshakeSink: @unchecked Sendable {
             FileHandle.standardError.write(Data("authtap: could not store \(batch.count) handshakes: \(error)\n".utf8))
         }
     }
-}
-
-/// A value handed to one other thread, which alone uses it from then on.
-final class UncheckedBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ v: T) { value = v }
 }
 
 final class LockedValue<T>: @unchecked Sendable {

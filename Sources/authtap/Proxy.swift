@@ -195,17 +195,7 @@ struct Proxy: AsyncParsableCommand {
         let handshakeSink = capture.map { _ in HandshakeSink(database: database, session: session.id!, quiet: true) }
         let captureFinished = DispatchSemaphore(value: 0)
         if let capture, let handshakeSink {
-            let tracker = UncheckedBox(HandshakeTracker { handshakeSink.add($0) })
-            let last = LockedValue<Int64>(0)
-            let linkType = capture.linkType
-            capture.start(consume: { packet in
-                last.set(packet.micros)
-                guard let segment = PacketDecoder.tcp(packet.bytes, linkType: linkType) else { return }
-                tracker.value.feed(packetNumber: packet.number, micros: packet.micros, segment: segment, packet: packet.bytes)
-            }, finished: {
-                tracker.value.finishAll(at: last.get())
-                captureFinished.signal()
-            })
+            capture.startDissecting(emit: { handshakeSink.add($0) }, finished: { captureFinished.signal() })
         }
 
         // SIGINT / SIGTERM: stop accepting, drain, flush, exit 0.
