@@ -187,9 +187,8 @@ struct Proxy: AsyncParsableCommand {
         banner += "Point clients at authtap:\n"
         banner += clientSetupLines(proxyURL: url, certs: certs, export: false).joined(separator: "\n") + "\n"
         if insecureUpstream { banner += "WARNING: upstream certificates are NOT verified (--insecure-upstream)\n" }
-        if let keyLogFile, let path = keylog ?? ProcessInfo.processInfo.environment["SSLKEYLOGFILE"] {
+        if keyLogFile != nil, let path = keylog ?? ProcessInfo.processInfo.environment["SSLKEYLOGFILE"] {
             banner += "TLS key log: \(absolute(path)) (anyone holding it can decrypt both legs; delete it when done)\n"
-            withExtendedLifetime(keyLogFile) {}
         }
         FileHandle.standardOutput.write(Data(banner.utf8))
         let handshakeSink = capture.map { _ in HandshakeSink(database: database, session: session.id!, quiet: true) }
@@ -217,10 +216,13 @@ struct Proxy: AsyncParsableCommand {
         signal(SIGTERM, SIG_DFL)
         withExtendedLifetime(sources) {}
         await server.shutdown(grace: 5)
+        var captureSummary = ""
         if let capture, let handshakeSink {
             capture.stop()
             captureFinished.wait()
             handshakeSink.flush()
+            let (_, kernelDrops) = capture.kernelStats
+            captureSummary = "; pcap: \(capture.packets) packets, \(handshakeSink.count) handshakes, \(kernelDrops) dropped by the kernel, \(capture.queueDrops) by authtap"
         }
         withExtendedLifetime(keyLogFile) {}
         let dropped = writer.droppedCount
@@ -242,6 +244,6 @@ struct Proxy: AsyncParsableCommand {
                 summary = "; analysis failed: \(error)"
             }
         }
-        FileHandle.standardError.write(Data("authtap: stopped; \(dropped) records dropped\(summary)\n".utf8))
+        FileHandle.standardError.write(Data("authtap: stopped; \(dropped) records dropped\(captureSummary)\(summary)\n".utf8))
     }
 }
