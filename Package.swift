@@ -42,6 +42,10 @@ let package = Package(
         .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
         // The thin libpcap-facing layer: offline files, live capture on its own thread, dumps.
         .target(name: "AuthtapCapture", dependencies: ["CPcap", "AuthtapDissector"]),
+        // ncursesw, the same way: a module map and static inline shims for its macros and globals.
+        .systemLibrary(name: "CNCurses", providers: [.apt(["libncurses-dev"])]),
+        // The terminal UI's views, keys and filters, drawing into a plain screen buffer (testable without a terminal).
+        .target(name: "AuthtapTUI", dependencies: ["AuthtapStore", "AuthtapModel", "AuthtapOAuth", "AuthtapAnalyzer"]),
         // Certificate authority, leaf issuance and cache, NIOSSL bridge.
         .target(
             name: "AuthtapCA",
@@ -79,7 +83,7 @@ let package = Package(
             name: "authtap",
             dependencies: [
                 "AuthtapModel", "AuthtapOAuth", "AuthtapAnalyzer", "AuthtapCA", "AuthtapStore", "AuthtapProxy",
-                "AuthtapCapture", "AuthtapDissector",
+                "AuthtapCapture", "AuthtapDissector", "AuthtapTUI", "CNCurses",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
             ]
@@ -93,6 +97,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "AuthtapAnalyzerTests", dependencies: ["AuthtapAnalyzer", "AuthtapOAuth", "AuthtapModel"]),
+        .testTarget(name: "AuthtapTUITests", dependencies: ["AuthtapTUI", "AuthtapStore", "AuthtapModel", "AuthtapAnalyzer"]),
         .testTarget(name: "AuthtapDissectorTests", dependencies: ["AuthtapDissector"]),
         .testTarget(name: "AuthtapStoreTests", dependencies: ["AuthtapStore", "AuthtapModel", "AuthtapDissector"]),
         .testTarget(

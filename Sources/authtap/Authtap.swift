@@ -14,7 +14,7 @@ struct Authtap: AsyncParsableCommand {
         commandName: "authtap",
         abstract: "A recording HTTPS intercepting proxy for OAuth 2.0 / OpenID Connect that masks every secret.",
         version: authtapVersion,
-        subcommands: [Proxy.self, Env.self, Sessions.self, Exchanges.self, Analyze.self, Rules.self, Capture.self, Handshakes.self, Generate.self],
+        subcommands: [Proxy.self, Env.self, Sessions.self, Exchanges.self, Analyze.self, Rules.self, Capture.self, Handshakes.self, TUI.self, Generate.self],
         defaultSubcommand: Proxy.self
     )
 }

@@ -1,0 +1,310 @@
+import AuthtapAnalyzer
+import AuthtapModel
+import AuthtapOAuth
+import AuthtapStore
+import Foundation
+
+/// The terminal UI as a pure state machine: keys in, a screen buffer out. The ncurses backend only
+/// copies the buffer to the terminal and feeds keys; tests drive it the same way.
+public final class TUIApp {
+    enum Screen {
+        case sessions
+        case transactions
+        case timeline(TransactionRow)
+        case exchanges
+        case detail(Int64)
+        case findings
+        case finding(FindingRow)
+    }
+
+    let db: AppDatabase
+    var stack: [Screen]
+    var session: Int64?
+    /// Selection and scroll per screen depth.
+    var selected: [Int] = [0]
+    var top: [Int] = [0]
+    var filterText = ""
+    var filter = BrowseFilter()
+    var editingFilter: String?
+    var message: String?
+    var showHelp = false
+    public private(set) var follow = false
+    var detailTab = 0
+    var detailScroll = 0
+    var bodyHeight = 20
+    // Caches, refreshed on changes (and on follow ticks).
+    var sessionsCache: [SessionRow]?
+    var transactionsCache: [TransactionRow]?
+    var findingsCache: [FindingRow]?
+    var exchangeCount: Int?
+    var page: (offset: Int, requested: Int, rows: [ExchangeRow])?
+    var detailCache: (id: Int64, exchange: Exchange?, findings: [FindingRow])?
+    var timelineCache: (id: Int64, members: [(leg: String, row: ExchangeRow)])?
+    var lastMaxID: Int64 = 0
+
+    public static let tabs = ["Request", "Response", "OAuth", "JWT", "TLS", "Findings"]
+
+    public init(db: AppDatabase, session: Int64? = nil) {
+        self.db = db
+        self.session = session
+        stack = session == nil ? [.sessions] : [.sessions, .transactions]
+        selected = Array(repeating: 0, count: stack.count)
+        top = selected
+    }
+
+    // MARK: keys
+
+    /// Handles one key; returns false when the UI should quit.
+    public func handle(_ key: Key) -> Bool {
+        if editingFilter == nil { message = nil }
+        if let text = editingFilter {
+            switch key {
+            case .enter: message = nil; applyFilter(text)
+            case .escape: editingFilter = nil
+            case .backspace: editingFilter = String(text.dropLast())
+            case .char(let c): editingFilter = text + String(c)
+            default: break
+            }
+            return true
+        }
+        if showHelp {
+            if key == .escape || key == .char("q") || key == .char("?") { showHelp = false }
+            return true
+        }
+        switch key {
+        case .char("?"): showHelp = true; return true
+        case .char("q"), .escape:
+            if stack.count <= 1 { return key == .escape ? true : false }
+            pop()
+            return true
+        case .char("/"): editingFilter = filterText; return true
+        case .char("f"):
+            follow.toggle()
+            message = follow ? "follow mode on: new exchanges and findings appear as they are written" : "follow mode off"
+            if follow { refresh() }
+            return true
+        case .char("e"):
+            message = "HAR export is not available yet (the HAR issue adds it)"
+            return true
+        case .char("1"): goTop(.sessions); return true
+        case .char("2") where session != nil: goTop(.transactions); return true
+        case .char("3") where session != nil: goTop(.exchanges); return true
+        case .char("4") where session != nil: goTop(.findings); return true
+        case .resize: return true
+        default: break
+        }
+        switch stack.last! {
+        case .detail:
+            if key == .tab { detailTab = (detailTab + 1) % Self.tabs.count; detailScroll = 0; return true }
+            if key == .backTab { detailTab = (detailTab + Self.tabs.count - 1) % Self.tabs.count; detailScroll = 0; return true }
+            if let m = KeyParser.motion(key) { detailScroll = max(0, scrolled(detailScroll, m, count: Int.max / 2)) }
+            return true
+        case .finding(let f):
+            if let m = KeyParser.motion(key) { move(m, count: f.exchanges.count) }
+            if key == .enter, !f.exchanges.isEmpty { push(.detail(f.exchanges[min(cursor, f.exchanges.count - 1)])) }
+            return true
+        default:
+            if let m = KeyParser.motion(key) { move(m, count: listCount()) }
+            if key == .enter { open() }
+            return true
+        }
+    }
+
+    func goTop(_ s: Screen) {
+        stack = session == nil ? [.sessions] : [.sessions, s]
+        if case .sessions = s { stack = [.sessions] }
+        selected = Array(repeating: 0, count: stack.count)
+        top = selected
+    }
+
+    func push(_ s: Screen) {
+        stack.append(s)
+        selected.append(0)
+        top.append(0)
+        if case .detail = s { detailTab = 0; detailScroll = 0 }
+    }
+
+    func pop() {
+        stack.removeLast()
+        selected.removeLast()
+        top.removeLast()
+    }
+
+    var cursor: Int {
+        get { selected[selected.count - 1] }
+        set { selected[selected.count - 1] = newValue }
+    }
+
+    func scrolled(_ v: Int, _ m: KeyParser.Motion, count: Int) -> Int {
+        switch m {
+        case .by(let d): return v + d
+        case .page(let d): return v + d * max(1, bodyHeight - 1)
+        case .top: return 0
+        case .bottom: return count - 1
+        }
+    }
+
+    func move(_ m: KeyParser.Motion, count: Int) {
+        guard count > 0 else { cursor = 0; return }
+        cursor = min(max(0, scrolled(cursor, m, count: count)), count - 1)
+    }
+
+    func applyFilter(_ text: String) {
+        switch Filter.parse(text) {
+        case .failure(let e):
+            message = "filter: \(e.message)"
+        case .success(let f):
+            editingFilter = nil
+            filterText = text
+            filter = BrowseFilter()
+            filter.words = f.words
+            switch f.status {
+            case .exact(let n)?: filter.statusExact = n
+            case .classOf(let c)?: filter.statusClass = c
+            case .none?: filter.statusNone = true
+            case nil: break
+            }
+            filter.host = f.host
+            filter.role = f.role
+            filter.rule = f.rule
+            filter.severity = f.severity
+            filter.error = f.error
+            cursor = 0
+            top[top.count - 1] = 0
+            invalidate()
+        }
+    }
+
+    func open() {
+        switch stack.last! {
+        case .sessions:
+            guard let rows = try? sessions(), cursor < rows.count else { return }
+            session = rows[cursor].id
+            invalidate()
+            push(.transactions)
+        case .transactions:
+            guard let rows = try? transactions(), cursor < rows.count else { return }
+            push(.timeline(rows[cursor]))
+        case .timeline(let t):
+            guard let members = try? timeline(t), cursor < members.count else { return }
+            push(.detail(members[cursor].row.id))
+        case .exchanges:
+            guard let row = try? exchangeRow(at: cursor) else { return }
+            push(.detail(row.id))
+        case .findings:
+            guard let rows = try? findings(), cursor < rows.count else { return }
+            push(.finding(rows[cursor]))
+        default:
+            break
+        }
+    }
+
+    func listCount() -> Int {
+        switch stack.last! {
+        case .sessions: return (try? sessions().count) ?? 0
+        case .transactions: return (try? transactions().count) ?? 0
+        case .timeline(let t): return (try? timeline(t).count) ?? 0
+        case .exchanges: return (try? exchangesCount()) ?? 0
+        case .findings: return (try? findings().count) ?? 0
+        default: return 0
+        }
+    }
+
+    // MARK: data (paged and cached)
+
+    func invalidate() {
+        sessionsCache = nil
+        transactionsCache = nil
+        findingsCache = nil
+        exchangeCount = nil
+        page = nil
+        detailCache = nil
+        timelineCache = nil
+    }
+
+    /// Follow mode: called periodically by the backend; picks up rows another process wrote.
+    public func tick() {
+        guard follow else { return }
+        refresh()
+    }
+
+    func refresh() {
+        guard let session else { sessionsCache = nil; return }
+        let maxID = (try? db.maxExchangeID(session: session)) ?? 0
+        let changed = maxID != lastMaxID
+        lastMaxID = maxID
+        sessionsCache = nil
+        transactionsCache = nil
+        findingsCache = nil
+        exchangeCount = nil
+        page = nil
+        if changed, case .exchanges = stack.last!, let n = try? exchangesCount(), n > 0 {
+            cursor = n - 1 // follow the tail
+        }
+    }
+
+    func sessions() throws -> [SessionRow] {
+        if let s = sessionsCache { return s }
+        let s = try db.browseSessions()
+        sessionsCache = s
+        return s
+    }
+
+    func transactions() throws -> [TransactionRow] {
+        if let t = transactionsCache { return t }
+        guard let session else { return [] }
+        let t = try db.browseTransactions(session: session, filter: filter)
+        transactionsCache = t
+        return t
+    }
+
+    func findings() throws -> [FindingRow] {
+        if let f = findingsCache { return f }
+        guard let session else { return [] }
+        let f = try db.browseFindings(session: session, filter: filter)
+        findingsCache = f
+        return f
+    }
+
+    func timeline(_ t: TransactionRow) throws -> [(leg: String, row: ExchangeRow)] {
+        if let c = timelineCache, c.id == t.rowID { return c.members }
+        let m = try db.transactionMembers(rowID: t.rowID)
+        timelineCache = (t.rowID, m)
+        return m
+    }
+
+    func exchangesCount() throws -> Int {
+        if let n = exchangeCount { return n }
+        guard let session else { return 0 }
+        let n = try db.countExchanges(session: session, filter: filter)
+        exchangeCount = n
+        return n
+    }
+
+    /// The rows [offset, offset + count): one page query, reused while the window stays inside it.
+    func exchangeRows(offset: Int, count: Int) throws -> [ExchangeRow] {
+        if let p = page, offset >= p.offset {
+            let reachedEnd = p.rows.count < p.requested
+            if offset + count <= p.offset + p.rows.count || reachedEnd {
+                return Array(p.rows.dropFirst(offset - p.offset).prefix(count))
+            }
+        }
+        guard let session else { return [] }
+        let start = max(0, offset - count)
+        let rows = try db.exchangePage(session: session, filter: filter, offset: start, limit: count * 3)
+        page = (start, count * 3, rows)
+        return Array(rows.dropFirst(offset - start).prefix(count))
+    }
+
+    func exchangeRow(at index: Int) throws -> ExchangeRow? {
+        try exchangeRows(offset: index, count: 1).first
+    }
+
+    func detail(_ id: Int64) throws -> (Exchange?, [FindingRow]) {
+        if let d = detailCache, d.id == id { return (d.exchange, d.findings) }
+        let e = try db.exchange(id: id)
+        let f = try session.map { try db.browseFindings(session: $0, filter: BrowseFilter(), exchange: id) } ?? []
+        detailCache = (id, e, f)
+        return (e, f)
+    }
+}

@@ -1,0 +1,197 @@
+import AuthtapAnalyzer
+import AuthtapModel
+import AuthtapOAuth
+import AuthtapStore
+import Foundation
+
+extension TUIApp {
+    func renderDetail(_ buf: inout ScreenBuffer, id: Int64, row0: Int, height: Int) throws {
+        let (exchange, findings) = try detail(id)
+        var col = 1
+        for (i, name) in Self.tabs.enumerated() {
+            let label = " \(name)\(name == "Findings" && !findings.isEmpty ? " (\(findings.count))" : "") "
+            col = buf.put(row0, col, label, i == detailTab ? .header : Style(bold: true)) + 1
+        }
+        guard let e = exchange else {
+            buf.put(row0 + 2, 2, "Exchange #\(id) is not in the database.", .error)
+            return
+        }
+        let lines = detailLines(e, findings: findings, width: buf.cols - 2)
+        detailScroll = min(detailScroll, max(0, lines.count - (height - 2)))
+        for (i, line) in lines.dropFirst(detailScroll).prefix(height - 2).enumerated() {
+            drawMarked(&buf, row0 + 2 + i, 1, line.0, line.1)
+        }
+        if lines.count > height - 2 {
+            buf.put(row0 + height - 1, buf.cols - 22, "lines \(detailScroll + 1)-\(min(lines.count, detailScroll + height - 2)) of \(lines.count)", Style(dim: true))
+        }
+    }
+
+    /// Masked values are visibly marked: `[masked …]` segments are drawn in their own colour.
+    func drawMarked(_ buf: inout ScreenBuffer, _ row: Int, _ col: Int, _ text: String, _ style: Style) {
+        var rest = Substring(text)
+        var c = col
+        while let open = rest.range(of: "[masked ") {
+            c = buf.put(row, c, String(rest[..<open.lowerBound]), style)
+            let end = rest[open.lowerBound...].firstIndex(of: "]").map { rest.index(after: $0) } ?? rest.endIndex
+            c = buf.put(row, c, String(rest[open.lowerBound..<end]), Style(bold: true, color: .magenta))
+            rest = rest[end...]
+        }
+        buf.put(row, c, String(rest), style)
+    }
+
+    func detailLines(_ e: Exchange, findings: [FindingRow], width: Int) -> [(String, Style)] {
+        var out: [(String, Style)] = []
+        func add(_ s: String, _ style: Style = .plain) {
+            for piece in wrap(s, width) { out.append((piece, style)) }
+        }
+        switch Self.tabs[detailTab] {
+        case "Request":
+            add("\(e.method) \(e.url) \(e.httpVersion)", Style(bold: true))
+            for h in e.requestHeaders { add("\(h.name): \(h.value)") }
+            add("")
+            body(e.requestBody, headers: e.requestHeaders, add: add)
+        case "Response":
+            if let status = e.status { add("HTTP/1.1 \(status)", TUIApp.statusStyle(e.status, e.error?.rawValue)) } else { add("no response", .error) }
+            if let error = e.error { add("authtap: \(error.rawValue)\(e.tlsFailure.map { " (\($0.rawValue))" } ?? ""): \(e.errorDetail ?? error.sentence)", .error) }
+            for h in e.responseHeaders { add("\(h.name): \(h.value)") }
+            add("")
+            body(e.responseBody, headers: e.responseHeaders, add: add)
+        case "OAuth":
+            add("roles: " + (e.roles.isEmpty ? "none" : e.roles.map(\.rawValue).joined(separator: ", ")), .key)
+            add("")
+            for p in e.oauthParams {
+                add(fit(p.location, 30) + " " + fit(p.name, 22) + " " + p.value + (p.fingerprint.map { "  fp=\($0)" } ?? ""))
+            }
+            if e.oauthParams.isEmpty { add("no OAuth parameters") }
+        case "JWT":
+            let tokens = jwts(e)
+            if tokens.isEmpty { add("no JWT in this exchange") }
+            for (name, token) in tokens {
+                add(name, Style(bold: true))
+                guard let decoded = JWT.decode(token) else { add("  (not decodable)", .warning); continue }
+                add("  header: " + compact(decoded.header))
+                for (k, v) in decoded.claims.sorted(by: { $0.key < $1.key }) {
+                    var line = "  \(k): \(v)"
+                    if ["exp", "iat", "nbf", "auth_time"].contains(k), let n = (v as? NSNumber)?.doubleValue {
+                        let date = Date(timeIntervalSince1970: n)
+                        line += "  = " + TUIApp.time(date, date: true) + " (" + relative(date, to: e.timings.start) + ")"
+                    }
+                    add(line)
+                }
+                add("  signature: " + (token.split(separator: ".").last.map(String.init) ?? ""), .masked)
+                add("")
+            }
+        case "TLS":
+            for (leg, facts) in [("client ↔ authtap", e.clientTLS), ("authtap ↔ upstream", e.upstreamTLS)] {
+                add(leg, Style(bold: true))
+                guard let t = facts else { add("  (none: plain HTTP or not reached)"); continue }
+                add("  version \(t.version ?? "?")  cipher \(t.cipher ?? "?")  ALPN \(t.alpn ?? "-")  SNI \(t.sni ?? "-")")
+                if let v = t.verification { add("  verification: \(v)", v == "verified" ? .ok : .error) }
+                if let c = t.peerCertificate {
+                    add("  subject \(c.subject)")
+                    add("  issuer  \(c.issuer)")
+                    add("  SANs    \(c.sans.joined(separator: ", "))")
+                    add("  valid   \(TUIApp.time(c.notBefore, date: true)) → \(TUIApp.time(c.notAfter, date: true))")
+                }
+            }
+            if e.insecureUpstream { add("upstream verification was off (--insecure-upstream)", .warning) }
+        default:
+            if findings.isEmpty { add("No findings on this exchange.", .ok) }
+            for f in findings {
+                add("\(f.severity.uppercased()) \(f.rule): \(f.title)", TUIApp.severityStyle(f.severity))
+                add("  " + f.explanation)
+                add("  Fix: " + f.fix, .ok)
+                add("")
+            }
+        }
+        return out
+    }
+
+    func body(_ b: CapturedBody, headers: [HeaderField], add: (String, Style) -> Void) {
+        guard !b.bytes.isEmpty else {
+            add(b.size == 0 ? "(no body)" : "(\(b.size) bytes, not recorded)", Style(dim: true))
+            return
+        }
+        let type = (headers.value(of: "content-type") ?? "").lowercased()
+        if b.truncated { add("(first \(b.bytes.count) of \(b.size) bytes)", .warning) }
+        if case .success(let json) = JSONValue.parse(b.bytes) {
+            for line in pretty(json, indent: 0) { add(line, .plain) }
+            return
+        }
+        let text = String(decoding: b.bytes, as: UTF8.self)
+        if type.contains("html") || text.hasPrefix("<") {
+            if let open = text.range(of: "<title", options: .caseInsensitive), let gt = text[open.upperBound...].firstIndex(of: ">"),
+               let close = text[gt...].range(of: "</title>", options: .caseInsensitive)
+            {
+                add("HTML page: " + text[text.index(after: gt)..<close.lowerBound].trimmingCharacters(in: .whitespacesAndNewlines), Style(bold: true))
+            }
+        }
+        if type.contains("x-www-form-urlencoded") {
+            for pair in text.split(separator: "&") {
+                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                add("  " + FormCoding.decode(parts[0]) + (parts.count > 1 ? " = " + FormCoding.decode(parts[1]) : ""), .plain)
+            }
+            return
+        }
+        if String(validating: b.bytes, as: UTF8.self) == nil {
+            add("(\(b.bytes.count) bytes of binary data)", Style(dim: true))
+            return
+        }
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) { add(String(line), .plain) }
+    }
+
+    func pretty(_ v: JSONValue, indent: Int) -> [String] {
+        let pad = String(repeating: "  ", count: indent)
+        switch v {
+        case .object(let members):
+            if members.isEmpty { return ["{}"] }
+            var out = ["{"]
+            for (i, (k, value)) in members.enumerated() {
+                let inner = pretty(value, indent: indent + 1)
+                let comma = i < members.count - 1 ? "," : ""
+                out.append(pad + "  \"\(k)\": " + inner[0] + (inner.count == 1 ? comma : ""))
+                if inner.count > 1 { out += inner.dropFirst().dropLast().map { $0 }; out.append(inner.last! + comma) }
+            }
+            out.append(pad + "}")
+            return out
+        case .array(let items):
+            if items.isEmpty { return ["[]"] }
+            var out = ["["]
+            for (i, item) in items.enumerated() {
+                let inner = pretty(item, indent: indent + 1)
+                let comma = i < items.count - 1 ? "," : ""
+                out.append(pad + "  " + inner[0] + (inner.count == 1 ? comma : ""))
+                if inner.count > 1 { out += inner.dropFirst().dropLast().map { $0 }; out.append(inner.last! + comma) }
+            }
+            out.append(pad + "]")
+            return out
+        case .string(let s): return ["\"\(s)\""]
+        default: return [v.text]
+        }
+    }
+
+    func jwts(_ e: Exchange) -> [(String, String)] {
+        var out: [(String, String)] = []
+        for h in e.requestHeaders where h.name.lowercased() == "authorization" {
+            let parts = h.value.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[1].hasPrefix("eyJ") { out.append(("Authorization bearer token", String(parts[1]))) }
+        }
+        for (where_, b) in [("request", e.requestBody), ("response", e.responseBody)] {
+            if case .success(let json) = JSONValue.parse(b.bytes), case .object(let members) = json {
+                for (k, v) in members { if let s = v.string, s.hasPrefix("eyJ"), s.split(separator: ".").count >= 2 { out.append(("\(where_) \(k)", s)) } }
+            }
+        }
+        return out
+    }
+
+    func compact(_ d: [String: Any]) -> String {
+        d.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+    }
+
+    func relative(_ date: Date, to reference: Date) -> String {
+        let s = Int(date.timeIntervalSince(reference))
+        let a = abs(s)
+        let text = a < 120 ? "\(a) s" : a < 7200 ? "\(a / 60) min" : a < 172_800 ? "\(a / 3600) h" : "\(a / 86400) days"
+        return s >= 0 ? "in \(text)" : "\(text) ago"
+    }
+}
