@@ -151,20 +151,30 @@ extension AppDatabase {
         try writer.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM exchange WHERE session_id = ?", arguments: [session]) ?? 0 }
     }
 
-    public func browseTransactions(session: Int64, filter: BrowseFilter) throws -> [TransactionRow] {
-        try writer.read { db in
-            var sql = """
+    static func transactionConditions(_ filter: BrowseFilter, session: Int64) -> (String, StatementArguments) {
+        var sql = "t.session_id = ?"
+        var args: StatementArguments = [session]
+        if let h = filter.host { sql += " AND t.server_host LIKE ?"; args += ["%\(h)%"] }
+        if let r = filter.rule { sql += " AND EXISTS (SELECT 1 FROM finding WHERE transaction_id = t.id AND rule = ?)"; args += [r] }
+        if let s = filter.severity { sql += " AND EXISTS (SELECT 1 FROM finding WHERE transaction_id = t.id AND severity = ?)"; args += [s] }
+        if let r = filter.role { sql += " AND EXISTS (SELECT 1 FROM transaction_member WHERE transaction_id = t.id AND leg LIKE ?)"; args += ["%\(r)%"] }
+        for w in filter.words { sql += " AND (t.client_id LIKE ? OR t.server_host LIKE ? OR t.outcome LIKE ?)"; args += ["%\(w)%", "%\(w)%", "%\(w)%"] }
+        return (sql, args)
+    }
+
+    public func countTransactions(session: Int64, filter: BrowseFilter) throws -> Int {
+        let (w, args) = Self.transactionConditions(filter, session: session)
+        return try writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM oauth_transaction t WHERE \(w)", arguments: args) ?? 0 }
+    }
+
+    public func transactionPage(session: Int64, filter: BrowseFilter, offset: Int, limit: Int) throws -> [TransactionRow] {
+        let (w, args) = Self.transactionConditions(filter, session: session)
+        return try writer.read { db in
+            try Row.fetchAll(db, sql: """
                 SELECT t.number, t.id, t.client_id, t.server_host, t.grant_type, t.outcome, t.started_at,
                   (SELECT group_concat(rule || '/' || severity) FROM finding WHERE transaction_id = t.id)
-                FROM oauth_transaction t WHERE t.session_id = ?
-                """
-            var args: StatementArguments = [session]
-            if let h = filter.host { sql += " AND t.server_host LIKE ?"; args += ["%\(h)%"] }
-            if let r = filter.rule { sql += " AND EXISTS (SELECT 1 FROM finding WHERE transaction_id = t.id AND rule = ?)"; args += [r] }
-            if let s = filter.severity { sql += " AND EXISTS (SELECT 1 FROM finding WHERE transaction_id = t.id AND severity = ?)"; args += [s] }
-            for w in filter.words { sql += " AND (t.client_id LIKE ? OR t.server_host LIKE ? OR t.outcome LIKE ?)"; args += ["%\(w)%", "%\(w)%", "%\(w)%"] }
-            sql += " ORDER BY t.number"
-            return try Row.fetchAll(db, sql: sql, arguments: args).map { r in
+                FROM oauth_transaction t WHERE \(w) ORDER BY t.number LIMIT ? OFFSET ?
+                """, arguments: args + [limit, offset]).map { r in
                 TransactionRow(number: r[0], rowID: r[1], clientID: r[2], serverHost: r[3], grantType: r[4], outcome: r[5],
                                startedAt: Date(timeIntervalSince1970: r[6]), findings: Self.badges(r[7]))
             }
@@ -183,16 +193,31 @@ extension AppDatabase {
         }
     }
 
-    public func browseFindings(session: Int64, filter: BrowseFilter, exchange: Int64? = nil) throws -> [FindingRow] {
-        try writer.read { db in
-            var sql = "SELECT f.id, f.rule, f.severity, f.title, f.explanation, f.fix, f.evidence, f.exchanges, t.number FROM finding f LEFT JOIN oauth_transaction t ON t.id = f.transaction_id WHERE f.session_id = ?"
-            var args: StatementArguments = [session]
-            if let r = filter.rule { sql += " AND f.rule = ?"; args += [r] }
-            if let s = filter.severity { sql += " AND f.severity = ?"; args += [s] }
-            if let e = exchange { sql += " AND EXISTS (SELECT 1 FROM finding_exchange WHERE finding_id = f.id AND exchange_id = ?)"; args += [e] }
-            for w in filter.words { sql += " AND (f.title LIKE ? OR f.rule LIKE ?)"; args += ["%\(w)%", "%\(w)%"] }
-            sql += " ORDER BY CASE f.severity WHEN 'error' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, f.id"
-            return try Row.fetchAll(db, sql: sql, arguments: args).map { r in
+    static func findingConditions(_ filter: BrowseFilter, session: Int64, exchange: Int64?) -> (String, StatementArguments) {
+        var sql = "f.session_id = ?"
+        var args: StatementArguments = [session]
+        if let r = filter.rule { sql += " AND f.rule = ?"; args += [r] }
+        if let s = filter.severity { sql += " AND f.severity = ?"; args += [s] }
+        if let e = exchange { sql += " AND EXISTS (SELECT 1 FROM finding_exchange WHERE finding_id = f.id AND exchange_id = ?)"; args += [e] }
+        for w in filter.words { sql += " AND (f.title LIKE ? OR f.rule LIKE ?)"; args += ["%\(w)%", "%\(w)%"] }
+        return (sql, args)
+    }
+
+    public func countFindings(session: Int64, filter: BrowseFilter) throws -> Int {
+        let (w, args) = Self.findingConditions(filter, session: session, exchange: nil)
+        return try writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM finding f WHERE \(w)", arguments: args) ?? 0 }
+    }
+
+    /// Findings, errors first; a page at a time (or those of one exchange).
+    public func browseFindings(session: Int64, filter: BrowseFilter, exchange: Int64? = nil, offset: Int = 0, limit: Int = -1) throws -> [FindingRow] {
+        let (w, args) = Self.findingConditions(filter, session: session, exchange: exchange)
+        return try writer.read { db in
+            let sql = """
+                SELECT f.id, f.rule, f.severity, f.title, f.explanation, f.fix, f.evidence, f.exchanges, t.number
+                FROM finding f LEFT JOIN oauth_transaction t ON t.id = f.transaction_id WHERE \(w)
+                ORDER BY CASE f.severity WHEN 'error' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, f.id LIMIT ? OFFSET ?
+                """
+            return try Row.fetchAll(db, sql: sql, arguments: args + [limit, offset]).map { r in
                 FindingRow(id: r[0], rule: r[1], severity: r[2], title: r[3], explanation: r[4], fix: r[5],
                            evidence: (try? JSONDecoder().decode([String: String].self, from: Data((r[6] as String).utf8))) ?? [:],
                            exchanges: (try? JSONDecoder().decode([Int64].self, from: Data((r[7] as String).utf8))) ?? [], transaction: r[8])

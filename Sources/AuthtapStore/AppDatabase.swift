@@ -173,6 +173,12 @@ public final class AppDatabase: Sendable {
                 CREATE INDEX handshake_server ON handshake(server, server_port, started_at);
                 """)
         }
+        m.registerMigration("v4-browse-indexes") { db in
+            try db.execute(sql: """
+                CREATE INDEX finding_transaction ON finding(transaction_id);
+                CREATE INDEX oauth_transaction_session ON oauth_transaction(session_id, number);
+                """)
+        }
         return m
     }
 }

@@ -34,10 +34,9 @@ public final class TUIApp {
     var bodyHeight = 20
     // Caches, refreshed on changes (and on follow ticks).
     var sessionsCache: [SessionRow]?
-    var transactionsCache: [TransactionRow]?
-    var findingsCache: [FindingRow]?
-    var exchangeCount: Int?
-    var page: (offset: Int, requested: Int, rows: [ExchangeRow])?
+    var exchangePager: Pager<ExchangeRow>?
+    var transactionPager: Pager<TransactionRow>?
+    var findingPager: Pager<FindingRow>?
     var detailCache: (id: Int64, exchange: Exchange?, findings: [FindingRow])?
     var timelineCache: (id: Int64, members: [(leg: String, row: ExchangeRow)])?
     var lastMaxID: Int64 = 0
@@ -183,17 +182,17 @@ public final class TUIApp {
             invalidate()
             push(.transactions)
         case .transactions:
-            guard let rows = try? transactions(), cursor < rows.count else { return }
-            push(.timeline(rows[cursor]))
+            guard let row = try? transactions().row(at: cursor) else { return }
+            push(.timeline(row))
         case .timeline(let t):
             guard let members = try? timeline(t), cursor < members.count else { return }
             push(.detail(members[cursor].row.id))
         case .exchanges:
-            guard let row = try? exchangeRow(at: cursor) else { return }
+            guard let row = try? exchanges().row(at: cursor) else { return }
             push(.detail(row.id))
         case .findings:
-            guard let rows = try? findings(), cursor < rows.count else { return }
-            push(.finding(rows[cursor]))
+            guard let row = try? findings().row(at: cursor) else { return }
+            push(.finding(row))
         default:
             break
         }
@@ -202,10 +201,10 @@ public final class TUIApp {
     func listCount() -> Int {
         switch stack.last! {
         case .sessions: return (try? sessions().count) ?? 0
-        case .transactions: return (try? transactions().count) ?? 0
+        case .transactions: return (try? transactions().total()) ?? 0
         case .timeline(let t): return (try? timeline(t).count) ?? 0
-        case .exchanges: return (try? exchangesCount()) ?? 0
-        case .findings: return (try? findings().count) ?? 0
+        case .exchanges: return (try? exchanges().total()) ?? 0
+        case .findings: return (try? findings().total()) ?? 0
         default: return 0
         }
     }
@@ -214,10 +213,9 @@ public final class TUIApp {
 
     func invalidate() {
         sessionsCache = nil
-        transactionsCache = nil
-        findingsCache = nil
-        exchangeCount = nil
-        page = nil
+        exchangePager = nil
+        transactionPager = nil
+        findingPager = nil
         detailCache = nil
         timelineCache = nil
     }
@@ -234,11 +232,10 @@ public final class TUIApp {
         let changed = maxID != lastMaxID
         lastMaxID = maxID
         sessionsCache = nil
-        transactionsCache = nil
-        findingsCache = nil
-        exchangeCount = nil
-        page = nil
-        if changed, case .exchanges = stack.last!, let n = try? exchangesCount(), n > 0 {
+        exchangePager = nil
+        transactionPager = nil
+        findingPager = nil
+        if changed, case .exchanges = stack.last!, let n = try? exchanges().total(), n > 0 {
             cursor = n - 1 // follow the tail
         }
     }
@@ -250,20 +247,31 @@ public final class TUIApp {
         return s
     }
 
-    func transactions() throws -> [TransactionRow] {
-        if let t = transactionsCache { return t }
-        guard let session else { return [] }
-        let t = try db.browseTransactions(session: session, filter: filter)
-        transactionsCache = t
-        return t
+    func transactions() throws -> Pager<TransactionRow> {
+        if let p = transactionPager { return p }
+        let (db, session, filter) = (self.db, self.session ?? -1, self.filter)
+        let p = Pager<TransactionRow>(count: { try db.countTransactions(session: session, filter: filter) },
+                                      page: { try db.transactionPage(session: session, filter: filter, offset: $0, limit: $1) })
+        transactionPager = p
+        return p
     }
 
-    func findings() throws -> [FindingRow] {
-        if let f = findingsCache { return f }
-        guard let session else { return [] }
-        let f = try db.browseFindings(session: session, filter: filter)
-        findingsCache = f
-        return f
+    func findings() throws -> Pager<FindingRow> {
+        if let p = findingPager { return p }
+        let (db, session, filter) = (self.db, self.session ?? -1, self.filter)
+        let p = Pager<FindingRow>(count: { try db.countFindings(session: session, filter: filter) },
+                                  page: { try db.browseFindings(session: session, filter: filter, offset: $0, limit: $1) })
+        findingPager = p
+        return p
+    }
+
+    func exchanges() throws -> Pager<ExchangeRow> {
+        if let p = exchangePager { return p }
+        let (db, session, filter) = (self.db, self.session ?? -1, self.filter)
+        let p = Pager<ExchangeRow>(count: { try db.countExchanges(session: session, filter: filter) },
+                                   page: { try db.exchangePage(session: session, filter: filter, offset: $0, limit: $1) })
+        exchangePager = p
+        return p
     }
 
     func timeline(_ t: TransactionRow) throws -> [(leg: String, row: ExchangeRow)] {
@@ -273,33 +281,6 @@ public final class TUIApp {
         return m
     }
 
-    func exchangesCount() throws -> Int {
-        if let n = exchangeCount { return n }
-        guard let session else { return 0 }
-        let n = try db.countExchanges(session: session, filter: filter)
-        exchangeCount = n
-        return n
-    }
-
-    /// The rows [offset, offset + count): one page query, reused while the window stays inside it.
-    func exchangeRows(offset: Int, count: Int) throws -> [ExchangeRow] {
-        if let p = page, offset >= p.offset {
-            let reachedEnd = p.rows.count < p.requested
-            if offset + count <= p.offset + p.rows.count || reachedEnd {
-                return Array(p.rows.dropFirst(offset - p.offset).prefix(count))
-            }
-        }
-        guard let session else { return [] }
-        let start = max(0, offset - count)
-        let rows = try db.exchangePage(session: session, filter: filter, offset: start, limit: count * 3)
-        page = (start, count * 3, rows)
-        return Array(rows.dropFirst(offset - start).prefix(count))
-    }
-
-    func exchangeRow(at index: Int) throws -> ExchangeRow? {
-        try exchangeRows(offset: index, count: 1).first
-    }
-
     func detail(_ id: Int64) throws -> (Exchange?, [FindingRow]) {
         if let d = detailCache, d.id == id { return (d.exchange, d.findings) }
         let e = try db.exchange(id: id)
@@ -307,4 +288,40 @@ public final class TUIApp {
         detailCache = (id, e, f)
         return (e, f)
     }
+}
+
+/// A list read a page at a time: one COUNT, then LIMIT/OFFSET windows around what is on screen.
+final class Pager<Row> {
+    private let countQuery: () throws -> Int
+    private let pageQuery: (Int, Int) throws -> [Row]
+    private var count: Int?
+    private var page: (offset: Int, requested: Int, rows: [Row])?
+
+    init(count: @escaping () throws -> Int, page: @escaping (Int, Int) throws -> [Row]) {
+        countQuery = count
+        pageQuery = page
+    }
+
+    func total() throws -> Int {
+        if let count { return count }
+        let n = try countQuery()
+        count = n
+        return n
+    }
+
+    /// Rows [offset, offset + n), fetched with some margin so that scrolling reuses the page.
+    func rows(offset: Int, count n: Int) throws -> [Row] {
+        if let p = page, offset >= p.offset {
+            let reachedEnd = p.rows.count < p.requested
+            if offset + n <= p.offset + p.rows.count || reachedEnd {
+                return Array(p.rows.dropFirst(offset - p.offset).prefix(n))
+            }
+        }
+        let start = max(0, offset - n)
+        let rows = try pageQuery(start, n * 3)
+        page = (start, n * 3, rows)
+        return Array(rows.dropFirst(offset - start).prefix(n))
+    }
+
+    func row(at index: Int) throws -> Row? { try rows(offset: index, count: 1).first }
 }

@@ -39,7 +39,7 @@ extension TUIApp {
         case .sessions: return "authtap › Sessions"
         case .transactions: return "authtap › \(s) › Transactions"
         case .timeline(let t): return "authtap › \(s) › Transaction \(t.number)"
-        case .exchanges: return "authtap › \(s) › Exchanges (\((try? exchangesCount()) ?? 0))"
+        case .exchanges: return "authtap › \(s) › Exchanges (\((try? exchanges().total()) ?? 0))"
         case .detail(let id): return "authtap › \(s) › Exchange #\(id)"
         case .findings: return "authtap › \(s) › Findings"
         case .finding(let f): return "authtap › \(s) › Finding \(f.rule)"
@@ -68,15 +68,20 @@ extension TUIApp {
             }
             if rows.isEmpty { buf.put(row0, 2, "No sessions yet: run `authtap proxy`, then come back.") }
         case .transactions:
-            let rows = try transactions()
+            let pager = try transactions()
+            let total = try pager.total()
             header(&buf, row0 - 1, "   #  client_id             server                      outcome                 findings")
-            list(&buf, row0, height, count: rows.count) { i, _ in
-                let t = rows[i]
+            adjustTop(count: total, height: height)
+            let rows = try pager.rows(offset: top[top.count - 1], count: height)
+            let first = top[top.count - 1]
+            list(&buf, row0, height, count: total) { i, _ in
+                guard i - first < rows.count else { return [] }
+                let t = rows[i - first]
                 let text = fit("\(t.number)", 4) + "  " + fit(t.clientID ?? "?", 20) + "  " + fit(t.serverHost ?? "?", 26) + "  " + fit(t.outcome, 22) + "  "
                 let style: Style = t.outcome.hasPrefix("failed") ? .error : t.outcome == "ok" ? .ok : .plain
                 return [(text, style)] + Self.badgeSegments(t.findings)
             }
-            if rows.isEmpty { buf.put(row0, 2, session == nil ? "Pick a session first (1)." : "No OAuth transactions in this session (run `authtap analyze`)." ) }
+            if total == 0 { buf.put(row0, 2, session == nil ? "Pick a session first (1)." : "No OAuth transactions in this session (run `authtap analyze`).") }
         case .timeline(let t):
             let members = try timeline(t)
             buf.put(row0 - 1, 1, "client_id=\(t.clientID ?? "?")  server=\(t.serverHost ?? "?")  \(t.grantType ?? "")  → \(t.outcome)", .key)
@@ -88,11 +93,11 @@ extension TUIApp {
                 return [(text, .plain), (status, Self.statusStyle(e.status, e.error))]
             }
         case .exchanges:
-            let count = try exchangesCount()
+            let count = try exchanges().total()
             header(&buf, row0 - 1, " time          method host                 path                       status    ms  role             error / findings")
             let visible = height
             adjustTop(count: count, height: visible)
-            let rows = try exchangeRows(offset: top[top.count - 1], count: visible)
+            let rows = try exchanges().rows(offset: top[top.count - 1], count: visible)
             for (k, e) in rows.enumerated() {
                 let index = top[top.count - 1] + k
                 let row = row0 + k
@@ -109,13 +114,18 @@ extension TUIApp {
         case .detail(let id):
             try renderDetail(&buf, id: id, row0: row0 - 1, height: height + 1)
         case .findings:
-            let rows = try findings()
+            let pager = try findings()
+            let total = try pager.total()
             header(&buf, row0 - 1, " severity  rule                     title")
-            list(&buf, row0, height, count: rows.count) { i, _ in
-                let f = rows[i]
+            adjustTop(count: total, height: height)
+            let rows = try pager.rows(offset: top[top.count - 1], count: height)
+            let first = top[top.count - 1]
+            list(&buf, row0, height, count: total) { i, _ in
+                guard i - first < rows.count else { return [] }
+                let f = rows[i - first]
                 return [(" " + fit(f.severity.uppercased(), 8) + "  ", Self.severityStyle(f.severity)), (fit(f.rule, 24) + " " + f.title, .plain)]
             }
-            if rows.isEmpty { buf.put(row0, 2, "No findings.", .ok) }
+            if total == 0 { buf.put(row0, 2, "No findings.", .ok) }
         case .finding(let f):
             var lines: [(String, Style)] = [(f.severity.uppercased() + "  " + f.rule + ": " + f.title, Self.severityStyle(f.severity)), ("", .plain)]
             lines += wrap("Why: " + f.explanation, buf.cols - 2).map { ($0, .plain) }

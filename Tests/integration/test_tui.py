@@ -142,7 +142,7 @@ def test_tui_restores_the_terminal_on_sigterm(fixture_db):
     try:
         t.type("stty -g > /tmp/stty2.before; clear")
         t.send("Enter")
-        t.type(f"{AUTHTAP} tui --db {fixture_db}; echo STATUS $?; stty -g > /tmp/stty2.after; echo DONE")
+        t.type(f"{AUTHTAP} tui --db {fixture_db}; echo STATUS $?; stty -g > /tmp/stty2.after; printf 'D%sNE\\n' O")
         t.send("Enter")
         t.wait("authtap › Sessions")
         subprocess.run(["pkill", "-TERM", "-f", f"tui --db {fixture_db}"], check=True)
