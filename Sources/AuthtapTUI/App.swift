@@ -155,19 +155,7 @@ public final class TUIApp {
         case .success(let f):
             editingFilter = nil
             filterText = text
-            filter = BrowseFilter()
-            filter.words = f.words
-            switch f.status {
-            case .exact(let n)?: filter.statusExact = n
-            case .classOf(let c)?: filter.statusClass = c
-            case .none?: filter.statusNone = true
-            case nil: break
-            }
-            filter.host = f.host
-            filter.role = f.role
-            filter.rule = f.rule
-            filter.severity = f.severity
-            filter.error = f.error
+            filter = f
             cursor = 0
             top[top.count - 1] = 0
             invalidate()

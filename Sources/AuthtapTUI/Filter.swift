@@ -1,28 +1,14 @@
-/// The `/` filter: plain words plus `status:4xx`, `host:`, `role:`, `rule:`, `severity:`, `error:`.
-public struct Filter: Equatable, Sendable {
-    public enum Status: Equatable, Sendable {
-        case exact(Int)
-        case classOf(Int)  // 4 for 4xx
-        case none          // no response (a failure)
-    }
-    public var words: [String] = []
-    public var status: Status?
-    public var host: String?
-    public var role: String?
-    public var rule: String?
-    public var severity: String?
-    public var error: String?
+import AuthtapStore
 
-    public init() {}
-
-    public var isEmpty: Bool { self == Filter() }
-
+/// The `/` filter: plain words plus `status:4xx`, `status:none`, `host:`, `role:`, `rule:`,
+/// `severity:`, `error:`. It parses straight into the store's `BrowseFilter`, which runs it in SQL.
+public enum Filter {
     public struct ParseError: Error, Equatable, Sendable {
         public var message: String
     }
 
-    public static func parse(_ text: String) -> Result<Filter, ParseError> {
-        var f = Filter()
+    public static func parse(_ text: String) -> Result<BrowseFilter, ParseError> {
+        var f = BrowseFilter()
         for token in text.split(separator: " ", omittingEmptySubsequences: true) {
             guard let colon = token.firstIndex(of: ":"), colon != token.startIndex else {
                 f.words.append(String(token))
@@ -35,11 +21,11 @@ public struct Filter: Equatable, Sendable {
             case "status":
                 let v = value.lowercased()
                 if v == "none" || v == "-" || v == "failed" {
-                    f.status = Filter.Status.none
+                    f.statusNone = true
                 } else if v.count == 3, v.hasSuffix("xx"), let d = Int(v.prefix(1)), (1...5).contains(d) {
-                    f.status = .classOf(d)
+                    f.statusClass = d
                 } else if let n = Int(v), (100...599).contains(n) {
-                    f.status = .exact(n)
+                    f.statusExact = n
                 } else {
                     return .failure(ParseError(message: "status: takes 200, 4xx or none"))
                 }

@@ -68,15 +68,8 @@ extension TUIApp {
             }
             if rows.isEmpty { buf.put(row0, 2, "No sessions yet: run `authtap proxy`, then come back.") }
         case .transactions:
-            let pager = try transactions()
-            let total = try pager.total()
             header(&buf, row0 - 1, "   #  client_id             server                      outcome                 findings")
-            adjustTop(count: total, height: height)
-            let rows = try pager.rows(offset: top[top.count - 1], count: height)
-            let first = top[top.count - 1]
-            list(&buf, row0, height, count: total) { i, _ in
-                guard i - first < rows.count else { return [] }
-                let t = rows[i - first]
+            let total = try pagedList(&buf, row0, height, try transactions()) { t in
                 let text = fit("\(t.number)", 4) + "  " + fit(t.clientID ?? "?", 20) + "  " + fit(t.serverHost ?? "?", 26) + "  " + fit(t.outcome, 22) + "  "
                 let style: Style = t.outcome.hasPrefix("failed") ? .error : t.outcome == "ok" ? .ok : .plain
                 return [(text, style)] + Self.badgeSegments(t.findings)
@@ -114,16 +107,9 @@ extension TUIApp {
         case .detail(let id):
             try renderDetail(&buf, id: id, row0: row0 - 1, height: height + 1)
         case .findings:
-            let pager = try findings()
-            let total = try pager.total()
             header(&buf, row0 - 1, " severity  rule                     title")
-            adjustTop(count: total, height: height)
-            let rows = try pager.rows(offset: top[top.count - 1], count: height)
-            let first = top[top.count - 1]
-            list(&buf, row0, height, count: total) { i, _ in
-                guard i - first < rows.count else { return [] }
-                let f = rows[i - first]
-                return [(" " + fit(f.severity.uppercased(), 8) + "  ", Self.severityStyle(f.severity)), (fit(f.rule, 24) + " " + f.title, .plain)]
+            let total = try pagedList(&buf, row0, height, try findings()) { f in
+                [(" " + fit(f.severity.uppercased(), 8) + "  ", Self.severityStyle(f.severity)), (fit(f.rule, 24) + " " + f.title, .plain)]
             }
             if total == 0 { buf.put(row0, 2, "No findings.", .ok) }
         case .finding(let f):
@@ -155,6 +141,16 @@ extension TUIApp {
 
     func header(_ buf: inout ScreenBuffer, _ row: Int, _ text: String) {
         buf.put(row, 0, text, Style(bold: true))
+    }
+
+    /// A list read through a pager: only the rows on screen are fetched. Returns the total.
+    func pagedList<Row>(_ buf: inout ScreenBuffer, _ row0: Int, _ height: Int, _ pager: Pager<Row>, _ line: (Row) -> [(String, Style)]) throws -> Int {
+        let total = try pager.total()
+        adjustTop(count: total, height: height)
+        let first = top[top.count - 1]
+        let rows = try pager.rows(offset: first, count: height)
+        list(&buf, row0, height, count: total) { i, _ in i - first < rows.count ? line(rows[i - first]) : [] }
+        return total
     }
 
     /// A scrolling list with a selected row; `line` gives the styled segments of item i.

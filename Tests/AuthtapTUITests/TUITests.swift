@@ -11,16 +11,16 @@ import Testing
 
 struct FilterCase: Sendable, CustomStringConvertible {
     var text: String
-    var expected: Filter?
+    var expected: BrowseFilter?
     var description: String { text }
 }
 
 let filterCases: [FilterCase] = {
-    var a = Filter(); a.status = .classOf(4)
-    var b = Filter(); b.words = ["token", "refresh"]; b.host = "idp.example"; b.role = "token"
-    var c = Filter(); c.rule = "code-reuse"; c.severity = "error"
-    var d = Filter(); d.error = "tls"; d.status = .exact(502)
-    var e = Filter(); e.status = Filter.Status.none
+    var a = BrowseFilter(); a.statusClass = 4
+    var b = BrowseFilter(); b.words = ["token", "refresh"]; b.host = "idp.example"; b.role = "token"
+    var c = BrowseFilter(); c.rule = "code-reuse"; c.severity = "error"
+    var d = BrowseFilter(); d.error = "tls"; d.statusExact = 502
+    var e = BrowseFilter(); e.statusNone = true
     return [
         .init(text: "status:4xx", expected: a),
         .init(text: "token host:IDP.example role:token refresh", expected: b),
@@ -31,7 +31,7 @@ let filterCases: [FilterCase] = {
         .init(text: "severity:fatal", expected: nil),
         .init(text: "colour:red", expected: nil),
         .init(text: "host:", expected: nil),
-        .init(text: "", expected: Filter()),
+        .init(text: "", expected: BrowseFilter()),
     ]
 }()
 
