@@ -12,7 +12,7 @@ let authtapVersion = "0.1.0"
 struct Authtap: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "authtap",
-        abstract: "A recording HTTPS intercepting proxy for OAuth 2.0 / OpenID Connect that masks every secret.",
+        abstract: "A debugging proxy for OAuth 2.0 / OpenID Connect: records every exchange with its secrets masked, explains why a sign-in failed, and catches TLS handshake failures in packets.",
         version: authtapVersion,
         subcommands: [Proxy.self, Env.self, Sessions.self, Exchanges.self, Analyze.self, Rules.self, Capture.self, Handshakes.self, TUI.self, Generate.self],
         defaultSubcommand: Proxy.self
@@ -98,7 +98,7 @@ struct Env: ParsableCommand {
 }
 
 struct Sessions: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List recorded proxy sessions.")
+    static let configuration = CommandConfiguration(abstract: "List recorded sessions (proxy runs and captures) with their findings.")
     @Option(help: "The capture database.")
     var db: String = "Captures/authtap.sqlite"
     @Option(help: "Output format: text or json.")
