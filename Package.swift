@@ -42,10 +42,12 @@ let package = Package(
         .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
         // The thin libpcap-facing layer: offline files, live capture on its own thread, dumps.
         .target(name: "AuthtapCapture", dependencies: ["CPcap", "AuthtapDissector"]),
+        // Pure: the HAR 1.2 model and export (import comes with the HAR issue's second half).
+        .target(name: "AuthtapHAR", dependencies: ["AuthtapModel", "AuthtapAnalyzer", "AuthtapDissector"]),
         // ncursesw, the same way: a module map and static inline shims for its macros and globals.
         .systemLibrary(name: "CNCurses", providers: [.apt(["libncurses-dev"])]),
         // The terminal UI's views, keys and filters, drawing into a plain screen buffer (testable without a terminal).
-        .target(name: "AuthtapTUI", dependencies: ["AuthtapStore", "AuthtapModel", "AuthtapOAuth", "AuthtapAnalyzer"]),
+        .target(name: "AuthtapTUI", dependencies: ["AuthtapStore", "AuthtapModel", "AuthtapOAuth", "AuthtapAnalyzer", "AuthtapHAR"]),
         // Certificate authority, leaf issuance and cache, NIOSSL bridge.
         .target(
             name: "AuthtapCA",
@@ -83,7 +85,7 @@ let package = Package(
             name: "authtap",
             dependencies: [
                 "AuthtapModel", "AuthtapOAuth", "AuthtapAnalyzer", "AuthtapCA", "AuthtapStore", "AuthtapProxy",
-                "AuthtapCapture", "AuthtapDissector", "AuthtapTUI", "CNCurses",
+                "AuthtapCapture", "AuthtapDissector", "AuthtapTUI", "CNCurses", "AuthtapHAR",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
             ]

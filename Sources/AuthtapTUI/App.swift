@@ -1,4 +1,5 @@
 import AuthtapAnalyzer
+import AuthtapHAR
 import AuthtapModel
 import AuthtapOAuth
 import AuthtapStore
@@ -43,8 +44,12 @@ public final class TUIApp {
 
     public static let tabs = ["Request", "Response", "OAuth", "JWT", "TLS", "Findings"]
 
-    public init(db: AppDatabase, session: Int64? = nil) {
+    /// Where `e` writes HAR files (the capture database's folder).
+    let exportDirectory: String
+
+    public init(db: AppDatabase, session: Int64? = nil, exportDirectory: String = ".") {
         self.db = db
+        self.exportDirectory = exportDirectory
         self.session = session
         stack = session == nil ? [.sessions] : [.sessions, .transactions]
         selected = Array(repeating: 0, count: stack.count)
@@ -83,7 +88,7 @@ public final class TUIApp {
             if follow { refresh() }
             return true
         case .char("e"):
-            message = "HAR export is not available yet (the HAR issue adds it)"
+            exportHAR()
             return true
         case .char("1"): goTop(.sessions); return true
         case .char("2") where session != nil: goTop(.transactions); return true
@@ -106,6 +111,30 @@ public final class TUIApp {
             if let m = KeyParser.motion(key) { move(m, count: listCount()) }
             if key == .enter { open() }
             return true
+        }
+    }
+
+    /// `e`: the transaction on screen (timeline) or the whole session, to a HAR file next to the database.
+    func exportHAR() {
+        guard let session else { message = "pick a session first"; return }
+        do {
+            let stored = try db.analysis(session: session)
+            var exchanges = try db.exchanges(session: session)
+            var analysis = stored
+            var name = "authtap-session-\(session)"
+            if case .timeline(let t) = stack.last!, let tx = stored.transactions.first(where: { $0.index == t.number }) {
+                let members = Set(tx.members.map(\.exchange))
+                exchanges = exchanges.filter { members.contains($0.id ?? 0) }
+                analysis = Analysis(transactions: [tx], findings: stored.findings.filter { $0.transaction == t.number })
+                name += "-transaction-\(t.number)"
+            }
+            let path = (exportDirectory as NSString).appendingPathComponent(name + ".har")
+            let data = try HARExport.data(.init(exchanges: exchanges, analysis: analysis,
+                                                handshakes: try db.handshakes(session: session).map(\.record), creatorVersion: "tui"))
+            try data.write(to: URL(fileURLWithPath: path))
+            message = "exported \(exchanges.count) entries to \(path) (secrets stay masked)"
+        } catch {
+            message = "export failed: \(error)"
         }
     }
 

@@ -26,7 +26,7 @@ extension TUIApp {
                 buf.put(last, buf.cols / 2, "status:4xx host: role: rule: severity: error:  Enter apply · Esc cancel", Style(dim: true))
             }
         } else if let message {
-            buf.put(last, 0, message, message.hasPrefix("filter:") ? .error : .warning)
+            buf.put(last, 0, message, message.hasPrefix("filter:") || message.hasPrefix("export failed") ? .error : .warning)
         } else {
             buf.put(last, 0, footer(), Style(dim: true))
         }
@@ -191,7 +191,7 @@ extension TUIApp {
             "                rule:code-reuse severity:error error:tls",
             "  f             follow mode: new rows appear as they are written",
             "  1 2 3 4       sessions, transactions, exchanges, findings",
-            "  e             export to HAR (once the HAR issue lands)",
+            "  e             export the session (or the transaction on screen) to HAR",
             "  ?             this help (Esc closes it)",
         ]
         let width = min(buf.cols - 2, 76)

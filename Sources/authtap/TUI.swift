@@ -18,7 +18,7 @@ struct TUI: ParsableCommand {
         if let session, !(try database.sessionIDs().contains(session)) {
             throw ValidationError("no session \(session) in \(db)")
         }
-        let app = TUIApp(db: database, session: session)
+        let app = TUIApp(db: database, session: session, exportDirectory: (absolute(db) as NSString).deletingLastPathComponent)
         Terminal.run(app)
     }
 }

@@ -213,7 +213,10 @@ func screen(_ app: TUIApp, rows: Int = 24, cols: Int = 120) -> String {
     #expect(s.contains("follow mode") && s.contains("PgUp PgDn") && s.contains("Tab"))
     _ = app.handle(.escape)
     _ = app.handle(.char("e"))
-    #expect(screen(app).contains("HAR export is not available yet"))
+    #expect(screen(app).contains("exported 35 entries to ./authtap-session-\(session).har"))
+    let har = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "authtap-session-\(session).har"))) as? [String: Any]
+    #expect(((har?["log"] as? [String: Any])?["entries"] as? [Any])?.count == 35)
+    try? FileManager.default.removeItem(atPath: "authtap-session-\(session).har")
     _ = app.handle(.char("3"))
     _ = app.handle(.char("f"))
     #expect(app.follow)

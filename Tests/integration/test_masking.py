@@ -54,11 +54,15 @@ def test_canaries_never_reach_disk_logs_or_screen(make_proxy, upstreams):
     blob = b"".join(f.read_bytes() for f in files if f.exists())
     dump = subprocess.run([str(AUTHTAP), "exchanges", "--db", str(p.db), "--format", "json"], capture_output=True, check=True).stdout
     text = subprocess.run([str(AUTHTAP), "exchanges", "--db", str(p.db)], capture_output=True, check=True).stdout
+    # The analysis (stored findings, its report) and a HAR export are outputs too.
+    report = subprocess.run([str(AUTHTAP), "analyze", "--db", str(p.db), "--fail-on", "never", "--format", "json"], capture_output=True, check=True).stdout
+    har = subprocess.run([str(AUTHTAP), "export", "--db", str(p.db), "--all", "-o", "-"], capture_output=True, check=True).stdout
+    blob += b"".join(f.read_bytes() for f in [p.db, Path(str(p.db) + "-wal")] if f.exists())
     for name, value in CANARY.items():
-        for where, data in (("files", blob), ("json dump", dump), ("text dump", text)):
+        for where, data in (("files", blob), ("json dump", dump), ("text dump", text), ("analysis", report), ("HAR export", har)):
             assert value.encode() not in data, f"canary {name} leaked into {where}"
     jwt = canary_jwt()
-    assert jwt.encode() not in blob
+    assert jwt.encode() not in blob and jwt.encode() not in har and jwt.rsplit(".", 1)[1].encode() not in har
 
     key = (p.certs / "fingerprint.key").read_bytes()
     xs = json.loads(dump)

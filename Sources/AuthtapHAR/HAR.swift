@@ -1,0 +1,213 @@
+import AuthtapAnalyzer
+import AuthtapDissector
+import AuthtapModel
+import Foundation
+
+/// HAR 1.2 (http://www.softwareishard.com/blog/har-12-spec/), written by hand: the spec's shape,
+/// plus authtap's facts in `_authtap` fields (the spec allows custom fields with a leading underscore).
+public enum HARExport {
+    public struct Context {
+        public var exchanges: [Exchange]
+        public var analysis: Analysis
+        public var handshakes: [HandshakeRecord]
+        public var creatorVersion: String
+        public init(exchanges: [Exchange], analysis: Analysis, handshakes: [HandshakeRecord] = [], creatorVersion: String) {
+            self.exchanges = exchanges
+            self.analysis = analysis
+            self.handshakes = handshakes
+            self.creatorVersion = creatorVersion
+        }
+    }
+
+    /// The HAR document as a JSON object tree (`[String: Any]`), ready for JSONSerialization.
+    public static func document(_ c: Context) -> [String: Any] {
+        var transactionOf: [Int64: Int] = [:]
+        for t in c.analysis.transactions { for m in t.members { transactionOf[m.exchange] = t.index } }
+        var findingsOf: [Int64: [Int]] = [:]
+        for (i, f) in c.analysis.findings.enumerated() { for e in f.exchanges { findingsOf[e, default: []].append(i) } }
+        let ordered = c.exchanges.sorted { ($0.id ?? 0) < ($1.id ?? 0) }
+        var entryIndex: [Int64: Int] = [:]
+        for (i, e) in ordered.enumerated() { entryIndex[e.id ?? 0] = i }
+        let entries = ordered.map { entry($0, transaction: transactionOf[$0.id ?? 0], findings: findingsOf[$0.id ?? 0] ?? []) }
+        let findings: [[String: Any]] = c.analysis.findings.enumerated().map { i, f in
+            var d: [String: Any] = [
+                "id": i, "rule": f.rule, "severity": f.severity.rawValue, "title": f.title, "explanation": f.explanation, "fix": f.fix,
+                "exchanges": f.exchanges, "entries": f.exchanges.compactMap { entryIndex[$0] }, "evidence": f.evidence,
+            ]
+            if let t = f.transaction { d["transaction"] = t }
+            return d
+        }
+        let transactions: [[String: Any]] = c.analysis.transactions.map { t in
+            var d: [String: Any] = ["id": t.index, "outcome": t.outcome, "startedDateTime": iso(t.startedAt),
+                                    "entries": t.members.compactMap { entryIndex[$0.exchange] }, "legs": t.members.map(\.leg.rawValue)]
+            if let v = t.clientID { d["client_id"] = v }
+            if let v = t.serverHost { d["server_host"] = v }
+            if let v = t.grantType { d["grant_type"] = v }
+            return d
+        }
+        let handshakes: [[String: Any]] = c.handshakes.map { h in
+            var d: [String: Any] = ["client": "\(h.client):\(h.clientPort)", "server": "\(h.server):\(h.serverPort)", "outcome": h.outcome.rawValue,
+                                    "firstPacket": h.firstPacket, "lastPacket": h.lastPacket, "detail": h.detail,
+                                    "startedDateTime": iso(Date(timeIntervalSince1970: Double(h.startMicros) / 1e6))]
+            if let v = h.side { d["side"] = v }
+            if let v = h.alert { d["alert"] = v }
+            if let v = h.sni { d["sni"] = v }
+            return d
+        }
+        return ["log": [
+            "version": "1.2",
+            "creator": ["name": "authtap", "version": c.creatorVersion],
+            "pages": [],
+            "entries": entries,
+            "comment": "Exported by authtap: every secret is masked ([masked KIND len=N fp=…]); safe to attach to a ticket.",
+            "_authtap": ["masked": true, "findings": findings, "transactions": transactions, "handshakes": handshakes],
+        ] as [String: Any]]
+    }
+
+    public static func data(_ c: Context) throws -> Data {
+        try JSONSerialization.data(withJSONObject: document(c), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+    }
+
+    static func entry(_ e: Exchange, transaction: Int?, findings: [Int]) -> [String: Any] {
+        let t = e.timings
+        let connectEnd = t.connect
+        let tlsEnd = t.tls
+        let setupEnd = tlsEnd ?? connectEnd ?? 0
+        // HAR: ssl is included in connect; -1 where a phase did not happen (a reused connection).
+        let connect = connectEnd.map { _ in setupEnd } ?? -1
+        let ssl = (tlsEnd != nil && connectEnd != nil) ? tlsEnd! - connectEnd! : -1
+        let send = t.requestSent.map { max(0, $0 - setupEnd) } ?? 0
+        let wait = (t.firstByte != nil && t.requestSent != nil) ? max(0, t.firstByte! - t.requestSent!) : 0
+        let receive = (t.end != nil && t.firstByte != nil) ? max(0, t.end! - t.firstByte!) : 0
+        let timings: [String: Any] = ["blocked": -1, "dns": -1, "connect": round3(connect), "ssl": round3(ssl), "send": round3(send),
+                                      "wait": round3(wait), "receive": round3(receive)]
+        let time = [connect, send, wait, receive].filter { $0 >= 0 }.reduce(0, +)
+
+        let url = e.method == "CONNECT" ? "https://\(e.host.contains(":") ? "[\(e.host)]" : e.host):\(e.port)/" : e.url
+        var request: [String: Any] = [
+            "method": e.method, "url": url, "httpVersion": e.httpVersion,
+            "cookies": cookies(e.requestHeaders.filter { $0.name.lowercased() == "cookie" }.map(\.value), response: false),
+            "headers": e.requestHeaders.map { ["name": $0.name, "value": $0.value] },
+            "queryString": query(e.target),
+            "headersSize": -1, "bodySize": e.requestBody.size,
+        ]
+        if e.requestBody.size > 0 || !e.requestBody.bytes.isEmpty {
+            let mime = e.requestHeaders.value(of: "content-type") ?? "application/octet-stream"
+            var post: [String: Any] = ["mimeType": mime]
+            let (text, base64) = bodyText(e.requestBody.bytes)
+            post["text"] = text
+            if base64 { post["_encoding"] = "base64" }
+            if mime.lowercased().contains("x-www-form-urlencoded"), !base64 { post["params"] = formParams(text) }
+            if e.requestBody.truncated { post["comment"] = "truncated: \(e.requestBody.bytes.count) of \(e.requestBody.size) bytes recorded" }
+            request["postData"] = post
+        }
+        let mime = e.responseHeaders.value(of: "content-type") ?? (e.responseBody.bytes.isEmpty ? "x-unknown" : "application/octet-stream")
+        var content: [String: Any] = ["size": e.responseBody.size, "mimeType": mime]
+        if !e.responseBody.bytes.isEmpty {
+            let (text, base64) = bodyText(e.responseBody.bytes)
+            content["text"] = text
+            if base64 { content["encoding"] = "base64" }
+            if e.responseBody.truncated { content["comment"] = "truncated: \(e.responseBody.bytes.count) of \(e.responseBody.size) bytes recorded" }
+        }
+        let response: [String: Any] = [
+            "status": e.status ?? 0, "statusText": e.status.map(statusText) ?? "",
+            "httpVersion": e.status == nil ? "" : "HTTP/1.1",
+            "cookies": cookies(e.responseHeaders.filter { $0.name.lowercased() == "set-cookie" }.map(\.value), response: true),
+            "headers": e.responseHeaders.map { ["name": $0.name, "value": $0.value] },
+            "content": content,
+            "redirectURL": e.responseHeaders.value(of: "location") ?? "",
+            "headersSize": -1, "bodySize": e.responseBody.size,
+        ]
+        var authtap: [String: Any] = ["exchange": e.id ?? 0, "roles": e.roles.map(\.rawValue), "findings": findings,
+                                      "connectionReused": e.connectionReused]
+        if let transaction { authtap["transaction"] = transaction }
+        if let tls = e.clientTLS { authtap["clientTLS"] = tlsDict(tls) }
+        if let tls = e.upstreamTLS { authtap["upstreamTLS"] = tlsDict(tls) }
+        if let error = e.error { authtap["error"] = error.rawValue }
+        if let reason = e.tlsFailure { authtap["tlsFailure"] = reason.rawValue }
+        if e.insecureUpstream { authtap["insecureUpstream"] = true }
+        var entry: [String: Any] = [
+            "startedDateTime": iso(t.start), "time": round3(time), "request": request, "response": response,
+            "cache": [String: Any](), "timings": timings, "connection": String(e.connectionID), "_authtap": authtap,
+        ]
+        if let error = e.error {
+            // Failed exchanges stay in the HAR (most tools drop them), with the reason.
+            entry["_error"] = "\(error.rawValue): \(e.errorDetail ?? error.sentence)"
+        }
+        return entry
+    }
+
+    static func round3(_ v: Double) -> Double { (v * 1000).rounded() / 1000 }
+
+    static func bodyText(_ bytes: [UInt8]) -> (String, Bool) {
+        if let s = String(validating: bytes, as: UTF8.self) { return (s, false) }
+        return (Data(bytes).base64EncodedString(), true)
+    }
+
+    static func query(_ target: String) -> [[String: String]] {
+        guard let q = target.firstIndex(of: "?") else { return [] }
+        let rest = target[target.index(after: q)...].prefix { $0 != "#" }
+        return formParams(String(rest)).map { ["name": $0["name"] ?? "", "value": $0["value"] ?? ""] }
+    }
+
+    static func formParams(_ text: String) -> [[String: String]] {
+        text.split(separator: "&").map { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decode(_ s: Substring) -> String { s.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(s) }
+            return ["name": decode(parts[0]), "value": parts.count > 1 ? decode(parts[1]) : ""]
+        }
+    }
+
+    static func cookies(_ values: [String], response: Bool) -> [[String: Any]] {
+        var out: [[String: Any]] = []
+        for value in values {
+            let crumbs = response ? [Substring(value.split(separator: ";", maxSplits: 1).first ?? "")] : value.split(separator: ";")
+            for crumb in crumbs {
+                let trimmed = crumb.trimmingCharacters(in: .whitespaces)
+                guard let eq = trimmed.firstIndex(of: "=") else { continue }
+                var c: [String: Any] = ["name": String(trimmed[..<eq]), "value": String(trimmed[trimmed.index(after: eq)...])]
+                if response {
+                    for attr in value.split(separator: ";").dropFirst() {
+                        let a = attr.trimmingCharacters(in: .whitespaces)
+                        let lower = a.lowercased()
+                        if lower == "httponly" { c["httpOnly"] = true }
+                        if lower == "secure" { c["secure"] = true }
+                        if lower.hasPrefix("path=") { c["path"] = String(a.dropFirst(5)) }
+                        if lower.hasPrefix("domain=") { c["domain"] = String(a.dropFirst(7)) }
+                    }
+                }
+                out.append(c)
+            }
+        }
+        return out
+    }
+
+    static func tlsDict(_ t: TLSFacts) -> [String: Any] {
+        var d: [String: Any] = [:]
+        if let v = t.version { d["version"] = v }
+        if let v = t.cipher { d["cipher"] = v }
+        if let v = t.alpn { d["alpn"] = v }
+        if let v = t.sni { d["sni"] = v }
+        if let v = t.verification { d["verification"] = v }
+        if let c = t.peerCertificate {
+            d["certificate"] = ["subject": c.subject, "issuer": c.issuer, "sans": c.sans, "notBefore": iso(c.notBefore), "notAfter": iso(c.notAfter)]
+        }
+        return d
+    }
+
+    static func statusText(_ code: Int) -> String {
+        let texts = [200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 301: "Moved Permanently", 302: "Found",
+                     303: "See Other", 304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request",
+                     401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 407: "Proxy Authentication Required",
+                     409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+                     504: "Gateway Timeout"]
+        return texts[code] ?? ""
+    }
+
+    /// ISO 8601 with milliseconds and the UTC offset, as HAR wants.
+    static func iso(_ date: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: date)
+    }
+}
