@@ -19,6 +19,16 @@ public enum HARExport {
         }
     }
 
+    /// One transaction of a session's stored analysis: its exchanges, itself and its findings.
+    public static func transaction(_ number: Int, of analysis: Analysis, exchanges: [Exchange], handshakes: [HandshakeRecord] = [],
+                                   creatorVersion: String) -> Context? {
+        guard let t = analysis.transactions.first(where: { $0.index == number }) else { return nil }
+        let members = Set(t.members.map(\.exchange))
+        return Context(exchanges: exchanges.filter { members.contains($0.id ?? 0) },
+                       analysis: Analysis(transactions: [t], findings: analysis.findings.filter { $0.transaction == number }),
+                       handshakes: handshakes, creatorVersion: creatorVersion)
+    }
+
     /// The HAR document as a JSON object tree (`[String: Any]`), ready for JSONSerialization.
     public static func document(_ c: Context) -> [String: Any] {
         var transactionOf: [Int64: Int] = [:]

@@ -119,20 +119,18 @@ public final class TUIApp {
         guard let session else { message = "pick a session first"; return }
         do {
             let stored = try db.analysis(session: session)
-            var exchanges = try db.exchanges(session: session)
-            var analysis = stored
+            let handshakes = try db.handshakes(session: session).map(\.record)
+            var context = HARExport.Context(exchanges: try db.exchanges(session: session), analysis: stored, handshakes: handshakes, creatorVersion: "tui")
             var name = "authtap-session-\(session)"
-            if case .timeline(let t) = stack.last!, let tx = stored.transactions.first(where: { $0.index == t.number }) {
-                let members = Set(tx.members.map(\.exchange))
-                exchanges = exchanges.filter { members.contains($0.id ?? 0) }
-                analysis = Analysis(transactions: [tx], findings: stored.findings.filter { $0.transaction == t.number })
+            if case .timeline(let t) = stack.last!,
+               let one = HARExport.transaction(t.number, of: stored, exchanges: context.exchanges, handshakes: handshakes, creatorVersion: "tui") {
+                context = one
                 name += "-transaction-\(t.number)"
             }
             let path = (exportDirectory as NSString).appendingPathComponent(name + ".har")
-            let data = try HARExport.data(.init(exchanges: exchanges, analysis: analysis,
-                                                handshakes: try db.handshakes(session: session).map(\.record), creatorVersion: "tui"))
+            let data = try HARExport.data(context)
             try data.write(to: URL(fileURLWithPath: path))
-            message = "exported \(exchanges.count) entries to \(path) (secrets stay masked)"
+            message = "exported \(context.exchanges.count) entries to \(path) (secrets stay masked)"
         } catch {
             message = "export failed: \(error)"
         }

@@ -45,13 +45,12 @@ struct Export: ParsableCommand {
             guard let number = Int(parts.last ?? ""), let sessionID = parts.count == 2 ? Int64(parts[0]) : ids.last else {
                 throw ValidationError("--transaction takes SESSION:NUMBER or NUMBER")
             }
-            let stored = try database.analysis(session: sessionID)
-            guard let t = stored.transactions.first(where: { $0.index == number }) else {
+            guard let context = HARExport.transaction(number, of: try database.analysis(session: sessionID),
+                                                      exchanges: try database.exchanges(session: sessionID), creatorVersion: authtapVersion) else {
                 throw ValidationError("no transaction \(number) in session \(sessionID) (run `authtap analyze --session \(sessionID)` first)")
             }
-            let members = Set(t.members.map(\.exchange))
-            exchanges = try database.exchanges(session: sessionID).filter { members.contains($0.id ?? 0) }
-            analysis = Analysis(transactions: [t], findings: stored.findings.filter { $0.transaction == number })
+            exchanges = context.exchanges
+            analysis = context.analysis
         }
         let data = try HARExport.data(.init(exchanges: exchanges, analysis: analysis, handshakes: handshakes, creatorVersion: authtapVersion))
         if output == "-" {

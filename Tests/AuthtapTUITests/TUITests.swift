@@ -217,6 +217,12 @@ func screen(_ app: TUIApp, rows: Int = 24, cols: Int = 120) -> String {
     let har = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "authtap-session-\(session).har"))) as? [String: Any]
     #expect(((har?["log"] as? [String: Any])?["entries"] as? [Any])?.count == 35)
     try? FileManager.default.removeItem(atPath: "authtap-session-\(session).har")
+    // On a transaction's timeline, e writes just that transaction.
+    _ = app.handle(.char("2"))
+    _ = app.handle(.enter)
+    _ = app.handle(.char("e"))
+    #expect(screen(app).contains("exported 4 entries to ./authtap-session-\(session)-transaction-1.har"))
+    try? FileManager.default.removeItem(atPath: "authtap-session-\(session)-transaction-1.har")
     _ = app.handle(.char("3"))
     _ = app.handle(.char("f"))
     #expect(app.follow)

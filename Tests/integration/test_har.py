@@ -94,6 +94,15 @@ def test_export_is_valid_har_that_other_tools_read(proxy, authserver, upstreams,
     assert read.returncode == 0, read.stderr
     flows = [l for l in read.stdout.splitlines() if l.startswith("127.0.0.1") or re.match(r"^\S+:\d+: [A-Z]+ ", l)]
     assert len(flows) == len(entries), read.stdout
+    # One transaction: its legs and its findings only.
+    one = subprocess.run([str(AUTHTAP), "export", "--db", str(proxy.db), "--transaction", "1:1", "-o", "-"], capture_output=True, text=True, timeout=60)
+    assert one.returncode == 0, one.stderr
+    tx = json.loads(one.stdout)["log"]
+    check_har12({"log": tx})
+    assert [e["request"]["method"] for e in tx["entries"]] == ["GET", "GET", "POST", "POST"]
+    assert {f["rule"] for f in tx["_authtap"]["findings"]} == {"code-reuse"}
+    missing = subprocess.run([str(AUTHTAP), "export", "--db", str(proxy.db), "--transaction", "1:99", "-o", "-"], capture_output=True, text=True)
+    assert missing.returncode != 0 and "no transaction 99 in session 1" in missing.stderr
     # -o - writes the same document to stdout.
     stdout = subprocess.run([str(AUTHTAP), "export", "--db", str(proxy.db), "--session", "1", "-o", "-"], capture_output=True, text=True, timeout=60)
     assert json.loads(stdout.stdout) == har
