@@ -131,6 +131,16 @@ public enum HARExport {
         var authtap: [String: Any] = ["exchange": e.id ?? 0, "roles": e.roles.map(\.rawValue), "findings": findings,
                                       "connectionReused": e.connectionReused]
         if let transaction { authtap["transaction"] = transaction }
+        // Capture-time results (S256 of the verifier, JWT signature verdicts): the raw values are gone,
+        // so an import of this file keeps these instead of recomputing them.
+        let derived = e.oauthParams.filter { $0.location == "derived" }
+        if !derived.isEmpty {
+            authtap["derived"] = derived.map { p -> [String: Any] in
+                var d: [String: Any] = ["name": p.name, "value": p.value]
+                if let fp = p.fingerprint { d["fingerprint"] = fp }
+                return d
+            }
+        }
         if let tls = e.clientTLS { authtap["clientTLS"] = tlsDict(tls) }
         if let tls = e.upstreamTLS { authtap["upstreamTLS"] = tlsDict(tls) }
         if let error = e.error { authtap["error"] = error.rawValue }

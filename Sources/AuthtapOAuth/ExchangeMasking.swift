@@ -22,7 +22,11 @@ extension Masker {
         }
 
         // PKCE: S256(code_verifier) is public; keep it so a later check can compare it with code_challenge.
-        if params.contains(where: { $0.name == "code_verifier" }), let verifier = Masker.rawValue(named: "code_verifier", in: raw) {
+        // Results of capture-time checks carried by the source (an imported authtap HAR) are kept as they are.
+        let carried = raw.oauthParams.filter { $0.location == "derived" }
+        params += carried
+        if params.contains(where: { $0.name == "code_verifier" }), !carried.contains(where: { $0.name == "code_verifier_s256" }),
+           let verifier = Masker.rawValue(named: "code_verifier", in: raw), Masker.alreadyMasked(verifier) == nil {
             let digest = SHA256.hash(data: Array(verifier.utf8))
             params.append(OAuthParam(location: "derived", name: "code_verifier_s256", value: JWT.base64URL(digest)))
             // RFC 7636 §4.1: unreserved characters only. Only the verdict is kept.

@@ -62,7 +62,21 @@ public struct Masker: Sendable {
 
     /// The marker for one secret value.
     public func marker(kind: String, value: String) -> String {
-        Self.markerText(kind: kind, length: value.utf8.count, fingerprint: fingerprinter.fingerprint(value))
+        if Self.alreadyMasked(value) != nil { return value }
+        return Self.markerText(kind: kind, length: value.utf8.count, fingerprint: fingerprinter.fingerprint(value))
+    }
+
+    /// A value that already carries a marker (an imported authtap HAR, a re-analysed record): its
+    /// length and fingerprint. Masking it again must change nothing, so fingerprints survive round trips.
+    static func alreadyMasked(_ value: String) -> (length: Int, fingerprint: String)? {
+        guard let open = value.range(of: "[masked "), let fpRange = value[open.upperBound...].range(of: " fp="),
+              let lenRange = value[open.upperBound..<fpRange.lowerBound].range(of: " len="),
+              let length = Int(value[lenRange.upperBound..<fpRange.lowerBound]),
+              let close = value[fpRange.upperBound...].firstIndex(of: "]")
+        else { return nil }
+        let fp = String(value[fpRange.upperBound..<close])
+        guard !fp.isEmpty, fp.allSatisfy(\.isHexDigit) else { return nil }
+        return (length, fp)
     }
 
     /// Masks one secret; JWTs keep header and claims readable.
@@ -73,6 +87,9 @@ public struct Masker: Sendable {
     /// A secret, fingerprinted once: `masked` replaces it in place (a JWT keeps header and claims),
     /// `param` is the short marker an `OAuthParam` carries.
     public func secret(kind: String, value: String) -> (masked: String, param: OAuthParam.Secret) {
+        if let (length, fp) = Self.alreadyMasked(value) {
+            return (value, (Self.markerText(kind: kind, length: length, fingerprint: fp), fp))
+        }
         let fp = fingerprinter.fingerprint(value)
         let length = value.utf8.count
         let marker = Self.markerText(kind: kind, length: length, fingerprint: fp)
@@ -183,6 +200,16 @@ public struct Masker: Sendable {
         let scheme = String(trimmed[..<space])
         let credential = String(trimmed[trimmed.index(after: space)...].drop(while: { $0 == " " }))
         switch scheme.lowercased() {
+        case "basic" where kind == "authorization" && Self.alreadyMasked(credential) != nil:
+            // Already masked (re-imported): `client_id:[masked client_secret …]`.
+            let colon = credential.firstIndex(of: ":") ?? credential.startIndex
+            let user = String(credential[..<colon])
+            let (length, fp) = Self.alreadyMasked(credential)!
+            let marker = Self.markerText(kind: "client_secret", length: length, fingerprint: fp)
+            return ("\(scheme) \(credential)", [
+                OAuthParam(location: location + ".authorization", name: "client_id", value: user),
+                OAuthParam(location: location + ".authorization", name: "client_secret", secret: (marker, fp)),
+            ])
         case "basic" where kind == "authorization":
             // RFC 6749 §2.3.1: client_id:client_secret, each form-urlencoded, then base64.
             guard let data = Data(base64Encoded: credential), let decoded = String(data: data, encoding: .utf8),

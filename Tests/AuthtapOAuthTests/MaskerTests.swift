@@ -224,3 +224,20 @@ let maskCases: [MaskCase] = [
         #expect(String(decoding: masked, as: UTF8.self).contains(#""refresh_token":"[masked refresh_token len=3"#))
     }
 }
+
+@Test func maskingAMaskedValueChangesNothing() {
+    let m = Masker(fingerprinter: Fingerprinter(key: Array("idempotent".utf8)))
+    let (once, param) = m.secret(kind: "code", value: "raw-code-123")
+    let (twice, param2) = m.secret(kind: "code", value: once)
+    #expect(twice == once && param2.fingerprint == param.fingerprint && param2.marker == param.marker)
+    let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlc2lnbmF0dXJl"
+    let (maskedJWT, jwtParam) = m.secret(kind: "id_token", value: jwt)
+    let (again, againParam) = m.secret(kind: "id_token", value: maskedJWT)
+    #expect(again == maskedJWT && againParam.fingerprint == jwtParam.fingerprint && againParam.marker == jwtParam.marker)
+    #expect(m.marker(kind: "cookie", value: m.marker(kind: "cookie", value: "c00kie")) == m.marker(kind: "cookie", value: "c00kie"))
+    var params: [OAuthParam] = []
+    let header = m.maskHeaders([HeaderField("Authorization", "Basic " + Data("app:s3cret".utf8).base64EncodedString())], location: "request.header", params: &params)
+    var params2: [OAuthParam] = []
+    let header2 = m.maskHeaders(header, location: "request.header", params: &params2)
+    #expect(header2 == header && params2 == params)
+}

@@ -123,3 +123,82 @@ def test_export_arguments(tmp_path):
     assert out.returncode != 0 and "no capture database" in out.stderr
     out = subprocess.run([str(AUTHTAP), "export", "--session", "1", "--all", "-o", "-"], capture_output=True, text=True)
     assert out.returncode != 0 and "exactly one of" in out.stderr
+
+
+FIX = ROOT / "Tests" / "fixtures" / "har"
+
+
+def import_har(path, db, certs):
+    return subprocess.run([str(AUTHTAP), "import", str(path), "--db", str(db), "--certs", str(certs)], capture_output=True, text=True, timeout=120)
+
+
+def test_import_golden_chrome_shaped_har_masks_everything(tmp_path):
+    expected = json.loads((FIX / "chrome-oauth.expected.json").read_text())
+    db = tmp_path / "i.sqlite"
+    out = import_har(FIX / "chrome-oauth.har", db, tmp_path / "certs")
+    assert out.returncode == 0, out.stderr
+    assert f"imported {expected['imported']} of" in out.stdout
+    assert [l.split(f"{FIX / 'chrome-oauth.har'}: ", 1)[1] for l in out.stderr.strip().splitlines()] == expected["skipped"]
+    xs = json.loads(subprocess.run([str(AUTHTAP), "exchanges", "--db", str(db), "--format", "json"], capture_output=True, check=True).stdout)
+    got = [{"method": x["method"], "host": x["host"], "status": x["status"], "roles": x["roles"], **({"error": x["error"]} if x.get("error") else {})} for x in xs]
+    assert got == expected["exchanges"]
+    a = json.loads(subprocess.run([str(AUTHTAP), "analyze", "--db", str(db), "--format", "json", "--fail-on", "never"], capture_output=True, check=True).stdout)
+    assert len(a["transactions"]) == expected["transactions"]
+    assert sorted({f["rule"] for f in a["findings"] if f["severity"] == "error"}) == expected["error_rules"]
+    # Masking applies on import exactly as on capture: nothing raw in the database, its WAL, or any output.
+    blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    dump = json.dumps(xs) + out.stdout + out.stderr + json.dumps(a)
+    for canary in expected["canaries"]:
+        assert canary.encode() not in blob and canary not in dump, canary
+    assert any("[masked code len=16 fp=" in x["target"] for x in xs)
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"this is not json", "not JSON"),
+    (b'{"log": {"version": "1.2", "entries": [{"request": ', "truncated"),
+    (b'{"entries": []}', "not a HAR file"),
+    (b'[1, 2, 3]', "not a HAR file"),
+])
+def test_bad_har_files_get_one_line_errors_with_status_2(tmp_path, content, message):
+    bad = tmp_path / "bad.har"
+    bad.write_bytes(content)
+    out = import_har(bad, tmp_path / "i.sqlite", tmp_path / "certs")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and message in lines[0], out.stderr
+    if message in ("not JSON", "truncated"):
+        assert "line 1, column" in lines[0]
+
+
+@pytest.mark.faults
+def test_round_trip_export_import_and_a_har_written_by_mitmproxy(proxy, authserver, tmp_path):
+    c = Client(proxy, authserver)
+    verifier, challenge = pkce()
+    code = c.authorize(challenge)
+    c.exchange(code, verifier)
+    c.exchange(code, verifier)
+    assert proxy.stop() == 0
+    original = proxy.analyze()
+    har = tmp_path / "out.har"
+    assert subprocess.run([str(AUTHTAP), "export", "--db", str(proxy.db), "--session", "1", "-o", str(har)], capture_output=True).returncode == 0
+    db = tmp_path / "again.sqlite"
+    out = import_har(har, db, proxy.certs)
+    assert out.returncode == 0, out.stderr
+    before = proxy.exchanges()
+    after = json.loads(subprocess.run([str(AUTHTAP), "exchanges", "--db", str(db), "--format", "json"], capture_output=True, check=True).stdout)
+    strip = lambda xs: [(x["method"], x["host"], x["port"], x["target"], x["status"], x["roles"], x["requestBody"], x["responseBody"]) for x in xs]
+    assert strip(after) == strip(before)
+    again = json.loads(subprocess.run([str(AUTHTAP), "analyze", "--db", str(db), "--format", "json", "--fail-on", "never"], capture_output=True, check=True).stdout)
+    assert [t["outcome"] for t in again["transactions"]] == [t["outcome"] for t in original["transactions"]]
+    assert sorted((f["rule"], f["severity"]) for f in again["findings"]) == sorted((f["rule"], f["severity"]) for f in original["findings"])
+    # mitmproxy reads our HAR and writes its own; authtap imports that one too.
+    mitmdump = mitmproxy_venv(tmp_path)
+    theirs = tmp_path / "mitmproxy.har"
+    run = subprocess.run([mitmdump, "-nr", str(har), "--set", f"hardump={theirs}"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and theirs.exists(), run.stderr
+    assert json.loads(theirs.read_text())["log"]["creator"]["name"] == "mitmproxy"
+    out = import_har(theirs, tmp_path / "m.sqlite", proxy.certs)
+    assert out.returncode == 0 and f"imported {len(before)} of {len(before)} entries" in out.stdout, out.stdout + out.stderr
+    m = json.loads(subprocess.run([str(AUTHTAP), "analyze", "--db", str(tmp_path / "m.sqlite"), "--format", "json", "--fail-on", "never"],
+                                  capture_output=True, check=True).stdout)
+    assert "code-reuse" in {f["rule"] for f in m["findings"]}

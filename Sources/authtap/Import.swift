@@ -1,0 +1,70 @@
+import ArgumentParser
+import AuthtapAnalyzer
+import AuthtapCA
+import AuthtapHAR
+import AuthtapModel
+import AuthtapOAuth
+import AuthtapStore
+import Foundation
+
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Import a HAR file (Chrome, Firefox, Safari, mitmproxy, Charles, Proxyman, authtap) as a new session, masked, and analyze it.")
+    @Argument(help: "The HAR file.")
+    var file: String
+    @Option(help: "The capture database.")
+    var db: String = "Captures/authtap.sqlite"
+    @Option(help: "Directory of the fingerprint key (masking uses the same key as the proxy).")
+    var certs: String = "certs"
+
+    func run() throws {
+        func fail(_ message: String) -> ExitCode {
+            FileHandle.standardError.write(Data("authtap: \(file): \(message)\n".utf8))
+            return ExitCode(2)
+        }
+        guard let data = FileManager.default.contents(atPath: file) else { throw fail("cannot read the file") }
+        let showProgress = data.count > 10 << 20 && isatty(2) != 0
+        var lastShown = -1
+        let parsed = HARImport.parse(Array(data)) { done, total in
+            guard showProgress else { return }
+            let pct = total == 0 ? 100 : done * 100 / total
+            if pct != lastShown {
+                lastShown = pct
+                let bar = String(repeating: "#", count: pct / 4) + String(repeating: ".", count: 25 - pct / 4)
+                FileHandle.standardError.write(Data("\rimporting [\(bar)] \(pct)% (\(done)/\(total) entries)".utf8))
+                if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
+            }
+        }
+        let result: HARImport.Result
+        switch parsed {
+        case .failure(let f): throw fail(f.description)
+        case .success(let r): result = r
+        }
+        // Masking on import is the capture's: same masker, same key, same capture-time checks.
+        let masker = Masker(fingerprinter: Fingerprinter(key: try CertsDirectory(path: certs).loadOrCreateFingerprintKey()))
+        let ledger = JWTLedger()
+        let database = try AppDatabase.open(path: db)
+        let session = try database.startSession(version: authtapVersion, arguments: ["import", file], listen: nil)
+        var batch: [Exchange] = []
+        for raw in result.exchanges {
+            var e = masker.record(raw, ledger: ledger)
+            e.sessionID = session.id
+            if let detail = e.errorDetail { e.errorDetail = masker.maskFreeText(detail) }
+            batch.append(e)
+            if batch.count == 1000 {
+                try database.insert(exchanges: batch, tunnels: [])
+                batch.removeAll(keepingCapacity: true)
+            }
+        }
+        try database.insert(exchanges: batch, tunnels: [])
+        try database.endSession(session.id!, dropped: 0)
+        let analysis = Analyzer(caPath: absolute(certs + "/authtap-ca.pem")).analyze(try database.exchanges(session: session.id!, analyzable: true))
+        try database.save(analysis: analysis, session: session.id!)
+        for (index, reason) in result.skipped {
+            FileHandle.standardError.write(Data("authtap: \(file): entry \(index) skipped: \(reason)\n".utf8))
+        }
+        let errors = analysis.findings.filter { $0.severity == .error }.count
+        print("imported \(result.exchanges.count) of \(result.exchanges.count + result.skipped.count) entries from \(file) (\(result.creator)) as session \(session.id!): \(analysis.transactions.count) OAuth transactions, \(errors) errors, \(analysis.findings.count - errors) other findings")
+    }
+}
