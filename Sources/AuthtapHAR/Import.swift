@@ -96,6 +96,9 @@ public enum HARImport {
             let status = response["status"]?.number.map(Int.init) ?? 0
             e.status = status > 0 ? status : nil
             e.responseHeaders = headers(response["headers"])
+            if e.responseHeaders.value(of: "set-cookie") == nil, case .array(let cookies)? = response["cookies"] {
+                for c in cookies { if let name = c["name"]?.string { e.responseHeaders.append(HeaderField("Set-Cookie", "\(name)=\(c["value"]?.string ?? "")")) } }
+            }
             if e.responseHeaders.value(of: "location") == nil, let redirect = response["redirectURL"]?.string, !redirect.isEmpty {
                 e.responseHeaders.append(HeaderField("Location", redirect))
             }

@@ -79,12 +79,14 @@ public enum Recognizer {
 
         // Callback: the client's redirect_uri hit with code/error and state (query, or form_post body).
         if !roles.contains(.authorizationRequest) && !f.has("grant_type", in: requestBody) {
-            for source in [requestQuery, requestBody] {
+            // The fragment too: a browser's HAR shows the implicit flow's `#access_token=…&state=…`.
+            for source in [requestQuery, requestBody, "request.target.fragment"] {
                 let hasCode = f.has("code", in: source)
                 let hasError = f.has("error", in: source)
                 let hasState = f.has("state", in: source)
                 let hasIssuer = f.has("iss", in: source) || f.has("session_state", in: source)
-                if (hasCode && (hasState || hasIssuer)) || (hasError && hasState) || (f.has("id_token", in: source) && hasState) {
+                let hasToken = f.has("id_token", in: source) || f.has("access_token", in: source)
+                if (hasCode && (hasState || hasIssuer)) || (hasError && hasState) || (hasToken && hasState) {
                     roles.append(.callback)
                     break
                 }

@@ -18,11 +18,17 @@ struct Import: ParsableCommand {
     @Option(help: "Directory of the fingerprint key (masking uses the same key as the proxy).")
     var certs: String = "certs"
 
+    static let maxBytes = 1 << 30
+
     func run() throws {
         func fail(_ message: String) -> ExitCode {
             FileHandle.standardError.write(Data("authtap: \(file): \(message)\n".utf8))
             return ExitCode(2)
         }
+        let size = ((try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? NSNumber)?.intValue ?? -1
+        guard size >= 0 else { throw fail("cannot read the file") }
+        // The whole document is parsed in memory: refuse what would not fit rather than exhaust it.
+        guard size <= Self.maxBytes else { throw fail("too large: \(size) bytes (authtap imports HAR files up to \(Self.maxBytes >> 20) MiB; split it with jq)") }
         guard let data = FileManager.default.contents(atPath: file) else { throw fail("cannot read the file") }
         let showProgress = data.count > 10 << 20 && isatty(2) != 0
         var lastShown = -1
