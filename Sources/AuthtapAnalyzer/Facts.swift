@@ -82,13 +82,6 @@ final class ExchangeFacts {
         value("client_id", "request.")
     }
 
-    /// Token fingerprints this exchange carries, request or response side.
-    var tokenFingerprints: [String] {
-        ex.oauthParams.compactMap { p in
-            ["access_token", "refresh_token", "id_token", "token"].contains(p.name) ? p.fingerprint : nil
-        }
-    }
-
     /// The title of an HTML body, if any.
     var htmlTitle: String? {
         let text = String(decoding: ex.responseBody.bytes.prefix(65536), as: UTF8.self)

@@ -225,9 +225,26 @@ public enum HARExport {
     }
 
     /// ISO 8601 with milliseconds and the UTC offset, as HAR wants.
-    static func iso(_ date: Date) -> String {
+    static func iso(_ date: Date) -> String { HARDate.string(date) }
+}
+
+/// One formatter each way for the whole run: creating one per entry dominated large exports and imports.
+enum HARDate {
+    nonisolated(unsafe) private static let withFraction: ISO8601DateFormatter = {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.string(from: date)
+        return f
+    }()
+    nonisolated(unsafe) private static let plain: ISO8601DateFormatter = {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        return f
+    }()
+    private static let lock = NSLock()
+
+    static func string(_ date: Date) -> String { lock.withLock { withFraction.string(from: date) } }
+
+    static func date(_ s: String) -> Date? {
+        lock.withLock { withFraction.date(from: s) ?? plain.date(from: s) }
     }
 }

@@ -205,10 +205,22 @@ extension TUIApp {
 
     // MARK: formatting
 
-    static func time(_ d: Date, date: Bool) -> String {
+    /// Two formatters for the process, not one per row drawn.
+    nonisolated(unsafe) static let dateTimeFormatter: DateFormatter = {
         let f = DateFormatter()
-        f.dateFormat = date ? "yyyy-MM-dd HH:mm:ss" : "HH:mm:ss.SSS"
-        return f.string(from: d)
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        return f
+    }()
+    nonisolated(unsafe) static let timeFormatter: DateFormatter = {
+        let f = DateFormatter()
+        f.dateFormat = "HH:mm:ss.SSS"
+        return f
+    }()
+
+    static let formatterLock = NSLock()
+
+    static func time(_ d: Date, date: Bool) -> String {
+        formatterLock.withLock { (date ? dateTimeFormatter : timeFormatter).string(from: d) }
     }
 
     static func path(_ target: String) -> String { String(target.prefix { $0 != "?" && $0 != "#" }) }
