@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import secrets
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -117,10 +118,10 @@ def test_healthy_code_pkce_flow_with_refresh(proxy, authserver):
     assert t["outcome"] == "ok" and t["client_id"] == "webapp"
     assert [m["leg"] for m in t["exchanges"]] == ["authorize", "callback", "token", "userinfo", "refresh", "refresh"]
     # Stored: the TUI and HAR export read the same rows.
-    out = subprocess.run(["sqlite3", str(proxy.db), "SELECT COUNT(*) FROM oauth_transaction; SELECT COUNT(*) FROM transaction_member;"],
-                         capture_output=True, text=True)
-    if out.returncode == 0:
-        assert out.stdout.split() == ["1", "6"]
+    con = sqlite3.connect(proxy.db)
+    counts = [con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("oauth_transaction", "transaction_member")]
+    con.close()
+    assert counts == [1, 6]
 
 
 def test_code_reuse(proxy, authserver):
@@ -296,10 +297,10 @@ def test_analyze_cli_text_exit_codes_and_idempotence(proxy, authserver):
     first = proxy.analyze()
     second = proxy.analyze()
     assert first == second
-    out = subprocess.run(["sqlite3", str(proxy.db), "SELECT COUNT(*) FROM finding; SELECT COUNT(*) FROM oauth_transaction;"],
-                         capture_output=True, text=True)
-    if out.returncode == 0:
-        assert out.stdout.split() == [str(len(first["findings"])), str(len(first["transactions"]))]
+    con = sqlite3.connect(proxy.db)
+    counts = [con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("finding", "oauth_transaction")]
+    con.close()
+    assert counts == [len(first["findings"]), len(first["transactions"])]
     rules = subprocess.run([str(AUTHTAP), "rules"], capture_output=True, text=True, timeout=30)
     for rule in ["code-reuse", "code-expired", "state-mismatch", "non-json-response", "tls-fault", "redirect-uri-mismatch",
                  "pkce-mismatch", "refresh-token-reuse", "invalid-client", "unsupported-grant-type", "invalid-scope",

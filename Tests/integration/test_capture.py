@@ -189,10 +189,10 @@ def test_proxy_pcap_attaches_packets_and_reports_handshakes_it_never_saw(make_pr
     assert len(randoms) >= 2  # at least one handshake per leg
     # With the key log, tshark decrypts the written capture: the request appears on both legs.
     tshark = shutil.which("tshark")
-    if tshark:
-        out = subprocess.run([tshark, "-r", str(written), "-o", f"tls.keylog_file:{keylog}", "-Y", "http.request", "-T", "fields",
-                              "-e", "http.request.uri"], capture_output=True, text=True, timeout=60)
-        assert out.stdout.split().count("/hello") >= 2, (out.stdout, out.stderr)
+    assert tshark, "tshark is not installed: scripts/install-deps --test installs it"
+    out = subprocess.run([tshark, "-r", str(written), "-o", f"tls.keylog_file:{keylog}", "-Y", "http.request", "-T", "fields",
+                          "-e", "http.request.uri"], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split().count("/hello") >= 2, (out.stdout, out.stderr)
 
 
 def test_agrees_with_tshark(tmp_path):
