@@ -40,6 +40,17 @@ class Tmux:
             time.sleep(0.1)
         raise AssertionError(f"{needles} not on screen:\n{s}")
 
+    def until(self, predicate, what, timeout=10):
+        """Polls until predicate(screen) holds: a capture can land mid-redraw, so every check waits."""
+        deadline = time.time() + timeout
+        s = ""
+        while time.time() < deadline:
+            s = self.screen()
+            if predicate(s):
+                return s
+            time.sleep(0.1)
+        raise AssertionError(f"{what} not on screen:\n{s}")
+
     def close(self):
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
 
@@ -64,8 +75,7 @@ def test_tui_end_to_end(fixture_db, tmp_path):
         t.wait("authtap › Sessions", "transactions", "errors")
         # Transactions, then a timeline.
         t.send("Enter")
-        s = t.wait("session 1 › Transactions", "app1", "as.example")
-        assert "failed at callback" in s and "[state-mismatch]" in s
+        t.wait("session 1 › Transactions", "app1", "as.example", "failed at callback", "[state-mismatch]")
         t.send("Enter")
         s = t.wait("Transaction 1", "authorize", "callback", "token", "refresh")
         # An exchange: tabs, masked values marked.
@@ -74,8 +84,7 @@ def test_tui_end_to_end(fixture_db, tmp_path):
         t.send("Tab")
         t.wait("HTTP/1.1 200")
         t.send("Tab")
-        s = t.wait("roles:")
-        assert "[masked" in s
+        t.wait("roles:", "[masked")
         t.send("q", "q")
         t.wait("session 1 › Transactions")
         # Exchanges and a filter.
@@ -83,15 +92,13 @@ def test_tui_end_to_end(fixture_db, tmp_path):
         t.wait("Exchanges (")
         t.type("/status:4xx")
         t.send("Enter")
-        s = t.wait("filter: status:4xx")
-        assert " 400 " in s and " 200 " not in s
+        t.until(lambda s: "filter: status:4xx" in s and " 400 " in s and " 200 " not in s, "only 4xx rows")
         t.type("/")
         for _ in range(12):
             t.send("BSpace")
         t.type("host:cdn")
         t.send("Enter")
-        s = t.wait("filter: host:cdn", "/app.js")
-        assert "as.example" not in s.split("\n", 2)[2]
+        t.until(lambda s: "filter: host:cdn" in s and "/app.js" in s and "as.example" not in s.split("\n", 2)[2], "only cdn rows")
         # A finding: explanation, evidence, fix.
         t.send("4")
         t.wait("Findings", "ERROR")
@@ -124,13 +131,10 @@ def test_tui_end_to_end(fixture_db, tmp_path):
         t.wait(f"Exchanges ({count + 1})", "followed.example")
         # Resize: the layout follows the window.
         subprocess.run(["tmux", "resize-window", "-t", "authtap-tui-e2e", "-x", "90", "-y", "20"], check=True)
-        time.sleep(0.5)
-        s = t.wait("Exchanges (")
-        assert all(len(line) <= 90 for line in s.splitlines())
+        t.until(lambda s: "Exchanges (" in s and all(len(line) <= 90 for line in s.splitlines()), "a 90-column layout")
         # Quit: q from the top view, terminal restored.
         t.send("q", "1", "q")
-        s = t.wait("EXITED 0")
-        assert "authtap ›" not in s
+        t.until(lambda s: "EXITED 0" in s and "authtap ›" not in s, "a clean shell after quitting")
         time.sleep(0.3)
         assert Path("/tmp/stty.before").read_text() == Path("/tmp/stty.after").read_text()
     finally:
@@ -146,9 +150,8 @@ def test_tui_restores_the_terminal_on_sigterm(fixture_db):
         t.send("Enter")
         t.wait("authtap › Sessions")
         subprocess.run(["pkill", "-TERM", "-f", f"tui --db {fixture_db}"], check=True)
-        s = t.wait("DONE", timeout=15)
-        assert "STATUS 143" in s  # killed by SIGTERM, after restoring the terminal
-        assert "authtap ›" not in s
+        # Killed by SIGTERM (status 143), after restoring the terminal.
+        t.until(lambda s: "DONE" in s and "STATUS 143" in s and "authtap ›" not in s, "status 143 and a clean shell", timeout=15)
         time.sleep(0.3)
         assert Path("/tmp/stty2.before").read_text() == Path("/tmp/stty2.after").read_text()
     finally:
