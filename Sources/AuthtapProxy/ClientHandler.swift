@@ -172,7 +172,9 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         switch state {
         case .idle: return shared.writer.isBackedUp
         case .connecting: return true
-        case .forwarding: return requestEnded || upstream?.context?.channel.isWritable == false
+        // Reading on while the response comes keeps the socket's read interest registered (two
+        // epoll_ctl calls per exchange otherwise); a pipelined request stops reads once one is queued.
+        case .forwarding: return (requestEnded && !queued.isEmpty) || upstream?.context?.channel.isWritable == false
         default: return false
         }
     }
@@ -358,13 +360,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             return respondWithError(.forbiddenTarget, status: .badRequest, detail: "request to authtap's own address")
         }
 
-        var headers = HTTPHeaders()
-        let connectionTokens = Set(head.headers[canonicalForm: "connection"].map { $0.lowercased() })
-        for (name, value) in head.headers {
-            let lower = name.lowercased()
-            if Self.hopByHop.contains(lower) || connectionTokens.contains(lower) { continue }
-            headers.add(name: name, value: value)
-        }
+        var headers = Self.endToEnd(head.headers)
         if !headers.contains(name: "host") {
             let defaultPort = target.scheme == .https ? 443 : 80
             let hostValue = target.host.contains(":") ? "[\(target.host)]" : target.host
@@ -376,7 +372,9 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         let origin = Origin(scheme: target.scheme, host: target.host, port: target.port, key: key)
         current = (origin, upstreamHead, false)
         if let idle = shared.pool(for: context.eventLoop).take(key) {
-            attach(idle)
+            // Inside channelRead: the body that follows in this read joins the head, and
+            // channelReadComplete (or the request's end) flushes both in one write.
+            attach(idle, flush: false)
             return
         }
         connect(origin, context: context)
@@ -402,7 +400,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
                 }
                 switch result {
                 case .success(let handler):
-                    self.attach(handler)
+                    self.attach(handler, flush: true)
                 case .failure(let error):
                     let failure = FailureClassifier.connect(error, host: target.host, port: target.port)
                     self.pending = []
@@ -411,7 +409,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             }
     }
 
-    private func attach(_ handler: UpstreamHandler) {
+    private func attach(_ handler: UpstreamHandler, flush: Bool) {
         upstream = handler
         handler.delegate = self
         handler.holdReads = false
@@ -425,7 +423,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         let parts = pending
         pending = []
         for part in parts { handler.write(part, flush: false) }
-        handler.context?.flush()
+        if flush || requestEnded { handler.context?.flush() }
         if requestEnded { exchange?.timings.requestSent = ms(.now()) }
         handler.resumeReads()
         resumeReadsIfPossible()
@@ -446,13 +444,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             exchange?.status = Int(head.status.code)
             exchange?.responseHeaders = head.headers.map { HeaderField($0.name, $0.value) }
             upstream?.closeAfterResponse = !head.isKeepAlive
-            var headers = HTTPHeaders()
-            let connectionTokens = Set(head.headers[canonicalForm: "connection"].map { $0.lowercased() })
-            for (name, value) in head.headers {
-                let lower = name.lowercased()
-                if lower == "connection" || lower == "keep-alive" || lower == "proxy-connection" || connectionTokens.contains(lower) { continue }
-                headers.add(name: name, value: value)
-            }
+            var headers = Self.endToEnd(head.headers, hopByHop: Self.responseHopByHop)
             if !clientKeepAlive { headers.add(name: "Connection", value: "close") }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: headers))), promise: nil)
         case .body(let buffer):
@@ -730,6 +722,28 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
     static let hopByHop: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade",
     ]
+    static let responseHopByHop: Set<String> = ["connection", "keep-alive", "proxy-connection"]
+    /// The lengths of every name above: other names need no lowercased copy to be ruled out.
+    private static let hopByHopLengths: Set<Int> = Set(hopByHop.map(\.utf8.count))
+
+    /// The headers to forward: without hop-by-hop fields and those the Connection header names.
+    /// Most messages carry none, and then go on as they came, with no copy.
+    static func endToEnd(_ headers: HTTPHeaders, hopByHop: Set<String> = hopByHop) -> HTTPHeaders {
+        var clean = true
+        for (name, _) in headers where hopByHopLengths.contains(name.utf8.count) && hopByHop.contains(name.lowercased()) {
+            clean = false
+            break
+        }
+        if clean { return headers }
+        var kept = HTTPHeaders()
+        let connectionTokens = Set(headers[canonicalForm: "connection"].map { $0.lowercased() })
+        for (name, value) in headers {
+            let lower = name.lowercased()
+            if hopByHop.contains(lower) || connectionTokens.contains(lower) { continue }
+            kept.add(name: name, value: value)
+        }
+        return kept
+    }
 
     static func authorized(_ headers: HTTPHeaders, user: String, password: String) -> Bool {
         guard let value = headers.first(name: "proxy-authorization") else { return false }

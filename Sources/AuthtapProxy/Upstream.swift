@@ -118,9 +118,13 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// Once the handshake is done the facts no longer change: built once per connection.
+    private var settledFacts: TLSFacts?
+
     /// TLS facts for the upstream leg of an exchange.
     func tlsFacts() -> TLSFacts? {
         guard isTLS else { return nil }
+        if let settledFacts { return settledFacts }
         var f = facts.tlsFacts(version: try? context?.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).tlsVersion, alpn: negotiatedALPN)
         let v = verification.value.withLock { $0 }
         f.peerCertificate = v.certificate
@@ -129,6 +133,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         } else if let verdict = v.verdict {
             f.verification = verdict == .trusted ? "verified" : "failed"
         }
+        if handshakeDone { settledFacts = f }
         return f
     }
 

@@ -2,6 +2,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -127,6 +128,49 @@ def test_response_before_the_request_body_ends(proxy, upstreams):
     early = [x for x in xs if x["target"] == "/early"]
     assert [x["requestBodySize"] for x in early] == [len(upload)] * 2
     assert all(x["error"] is None and x["status"] == 200 for x in early)
+
+
+def _read_until_closed(sock, limit=1 << 20):
+    out = b""
+    while len(out) < limit:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def test_pipelined_requests_are_answered_in_order(proxy, upstreams):
+    """Three requests in one write (plain, then inside an intercepted tunnel): each answered in order on
+    the same connection, each recorded. The proxy reads on while a response is in flight, and holds a
+    request that arrives early until the response before it is done."""
+    import ssl
+    plain = upstreams["plain"].port
+    burst = b"".join(
+        f"{m} http://127.0.0.1:{plain}{p} HTTP/1.1\r\nHost: 127.0.0.1:{plain}\r\n{extra}\r\n".encode() + body
+        for m, p, extra, body in [("GET", "/hello", "", b""), ("POST", "/submit", "Content-Length: 3\r\n", b"abc"),
+                                  ("GET", "/204", "Connection: close\r\n", b"")])
+    out = raw_exchange(proxy.port, burst, until_close=True)
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", out) == [b"200", b"200", b"204"]
+    assert out.index(b'{"hello":"world"}') < out.index(b'{"received": 3}')
+
+    good = upstreams["good"].port
+    s = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    s.sendall(f"CONNECT localhost:{good} HTTP/1.1\r\nHost: localhost:{good}\r\n\r\n".encode())
+    assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    ctx = ssl.create_default_context(cafile=str(proxy.ca))
+    t = ctx.wrap_socket(s, server_hostname="localhost")
+    t.sendall(b"".join(f"GET {p} HTTP/1.1\r\nHost: localhost:{good}\r\n{extra}\r\n".encode()
+                       for p, extra in [("/hello", ""), ("/404-page", ""), ("/hello", "Connection: close\r\n")]))
+    out = _read_until_closed(t)
+    t.close()
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", out) == [b"200", b"404", b"200"]
+    xs = proxy.wait_for(lambda xs: len(xs) == 6)
+    assert [(x["target"], x["status"]) for x in xs] == [
+        ("/hello", 200), ("/submit", 200), ("/204", 204), ("/hello", 200), ("/404-page", 404), ("/hello", 200)]
+    assert xs[1]["requestBody"] == "abc"
+    assert len({x["connection"] for x in xs[:3]}) == 1 and len({x["connection"] for x in xs[3:]}) == 1
+    assert all(x["error"] is None for x in xs)
 
 
 def test_expect_100_continue(proxy, upstreams):
