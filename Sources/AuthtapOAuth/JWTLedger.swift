@@ -24,8 +24,14 @@ public final class JWTLedger: @unchecked Sendable {
     private let lock = NSLock()
     private var keys: [String: Key] = [:]
     private var pending: [Pending] = []
+    /// Fingerprints of `pending`: a token seen again while its key is still unknown is not queued twice.
+    private var pendingFingerprints: Set<String> = []
     private let pendingLimit: Int
 
+    /// JWTs waiting for their key. Beyond `2 × pendingLimit` the oldest are dropped down to `pendingLimit`.
+    var pendingCount: Int { lock.withLock { pending.count } }
+
+    /// - Parameter pendingLimit: JWTs kept while their key is unknown (up to twice as many between trims).
     public init(pendingLimit: Int = 1024) {
         self.pendingLimit = pendingLimit
     }
@@ -50,12 +56,14 @@ public final class JWTLedger: @unchecked Sendable {
                     }
                 }
                 pending = still
+                pendingFingerprints = Set(still.map(\.fingerprint))
             }
         }
         guard roles.contains(.token) || roles.contains(.userinfo) || roles.contains(.introspection) else { return out }
         for token in Self.jwtCandidates(body) {
-            guard let header = Self.header(of: token) else { continue }
             let fp = fingerprint(token)
+            if pendingFingerprints.contains(fp) { continue }
+            guard let header = Self.header(of: token) else { continue }
             guard let kid = header["kid"] as? String else {
                 if let alg = header["alg"] as? String, alg != "none" {
                     out.append(OAuthParam(location: "derived", name: "jwt_signature", value: Verdict.noKid.rawValue, fingerprint: fp))
@@ -66,7 +74,12 @@ public final class JWTLedger: @unchecked Sendable {
                 out.append(OAuthParam(location: "derived", name: "jwt_signature", value: Self.verify(token, key: key).rawValue, fingerprint: fp))
             } else {
                 pending.append(Pending(kid: kid, token: token, fingerprint: fp))
-                if pending.count > pendingLimit { pending.removeFirst(pending.count - pendingLimit) }
+                pendingFingerprints.insert(fp)
+                // Trimmed in halves, not one at a time: removing the first of a full list moves all the others.
+                if pending.count >= 2 * pendingLimit {
+                    pending.removeFirst(pending.count - pendingLimit)
+                    pendingFingerprints = Set(pending.map(\.fingerprint))
+                }
             }
         }
         return out

@@ -150,14 +150,30 @@ extension FormCoding {
 }
 
 extension String {
-    /// Substring search on UTF-8 bytes (no Foundation bridging).
+    /// Substring search on UTF-8 bytes: no Foundation bridging, no copy (Foundation's
+    /// `contains` goes through NSString, and it runs on the writer's path for every exchange).
     func utf8Contains(_ needle: String) -> Bool {
-        let h = Array(utf8), n = Array(needle.utf8)
-        guard !n.isEmpty, h.count >= n.count else { return n.isEmpty }
-        for start in 0...(h.count - n.count) where h[start] == n[0] {
-            if h[start..<(start + n.count)].elementsEqual(n) { return true }
+        var hay = self, needle = needle
+        return hay.withUTF8 { h in
+            needle.withUTF8 { n in
+                guard !n.isEmpty else { return true }
+                guard h.count >= n.count, let hb = h.baseAddress, let nb = n.baseAddress else { return false }
+                let first = n[0]
+                for start in 0...(h.count - n.count) where h[start] == first {
+                    if memcmp(hb + start, nb, n.count) == 0 { return true }
+                }
+                return false
+            }
         }
-        return false
+    }
+
+    /// Whether the UTF-8 form holds this byte (memchr, no copy).
+    func utf8Contains(byte: UInt8) -> Bool {
+        var text = self
+        return text.withUTF8 { b in
+            guard let base = b.baseAddress else { return false }
+            return memchr(base, Int32(byte), b.count) != nil
+        }
     }
 }
 
@@ -192,7 +208,7 @@ enum JSONMasking {
                 }
                 let closed = j < n
                 let contentEnd = min(j, n)
-                let raw = Array(b[(i + 1)..<contentEnd])
+                let raw = b[(i + 1)..<contentEnd]
                 if stack.last == UInt8(ascii: "{") && expectingKey {
                     pendingKey = unescape(raw)
                     expectingKey = false
@@ -243,7 +259,7 @@ enum JSONMasking {
                 var j = i
                 while j < n, !isDelimiter(b[j]) { j += 1 }
                 if j == i { j = i + 1 }
-                let literal = Array(b[i..<j])
+                let literal = b[i..<j]
                 if let key = pendingKey {
                     let text = String(decoding: literal, as: UTF8.self)
                     if Masker.isSecret(key) {
@@ -277,7 +293,7 @@ enum JSONMasking {
     }
 
     /// JSON string unescape; tolerant of truncation.
-    static func unescape(_ raw: [UInt8]) -> String {
+    static func unescape(_ raw: ArraySlice<UInt8>) -> String {
         guard raw.contains(UInt8(ascii: "\\")) else { return String(decoding: raw, as: UTF8.self) }
         let quoted = [UInt8(ascii: "\"")] + raw + [UInt8(ascii: "\"")]
         if let s = try? JSONDecoder().decode(String.self, from: Data(quoted)) { return s }
@@ -285,7 +301,9 @@ enum JSONMasking {
     }
 
     static func escape(_ text: String) -> [UInt8] {
+        if !text.utf8Contains(byte: UInt8(ascii: "\"")) && !text.utf8Contains(byte: UInt8(ascii: "\\")) { return Array(text.utf8) }
         var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count + 8)
         for c in text.utf8 {
             if c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") { out.append(UInt8(ascii: "\\")) }
             out.append(c)

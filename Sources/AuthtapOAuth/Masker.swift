@@ -52,7 +52,9 @@ public struct Masker: Sendable {
     }
 
     public static func isSecret(_ name: String) -> Bool {
-        secretNames.contains(name.lowercased())
+        // Names are nearly always lower case already: look up without making a lowered copy.
+        if name.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) { return secretNames.contains(name.lowercased()) }
+        return secretNames.contains(name)
     }
 
     /// The one spelling of a marker: `[masked KIND len=N fp=HEX]`.
@@ -69,6 +71,8 @@ public struct Masker: Sendable {
     /// A value that already carries a marker (an imported authtap HAR, a re-analysed record): its
     /// length and fingerprint. Masking it again must change nothing, so fingerprints survive round trips.
     static func alreadyMasked(_ value: String) -> (length: Int, fingerprint: String)? {
+        // Almost every value is a raw secret with no `[`: decide that on the bytes, without Foundation.
+        guard value.utf8Contains(byte: UInt8(ascii: "[")) else { return nil }
         guard let open = value.range(of: "[masked "), let fpRange = value[open.upperBound...].range(of: " fp="),
               let lenRange = value[open.upperBound..<fpRange.lowerBound].range(of: " len="),
               let length = Int(value[lenRange.upperBound..<fpRange.lowerBound]),

@@ -42,13 +42,13 @@ public enum Recognizer {
 
         // Discovery and JWKS: well-known paths, or a JWKS-shaped response.
         if path.hasSuffix("/.well-known/openid-configuration") || path.hasSuffix("/.well-known/oauth-authorization-server")
-            || path.contains("/.well-known/openid-configuration/") || path.contains("/.well-known/oauth-authorization-server/")
+            || path.utf8Contains("/.well-known/openid-configuration/") || path.utf8Contains("/.well-known/oauth-authorization-server/")
         {
             roles.append(.discovery)
         }
         if method == "GET", f.value("keys", in: response) == "[…]" {
             let members = f.params.filter { $0.location == response }.count
-            if path.contains("jwk") || path.hasSuffix("/certs") || path.hasSuffix("/keys") || members == 1 {
+            if path.utf8Contains("jwk") || path.hasSuffix("/certs") || path.hasSuffix("/keys") || members == 1 {
                 roles.append(.jwks)
             }
         }
@@ -61,7 +61,7 @@ public enum Recognizer {
             return nil
         }()
         let isPAR = method == "POST" && f.has("response_type", in: requestBody) && f.has("client_id", in: requestBody)
-            && (f.has("request_uri", in: response) || path.hasSuffix("/par") || path.contains("pushed"))
+            && (f.has("request_uri", in: response) || path.hasSuffix("/par") || path.utf8Contains("pushed"))
         if isPAR {
             roles.append(.pushedAuthorizationRequest)
         } else if authParamsIn != nil || (method == "POST" && f.has("response_type", in: requestBody) && f.has("client_id", in: requestBody) && f.has("redirect_uri", in: requestBody)) {
@@ -108,9 +108,9 @@ public enum Recognizer {
 
         // Introspection / revocation: POST with `token`.
         if method == "POST", f.has("token", in: requestBody), !roles.contains(.token) {
-            if f.has("active", in: response) || path.contains("introspect") {
+            if f.has("active", in: response) || path.utf8Contains("introspect") {
                 roles.append(.introspection)
-            } else if path.contains("revoke") || path.contains("revocation") || (f.status == 200 && !f.params.contains { $0.location == response }) {
+            } else if path.utf8Contains("revoke") || path.utf8Contains("revocation") || (f.status == 200 && !f.params.contains { $0.location == response }) {
                 roles.append(.revocation)
             }
         }

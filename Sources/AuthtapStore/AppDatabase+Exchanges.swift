@@ -33,19 +33,30 @@ extension AppDatabase {
             if tlsCache.count < 256 { tlsCache[facts] = text }
             return text
         }
+        // One array of existentials reused for every row, handed to the existential initializer. (A
+        // `[DatabaseValue]` would go through `map(\.databaseValue)`, a key path per value; an array of
+        // `Any`, which an optional `StatementArguments` silently selects, through a dynamic cast per value.)
+        var values: [(any DatabaseValueConvertible)?] = []
+        values.reserveCapacity(33)
         for e in exchanges {
-            let values: [(any DatabaseValueConvertible)?] = [
-                e.sessionID, Int64(bitPattern: e.connectionID), e.clientAddress, e.scheme.rawValue, e.host, e.port, e.method, e.target,
-                e.httpVersion, e.status, JSONText.headers(e.requestHeaders), JSONText.headers(e.responseHeaders),
-                e.requestBody.bytes.isEmpty ? nil : Data(e.requestBody.bytes), e.requestBody.size, e.requestBody.truncated,
-                e.responseBody.bytes.isEmpty ? nil : Data(e.responseBody.bytes), e.responseBody.size, e.responseBody.truncated,
-                tlsJSON(e.clientTLS), tlsJSON(e.upstreamTLS), e.insecureUpstream, e.connectionReused,
-                e.timings.start.timeIntervalSince1970, e.timings.connect, e.timings.tls, e.timings.requestSent,
-                e.timings.firstByte, e.timings.end, e.error?.rawValue, e.tlsFailure?.rawValue, e.errorDetail,
-                e.roles.isEmpty ? nil : e.roles.map(\.rawValue).joined(separator: ","),
-                e.oauthParams.isEmpty ? nil : JSONText.params(e.oauthParams),
-            ]
-            try ex.execute(arguments: StatementArguments(values.map { $0?.databaseValue ?? .null }))
+            values.removeAll(keepingCapacity: true)
+            values.append(e.sessionID); values.append(Int64(bitPattern: e.connectionID)); values.append(e.clientAddress)
+            values.append(e.scheme.rawValue); values.append(e.host); values.append(e.port); values.append(e.method)
+            values.append(e.target); values.append(e.httpVersion); values.append(e.status)
+            values.append(JSONText.headers(e.requestHeaders)); values.append(JSONText.headers(e.responseHeaders))
+            values.append(e.requestBody.bytes.isEmpty ? nil : Data(e.requestBody.bytes)); values.append(e.requestBody.size)
+            values.append(e.requestBody.truncated)
+            values.append(e.responseBody.bytes.isEmpty ? nil : Data(e.responseBody.bytes)); values.append(e.responseBody.size)
+            values.append(e.responseBody.truncated)
+            values.append(tlsJSON(e.clientTLS)); values.append(tlsJSON(e.upstreamTLS))
+            values.append(e.insecureUpstream); values.append(e.connectionReused)
+            values.append(e.timings.start.timeIntervalSince1970); values.append(e.timings.connect); values.append(e.timings.tls)
+            values.append(e.timings.requestSent); values.append(e.timings.firstByte); values.append(e.timings.end)
+            values.append(e.error?.rawValue); values.append(e.tlsFailure?.rawValue); values.append(e.errorDetail)
+            values.append(e.roles.isEmpty ? nil : e.roles.map { $0.rawValue }.joined(separator: ","))
+            values.append(e.oauthParams.isEmpty ? nil : JSONText.params(e.oauthParams))
+            let arguments: StatementArguments = StatementArguments(values)
+            try ex.execute(arguments: arguments)
             ids.append(db.lastInsertedRowID)
         }
         let tu = try db.cachedStatement(sql: """
@@ -171,16 +182,17 @@ enum JSONText {
     /// `[{"location":…,"name":…,"value":…,"fingerprint":…}]`, the shape the `oauth_param` view reads.
     static func params(_ params: [OAuthParam]) -> String {
         var out: [UInt8] = [UInt8(ascii: "[")]
+        out.reserveCapacity(params.reduce(2) { $0 + 48 + $1.location.utf8.count + $1.name.utf8.count + $1.value.utf8.count + ($1.fingerprint == nil ? 0 : 32) })
         for (i, p) in params.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
-            out.append(contentsOf: Array(#"{"location":"#.utf8))
+            out.append(contentsOf: locationKey)
             appendQuoted(p.location, to: &out)
-            out.append(contentsOf: Array(#","name":"#.utf8))
+            out.append(contentsOf: nameKey)
             appendQuoted(p.name, to: &out)
-            out.append(contentsOf: Array(#","value":"#.utf8))
+            out.append(contentsOf: valueKey)
             appendQuoted(p.value, to: &out)
             if let fp = p.fingerprint {
-                out.append(contentsOf: Array(#","fingerprint":"#.utf8))
+                out.append(contentsOf: fingerprintKey)
                 appendQuoted(fp, to: &out)
             }
             out.append(UInt8(ascii: "}"))
@@ -188,6 +200,11 @@ enum JSONText {
         out.append(UInt8(ascii: "]"))
         return String(decoding: out, as: UTF8.self)
     }
+
+    private static let locationKey = Array(#"{"location":"#.utf8)
+    private static let nameKey = Array(#","name":"#.utf8)
+    private static let valueKey = Array(#","value":"#.utf8)
+    private static let fingerprintKey = Array(#","fingerprint":"#.utf8)
 
     /// JSON string literal, escaping on UTF-8 bytes.
     static let hex = Array("0123456789abcdef".utf8)

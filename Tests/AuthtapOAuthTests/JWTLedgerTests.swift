@@ -125,5 +125,9 @@ func signaturesAreCheckedWhicheverComesFirst(_ alg: String) throws {
         tokens.append(tok)
         _ = ledgerMasker.record(exchange("/token", method: "POST", body: "grant_type=client_credentials", response: #"{"access_token":"\#(tok)","token_type":"Bearer"}"#), ledger: other)
     }
+    // 4 = 2 × limit: trimmed back to the 2 newest. The same token seen again is not queued twice.
+    #expect(other.pendingCount == 2)
+    _ = ledgerMasker.record(exchange("/token", method: "POST", body: "grant_type=client_credentials", response: #"{"access_token":"\#(tokens[3])","token_type":"Bearer"}"#), ledger: other)
+    #expect(other.pendingCount == 2)
     #expect(JWTLedger.jwtCandidates(Array(#"{"a":"eyJx.y.z","b":"eyJonly.one"}"#.utf8)) == ["eyJx.y.z"])
 }
