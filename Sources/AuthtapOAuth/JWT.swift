@@ -5,18 +5,19 @@ public enum JWT {
     /// Three base64url segments whose first decodes to a JSON object with `alg`.
     public static func looksLikeJWT(_ value: String) -> Bool {
         // Cheap byte checks first: this runs for every secret value on the writer's path.
-        var dots = 0
-        var firstDot = -1
-        var secondDot = -1
-        var i = 0
-        for c in value.utf8 {
-            if c == UInt8(ascii: ".") {
-                dots += 1
-                if dots == 1 { firstDot = i } else if dots == 2 { secondDot = i } else { return false }
-            } else if !isBase64URL(c) {
-                return false
+        var text = value
+        let (dots, firstDot, secondDot) = text.withUTF8 { b -> (Int, Int, Int) in
+            var dots = 0, firstDot = -1, secondDot = -1
+            for i in 0..<b.count {
+                let c = b[i]
+                if c == UInt8(ascii: ".") {
+                    dots += 1
+                    if dots == 1 { firstDot = i } else if dots == 2 { secondDot = i } else { return (3, 0, 0) }
+                } else if !isBase64URL(c) {
+                    return (0, 0, 0)
+                }
             }
-            i += 1
+            return (dots, firstDot, secondDot)
         }
         guard dots == 2, firstDot >= 10, secondDot - firstDot > 2 else { return false }
         // A JOSE header is a JSON object naming its algorithm.

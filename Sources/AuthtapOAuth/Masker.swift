@@ -59,7 +59,15 @@ public struct Masker: Sendable {
 
     /// The one spelling of a marker: `[masked KIND len=N fp=HEX]`.
     public static func markerText(kind: String, length: Int, fingerprint: String) -> String {
-        "[masked \(kind) len=\(length) fp=\(fingerprint)]"
+        var text = "[masked "
+        text.reserveCapacity(kind.utf8.count + fingerprint.utf8.count + 24)
+        text += kind
+        text += " len="
+        text += String(length)
+        text += " fp="
+        text += fingerprint
+        text += "]"
+        return text
     }
 
     /// The marker for one secret value.

@@ -723,25 +723,30 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade",
     ]
     static let responseHopByHop: Set<String> = ["connection", "keep-alive", "proxy-connection"]
-    /// The lengths of every name above: other names need no lowercased copy to be ruled out.
-    private static let hopByHopLengths: Set<Int> = Set(hopByHop.map(\.utf8.count))
+    /// Whether a name has the length of one above (te 2, trailer/upgrade 7, connection/keep-alive 10,
+    /// proxy-connection 16, proxy-authenticate 18, proxy-authorization 19): other names need no lowercased copy.
+    private static func mayBeHopByHop(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 2, 7, 10, 16, 18, 19: return true
+        default: return false
+        }
+    }
 
     /// The headers to forward: without hop-by-hop fields and those the Connection header names.
     /// Most messages carry none, and then go on as they came, with no copy.
     static func endToEnd(_ headers: HTTPHeaders, hopByHop: Set<String> = hopByHop) -> HTTPHeaders {
         var clean = true
-        for (name, _) in headers where hopByHopLengths.contains(name.utf8.count) && hopByHop.contains(name.lowercased()) {
+        for (name, _) in headers where mayBeHopByHop(name) && hopByHop.contains(name.lowercased()) {
             clean = false
             break
         }
         if clean { return headers }
-        var kept = HTTPHeaders()
-        let connectionTokens = Set(headers[canonicalForm: "connection"].map { $0.lowercased() })
-        for (name, value) in headers {
-            let lower = name.lowercased()
-            if hopByHop.contains(lower) || connectionTokens.contains(lower) { continue }
-            kept.add(name: name, value: value)
-        }
+        // Remove in place (nginx and most servers send `Connection: keep-alive` on every response).
+        var drop: Set<String> = []
+        for (name, _) in headers where mayBeHopByHop(name) && hopByHop.contains(name.lowercased()) { drop.insert(name.lowercased()) }
+        for token in headers[canonicalForm: "connection"] { drop.insert(token.lowercased()) }
+        var kept = headers
+        for name in drop { kept.remove(name: name) }
         return kept
     }
 

@@ -150,6 +150,7 @@ final class ClientHelloGate: ChannelDuplexHandler, RemovableChannelHandler {
         let tls = NIOSSLServerHandler(context: sslContext)
         do {
             try context.pipeline.syncOperations.addHandler(tls, position: .after(self))
+            try context.pipeline.syncOperations.addHandler(WriteCoalescer(), position: .after(tls))
         } catch {
             context.close(promise: nil)
             return
@@ -172,4 +173,69 @@ final class ClientHelloGate: ChannelDuplexHandler, RemovableChannelHandler {
 /// A Sendable handle on the leaf context cache.
 struct ServerContextCacheRef: Sendable {
     let cache: AuthtapCA.ServerContextCache
+}
+
+/// Sits on the plaintext side of a TLS handler and joins the writes made between two flushes
+/// (an HTTP head, its body, the end) into one buffer of at most 16 KiB, so that TLS seals one
+/// record per message instead of one per part, and the peer opens one. Larger writes pass through.
+final class WriteCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// The largest TLS record's plaintext.
+    static let limit = 16 * 1024
+    private var pending: ByteBuffer?
+    private var promise: EventLoopPromise<Void>?
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let buffer = unwrapOutboundIn(data)
+        if var joined = pending {
+            if joined.readableBytes + buffer.readableBytes <= Self.limit {
+                pending = nil // one owner while appending, so the append does not copy the buffer again
+                joined.writeImmutableBuffer(buffer)
+                pending = joined
+                join(promise)
+                return
+            }
+            emit(context)
+        }
+        if buffer.readableBytes >= Self.limit {
+            context.write(data, promise: promise)
+            return
+        }
+        pending = buffer
+        self.promise = promise
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        emit(context)
+        context.flush()
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        // Unflushed writes reach the TLS handler, which fails or sends them as it does its own.
+        emit(context)
+        context.close(mode: mode, promise: promise)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        emit(context)
+    }
+
+    private func join(_ next: EventLoopPromise<Void>?) {
+        guard let next else { return }
+        if let promise {
+            promise.futureResult.cascade(to: next)
+        } else {
+            promise = next
+        }
+    }
+
+    private func emit(_ context: ChannelHandlerContext) {
+        guard let buffer = pending else { return }
+        let promise = self.promise
+        pending = nil
+        self.promise = nil
+        context.write(wrapOutboundOut(buffer), promise: promise)
+    }
 }

@@ -35,6 +35,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     let key: String
     let facts = ConnectionFacts()
+    /// Reads the handshake on the network side; removed once the handshake is done.
+    var observer: TLSObserver?
     let verification = VerificationBox()
     let isTLS: Bool
     let insecure: Bool
@@ -77,6 +79,12 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             handshakeDone = true
             negotiatedALPN = alpn
             handshakeAt = .now()
+            // Its facts (hellos, alerts during the handshake) are complete: every later read and
+            // write of this connection skips the observer.
+            if let observer = observer {
+                self.observer = nil
+                context.pipeline.syncOperations.removeHandler(observer, promise: nil)
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -200,7 +208,9 @@ struct UpstreamConnector: Sendable {
                     let handler = UpstreamHandler(key: key, isTLS: isTLS, insecure: insecure)
                     let sync = channel.pipeline.syncOperations
                     if isTLS {
-                        try sync.addHandler(TLSObserver(facts: handler.facts))
+                        let observer = TLSObserver(facts: handler.facts)
+                        handler.observer = observer
+                        try sync.addHandler(observer)
                         let box = handler.verification
                         let sni = IPAddress.bytes(host) == nil ? host : nil
                         let tls = try NIOSSLClientHandler(context: clientTLS, serverHostname: sni) { certs, promise in
@@ -218,6 +228,7 @@ struct UpstreamConnector: Sendable {
                             }
                         }
                         try sync.addHandler(tls)
+                        try sync.addHandler(WriteCoalescer())
                     }
                     try sync.addHandler(HTTPRequestEncoder())
                     try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward)))

@@ -40,7 +40,7 @@ public final class CaptureWriter: Sendable {
     private let sessionID: Int64
     private let limits: Limits
     private let prepare: @Sendable (Exchange) -> Exchange
-    private let onRecorded: @Sendable ([Exchange]) -> Void
+    private let onRecorded: (@Sendable ([Exchange]) -> Void)?
     private let queue = Mutex(Queue())
     /// Exchanges queued or being written; producers pause new requests while it is above `highWater`.
     private let backlog = Atomic<Int>(0)
@@ -56,11 +56,12 @@ public final class CaptureWriter: Sendable {
 
     /// - Parameters:
     ///   - prepare: runs on the writer thread before anything is stored (masking and recognition).
-    ///   - onRecorded: called with each stored batch (already prepared), for the console line.
+    ///   - onRecorded: called with each stored batch (already prepared, with ids), for the console line.
+    ///     `nil` (quiet): the batch is not copied to set its ids.
     public init(
         database: AppDatabase, sessionID: Int64, limits: Limits = .init(),
         prepare: @escaping @Sendable (Exchange) -> Exchange,
-        onRecorded: @escaping @Sendable ([Exchange]) -> Void = { _ in }
+        onRecorded: (@Sendable ([Exchange]) -> Void)? = nil
     ) {
         self.database = database
         self.sessionID = sessionID
@@ -167,9 +168,11 @@ public final class CaptureWriter: Sendable {
                 }, completion: { [self] _, result in
                     switch result {
                     case .success(let ids):
-                        var stored = prepared
-                        for i in stored.indices where i < ids.count { stored[i].id = ids[i] }
-                        onRecorded(stored)
+                        if let onRecorded {
+                            var stored = prepared
+                            for i in stored.indices where i < ids.count { stored[i].id = ids[i] }
+                            onRecorded(stored)
+                        }
                     case .failure(let error):
                         queue.withLock { $0.dropped += prepared.count + tunnels.count }
                         FileHandle.standardError.write(Data("authtap: could not write \(prepared.count) exchanges: \(error)\n".utf8))

@@ -158,13 +158,14 @@ struct Proxy: AsyncParsableCommand {
         let analyzer = Analyzer(caPath: absolute(certs.caCertificatePath))
         let live = quiet ? nil : LiveFindings(analyzer: analyzer)
         let ledger = JWTLedger()
-        let writer = CaptureWriter(database: database, sessionID: session.id!, prepare: { masker.record($0, ledger: ledger) }) { batch in
-            guard !quiet else { return }
+        let printBatch: @Sendable ([Exchange]) -> Void = { batch in
             var out = ""
             for e in batch { out += ConsoleLine.format(e) + "\n" }
             FileHandle.standardOutput.write(Data(out.utf8))
             live?.add(batch)
         }
+        let writer = CaptureWriter(database: database, sessionID: session.id!, prepare: { masker.record($0, ledger: ledger) },
+                                   onRecorded: quiet ? nil : printBatch)
         let server = try ProxyServer(config: config, ca: ca, trust: trust, writer: writer)
         let address: String
         do {
