@@ -103,6 +103,14 @@ let package = Package(
         .testTarget(name: "AuthtapDissectorTests", dependencies: ["AuthtapDissector"]),
         .testTarget(name: "AuthtapStoreTests", dependencies: ["AuthtapStore", "AuthtapModel", "AuthtapDissector"]),
         .testTarget(
+            name: "AuthtapProxyTests",
+            dependencies: [
+                "AuthtapProxy",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "AuthtapCATests",
             dependencies: [
                 "AuthtapCA",
