@@ -173,8 +173,10 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         case .idle: return shared.writer.isBackedUp
         case .connecting: return true
         // Reading on while the response comes keeps the socket's read interest registered (two
-        // epoll_ctl calls per exchange otherwise); a pipelined request stops reads once one is queued.
-        case .forwarding: return (requestEnded && !queued.isEmpty) || upstream?.context?.channel.isWritable == false
+        // epoll_ctl calls per exchange otherwise); a pipelined request stops reads once one is queued,
+        // and so does a writer that is behind (or the next request would start before it catches up).
+        case .forwarding:
+            return (requestEnded && (!queued.isEmpty || shared.writer.isBackedUp)) || upstream?.context?.channel.isWritable == false
         default: return false
         }
     }
