@@ -602,6 +602,9 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             let replay = queued
             queued = []
             for data in replay { channelRead(context: context, data: data) }
+            // Outside a read, no channelReadComplete follows: what the replay wrote upstream goes now
+            // (a request waiting for 100 Continue would otherwise wait for ever).
+            upstream?.context?.flush()
         }
         resumeReadsIfPossible()
     }

@@ -173,6 +173,26 @@ def test_pipelined_requests_are_answered_in_order(proxy, upstreams):
     assert all(x["error"] is None for x in xs)
 
 
+def test_pipelined_request_waiting_for_100_continue(proxy, upstreams):
+    """The second request of a burst only sends its body after 100 Continue: it is replayed after the
+    first response, outside any read, and must still reach the server."""
+    plain = upstreams["plain"].port
+    s = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    s.sendall(f"GET http://127.0.0.1:{plain}/hello HTTP/1.1\r\nHost: 127.0.0.1:{plain}\r\n\r\n"
+              f"POST http://127.0.0.1:{plain}/submit HTTP/1.1\r\nHost: 127.0.0.1:{plain}\r\nExpect: 100-continue\r\n"
+              f"Content-Length: 3\r\nConnection: close\r\n\r\n".encode())
+    out = b""
+    while b"100 Continue" not in out:
+        chunk = s.recv(65536)  # times out (10 s) if the replayed head never left the proxy
+        assert chunk, out
+        out += chunk
+    s.sendall(b"abc")
+    out += _read_until_closed(s)
+    s.close()
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", out) == [b"200", b"100", b"200"]
+    assert out.endswith(b'{"received": 3}')
+
+
 def test_expect_100_continue(proxy, upstreams):
     port = upstreams["good"].port
     body = b"z" * 300_000
