@@ -44,6 +44,7 @@ struct BenchRecord: ParsableCommand {
         sink /= 3
 
         // Stage 2: inserting masked exchanges in the writer's batches, on this thread (best of 3).
+        let batch = CaptureWriter.Limits().batchSize
         var masked = masker.record(raw, ledger: JWTLedger())
         masked.sessionID = try database.startSession(version: authtapVersion, arguments: ["bench-record", "insert"], listen: nil).id
         var insertUs = Double.infinity
@@ -51,14 +52,14 @@ struct BenchRecord: ParsableCommand {
             let c0 = Self.threadCPU()
             var done = 0
             while done < maskCount {
-                let n = min(2048, maskCount - done)
+                let n = min(batch, maskCount - done)
                 try database.insert(exchanges: Array(repeating: masked, count: n), tunnels: [])
                 done += n
             }
             insertUs = min(insertUs, (Self.threadCPU() - c0) / Double(maskCount) * 1e6)
         }
 
-        // Stage 3: the proxy's path: submit → masking thread → batched insert (process CPU, all threads).
+        // Stage 3: the proxy's path: submit → the writer thread masks and inserts (process CPU, all threads).
         let writerLedger = JWTLedger()
         let p0 = Self.processCPU()
         let t0 = DispatchTime.now()
@@ -74,7 +75,7 @@ struct BenchRecord: ParsableCommand {
         let cpuUs = (Self.processCPU() - p0) / Double(exchanges) * 1e6
         let stored = try database.countExchanges(session: session.id!, filter: BrowseFilter())
         print(String(format: "mask: %.1f µs/exchange (%d params)", maskUs, sink / maskCount))
-        print(String(format: "insert: %.1f µs/exchange (batches of 2048)", insertUs))
+        print(String(format: "insert: %.1f µs/exchange (batches of %d)", insertUs, batch))
         print(String(format: "submit+mask+insert: %.1f µs CPU/exchange, %.0f exchanges/s wall, %d of %d stored in the writer's session",
                      cpuUs, Double(exchanges) / wall, stored, exchanges))
         if stored != exchanges { throw ExitCode(1) }
