@@ -49,13 +49,15 @@ extension Masker {
                 if ex.roles.isEmpty { ex.roles = [.jwks] }
             }
         }
-        ex.oauthParams = ex.roles.isEmpty ? [] : params.map { p in
-            // Secrets already carry their short marker; a JWT's header and claims stay readable in the body or header.
-            var p = p
-            if p.fingerprint == nil, p.value.utf8.count > 2048 {
-                p.value = String(p.value.prefix(2048)) + "…"
+        // Secrets already carry their short marker; a JWT's header and claims stay readable in the body or header.
+        // Long readable values are cut (rare: most exchanges keep their params as they are, uncopied).
+        if ex.roles.isEmpty {
+            ex.oauthParams = []
+        } else {
+            for i in params.indices where params[i].fingerprint == nil && params[i].value.utf8.count > 2048 {
+                params[i].value = String(params[i].value.prefix(2048)) + "…"
             }
-            return p
+            ex.oauthParams = params
         }
         return ex
     }
@@ -66,8 +68,8 @@ extension Masker {
         for source in [query, raw.requestBody.bytes] {
             for part in source.split(separator: UInt8(ascii: "&")) {
                 guard let eq = part.firstIndex(of: UInt8(ascii: "=")) else { continue }
-                if FormCoding.decode(String(decoding: part[..<eq], as: UTF8.self)) == name {
-                    return FormCoding.decode(String(decoding: part[(eq + 1)...], as: UTF8.self))
+                if FormCoding.decode(bytes: part[..<eq]) == name {
+                    return FormCoding.decode(bytes: part[(eq + 1)...])
                 }
             }
         }

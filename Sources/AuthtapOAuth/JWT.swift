@@ -6,27 +6,80 @@ public enum JWT {
     public static func looksLikeJWT(_ value: String) -> Bool {
         // Cheap byte checks first: this runs for every secret value on the writer's path.
         var text = value
-        let (dots, firstDot, secondDot) = text.withUTF8 { b -> (Int, Int, Int) in
+        let (dots, firstDot, secondDot) = text.withUTF8 { b in urlValues.withUnsafeBufferPointer { table -> (Int, Int, Int) in
             var dots = 0, firstDot = -1, secondDot = -1
             for i in 0..<b.count {
                 let c = b[i]
                 if c == UInt8(ascii: ".") {
                     dots += 1
                     if dots == 1 { firstDot = i } else if dots == 2 { secondDot = i } else { return (3, 0, 0) }
-                } else if !isBase64URL(c) {
+                } else if table[Int(c)] == 0xFF {
                     return (0, 0, 0)
                 }
             }
             return (dots, firstDot, secondDot)
-        }
+        } }
         guard dots == 2, firstDot >= 10, secondDot - firstDot > 2 else { return false }
         // A JOSE header is a JSON object naming its algorithm.
-        guard let header = decodeSegment(value.utf8.prefix(firstDot)), header.first == UInt8(ascii: "{") else { return false }
-        let alg = Array("\"alg\"".utf8)
-        let bytes = Array(header)
-        guard bytes.count >= alg.count else { return false }
-        return (0...(bytes.count - alg.count)).contains { bytes[$0..<($0 + alg.count)].elementsEqual(alg) }
+        return text.withUTF8 { b -> Bool in
+            guard let header = base64URLDecoded(UnsafeBufferPointer(rebasing: b[..<firstDot])),
+                  header.first == UInt8(ascii: "{"), header.count >= 5
+            else { return false }
+            for i in 0...(header.count - 5) where header[i] == UInt8(ascii: "\"") {
+                if header[i + 1] == UInt8(ascii: "a"), header[i + 2] == UInt8(ascii: "l"), header[i + 3] == UInt8(ascii: "g"),
+                   header[i + 4] == UInt8(ascii: "\"") { return true }
+            }
+            return false
+        }
     }
+
+    /// Unpadded base64url (RFC 7515 §2) to bytes; `nil` for a character outside the alphabet or an
+    /// impossible length. Byte work only: it runs for every secret on the writer's path.
+    static func base64URLDecoded(_ b: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        base64Decoded(b, alphabet: urlValues)
+    }
+
+    /// Standard base64 (RFC 4648 §4), `=` padding optional: an HTTP Basic credential.
+    static func base64StandardDecoded(_ b: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        var count = b.count
+        if count % 4 == 0 {
+            if count >= 1, b[count - 1] == UInt8(ascii: "=") { count -= 1 }
+            if count >= 1, b[count - 1] == UInt8(ascii: "=") { count -= 1 }
+        }
+        return base64Decoded(UnsafeBufferPointer(rebasing: b[..<count]), alphabet: standardValues)
+    }
+
+    private static func base64Decoded(_ b: UnsafeBufferPointer<UInt8>, alphabet: [UInt8]) -> [UInt8]? {
+        if b.count % 4 == 1 { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(b.count * 3 / 4 + 2)
+        var acc: UInt32 = 0
+        var bits: UInt32 = 0
+        return alphabet.withUnsafeBufferPointer { values -> [UInt8]? in
+            for c in b {
+                let v = values[Int(c)]
+                if v == 0xFF { return nil }
+                acc = acc << 6 | UInt32(v)
+                bits += 6
+                if bits >= 8 {
+                    bits -= 8
+                    out.append(UInt8(truncatingIfNeeded: acc >> bits))
+                }
+            }
+            return out
+        }
+    }
+
+    /// Sextet values by byte, 0xFF where the byte is not in the alphabet.
+    private static func values(_ last2: String) -> [UInt8] {
+        var table = [UInt8](repeating: 0xFF, count: 256)
+        for (i, c) in Array(("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789" + last2).utf8).enumerated() {
+            table[Int(c)] = UInt8(i)
+        }
+        return table
+    }
+    private static let urlValues = values("-_")
+    private static let standardValues = values("+/")
 
     /// Decoded header and claims of a (possibly masked) JWT.
     public static func decode(_ value: String) -> (header: [String: Any], claims: [String: Any])? {
@@ -58,7 +111,4 @@ public enum JWT {
         }, as: UTF8.self)
     }
 
-    private static func isBase64URL(_ c: UInt8) -> Bool {
-        (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x2D || c == 0x5F
-    }
 }

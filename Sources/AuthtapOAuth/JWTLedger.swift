@@ -155,24 +155,26 @@ public final class JWTLedger: @unchecked Sendable {
 
     /// JWS compact strings inside a JSON body: `"eyJ…"` with exactly two dots.
     static func jwtCandidates(_ body: [UInt8]) -> [String] {
-        var result: [String] = []
-        var i = 0
-        let n = body.count
-        while i + 4 < n {
-            if body[i] == UInt8(ascii: "\""), body[i + 1] == UInt8(ascii: "e"), body[i + 2] == UInt8(ascii: "y"), body[i + 3] == UInt8(ascii: "J") {
-                var j = i + 1
-                var dots = 0
-                while j < n, body[j] != UInt8(ascii: "\"") {
-                    if body[j] == UInt8(ascii: ".") { dots += 1 }
-                    j += 1
+        body.withUnsafeBufferPointer { b -> [String] in
+            var result: [String] = []
+            var i = 0
+            let n = b.count
+            while i + 4 < n {
+                if b[i] == UInt8(ascii: "\""), b[i + 1] == UInt8(ascii: "e"), b[i + 2] == UInt8(ascii: "y"), b[i + 3] == UInt8(ascii: "J") {
+                    var j = i + 1
+                    var dots = 0
+                    while j < n, b[j] != UInt8(ascii: "\"") {
+                        if b[j] == UInt8(ascii: ".") { dots += 1 }
+                        j += 1
+                    }
+                    if j < n, dots == 2 { result.append(String(decoding: UnsafeBufferPointer(rebasing: b[(i + 1)..<j]), as: UTF8.self)) }
+                    i = j + 1
+                    continue
                 }
-                if j < n, dots == 2 { result.append(String(decoding: body[(i + 1)..<j], as: UTF8.self)) }
-                i = j + 1
-                continue
+                i += 1
             }
-            i += 1
+            return result
         }
-        return result
     }
 
     static func contains(_ hay: [UInt8], _ needle: String) -> Bool {

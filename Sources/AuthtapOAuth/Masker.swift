@@ -44,6 +44,9 @@ public struct Masker: Sendable {
     static let credentialHeaders: Set<String> = ["x-api-key", "x-auth-token", "private-token", "api-key"]
     /// Headers that carry URLs whose query or fragment may hold secrets.
     static let urlHeaders: Set<String> = ["location", "referer", "content-location", "refresh"]
+    /// Every header `maskHeaders` rewrites, lower case.
+    static let maskedHeaders: Set<String> = credentialHeaders.union(urlHeaders)
+        .union(["authorization", "proxy-authorization", "cookie", "set-cookie"])
 
     public let fingerprinter: Fingerprinter
 
@@ -106,8 +109,18 @@ public struct Masker: Sendable {
         let length = value.utf8.count
         let marker = Self.markerText(kind: kind, length: length, fingerprint: fp)
         if JWT.looksLikeJWT(value) {
-            let lastDot = value.utf8.lastIndex(of: UInt8(ascii: "."))!
-            return ("\(value[..<lastDot]).\(Self.markerText(kind: kind + "-signature", length: length, fingerprint: fp))", (marker, fp))
+            // Header and claims stay; the signature (after the last dot) becomes a marker.
+            var text = value
+            let lastDot = text.withUTF8 { b -> Int in
+                var i = b.count - 1
+                while i > 0, b[i] != UInt8(ascii: ".") { i -= 1 }
+                return i
+            }
+            let signature = Self.markerText(kind: kind + "-signature", length: length, fingerprint: fp)
+            var masked = String(Substring(value.utf8.prefix(lastDot + 1)))
+            masked.reserveCapacity(lastDot + 1 + signature.utf8.count)
+            masked += signature
+            return (masked, (marker, fp))
         }
         return (marker, (marker, fp))
     }
@@ -117,27 +130,35 @@ public struct Masker: Sendable {
     /// Masks `a=b&code=...` pairs. Readable values and secret markers are appended to `params`.
     public func maskPairs(_ text: Substring, location: String, params: inout [OAuthParam]) -> String {
         if text.isEmpty { return "" }
-        var out: [String] = []
-        for bytes in text.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: false) {
-            let part = Substring(bytes)
-            guard let eqByte = bytes.firstIndex(of: UInt8(ascii: "=")) else {
-                out.append(String(part))
-                continue
-            }
-            let rawName = Substring(bytes[..<eqByte])
-            let rawValue = Substring(bytes[bytes.index(after: eqByte)...])
-            let name = FormCoding.decode(rawName)
-            let value = FormCoding.decode(rawValue)
-            if Masker.isSecret(name) {
-                let (masked, param) = secret(kind: name, value: value)
-                params.append(OAuthParam(location: location, name: name, secret: param))
-                out.append("\(rawName)=\(masked)")
+        // On the bytes: split at `&`, then at the first `=`; only secret values are rewritten.
+        let b = Array(text.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(b.count + 64)
+        var start = 0
+        while start <= b.count {
+            var end = start
+            while end < b.count, b[end] != UInt8(ascii: "&") { end += 1 }
+            if start > 0 { out.append(UInt8(ascii: "&")) }
+            var eq = start
+            while eq < end, b[eq] != UInt8(ascii: "=") { eq += 1 }
+            if eq == end {
+                out.append(contentsOf: b[start..<end])
             } else {
-                params.append(OAuthParam(location: location, name: name, value: value))
-                out.append(String(part))
+                let name = FormCoding.decode(bytes: b[start..<eq])
+                let value = FormCoding.decode(bytes: b[(eq + 1)..<end])
+                if Masker.isSecret(name) {
+                    let (masked, param) = secret(kind: name, value: value)
+                    params.append(OAuthParam(location: location, name: name, secret: param))
+                    out.append(contentsOf: b[start...eq])
+                    out.append(contentsOf: masked.utf8)
+                } else {
+                    params.append(OAuthParam(location: location, name: name, value: value))
+                    out.append(contentsOf: b[start..<end])
+                }
             }
+            start = end + 1
         }
-        return out.joined(separator: "&")
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Masks the query and fragment of a URL or origin-form target.
@@ -164,7 +185,9 @@ public struct Masker: Sendable {
 
     public func maskHeaders(_ headers: [HeaderField], location: String, params: inout [OAuthParam]) -> [HeaderField] {
         headers.map { field in
+            // One lookup decides whether the header is looked at all; most are not.
             let lower = field.name.lowercased()
+            guard Self.maskedHeaders.contains(lower) else { return field }
             var value = field.value
             switch lower {
             case "authorization":
@@ -224,7 +247,9 @@ public struct Masker: Sendable {
             ])
         case "basic" where kind == "authorization":
             // RFC 6749 §2.3.1: client_id:client_secret, each form-urlencoded, then base64.
-            guard let data = Data(base64Encoded: credential), let decoded = String(data: data, encoding: .utf8),
+            var credentialBytes = credential
+            guard let data = credentialBytes.withUTF8({ JWT.base64StandardDecoded($0) }),
+                  let decoded = String(validating: data, as: UTF8.self),
                   let colon = decoded.firstIndex(of: ":")
             else {
                 return ("\(scheme) \(marker(kind: "basic-credentials", value: credential))", [])
@@ -251,6 +276,14 @@ public struct Masker: Sendable {
 /// application/x-www-form-urlencoded decoding (`+` is a space), on UTF-8 bytes: no Foundation
 /// bridging on the writer's hot path. Invalid escapes are kept as they are.
 public enum FormCoding {
+    /// The same decoding on bytes already split out of a query or form body.
+    public static func decode(bytes: ArraySlice<UInt8>) -> String {
+        if !bytes.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) {
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        return decode(Substring(String(decoding: bytes, as: UTF8.self)))
+    }
+
     public static func decode<S: StringProtocol>(_ text: S) -> String {
         let utf8 = text.utf8
         if !utf8.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) { return String(text) }

@@ -20,8 +20,12 @@ public final class AppDatabase: Sendable {
         var config = Configuration()
         config.busyMode = .timeout(5)
         // WAL + NORMAL: a commit survives a crash of authtap (Ctrl-C, kill); only power loss can undo the last ones.
+        // 32 KiB pages: rows of a few KB and 1 MiB body prefixes are appended in batches, and with
+        // 4 KiB pages the WAL's and the checkpoint's per-page writes were most of an insert's cost
+        // (bench-record: ~43 → ~25 µs per /token exchange). It only takes effect when the file is
+        // created; an existing database keeps its page size.
         config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384")
+            try db.execute(sql: "PRAGMA page_size = 32768; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384")
         }
         let pool = try DatabasePool(path: path, configuration: config)
         return try AppDatabase(pool)

@@ -68,7 +68,7 @@ struct Proxy: AsyncParsableCommand {
     /// Above this, the analysis at exit would hold the whole session in memory in the proxy process.
     static let analyzeAtExitLimit = 20_000
 
-    @Option(help: "Event loop threads (default: one per core).")
+    @Option(help: "Event loop threads (default: one per core, less one for the capture writer; at least one).")
     var threads: Int?
 
     func validate() throws {

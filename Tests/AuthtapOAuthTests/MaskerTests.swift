@@ -241,3 +241,67 @@ let maskCases: [MaskCase] = [
     let header2 = m.maskHeaders(header, location: "request.header", params: &params2)
     #expect(header2 == header && params2 == params)
 }
+
+/// The byte-level base64 decoders agree with Foundation's on every input the masker can meet.
+@Test(arguments: [
+    "", "YQ", "YWI", "YWJj", "YWJjZA==", "YWJjZA", "Y2xpZW50OkJBU0lDU0VDUkVU", "w7/Dvw==", "-_-_", "+/+/", "YWJjZ", "YW Jj",
+])
+func base64DecodersAgreeWithFoundation(_ text: String) {
+    var t = text
+    let standard = t.withUTF8 { JWT.base64StandardDecoded($0) }
+    // Foundation wants padding; the masker also takes an unpadded Basic credential.
+    let padded = text.utf8.count % 4 == 0 ? text : text + String(repeating: "=", count: (4 - text.utf8.count % 4) % 4)
+    let foundation = Data(base64Encoded: padded).map { Array($0) }
+    #expect(standard == foundation, "standard: \(text)")
+    var u = text
+    let url = u.withUTF8 { JWT.base64URLDecoded($0) }
+    let fromURL = text.contains("=") ? nil : Data(base64Encoded: padded.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")).map { Array($0) }
+    #expect(url == (text.contains("+") || text.contains("/") ? nil : fromURL), "url: \(text)")
+}
+
+/// Form pairs: the text around each pair is kept byte for byte; only secret values change.
+@Test(arguments: [
+    ("a=b&", "a=b&", [("a", "b")]),
+    ("&", "&", []),
+    ("", "", []),
+    ("=x", "=x", [("", "x")]),
+    ("lonely", "lonely", []),
+    ("a=1&&b=2", "a=1&&b=2", [("a", "1"), ("b", "2")]),
+    ("co%64e=XYZ&state=s+1", "co%64e=[masked code len=3 fp=\(fp("XYZ"))]&state=s+1", [("code", "[masked code len=3 fp=\(fp("XYZ"))]"), ("state", "s 1")]),
+    ("code=&x=%zz", "code=[masked code len=0 fp=\(fp(""))]&x=%zz", [("code", "[masked code len=0 fp=\(fp(""))]"), ("x", "%zz")]),
+    ("password=p%26w=1", "password=[masked password len=5 fp=\(fp("p&w=1"))]", [("password", "[masked password len=5 fp=\(fp("p&w=1"))]")]),
+    ("é=ü&token=ÄÖ", "é=ü&token=[masked token len=4 fp=\(fp("ÄÖ"))]", [("é", "ü"), ("token", "[masked token len=4 fp=\(fp("ÄÖ"))]")]),
+] as [(String, String, [(String, String)])])
+func formPairsMaskOnlySecretValues(_ input: String, _ expected: String, _ pairs: [(String, String)]) {
+    var params: [OAuthParam] = []
+    #expect(masker.maskPairs(Substring(input), location: "q", params: &params) == expected)
+    #expect(params.map(\.name) == pairs.map(\.0))
+    #expect(params.map(\.value) == pairs.map(\.1))
+}
+
+/// JWT recognition: three base64url segments whose header is a JSON object naming `alg`.
+@Test(arguments: [
+    (sampleJWT, true),
+    ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlc2lnbmF0dXJl", true),
+    (JWT.base64URL(Array(#"{"typ":"JWT"}"#.utf8)) + ".eyJzdWIiOiJ1MSJ9.c2ln", false),
+    (JWT.base64URL(Array(#"["alg"]"#.utf8)) + ".eyJzdWIiOiJ1MSJ9.c2ln", false),
+    ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9", false),
+    ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2ln.more", false),
+    ("eyJhbGciOiJSUzI1NiJ9+.eyJzdWIiOiJ1MSJ9.c2ln", false),
+    ("eyJhbGciOiJSUzI1NiJ9X.eyJzdWIiOiJ1MSJ9.c2ln", false),
+    ("abc.def.ghi", false),
+] as [(String, Bool)])
+func jwtRecognition(_ token: String, _ isJWT: Bool) {
+    #expect(JWT.looksLikeJWT(token) == isJWT)
+}
+
+/// Padding in the middle, or nothing but padding, is refused (Foundation decodes both to something);
+/// the Basic credential is then masked whole.
+@Test(arguments: ["YW=j", "====", "YQ=", "Y==="])
+func base64RefusesMisplacedPadding(_ text: String) {
+    var t = text
+    #expect(t.withUTF8 { JWT.base64StandardDecoded($0) } == nil)
+    var params: [OAuthParam] = []
+    let masked = masker.maskHeaders([HeaderField("Authorization", "Basic \(text)")], location: "request.header", params: &params)
+    #expect(masked[0].value == "Basic [masked basic-credentials len=\(text.utf8.count) fp=\(fp(text))]")
+}

@@ -92,6 +92,11 @@ func sampleExchange(_ i: Int) -> Exchange {
         let db = try AppDatabase.open(path: dir.appendingPathComponent("Captures/a.sqlite").path)
         let mode = try db.writer.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") }
         #expect(mode == "wal")
+        // A new capture file gets 32 KiB pages (fewer WAL frames per batch); reopening keeps them.
+        #expect(try db.writer.read { try Int.fetchOne($0, sql: "PRAGMA page_size") } == 32768)
+        let again = try AppDatabase.open(path: dir.appendingPathComponent("Captures/a.sqlite").path)
+        #expect(try again.writer.read { try Int.fetchOne($0, sql: "PRAGMA page_size") } == 32768)
+        #expect(try again.writer.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") } == "wal")
     }
 }
 
