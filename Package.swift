@@ -66,6 +66,8 @@ let package = Package(
             dependencies: [
                 "AuthtapModel", "AuthtapAnalyzer", "AuthtapDissector",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // GRDB's own SQLite module: the exchange insert binds its values in place (see insert(exchanges:)).
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ]
         ),
         // The NIO proxy: listener, CONNECT, MITM, tunnel, upstream pool, recorder.

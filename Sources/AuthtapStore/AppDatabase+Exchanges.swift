@@ -2,6 +2,7 @@ import AuthtapAnalyzer
 import AuthtapModel
 import Foundation
 import GRDB
+import GRDBSQLite
 
 extension AppDatabase {
     /// Inserts a batch of (already masked) exchanges and tunnels in one transaction.
@@ -33,30 +34,37 @@ extension AppDatabase {
             if tlsCache.count < 256 { tlsCache[facts] = text }
             return text
         }
-        // One array of existentials reused for every row, handed to the existential initializer. (A
-        // `[DatabaseValue]` would go through `map(\.databaseValue)`, a key path per value; an array of
-        // `Any`, which an optional `StatementArguments` silently selects, through a dynamic cast per value.)
-        var values: [(any DatabaseValueConvertible)?] = []
-        values.reserveCapacity(33)
+        // Each row's values are bound in place (SQLITE_STATIC) from one reused byte arena, through
+        // the statement GRDB prepared and caches: GRDB's `StatementArguments` converts every value to
+        // a `DatabaseValue` and binds text as SQLITE_TRANSIENT, so SQLite copies it again, and the
+        // headers and params JSON would be turned into Strings first. That was a third of the insert.
+        var row = RowBinder()
+        let statement = ex.sqliteStatement
+        defer {
+            sqlite3_reset(statement)
+            sqlite3_clear_bindings(statement)
+        }
         for e in exchanges {
-            values.removeAll(keepingCapacity: true)
-            values.append(e.sessionID); values.append(Int64(bitPattern: e.connectionID)); values.append(e.clientAddress)
-            values.append(e.scheme.rawValue); values.append(e.host); values.append(e.port); values.append(e.method)
-            values.append(e.target); values.append(e.httpVersion); values.append(e.status)
-            values.append(JSONText.headers(e.requestHeaders)); values.append(JSONText.headers(e.responseHeaders))
-            values.append(e.requestBody.bytes.isEmpty ? nil : Data(e.requestBody.bytes)); values.append(e.requestBody.size)
-            values.append(e.requestBody.truncated)
-            values.append(e.responseBody.bytes.isEmpty ? nil : Data(e.responseBody.bytes)); values.append(e.responseBody.size)
-            values.append(e.responseBody.truncated)
-            values.append(tlsJSON(e.clientTLS)); values.append(tlsJSON(e.upstreamTLS))
-            values.append(e.insecureUpstream); values.append(e.connectionReused)
-            values.append(e.timings.start.timeIntervalSince1970); values.append(e.timings.connect); values.append(e.timings.tls)
-            values.append(e.timings.requestSent); values.append(e.timings.firstByte); values.append(e.timings.end)
-            values.append(e.error?.rawValue); values.append(e.tlsFailure?.rawValue); values.append(e.errorDetail)
-            values.append(e.roles.isEmpty ? nil : e.roles.map { $0.rawValue }.joined(separator: ","))
-            values.append(e.oauthParams.isEmpty ? nil : JSONText.params(e.oauthParams))
-            let arguments: StatementArguments = StatementArguments(values)
-            try ex.execute(arguments: arguments)
+            row.start()
+            row.int(e.sessionID); row.int(Int64(bitPattern: e.connectionID)); row.text(e.clientAddress)
+            row.text(e.scheme.rawValue); row.text(e.host); row.int(Int64(e.port)); row.text(e.method)
+            row.text(e.target); row.text(e.httpVersion); row.int(e.status.map(Int64.init))
+            row.json { JSONText.appendHeaders(e.requestHeaders, to: &$0) }
+            row.json { JSONText.appendHeaders(e.responseHeaders, to: &$0) }
+            row.blob(e.requestBody.bytes); row.int(Int64(e.requestBody.size)); row.bool(e.requestBody.truncated)
+            row.blob(e.responseBody.bytes); row.int(Int64(e.responseBody.size)); row.bool(e.responseBody.truncated)
+            row.text(tlsJSON(e.clientTLS)); row.text(tlsJSON(e.upstreamTLS))
+            row.bool(e.insecureUpstream); row.bool(e.connectionReused)
+            row.double(e.timings.start.timeIntervalSince1970); row.double(e.timings.connect); row.double(e.timings.tls)
+            row.double(e.timings.requestSent); row.double(e.timings.firstByte); row.double(e.timings.end)
+            row.text(e.error?.rawValue); row.text(e.tlsFailure?.rawValue); row.text(e.errorDetail)
+            row.text(e.roles.isEmpty ? nil : e.roles.map { $0.rawValue }.joined(separator: ","))
+            if e.oauthParams.isEmpty { row.text(nil) } else { row.json { JSONText.appendParams(e.oauthParams, to: &$0) } }
+            let code = row.execute(statement)
+            guard code == SQLITE_DONE else {
+                throw DatabaseError(resultCode: ResultCode(rawValue: code),
+                                    message: String(cString: sqlite3_errmsg(db.sqliteConnection)), sql: ex.sql)
+            }
             ids.append(db.lastInsertedRowID)
         }
         let tu = try db.cachedStatement(sql: """
@@ -163,10 +171,86 @@ extension AppDatabase {
 }
 
 /// Compact JSON for header lists and TLS facts.
+/// One row's values for the exchange insert: scalars kept as they are, text and blobs appended to
+/// one byte arena (reused from row to row) and bound in place once the row is complete.
+struct RowBinder {
+    enum Slot {
+        case null
+        case int(Int64)
+        case double(Double)
+        case text(offset: Int, count: Int)
+        case blob(offset: Int, count: Int)
+    }
+    private var slots: [Slot] = []
+    private var arena: [UInt8] = []
+
+    mutating func start() {
+        slots.removeAll(keepingCapacity: true)
+        arena.removeAll(keepingCapacity: true)
+        // Never empty: an empty text then still points into the arena (a null pointer would bind NULL).
+        arena.append(0)
+    }
+    mutating func int(_ v: Int64?) { slots.append(v.map { .int($0) } ?? .null) }
+    mutating func bool(_ v: Bool) { slots.append(.int(v ? 1 : 0)) }
+    mutating func double(_ v: Double?) { slots.append(v.map { .double($0) } ?? .null) }
+    mutating func text(_ v: String?) {
+        guard let v else { return slots.append(.null) }
+        let offset = arena.count
+        arena.append(contentsOf: v.utf8)
+        slots.append(.text(offset: offset, count: arena.count - offset))
+    }
+    /// Text written straight into the arena (the headers and params JSON).
+    mutating func json(_ write: (inout [UInt8]) -> Void) {
+        let offset = arena.count
+        write(&arena)
+        slots.append(.text(offset: offset, count: arena.count - offset))
+    }
+    /// An empty body is stored as NULL.
+    mutating func blob(_ v: [UInt8]) {
+        if v.isEmpty { return slots.append(.null) }
+        let offset = arena.count
+        arena.append(contentsOf: v)
+        slots.append(.blob(offset: offset, count: v.count))
+    }
+
+    /// Binds every slot (1-based, in order) and steps once; returns SQLite's result code.
+    func execute(_ statement: SQLiteStatement) -> Int32 {
+        sqlite3_reset(statement)
+        return arena.withUnsafeBufferPointer { buffer -> Int32 in
+            let base = buffer.baseAddress!
+            for (i, slot) in slots.enumerated() {
+                let index = Int32(i + 1)
+                let code: Int32
+                switch slot {
+                case .null: code = sqlite3_bind_null(statement, index)
+                case .int(let v): code = sqlite3_bind_int64(statement, index, v)
+                case .double(let v): code = sqlite3_bind_double(statement, index, v)
+                case .text(let offset, let count):
+                    // nil destructor = SQLITE_STATIC: the arena outlives the step.
+                    code = (base + offset).withMemoryRebound(to: CChar.self, capacity: max(count, 1)) {
+                        sqlite3_bind_text(statement, index, $0, Int32(count), nil)
+                    }
+                case .blob(let offset, let count):
+                    code = sqlite3_bind_blob(statement, index, base + offset, Int32(count), nil)
+                }
+                if code != SQLITE_OK { return code }
+            }
+            return sqlite3_step(statement)
+        }
+    }
+}
+
 enum JSONText {
     static func headers(_ headers: [HeaderField]) -> String {
-        var out: [UInt8] = [UInt8(ascii: "[")]
-        out.reserveCapacity(headers.reduce(2) { $0 + $1.name.utf8.count + $1.value.utf8.count + 8 })
+        var out: [UInt8] = []
+        appendHeaders(headers, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `[["name","value"],…]` appended to `out`.
+    static func appendHeaders(_ headers: [HeaderField], to out: inout [UInt8]) {
+        out.reserveCapacity(out.count + headers.reduce(2) { $0 + $1.name.utf8.count + $1.value.utf8.count + 8 })
+        out.append(UInt8(ascii: "["))
         for (i, h) in headers.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             out.append(UInt8(ascii: "["))
@@ -176,13 +260,18 @@ enum JSONText {
             out.append(UInt8(ascii: "]"))
         }
         out.append(UInt8(ascii: "]"))
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// `[{"location":…,"name":…,"value":…,"fingerprint":…}]`, the shape the `oauth_param` view reads.
     static func params(_ params: [OAuthParam]) -> String {
-        var out: [UInt8] = [UInt8(ascii: "[")]
-        out.reserveCapacity(params.reduce(2) { $0 + 48 + $1.location.utf8.count + $1.name.utf8.count + $1.value.utf8.count + ($1.fingerprint == nil ? 0 : 32) })
+        var out: [UInt8] = []
+        appendParams(params, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func appendParams(_ params: [OAuthParam], to out: inout [UInt8]) {
+        out.reserveCapacity(out.count + params.reduce(2) { $0 + 48 + $1.location.utf8.count + $1.name.utf8.count + $1.value.utf8.count + ($1.fingerprint == nil ? 0 : 32) })
+        out.append(UInt8(ascii: "["))
         for (i, p) in params.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             out.append(contentsOf: locationKey)
@@ -198,7 +287,6 @@ enum JSONText {
             out.append(UInt8(ascii: "}"))
         }
         out.append(UInt8(ascii: "]"))
-        return String(decoding: out, as: UTF8.self)
     }
 
     private static let locationKey = Array(#"{"location":"#.utf8)

@@ -55,6 +55,68 @@ func sampleExchange(_ i: Int) -> Exchange {
         #expect(tunnels.count == 1 && tunnels[0].host == "relay.test" && tunnels[0].bytesFromClient == 10)
     }
 
+    /// Edge shapes through the in-place binding: nils, empty text, empty and binary bodies, non-ASCII.
+    static let edgeShapes: [(String, @Sendable (inout Exchange) -> Void)] = [
+        ("failed attempt: no status, no headers, no bodies", { e in
+            e.status = nil; e.requestHeaders = []; e.responseHeaders = []
+            e.requestBody = CapturedBody(); e.responseBody = CapturedBody()
+            e.timings = Timings(start: e.timings.start); e.clientTLS = nil; e.upstreamTLS = nil
+            e.roles = []; e.oauthParams = []; e.error = .connectionRefused; e.errorDetail = "connect ECONNREFUSED 127.0.0.1:9"
+        }),
+        ("empty strings", { e in
+            e.target = ""; e.clientAddress = ""; e.errorDetail = ""; e.requestHeaders = [HeaderField("X-Empty", "")]
+        }),
+        ("binary body with NUL bytes, truncated", { e in
+            e.responseBody = CapturedBody(bytes: [0, 1, 2, 0, 255, 254, 0], size: 1 << 30)
+        }),
+        ("non-ASCII everywhere", { e in
+            e.host = "bücher.example"; e.target = "/pfad?q=ü€𝄞"; e.errorDetail = "fehlgeschlagen: ü"
+            e.requestHeaders = [HeaderField("X-Name", "Zoë 𝄞")]
+            e.oauthParams = [OAuthParam(location: "request.target.query", name: "q", value: "ü€𝄞")]
+        }),
+        ("a large body", { e in
+            e.requestBody = CapturedBody(bytes: (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }, size: 1 << 20)
+        }),
+    ]
+
+    @Test(arguments: edgeShapes.indices)
+    func edgeShapesRoundTrip(_ index: Int) throws {
+        let (name, shape) = Self.edgeShapes[index]
+        let db = try AppDatabase.inMemory()
+        let session = try db.startSession(version: "t", arguments: [], listen: nil)
+        var rows = [sampleExchange(1), sampleExchange(2), sampleExchange(3)]
+        shape(&rows[1])
+        for i in rows.indices { rows[i].sessionID = session.id }
+        try db.insert(exchanges: rows, tunnels: [])
+        let back = try db.exchanges(session: session.id)
+        #expect(back.count == 3, "\(name)")
+        for (a, b) in zip(rows, back) {
+            var b = b
+            b.id = nil
+            #expect(a == b, "\(name)")
+        }
+    }
+
+    /// A row SQLite refuses fails the batch with SQLite's message (the writer then counts it as dropped),
+    /// and the cached statement keeps working for the next batch.
+    @Test func aRefusedRowThrowsAndTheNextBatchStillInserts() throws {
+        let db = try AppDatabase.inMemory()
+        let session = try db.startSession(version: "t", arguments: [], listen: nil)
+        try db.writer.write { try $0.execute(sql: "CREATE TRIGGER refuse BEFORE INSERT ON exchange WHEN NEW.host = 'refused.test' BEGIN SELECT RAISE(ABORT, 'refused by test'); END") }
+        var bad = sampleExchange(1)
+        bad.host = "refused.test"
+        bad.sessionID = session.id
+        #expect {
+            try db.insert(exchanges: [bad], tunnels: [])
+        } throws: { error in
+            "\(error)".contains("refused by test")
+        }
+        var good = sampleExchange(2)
+        good.sessionID = session.id
+        try db.insert(exchanges: [good], tunnels: [])
+        #expect(try db.exchanges(session: session.id).map(\.host) == ["idp.test"])
+    }
+
     @Test func writerBatchesPreparesAndFlushesOnClose() throws {
         let db = try AppDatabase.inMemory()
         let session = try db.startSession(version: "t", arguments: [], listen: nil)
