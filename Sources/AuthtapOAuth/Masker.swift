@@ -184,10 +184,12 @@ public struct Masker: Sendable {
     // MARK: Headers
 
     public func maskHeaders(_ headers: [HeaderField], location: String, params: inout [OAuthParam]) -> [HeaderField] {
-        headers.map { field in
+        // Copied only when a header is rewritten: most response headers are not.
+        var out: [HeaderField]? = nil
+        for (i, field) in headers.enumerated() {
             // One lookup decides whether the header is looked at all; most are not.
             let lower = field.name.lowercased()
-            guard Self.maskedHeaders.contains(lower) else { return field }
+            guard Self.maskedHeaders.contains(lower) else { continue }
             var value = field.value
             switch lower {
             case "authorization":
@@ -219,8 +221,10 @@ public struct Masker: Sendable {
                     value = marker(kind: lower, value: field.value)
                 }
             }
-            return HeaderField(field.name, value)
+            if out == nil { out = headers }
+            out![i] = HeaderField(field.name, value)
         }
+        return out ?? headers
     }
 
     /// Masks an Authorization-style header value; returns the masked value and the OAuth params it carried.

@@ -740,19 +740,38 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
     /// The headers to forward: without hop-by-hop fields and those the Connection header names.
     /// Most messages carry none, and then go on as they came, with no copy.
     static func endToEnd(_ headers: HTTPHeaders, hopByHop: Set<String> = hopByHop) -> HTTPHeaders {
-        var clean = true
-        for (name, _) in headers where mayBeHopByHop(name) && hopByHop.contains(name.lowercased()) {
-            clean = false
-            break
+        // Lower-case names to drop: the hop-by-hop fields present, and the tokens of Connection.
+        var drop: [String] = []
+        for (name, value) in headers where mayBeHopByHop(name) {
+            let lower = name.lowercased()
+            guard hopByHop.contains(lower) else { continue }
+            drop.append(lower)
+            if lower == "connection" {
+                for token in value.split(separator: ",") {
+                    let trimmed = token.trimmingCharacters(in: .whitespaces).lowercased()
+                    if !trimmed.isEmpty { drop.append(trimmed) }
+                }
+            }
         }
-        if clean { return headers }
-        // Remove in place (nginx and most servers send `Connection: keep-alive` on every response).
-        var drop: Set<String> = []
-        for (name, _) in headers where mayBeHopByHop(name) && hopByHop.contains(name.lowercased()) { drop.insert(name.lowercased()) }
-        for token in headers[canonicalForm: "connection"] { drop.insert(token.lowercased()) }
-        var kept = headers
-        for name in drop { kept.remove(name: name) }
+        if drop.isEmpty { return headers }
+        // One pass that keeps the rest in order (nginx and most servers send `Connection: keep-alive`
+        // on every response, so this runs for nearly every one of them).
+        var kept = HTTPHeaders()
+        kept.reserveCapacity(headers.count)
+        for (name, value) in headers where !drop.contains(where: { Self.sameName(name, lowercased: $0) }) {
+            kept.add(name: name, value: value)
+        }
         return kept
+    }
+
+    /// ASCII case-insensitive `name == lower` (`lower` already lower case), without a copy.
+    static func sameName(_ name: String, lowercased lower: String) -> Bool {
+        let a = name.utf8, b = lower.utf8
+        guard a.count == b.count else { return false }
+        for (x, y) in zip(a, b) where x != y {
+            guard x >= UInt8(ascii: "A"), x <= UInt8(ascii: "Z"), x | 0x20 == y else { return false }
+        }
+        return true
     }
 
     static func authorized(_ headers: HTTPHeaders, user: String, password: String) -> Bool {

@@ -127,28 +127,34 @@ public final class CaptureWriter: Sendable {
         while true {
             _ = wake.wait(timeout: .now() + .milliseconds(50))
             // Take a batch bounded in count and bytes; what is left waits for the next turn.
-            let (exchanges, tunnels, closed, dropped, more) = queue.withLock { q in
+            // Owned here alone (no other reference), so masking it in place below copies nothing.
+            var exchanges: [Exchange] = []
+            let (tunnels, closed, dropped, more) = queue.withLock { q in
                 var count = 0
                 var bytes = 0
                 while count < q.exchanges.count, count < limits.batchSize, bytes < limits.batchBytes {
                     bytes += Self.footprint(q.exchanges[count])
                     count += 1
                 }
-                let batch = Array(q.exchanges.prefix(count))
+                exchanges = Array(q.exchanges.prefix(count))
                 q.exchanges.removeFirst(count)
                 q.bytes -= bytes
                 let tunnels = q.tunnels
                 q.tunnels.removeAll(keepingCapacity: true)
-                return (batch, tunnels, q.closed, q.dropped, !q.exchanges.isEmpty)
+                return (tunnels, q.closed, q.dropped, !q.exchanges.isEmpty)
             }
             if more { wake.signal() }
             if !exchanges.isEmpty || !tunnels.isEmpty {
                 let t0 = DispatchTime.now()
-                let prepared = exchanges.map(prepare)
+                let batchBytes = exchanges.reduce(0) { $0 + Self.footprint($1) }
+                // In place: each raw exchange is freed as soon as its masked form exists, so its memory
+                // is reused, still in cache, by the next one's masking.
+                for i in exchanges.indices { exchanges[i] = prepare(exchanges[i]) }
+                let prepared = exchanges
+                exchanges = []
                 if printStats {
                     FileHandle.standardError.write(Data("writer: \(prepared.count) prepared in \((DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1000)us\n".utf8))
                 }
-                let batchBytes = exchanges.reduce(0) { $0 + Self.footprint($1) }
                 // Inserted from this thread (GRDB runs a synchronous write on the calling thread): the
                 // masked batch is still in this core's cache, and no other thread has to wake up for it.
                 let start = DispatchTime.now()
