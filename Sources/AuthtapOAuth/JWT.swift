@@ -80,6 +80,13 @@ public enum JWT {
     }
     private static let urlValues = values("-_")
     private static let standardValues = values("+/")
+    /// Both alphabets: what `decodeSegment` accepts.
+    private static let lenientValues: [UInt8] = {
+        var table = urlValues
+        table[Int(UInt8(ascii: "+"))] = 62
+        table[Int(UInt8(ascii: "/"))] = 63
+        return table
+    }()
 
     /// Decoded header and claims of a (possibly masked) JWT.
     public static func decode(_ value: String) -> (header: [String: Any], claims: [String: Any])? {
@@ -96,12 +103,11 @@ public enum JWT {
         decodeSegment(segment.utf8)
     }
 
+    /// A base64url segment (tolerating the standard alphabet's `+` `/` and trailing `=` padding).
     public static func decodeSegment<C: Collection<UInt8>>(_ segment: C) -> Data? {
-        var bytes = segment.map { c -> UInt8 in
-            c == UInt8(ascii: "-") ? UInt8(ascii: "+") : c == UInt8(ascii: "_") ? UInt8(ascii: "/") : c
-        }
-        while bytes.count % 4 != 0 { bytes.append(UInt8(ascii: "=")) }
-        return Data(base64Encoded: Data(bytes))
+        var bytes = Array(segment)
+        while bytes.last == UInt8(ascii: "=") { bytes.removeLast() }
+        return bytes.withUnsafeBufferPointer { base64Decoded($0, alphabet: lenientValues) }.map { Data($0) }
     }
 
     public static func base64URL(_ bytes: some Sequence<UInt8>) -> String {

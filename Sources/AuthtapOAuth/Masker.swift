@@ -44,7 +44,8 @@ public struct Masker: Sendable {
     static let credentialHeaders: Set<String> = ["x-api-key", "x-auth-token", "private-token", "api-key"]
     /// Headers that carry URLs whose query or fragment may hold secrets.
     static let urlHeaders: Set<String> = ["location", "referer", "content-location", "refresh"]
-    /// Every header `maskHeaders` rewrites, lower case.
+    /// Every header `maskHeaders` rewrites, lower case: a name its switch handles must be here too,
+    /// or that header goes to disk unmasked (`everyMaskedHeaderLosesItsSecret` checks each).
     static let maskedHeaders: Set<String> = credentialHeaders.union(urlHeaders)
         .union(["authorization", "proxy-authorization", "cookie", "set-cookie"])
 

@@ -747,9 +747,11 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             guard hopByHop.contains(lower) else { continue }
             drop.append(lower)
             if lower == "connection" {
-                for token in value.split(separator: ",") {
-                    let trimmed = token.trimmingCharacters(in: .whitespaces).lowercased()
-                    if !trimmed.isEmpty { drop.append(trimmed) }
+                for var token in value.split(separator: ",") {
+                    // Trimmed here rather than with Foundation's trimmingCharacters (the event loop).
+                    while token.first == " " || token.first == "\t" { token = token.dropFirst() }
+                    while token.last == " " || token.last == "\t" { token = token.dropLast() }
+                    if !token.isEmpty { drop.append(token.lowercased()) }
                 }
             }
         }

@@ -305,3 +305,44 @@ func base64RefusesMisplacedPadding(_ text: String) {
     let masked = masker.maskHeaders([HeaderField("Authorization", "Basic \(text)")], location: "request.header", params: &params)
     #expect(masked[0].value == "Basic [masked basic-credentials len=\(text.utf8.count) fp=\(fp(text))]")
 }
+
+/// `decodeSegment` (JWT parts, JWK members) takes base64url, the standard alphabet and padding alike.
+@Test(arguments: [
+    ("eyJhbGciOiJSUzI1NiJ9", #"{"alg":"RS256"}"#),
+    ("eyJhbGciOiJSUzI1NiJ9==", #"{"alg":"RS256"}"#),
+    ("w7_Dvw", "ÿÿ"), ("w7/Dvw==", "ÿÿ"), ("", ""),
+] as [(String, String)])
+func segmentsDecodeInEitherAlphabet(_ segment: String, _ text: String) {
+    #expect(JWT.decodeSegment(segment).map { String(decoding: $0, as: UTF8.self) } == text)
+}
+
+@Test func segmentsOutsideTheAlphabetDoNotDecode() {
+    #expect(JWT.decodeSegment("eyJ hbGci") == nil)
+    #expect(JWT.decodeSegment("eyJhb") == nil)
+    #expect(JWT.decodeSegment("[masked id_token-signature len=10 fp=abc]") == nil)
+}
+
+/// Every header name the masker rewrites, in any case, with a secret in the shape that header
+/// carries it: the secret is gone after masking. A name missing from `Masker.maskedHeaders`
+/// would pass through untouched and fail here.
+@Test(arguments: [
+    ("Authorization", "Bearer HDRSECRET1"), ("Proxy-Authorization", "Basic SERSRVNFQ1JFVDE="),
+    ("Cookie", "a=HDRSECRET1"), ("Set-Cookie", "a=HDRSECRET1; Path=/"),
+    ("Location", "https://app/cb?code=HDRSECRET1"), ("Referer", "https://app/cb#access_token=HDRSECRET1"),
+    ("Content-Location", "/x?token=HDRSECRET1"), ("Refresh", "0; url=/cb?code=HDRSECRET1"),
+    ("X-Api-Key", "HDRSECRET1"), ("X-AUTH-TOKEN", "HDRSECRET1"), ("private-token", "HDRSECRET1"), ("Api-Key", "HDRSECRET1"),
+] as [(String, String)])
+func everyMaskedHeaderLosesItsSecret(_ name: String, _ value: String) {
+    #expect(Masker.maskedHeaders.contains(name.lowercased()))
+    var params: [OAuthParam] = []
+    let out = masker.maskHeaders([HeaderField("Accept", "*/*"), HeaderField(name, value)], location: "request.header", params: &params)
+    #expect(out[0] == HeaderField("Accept", "*/*"))
+    #expect(out[1].name == name && !out[1].value.contains("HDRSECRET1") && !out[1].value.contains("SERSRVNFQ1JFVDE"), "\(name): \(out[1].value)")
+}
+
+@Test func headersWithNothingToMaskAreReturnedAsTheyCame() {
+    var params: [OAuthParam] = []
+    let headers = [HeaderField("Content-Type", "application/json"), HeaderField("Cache-Control", "no-store")]
+    #expect(masker.maskHeaders(headers, location: "response", params: &params) == headers)
+    #expect(params.isEmpty)
+}

@@ -30,3 +30,8 @@ func hopByHopFieldsAreNotForwarded(_ input: [(String, String)], _ side: String?,
     #expect(!ClientHandler.sameName("Connectiom", lowercased: "connection"))
     #expect(!ClientHandler.sameName("TE", lowercased: "tf"))
 }
+
+@Test func connectionTokensAreTrimmedOfSpacesAndTabs() {
+    let out = ClientHandler.endToEnd(HTTPHeaders([("Connection", " \tX-One\t , x-two  "), ("X-One", "1"), ("X-Two", "2"), ("X-Three", "3")]))
+    #expect(out.map(\.name) == ["X-Three"])
+}
