@@ -170,7 +170,6 @@ extension AppDatabase {
     }
 }
 
-/// Compact JSON for header lists and TLS facts.
 /// One row's values for the exchange insert: scalars kept as they are, text and blobs appended to
 /// one byte arena (reused from row to row) and bound in place once the row is complete.
 struct RowBinder {
@@ -218,6 +217,8 @@ struct RowBinder {
         sqlite3_reset(statement)
         return arena.withUnsafeBufferPointer { buffer -> Int32 in
             let base = buffer.baseAddress!
+            // SQLite's lengths are Int32: a row that large is refused with SQLITE_TOOBIG, not a trap.
+            guard buffer.count <= Int(Int32.max) else { return SQLITE_TOOBIG }
             for (i, slot) in slots.enumerated() {
                 let index = Int32(i + 1)
                 let code: Int32
@@ -240,6 +241,7 @@ struct RowBinder {
     }
 }
 
+/// Compact JSON for header lists and TLS facts.
 enum JSONText {
     static func headers(_ headers: [HeaderField]) -> String {
         var out: [UInt8] = []

@@ -85,6 +85,8 @@ struct Proxy: AsyncParsableCommand {
             throw ValidationError("--proxy-auth must be USER:PASS")
         }
         if bodyLimit < 0 { throw ValidationError("--body-limit must be ≥ 0") }
+        // SQLite stores at most 1,000,000,000 bytes in one value (SQLITE_MAX_LENGTH).
+        if bodyLimit > 512 << 20 { throw ValidationError("--body-limit must be at most 536870912 (512 MiB): each body prefix is one SQLite value") }
         if connectTimeout <= 0 { throw ValidationError("--connect-timeout must be > 0") }
     }
 

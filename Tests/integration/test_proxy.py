@@ -456,6 +456,12 @@ def test_refuses_non_loopback_without_auth(tmp_path):
     assert r.returncode != 0 and b"requires --proxy-auth" in r.stderr
 
 
+def test_body_limit_is_bounded(tmp_path):
+    r = subprocess.run([str(AUTHTAP), "proxy", "--listen", "127.0.0.1:0", "--body-limit", str(3 << 30), "--certs", str(tmp_path / "c"), "--db", str(tmp_path / "d.sqlite")],
+                       capture_output=True, timeout=30)
+    assert r.returncode != 0 and b"--body-limit must be at most" in r.stderr
+
+
 def test_proxy_auth_and_key_modes(make_proxy, upstreams):
     p = make_proxy("--proxy-auth", "dev:" + CANARY["proxy_pass"])
     r = p.curl("-i", f"http://127.0.0.1:{upstreams['plain'].port}/hello")
