@@ -17,8 +17,13 @@ public final class CaptureWriter: Sendable {
         public var highWaterBytes: Int
         /// At most this many body bytes go to the database in one batch.
         public var batchBytes: Int
+        /// The writer thread's nice value (0 = the process's own). The proxy runs it at a lower
+        /// priority than its event loops: recording is asynchronous, so the writer takes the CPU the
+        /// request path leaves idle, and when it falls behind, `isBackedUp` holds new requests.
+        public var niceness: Int32
         public init(maxPending: Int = 50_000, maxPendingBytes: Int = 256 << 20, batchSize: Int = 1024, highWater: Int = 8192,
-                    highWaterBytes: Int = 48 << 20, batchBytes: Int = 16 << 20) {
+                    highWaterBytes: Int = 48 << 20, batchBytes: Int = 16 << 20, niceness: Int32 = 0) {
+            self.niceness = niceness
             self.maxPending = maxPending
             self.maxPendingBytes = maxPendingBytes
             self.batchSize = batchSize
@@ -94,6 +99,34 @@ public final class CaptureWriter: Sendable {
         backlog.load(ordering: .relaxed) > limits.highWater || backlogBytes.load(ordering: .relaxed) > limits.highWaterBytes
     }
 
+    /// Names the calling thread `authtap-writer` (as `top -H` and `/proc/PID/task/*/comm` show it) and
+    /// lowers its priority by `niceness`. Linux applies a nice value per thread (the TID).
+    static func nameAndPrioritize(niceness: Int32) {
+        #if os(Linux)
+        Thread.current.name = "authtap-writer" // on the running thread Foundation sets the OS name too
+        guard niceness != 0, let tid = currentThreadID() else { return }
+        let which = __priority_which_t(PRIO_PROCESS.rawValue)
+        errno = 0
+        let current = getpriority(which, tid)
+        if errno != 0 || setpriority(which, tid, min(19, current + niceness)) != 0 {
+            FileHandle.standardError.write(Data("authtap: could not lower the writer thread's priority (errno \(errno)); it runs at normal priority\n".utf8))
+        }
+        #endif
+    }
+
+    #if os(Linux)
+    /// The kernel's id of the calling thread (`gettid`, which Swift's Glibc does not export):
+    /// `/proc/thread-self` links to `PID/task/TID`.
+    static func currentThreadID() -> id_t? {
+        var buffer = [CChar](repeating: 0, count: 64)
+        let n = readlink("/proc/thread-self", &buffer, buffer.count - 1)
+        guard n > 0 else { return nil }
+        let link = String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let last = link.split(separator: "/").last else { return nil }
+        return id_t(last)
+    }
+    #endif
+
     static func footprint(_ e: Exchange) -> Int { e.requestBody.bytes.count + e.responseBody.bytes.count + 1024 }
 
     public func submit(_ tunnel: Tunnel) {
@@ -123,6 +156,7 @@ public final class CaptureWriter: Sendable {
     }
 
     private func run() {
+        Self.nameAndPrioritize(niceness: limits.niceness)
         var lastDropped = 0
         while true {
             _ = wake.wait(timeout: .now() + .milliseconds(50))

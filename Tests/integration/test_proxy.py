@@ -445,6 +445,29 @@ def test_ctrl_c_during_load_loses_nothing_completed(proxy, upstreams):
     assert sessions[-1]["ended_at"] is not None and sessions[-1]["dropped"] == 0
 
 
+def _thread_nice(pid):
+    """{thread name: [nice, ...]} for a process, from /proc/PID/task/*/stat (field 19)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        stat = (task / "stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        out.setdefault((task / "comm").read_text().strip(), []).append(int(fields[16]))
+    return out
+
+
+def test_writer_thread_yields_to_the_event_loops(proxy, upstreams):
+    # Recording is asynchronous: the one writer runs ten nice levels below the event loops, so under
+    # load it takes the CPU the request path leaves idle (README "Performance").
+    r = proxy.curl("--cacert", proxy.ca, f"https://localhost:{upstreams['good'].port}/hello")
+    assert r.returncode == 0, r.stderr
+    threads = _thread_nice(proxy.proc.pid)
+    base = os.getpriority(os.PRIO_PROCESS, proxy.proc.pid)
+    assert threads.get("authtap-writer") == [min(19, base + 10)], threads
+    loops = [n for name, ns in threads.items() if name.startswith("NIO-ELT") for n in ns]
+    assert loops and all(n == base for n in loops), threads
+    proxy.wait_for(lambda xs: len(xs) == 1)
+
+
 # ---------- safe defaults ----------
 
 def test_refuses_non_loopback_without_auth(tmp_path):
