@@ -369,7 +369,13 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             headers.add(name: "Host", value: target.port == defaultPort ? hostValue : "\(hostValue):\(target.port)")
         }
         let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.path, headers: headers)
-        let key = "\(target.scheme.rawValue)://\(target.host.lowercased()):\(target.port)"
+        let key: String
+        if let last = lastOrigin, last.port == target.port, last.scheme == target.scheme, last.host == target.host {
+            key = last.key // a keep-alive connection asks for the same origin each time
+        } else {
+            key = "\(target.scheme.rawValue)://\(target.host.lowercased()):\(target.port)"
+            lastOrigin = Origin(scheme: target.scheme, host: target.host, port: target.port, key: key)
+        }
         pending = [.head(upstreamHead)]
         let origin = Origin(scheme: target.scheme, host: target.host, port: target.port, key: key)
         current = (origin, upstreamHead, false)
@@ -381,6 +387,9 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         }
         connect(origin, context: context)
     }
+
+    /// The last origin asked for on this connection, with its pool key.
+    private var lastOrigin: Origin?
 
     /// Where the current request goes, its forwarded head, and whether it was already retried.
     private var current: (origin: Origin, head: HTTPRequestHead, retried: Bool)?
@@ -458,12 +467,12 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             }
         case .end(let trailers):
             let keepAlive = clientKeepAlive
-            let done = context.writeAndFlush(wrapOutboundOut(.end(trailers)))
+            // A future only when something waits for the write: most responses keep the connection.
+            let done = keepAlive ? nil : context.eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: done)
             exchange?.responseBody = responseBody.captured
             finishExchange(releaseUpstream: requestEnded)
-            if !keepAlive {
-                done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-            }
+            done?.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
     }
 
@@ -561,8 +570,8 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
     }
 
     private func finishExchange(releaseUpstream: Bool) {
-        guard var ex = exchange else { return }
-        exchange = nil
+        // Moved out, not copied: a copy would retain and then release every field of the record.
+        guard var ex = exchange.take() else { return }
         shared.inflight.subtract(1, ordering: .relaxed)
         ex.timings.end = ms(.now())
         ex.insecureUpstream = ex.scheme == .https && shared.config.insecureUpstream

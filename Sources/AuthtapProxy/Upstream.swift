@@ -53,7 +53,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var connectedAt: NIODeadline?
     var handshakeAt: NIODeadline?
     var reported = false
-    var idleInPool: ((UpstreamHandler) -> Void)?
+    /// The pool this connection waits in while idle (`nil` while it carries an exchange).
+    weak var idleInPool: UpstreamPool?
 
     init(key: String, isTLS: Bool, insecure: Bool) {
         self.key = key
@@ -99,7 +100,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.delegate = nil
             delegate.upstreamFailed(lastError)
         }
-        idleInPool?(self)
+        idleInPool?.remove(self)
         idleInPool = nil
         context.fireChannelInactive()
     }
@@ -159,8 +160,8 @@ final class UpstreamPool {
     let maxPerKey = 64
 
     func take(_ key: String) -> UpstreamHandler? {
-        while var list = idle[key], let handler = list.popLast() {
-            idle[key] = list
+        // Popped in place: copying the list out of the dictionary first would copy it on every take.
+        while let handler = idle[key]?.popLast() {
             if handler.isUsable {
                 handler.idleInPool = nil
                 return handler
@@ -176,11 +177,11 @@ final class UpstreamPool {
         }
         handler.delegate = nil
         handler.holdReads = false
-        handler.idleInPool = { [weak self] h in self?.remove(h) }
+        handler.idleInPool = self
         idle[handler.key, default: []].append(handler)
     }
 
-    private func remove(_ handler: UpstreamHandler) {
+    func remove(_ handler: UpstreamHandler) {
         idle[handler.key]?.removeAll { $0 === handler }
     }
 

@@ -75,19 +75,22 @@ public final class CaptureWriter: Sendable {
     }
 
     /// Never blocks on disk: returns after an append under a short lock.
-    public func submit(_ exchange: Exchange) {
-        var e = exchange
-        e.sessionID = sessionID
-        let size = Self.footprint(e)
-        let signal = queue.withLock { q -> Bool in
+    public func submit(_ exchange: consuming Exchange) {
+        // Moved into the queue, not copied: a copy retains and then releases every field of the record.
+        var item: Exchange? = exchange
+        item!.sessionID = sessionID
+        let size = Self.footprint(item!)
+        let (queued, signal) = queue.withLock { q -> (Bool, Bool) in
             if q.closed || q.exchanges.count >= limits.maxPending || q.bytes + size > limits.maxPendingBytes {
                 q.dropped += 1
-                return false
+                return (false, false)
             }
-            q.exchanges.append(e)
+            q.exchanges.append(item.take()!)
             q.bytes += size
-            return q.exchanges.count == limits.batchSize || q.bytes >= limits.batchBytes
+            return (true, q.exchanges.count == limits.batchSize || q.bytes >= limits.batchBytes)
         }
+        // Only what was queued counts toward the backlog: the writer subtracts what it writes.
+        guard queued else { return }
         backlog.add(1, ordering: .relaxed)
         backlogBytes.add(size, ordering: .relaxed)
         if signal { wake.signal() }
@@ -170,8 +173,13 @@ public final class CaptureWriter: Sendable {
                     bytes += Self.footprint(q.exchanges[count])
                     count += 1
                 }
-                exchanges = Array(q.exchanges.prefix(count))
-                q.exchanges.removeFirst(count)
+                if count == q.exchanges.count {
+                    // The usual case: everything queued. Swapped out whole, so no record is copied.
+                    swap(&exchanges, &q.exchanges)
+                } else {
+                    exchanges = Array(q.exchanges.prefix(count))
+                    q.exchanges.removeFirst(count)
+                }
                 q.bytes -= bytes
                 let tunnels = q.tunnels
                 q.tunnels.removeAll(keepingCapacity: true)

@@ -148,6 +148,18 @@ func sampleExchange(_ i: Int) -> Exchange {
         #expect(stored + s.dropped == 200, "every exchange is either stored or counted as dropped")
     }
 
+    @Test func droppedExchangesDoNotHoldProducersBack() throws {
+        let db = try AppDatabase.inMemory()
+        let session = try db.startSession(version: "t", arguments: [], listen: nil)
+        let writer = CaptureWriter(database: db, sessionID: session.id!, limits: .init(highWater: 5), prepare: { $0 })
+        writer.close()
+        // Refused after close: counted as dropped, and not left in the backlog that pauses the proxy.
+        for i in 0..<20 { writer.submit(sampleExchange(i)) }
+        #expect(writer.droppedCount == 20)
+        #expect(!writer.isBackedUp)
+        #expect(try db.exchanges().isEmpty)
+    }
+
     @Test func walModeOnDisk() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("authtap-store-\(UUID())")
         defer { try? FileManager.default.removeItem(at: dir) }
