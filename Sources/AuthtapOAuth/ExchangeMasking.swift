@@ -8,6 +8,13 @@ extension Masker {
     /// (only their public results are kept, e.g. `code_verifier_s256`).
     /// - Parameter ledger: when given, JWT signatures are checked against the JWKS seen in this run.
     public func record(_ raw: Exchange, ledger: JWTLedger? = nil) -> Exchange {
+        let memo = FingerprintMemo()
+        var masking = self
+        masking.memo = memo
+        return masking.record(raw, ledger: ledger, memo: memo)
+    }
+
+    private func record(_ raw: Exchange, ledger: JWTLedger?, memo: FingerprintMemo) -> Exchange {
         var ex = raw
         var params: [OAuthParam] = []
         ex.target = maskURL(raw.target, location: "request.target", params: &params)
@@ -43,7 +50,9 @@ extension Masker {
             requestHeaders: ex.requestHeaders, responseHeaders: ex.responseHeaders))
         if let ledger {
             // Roles are needed first; a verdict param does not change them.
-            let verdicts = ledger.observe(raw, roles: ex.roles, fingerprint: fingerprinter.fingerprint)
+            let verdicts = ledger.observe(raw, roles: ex.roles) { token in
+                memo.fingerprint(of: token) ?? fingerprinter.fingerprint(token)
+            }
             if !verdicts.isEmpty {
                 params += verdicts
                 if ex.roles.isEmpty { ex.roles = [.jwks] }

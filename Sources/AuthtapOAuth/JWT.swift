@@ -110,11 +110,31 @@ public enum JWT {
         return bytes.withUnsafeBufferPointer { base64Decoded($0, alphabet: lenientValues) }.map { Data($0) }
     }
 
+    /// Unpadded base64url (RFC 4648 §5) of bytes.
     public static func base64URL(_ bytes: some Sequence<UInt8>) -> String {
-        let standard = Data(bytes).base64EncodedString().utf8
-        return String(decoding: standard.compactMap { c -> UInt8? in
-            c == UInt8(ascii: "+") ? UInt8(ascii: "-") : c == UInt8(ascii: "/") ? UInt8(ascii: "_") : c == UInt8(ascii: "=") ? nil : c
-        }, as: UTF8.self)
+        let input = Array(bytes)
+        var out: [UInt8] = []
+        out.reserveCapacity((input.count * 4 + 2) / 3)
+        var i = 0
+        while i + 3 <= input.count {
+            let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
+            out.append(urlAlphabet[Int(n >> 18)]); out.append(urlAlphabet[Int(n >> 12 & 63)])
+            out.append(urlAlphabet[Int(n >> 6 & 63)]); out.append(urlAlphabet[Int(n & 63)])
+            i += 3
+        }
+        switch input.count - i {
+        case 1:
+            let n = UInt32(input[i]) << 16
+            out.append(urlAlphabet[Int(n >> 18)]); out.append(urlAlphabet[Int(n >> 12 & 63)])
+        case 2:
+            let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8
+            out.append(urlAlphabet[Int(n >> 18)]); out.append(urlAlphabet[Int(n >> 12 & 63)])
+            out.append(urlAlphabet[Int(n >> 6 & 63)])
+        default:
+            break
+        }
+        return String(decoding: out, as: UTF8.self)
     }
+    private static let urlAlphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
 }

@@ -28,6 +28,22 @@ public struct Fingerprinter: Sendable {
     }
 }
 
+/// The raw secrets one `Masker.record` call fingerprinted, with their fingerprints. It lives on the
+/// writer's stack for that call only (a few entries) and is never stored.
+final class FingerprintMemo: @unchecked Sendable {
+    private var entries: [(value: String, fingerprint: String)] = []
+
+    func remember(_ value: String, _ fingerprint: String) {
+        entries.append((value, fingerprint))
+    }
+
+    func fingerprint(of value: String) -> String? {
+        let count = value.utf8.count
+        for e in entries where e.value.utf8.count == count && e.value == value { return e.fingerprint }
+        return nil
+    }
+}
+
 /// Masks every secret in an exchange: query strings, fragments, form and JSON bodies (any depth),
 /// Location/Referer headers, Authorization, Proxy-Authorization, Cookie and Set-Cookie.
 ///
@@ -49,7 +65,23 @@ public struct Masker: Sendable {
     static let maskedHeaders: Set<String> = credentialHeaders.union(urlHeaders)
         .union(["authorization", "proxy-authorization", "cookie", "set-cookie"])
 
+    /// `maskedHeaders` by length, as bytes: `maskedHeaderName` compares a name with only those of its length.
+    static let maskedHeadersByLength: [Int: [(String, [UInt8])]] = Dictionary(
+        grouping: maskedHeaders.map { ($0, Array($0.utf8)) }, by: { $0.1.count })
+
+    /// The lower-case name when `name` is one of `maskedHeaders` (ASCII case-insensitive), else `nil`.
+    static func maskedHeaderName(_ name: String) -> String? {
+        guard let candidates = maskedHeadersByLength[name.utf8.count] else { return nil }
+        for (lower, bytes) in candidates where name.utf8.elementsEqual(bytes, by: { $0 == $1 || ($0 >= 0x41 && $0 <= 0x5A && $0 | 0x20 == $1) }) {
+            return lower
+        }
+        return nil
+    }
+
     public let fingerprinter: Fingerprinter
+    /// Set only inside one `record` call: the secrets fingerprinted so far, so the JWT ledger
+    /// does not compute a token's HMAC a second time.
+    var memo: FingerprintMemo?
 
     public init(fingerprinter: Fingerprinter) {
         self.fingerprinter = fingerprinter
@@ -107,6 +139,7 @@ public struct Masker: Sendable {
             return (value, (Self.markerText(kind: kind, length: length, fingerprint: fp), fp))
         }
         let fp = fingerprinter.fingerprint(value)
+        memo?.remember(value, fp)
         let length = value.utf8.count
         let marker = Self.markerText(kind: kind, length: length, fingerprint: fp)
         if JWT.looksLikeJWT(value) {
@@ -188,9 +221,8 @@ public struct Masker: Sendable {
         // Copied only when a header is rewritten: most response headers are not.
         var out: [HeaderField]? = nil
         for (i, field) in headers.enumerated() {
-            // One lookup decides whether the header is looked at all; most are not.
-            let lower = field.name.lowercased()
-            guard Self.maskedHeaders.contains(lower) else { continue }
+            // Most headers are not looked at: decided on the bytes, without a lower-cased copy.
+            guard let lower = Self.maskedHeaderName(field.name) else { continue }
             var value = field.value
             switch lower {
             case "authorization":

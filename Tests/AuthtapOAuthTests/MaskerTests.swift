@@ -259,6 +259,17 @@ func base64DecodersAgreeWithFoundation(_ text: String) {
     #expect(url == (text.contains("+") || text.contains("/") ? nil : fromURL), "url: \(text)")
 }
 
+/// The base64url encoder (PKCE's S256, RFC 7636 §4.2) against Foundation's, for every remainder.
+@Test(arguments: [0, 1, 2, 3, 4, 5, 31, 32, 33, 64, 255])
+func base64URLEncoderAgreesWithFoundation(_ count: Int) {
+    let bytes = (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 97 &+ 251) }
+    let foundation = Data(bytes).base64EncodedString()
+        .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    #expect(JWT.base64URL(bytes) == foundation)
+    var encoded = JWT.base64URL(bytes)
+    #expect(encoded.withUTF8 { JWT.base64URLDecoded($0) } == bytes)
+}
+
 /// Form pairs: the text around each pair is kept byte for byte; only secret values change.
 @Test(arguments: [
     ("a=b&", "a=b&", [("a", "b")]),
@@ -338,6 +349,24 @@ func everyMaskedHeaderLosesItsSecret(_ name: String, _ value: String) {
     let out = masker.maskHeaders([HeaderField("Accept", "*/*"), HeaderField(name, value)], location: "request.header", params: &params)
     #expect(out[0] == HeaderField("Accept", "*/*"))
     #expect(out[1].name == name && !out[1].value.contains("HDRSECRET1") && !out[1].value.contains("SERSRVNFQ1JFVDE"), "\(name): \(out[1].value)")
+}
+
+/// The header-name lookup is ASCII case-insensitive and exact: no prefix, no suffix, no other bytes.
+@Test(arguments: [
+    ("Authorization", "authorization"), ("AUTHORIZATION", "authorization"), ("aUTHORIZATIOn", "authorization"),
+    ("set-COOKIE", "set-cookie"), ("X-Api-Key", "x-api-key"), ("Content-Location", "content-location"),
+    ("Authorizatio", nil), ("Authorization ", nil), ("Cookie2", nil), ("Cookies", nil), ("X_Api_Key", nil),
+    ("Content-Type", nil), ("Host", nil), ("", nil), ("Authorizatıon", nil), ("authoriz\u{0}tion", nil),
+] as [(String, String?)])
+func maskedHeaderNamesAreFoundInAnyCase(_ name: String, _ expected: String?) {
+    #expect(Masker.maskedHeaderName(name) == expected)
+}
+
+@Test func everyMaskedHeaderNameIsFound() {
+    for name in Masker.maskedHeaders {
+        #expect(Masker.maskedHeaderName(name) == name)
+        #expect(Masker.maskedHeaderName(name.uppercased()) == name)
+    }
 }
 
 @Test func headersWithNothingToMaskAreReturnedAsTheyCame() {
