@@ -5,6 +5,9 @@ public enum JWT {
     /// Three base64url segments whose first decodes to a JSON object with `alg`.
     public static func looksLikeJWT(_ value: String) -> Bool {
         // Cheap byte checks first: this runs for every secret value on the writer's path.
+        // The header decodes to a JSON object, so its first byte is `{` (0x7B), whose top six bits
+        // are base64url `e`: anything else is not a JWT, without scanning it.
+        guard value.utf8.first == UInt8(ascii: "e") else { return false }
         var text = value
         let (dots, firstDot, secondDot) = text.withUTF8 { b in urlValues.withUnsafeBufferPointer { table -> (Int, Int, Int) in
             var dots = 0, firstDot = -1, secondDot = -1

@@ -12,12 +12,13 @@ extension Masker {
         if let encoding = headers.value(of: "content-encoding")?.lowercased(), encoding != "identity", !encoding.isEmpty {
             return (Array("[authtap: \(encoding)-encoded body not recorded]".utf8))
         }
-        let contentType = headers.value(of: "content-type")?.lowercased() ?? ""
-        let isJSONType = contentType.utf8Contains("json")
-        let isFormType = contentType.utf8Contains("x-www-form-urlencoded")
+        // Matched without a lower-cased copy of the value (this runs for every body).
+        let contentType = headers.value(of: "content-type") ?? ""
+        let isJSONType = contentType.utf8ContainsASCIICaseInsensitive("json")
+        let isFormType = contentType.utf8ContainsASCIICaseInsensitive("x-www-form-urlencoded")
         guard let text = String(validating: bytes, as: UTF8.self) else {
             // Not UTF-8: only keep it if it cannot be text carrying a secret.
-            if contentType.hasPrefix("text/") || isJSONType || contentType.utf8Contains("form") {
+            if contentType.lowercased().hasPrefix("text/") || isJSONType || contentType.utf8ContainsASCIICaseInsensitive("form") {
                 return (Array("[authtap: body is not valid UTF-8, not recorded]".utf8))
             }
             return (bytes)
@@ -164,6 +165,25 @@ extension String {
                 }
                 return false
             }
+        }
+    }
+
+    /// `utf8Contains` ignoring ASCII case; `needle` must be lower case.
+    func utf8ContainsASCIICaseInsensitive(_ needle: StaticString) -> Bool {
+        var hay = self
+        return hay.withUTF8 { h in
+            let n = UnsafeBufferPointer(start: needle.utf8Start, count: needle.utf8CodeUnitCount)
+            guard !n.isEmpty else { return true }
+            guard h.count >= n.count else { return false }
+            outer: for start in 0...(h.count - n.count) {
+                for k in 0..<n.count {
+                    let c = h[start + k]
+                    let lower = c >= 0x41 && c <= 0x5A ? c | 0x20 : c
+                    if lower != n[k] { continue outer }
+                }
+                return true
+            }
+            return false
         }
     }
 

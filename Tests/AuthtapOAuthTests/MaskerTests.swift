@@ -296,6 +296,9 @@ func formPairsMaskOnlySecretValues(_ input: String, _ expected: String, _ pairs:
     ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlc2lnbmF0dXJl", true),
     (JWT.base64URL(Array(#"{"typ":"JWT"}"#.utf8)) + ".eyJzdWIiOiJ1MSJ9.c2ln", false),
     (JWT.base64URL(Array(#"["alg"]"#.utf8)) + ".eyJzdWIiOiJ1MSJ9.c2ln", false),
+    (JWT.base64URL(Array(#" {"alg":"RS256"}"#.utf8)) + ".eyJzdWIiOiJ1MSJ9.c2ln", false),
+    (JWT.base64URL(Array(#"{ "alg" : "none" }"#.utf8)) + ".eyJzdWIiOiJ1MSJ9.", true), // unsecured: empty signature
+    (JWT.base64URL(Array(#"{ "alg" : "none" }"#.utf8)) + ".eyJzdWIiOiJ1MSJ9.c2ln", true),
     ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9", false),
     ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2ln.more", false),
     ("eyJhbGciOiJSUzI1NiJ9+.eyJzdWIiOiJ1MSJ9.c2ln", false),
@@ -349,6 +352,25 @@ func everyMaskedHeaderLosesItsSecret(_ name: String, _ value: String) {
     let out = masker.maskHeaders([HeaderField("Accept", "*/*"), HeaderField(name, value)], location: "request.header", params: &params)
     #expect(out[0] == HeaderField("Accept", "*/*"))
     #expect(out[1].name == name && !out[1].value.contains("HDRSECRET1") && !out[1].value.contains("SERSRVNFQ1JFVDE"), "\(name): \(out[1].value)")
+}
+
+/// Content types are matched in any ASCII case, without a lower-cased copy.
+@Test(arguments: [
+    ("application/json", true), ("Application/JSON; charset=utf-8", true), ("application/jwk-set+json", true),
+    ("application/jso", false), ("", false), ("text/plain", false), ("JSON", true), ("ＪＳＯＮ", false),
+] as [(String, Bool)])
+func contentTypeMatchingIgnoresASCIICase(_ type: String, _ isJSON: Bool) {
+    #expect(type.utf8ContainsASCIICaseInsensitive("json") == isJSON)
+    #expect(type.utf8ContainsASCIICaseInsensitive("") == true)
+}
+
+/// The marker is spelled exactly `[masked KIND len=N fp=HEX]` for any length and kind.
+@Test(arguments: [
+    ("code", 0, "0123456789ab"), ("access_token", 9, "ffffffffffff"), ("refresh_token-signature", 10, "abc"),
+    ("cookie", 12345, ""), ("ключ", Int.max, "00"), ("", 7, "x"),
+] as [(String, Int, String)])
+func markerTextSpelling(_ kind: String, _ length: Int, _ fp: String) {
+    #expect(Masker.markerText(kind: kind, length: length, fingerprint: fp) == "[masked \(kind) len=\(length) fp=\(fp)]")
 }
 
 /// The header-name lookup is ASCII case-insensitive and exact: no prefix, no suffix, no other bytes.
