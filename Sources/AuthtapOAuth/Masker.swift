@@ -10,22 +10,25 @@ public struct Fingerprinter: Sendable {
     public init(key: [UInt8]) {
         self.keyed = HMAC<SHA256>(key: SymmetricKey(data: key))
     }
-    private static let digits = Array("0123456789abcdef".utf8)
 
     public func fingerprint(_ value: String) -> String {
         var hmac = keyed
         var text = value
         text.withUTF8 { hmac.update(data: UnsafeRawBufferPointer($0)) }
         let mac = hmac.finalize()
-        let digits = Self.digits
-        var hex: [UInt8] = []
-        hex.reserveCapacity(12)
-        for byte in mac.prefix(6) {
-            hex.append(digits[Int(byte >> 4)])
-            hex.append(digits[Int(byte & 0xF)])
+        // The first 6 bytes as 12 hex digits: a small string, built in place.
+        return mac.withUnsafeBytes { bytes in
+            String(unsafeUninitializedCapacity: 12) { out in
+                for i in 0..<6 {
+                    out[2 * i] = Self.hexDigit(bytes[i] >> 4)
+                    out[2 * i + 1] = Self.hexDigit(bytes[i] & 0xF)
+                }
+                return 12
+            }
         }
-        return String(decoding: hex, as: UTF8.self)
     }
+
+    private static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? UInt8(ascii: "0") + v : UInt8(ascii: "a") + v - 10 }
 }
 
 /// The raw secrets one `Masker.record` call fingerprinted, with their fingerprints. It lives on the
@@ -88,10 +91,23 @@ public struct Masker: Sendable {
     }
 
     public static func isSecret(_ name: String) -> Bool {
-        // Names are nearly always lower case already: look up without making a lowered copy.
-        if name.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) { return secretNames.contains(name.lowercased()) }
-        return secretNames.contains(name)
+        // Names are nearly always lower-case ASCII: compared as bytes with the names of that length,
+        // without hashing. Anything else takes the Unicode lower-casing path (it may fold to a name).
+        var plain = true
+        let candidates = secretNamesByLength[name.utf8.count]
+        for c in name.utf8 where c >= 0x80 || (c >= 0x41 && c <= 0x5A) {
+            plain = false
+            break
+        }
+        if plain {
+            guard let candidates else { return false }
+            for bytes in candidates where name.utf8.elementsEqual(bytes) { return true }
+            return false
+        }
+        return secretNames.contains(name.lowercased())
     }
+
+    static let secretNamesByLength: [Int: [[UInt8]]] = Dictionary(grouping: secretNames.map { Array($0.utf8) }, by: \.count)
 
     /// The one spelling of a marker: `[masked KIND len=N fp=HEX]`.
     public static func markerText(kind: String, length: Int, fingerprint: String) -> String {

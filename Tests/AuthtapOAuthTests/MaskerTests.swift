@@ -1,4 +1,5 @@
 import AuthtapModel
+import Crypto
 import Foundation
 import Testing
 
@@ -362,6 +363,32 @@ func everyMaskedHeaderLosesItsSecret(_ name: String, _ value: String) {
 func contentTypeMatchingIgnoresASCIICase(_ type: String, _ isJSON: Bool) {
     #expect(type.utf8ContainsASCIICaseInsensitive("json") == isJSON)
     #expect(type.utf8ContainsASCIICaseInsensitive("") == true)
+}
+
+/// Secret names in any case, including Unicode case folding onto one (the Kelvin sign K folds to k).
+@Test(arguments: [
+    ("code", true), ("CODE", true), ("Client_Secret", true), ("to\u{212A}en", true), ("token", true),
+    ("codes", false), ("cod", false), ("", false), ("state", false), ("code_challenge", false), ("tökén", false),
+    ("access_token", true), ("ACCESS_TOKEN", true), ("access-token", false),
+] as [(String, Bool)])
+func secretNamesInAnyCase(_ name: String, _ secret: Bool) {
+    #expect(Masker.isSecret(name) == secret)
+}
+
+@Test func everySecretNameIsSecret() {
+    for name in Masker.secretNames {
+        #expect(Masker.isSecret(name) && Masker.isSecret(name.uppercased()))
+    }
+}
+
+/// Fingerprints are the first 6 bytes of HMAC-SHA256 in lower-case hex.
+@Test func fingerprintIsTruncatedHMACInHex() {
+    let key = Array("fingerprint-test-key".utf8)
+    let value = "SplxlOBeZQQYbYS6WxSbIA"
+    let mac = HMAC<SHA256>.authenticationCode(for: Array(value.utf8), using: SymmetricKey(data: key))
+    let expected = mac.prefix(6).map { String(format: "%02x", $0) }.joined()
+    #expect(Fingerprinter(key: key).fingerprint(value) == expected)
+    #expect(Fingerprinter(key: key).fingerprint("") != Fingerprinter(key: key).fingerprint(" "))
 }
 
 /// The marker is spelled exactly `[masked KIND len=N fp=HEX]` for any length and kind.
