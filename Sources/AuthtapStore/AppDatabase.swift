@@ -183,6 +183,21 @@ public final class AppDatabase: Sendable {
                 CREATE INDEX oauth_transaction_session ON oauth_transaction(session_id, number);
                 """)
         }
+        m.registerMigration("v5-compact-params") { db in
+            // New rows keep each parameter as an array [location, name, value, fingerprint?] instead of
+            // an object; rows written before stay as they are, so the view reads both.
+            try db.execute(sql: """
+                DROP VIEW oauth_param;
+                CREATE VIEW oauth_param AS
+                    SELECT exchange.id AS exchange_id, exchange.session_id AS session_id, p.key AS position,
+                           CASE p.type WHEN 'array' THEN p.value ->> 0 ELSE p.value ->> '$.location' END AS location,
+                           CASE p.type WHEN 'array' THEN p.value ->> 1 ELSE p.value ->> '$.name' END AS name,
+                           CASE p.type WHEN 'array' THEN p.value ->> 2 ELSE p.value ->> '$.value' END AS value,
+                           CASE p.type WHEN 'array' THEN p.value ->> 3 ELSE p.value ->> '$.fingerprint' END AS fingerprint
+                    FROM exchange, json_each(exchange.oauth_params) AS p
+                    WHERE exchange.oauth_params IS NOT NULL;
+                """)
+        }
         return m
     }
 }

@@ -160,6 +160,47 @@ func sampleExchange(_ i: Int) -> Exchange {
         #expect(try db.exchanges().isEmpty)
     }
 
+    /// Capture files written before v5 hold each parameter as an object; after the migration their
+    /// rows still read back, through `exchanges` and the `oauth_param` view, next to new array rows.
+    @Test func paramsWrittenBeforeV5StillRead() throws {
+        let queue = try DatabaseQueue()
+        try AppDatabase.migrator.migrate(queue, upTo: "v4-browse-indexes")
+        let old = #"[{"location":"request.body","name":"grant_type","value":"client_credentials"},"#
+            + #"{"location":"request.header.authorization","name":"client_secret","value":"[masked client_secret len=3 fp=abc]","fingerprint":"abc"}]"#
+        try queue.write { db in
+            try db.execute(sql: "INSERT INTO session (started_at, version, arguments, recorded, dropped) VALUES (0, 'old', '[]', 1, 0)")
+            try db.execute(sql: """
+                INSERT INTO exchange (session_id, connection_id, client_address, scheme, host, port, method, target, http_version,
+                  request_headers, response_headers, request_body_size, request_body_truncated, response_body_size,
+                  response_body_truncated, insecure_upstream, connection_reused, started_at, oauth_roles, oauth_params)
+                VALUES (1, 1, '127.0.0.1:1', 'https', 'as.test', 443, 'POST', '/token', 'HTTP/1.1', '[]', '[]', 0, 0, 0, 0, 0, 0, 0, 'token', ?)
+                """, arguments: [old])
+        }
+        let db = try AppDatabase(queue) // runs v5
+        var fresh = sampleExchange(1)
+        fresh.sessionID = 1
+        try db.insert(exchanges: [fresh], tunnels: [])
+        let rows = try db.exchanges()
+        #expect(rows.count == 2)
+        #expect(rows[0].oauthParams == [
+            OAuthParam(location: "request.body", name: "grant_type", value: "client_credentials"),
+            OAuthParam(location: "request.header.authorization", name: "client_secret", value: "[masked client_secret len=3 fp=abc]", fingerprint: "abc"),
+        ])
+        #expect(rows[1].oauthParams == fresh.oauthParams)
+        let stored = try db.writer.read { try String.fetchOne($0, sql: "SELECT oauth_params FROM exchange WHERE id = ?", arguments: [rows[1].id]) }
+        #expect(stored?.hasPrefix("[[") == true, "new rows keep each parameter as an array")
+        let view = try db.writer.read { db in
+            try Row.fetchAll(db, sql: "SELECT exchange_id, location, name, value, fingerprint FROM oauth_param ORDER BY exchange_id, position")
+        }
+        #expect(view.count == 2 + fresh.oauthParams.count)
+        #expect(view[1]["fingerprint"] as String? == "abc" && view[1]["location"] as String? == "request.header.authorization")
+        #expect(view[0]["fingerprint"] as String? == nil && view[0]["value"] as String? == "client_credentials")
+        for (row, p) in zip(view.dropFirst(2), fresh.oauthParams) {
+            #expect(row["location"] as String? == p.location && row["name"] as String? == p.name)
+            #expect(row["value"] as String? == p.value && row["fingerprint"] as String? == p.fingerprint)
+        }
+    }
+
     @Test func walModeOnDisk() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("authtap-store-\(UUID())")
         defer { try? FileManager.default.removeItem(at: dir) }
