@@ -31,6 +31,25 @@ public struct Fingerprinter: Sendable {
     private static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? UInt8(ascii: "0") + v : UInt8(ascii: "a") + v - 10 }
 }
 
+/// A set of lower-case ASCII names, looked up ASCII case-insensitively by comparing bytes with the
+/// members of the same length: no hashing and no lower-cased copy of the name looked up.
+struct ASCIINames: Sendable {
+    private let byLength: [Int: [(name: String, bytes: [UInt8])]]
+
+    init(_ names: Set<String>) {
+        byLength = Dictionary(grouping: names.map { ($0, Array($0.utf8)) }, by: { $0.1.count })
+    }
+
+    /// The member that `name` spells in any ASCII case, or `nil`.
+    func member(_ name: String) -> String? {
+        guard let candidates = byLength[name.utf8.count] else { return nil }
+        for c in candidates where name.utf8.elementsEqual(c.bytes, by: { $0 == $1 || ($0 >= 0x41 && $0 <= 0x5A && $0 | 0x20 == $1) }) {
+            return c.name
+        }
+        return nil
+    }
+}
+
 /// The raw secrets one `Masker.record` call fingerprinted, with their fingerprints. It lives on the
 /// writer's stack for that call only (a few entries) and is never stored.
 final class FingerprintMemo: @unchecked Sendable {
@@ -68,18 +87,10 @@ public struct Masker: Sendable {
     static let maskedHeaders: Set<String> = credentialHeaders.union(urlHeaders)
         .union(["authorization", "proxy-authorization", "cookie", "set-cookie"])
 
-    /// `maskedHeaders` by length, as bytes: `maskedHeaderName` compares a name with only those of its length.
-    static let maskedHeadersByLength: [Int: [(String, [UInt8])]] = Dictionary(
-        grouping: maskedHeaders.map { ($0, Array($0.utf8)) }, by: { $0.1.count })
+    static let maskedHeaderNames = ASCIINames(maskedHeaders)
 
     /// The lower-case name when `name` is one of `maskedHeaders` (ASCII case-insensitive), else `nil`.
-    static func maskedHeaderName(_ name: String) -> String? {
-        guard let candidates = maskedHeadersByLength[name.utf8.count] else { return nil }
-        for (lower, bytes) in candidates where name.utf8.elementsEqual(bytes, by: { $0 == $1 || ($0 >= 0x41 && $0 <= 0x5A && $0 | 0x20 == $1) }) {
-            return lower
-        }
-        return nil
-    }
+    static func maskedHeaderName(_ name: String) -> String? { maskedHeaderNames.member(name) }
 
     public let fingerprinter: Fingerprinter
     /// Set only inside one `record` call: the secrets fingerprinted so far, so the JWT ledger
@@ -91,23 +102,13 @@ public struct Masker: Sendable {
     }
 
     public static func isSecret(_ name: String) -> Bool {
-        // Names are nearly always lower-case ASCII: compared as bytes with the names of that length,
-        // without hashing. Anything else takes the Unicode lower-casing path (it may fold to a name).
-        var plain = true
-        let candidates = secretNamesByLength[name.utf8.count]
-        for c in name.utf8 where c >= 0x80 || (c >= 0x41 && c <= 0x5A) {
-            plain = false
-            break
-        }
-        if plain {
-            guard let candidates else { return false }
-            for bytes in candidates where name.utf8.elementsEqual(bytes) { return true }
-            return false
-        }
+        // ASCII names (nearly all) are matched as bytes in any case, without hashing or a lower-cased
+        // copy. Anything else takes Unicode lower-casing, which may fold onto a name (Kelvin sign K → k).
+        if name.utf8.allSatisfy({ $0 < 0x80 }) { return secretNameTable.member(name) != nil }
         return secretNames.contains(name.lowercased())
     }
 
-    static let secretNamesByLength: [Int: [[UInt8]]] = Dictionary(grouping: secretNames.map { Array($0.utf8) }, by: \.count)
+    static let secretNameTable = ASCIINames(secretNames)
 
     /// The one spelling of a marker: `[masked KIND len=N fp=HEX]`.
     public static func markerText(kind: String, length: Int, fingerprint: String) -> String {
@@ -127,20 +128,8 @@ public struct Masker: Sendable {
                     put("[masked ")
                     put(k)
                     put(" len=")
-                    // Decimal digits of a non-negative length, most significant first.
-                    var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                                 UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-                        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-                    withUnsafeMutableBytes(of: &digits) { d in
-                        var v = UInt(max(0, length))
-                        var count = 0
-                        repeat {
-                            d[count] = UInt8(ascii: "0") + UInt8(v % 10)
-                            v /= 10
-                            count += 1
-                        } while v > 0
-                        while count > 0 { count -= 1; out[n] = d[count]; n += 1 }
-                    }
+                    var digits = String(length) // a small string: no allocation
+                    digits.withUTF8 { put($0) }
                     put(" fp=")
                     put(f)
                     put("]")
