@@ -148,6 +148,25 @@ func sampleExchange(_ i: Int) -> Exchange {
         #expect(stored + s.dropped == 200, "every exchange is either stored or counted as dropped")
     }
 
+    /// The backpressure the proxy relies on: a writer that lags (here a slow, niced one) reports
+    /// itself backed up while more than `highWater` exchanges wait, then catches up and loses none.
+    @Test func aLaggingWriterBacksUpThenCatchesUpWithoutLoss() throws {
+        let db = try AppDatabase.inMemory()
+        let session = try db.startSession(version: "t", arguments: [], listen: nil)
+        let writer = CaptureWriter(database: db, sessionID: session.id!, limits: .init(highWater: 5, niceness: 10),
+                                   prepare: { e in usleep(5000); return e })
+        for i in 0..<40 { writer.submit(sampleExchange(i)) }
+        // Queued exchanges count until they are inserted, and preparing 40 takes at least 200 ms.
+        #expect(writer.isBackedUp)
+        let deadline = Date().addingTimeInterval(10)
+        while writer.isBackedUp && Date() < deadline { usleep(2000) }
+        #expect(!writer.isBackedUp)
+        writer.close()
+        #expect(try db.exchanges().count == 40)
+        #expect(writer.droppedCount == 0)
+        #expect(try db.sessions()[0].dropped == 0)
+    }
+
     @Test func droppedExchangesDoNotHoldProducersBack() throws {
         let db = try AppDatabase.inMemory()
         let session = try db.startSession(version: "t", arguments: [], listen: nil)
