@@ -8,13 +8,13 @@ extension Masker {
     /// (only their public results are kept, e.g. `code_verifier_s256`).
     /// - Parameter ledger: when given, JWT signatures are checked against the JWKS seen in this run.
     public func record(_ raw: Exchange, ledger: JWTLedger? = nil) -> Exchange {
-        let memo = FingerprintMemo()
         var masking = self
-        masking.memo = memo
-        return masking.record(raw, ledger: ledger, memo: memo)
+        masking.memo = FingerprintMemo()
+        return masking.maskAndRecognize(raw, ledger: ledger)
     }
 
-    private func record(_ raw: Exchange, ledger: JWTLedger?, memo: FingerprintMemo) -> Exchange {
+    /// `record`, on a masker whose `memo` collects the fingerprints it computes.
+    private func maskAndRecognize(_ raw: Exchange, ledger: JWTLedger?) -> Exchange {
         var ex = raw
         var params: [OAuthParam] = []
         ex.target = maskURL(raw.target, location: "request.target", params: &params)
@@ -51,7 +51,7 @@ extension Masker {
         if let ledger {
             // Roles are needed first; a verdict param does not change them.
             let verdicts = ledger.observe(raw, roles: ex.roles) { token in
-                memo.fingerprint(of: token) ?? fingerprinter.fingerprint(token)
+                memo?.fingerprint(of: token) ?? fingerprinter.fingerprint(token)
             }
             if !verdicts.isEmpty {
                 params += verdicts

@@ -32,21 +32,17 @@ public struct Fingerprinter: Sendable {
 }
 
 /// A set of lower-case ASCII names, looked up ASCII case-insensitively by comparing bytes with the
-/// members of the same length: no hashing and no lower-cased copy of the name looked up.
+/// members of the same length: no hashing of the name looked up and no lower-cased copy of it.
 struct ASCIINames: Sendable {
-    private let byLength: [Int: [(name: String, bytes: [UInt8])]]
+    private let byLength: [Int: [String]]
 
     init(_ names: Set<String>) {
-        byLength = Dictionary(grouping: names.map { ($0, Array($0.utf8)) }, by: { $0.1.count })
+        byLength = Dictionary(grouping: names, by: { $0.utf8.count })
     }
 
     /// The member that `name` spells in any ASCII case, or `nil`.
     func member(_ name: String) -> String? {
-        guard let candidates = byLength[name.utf8.count] else { return nil }
-        for c in candidates where name.utf8.elementsEqual(c.bytes, by: { $0 == $1 || ($0 >= 0x41 && $0 <= 0x5A && $0 | 0x20 == $1) }) {
-            return c.name
-        }
-        return nil
+        byLength[name.utf8.count]?.first { name.asciiCaseInsensitiveEquals($0) }
     }
 }
 

@@ -90,12 +90,12 @@ struct Proxy: AsyncParsableCommand {
         if connectTimeout <= 0 { throw ValidationError("--connect-timeout must be > 0") }
     }
 
-    /// The command line as recorded in the session row, with the --proxy-auth password masked.
     /// The writer thread runs this much nicer than the event loops: under load it fills the CPU time
     /// the request path leaves idle instead of preempting it (measured: +8 % requests/s on 2 cores,
     /// README "Performance"); backpressure still bounds its backlog.
     static let writerNiceness: Int32 = 10
 
+    /// The command line as recorded in the session row, with the --proxy-auth password masked.
     static func maskedArguments(_ args: ArraySlice<String>, masker: Masker) -> [String] {
         var out: [String] = []
         var maskNext = false
