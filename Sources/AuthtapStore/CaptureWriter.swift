@@ -77,9 +77,9 @@ public final class CaptureWriter: Sendable {
     /// Never blocks on disk: returns after an append under a short lock.
     public func submit(_ exchange: consuming Exchange) {
         // Moved into the queue, not copied: a copy retains and then releases every field of the record.
-        var item: Exchange? = exchange
-        item!.sessionID = sessionID
-        let size = Self.footprint(item!)
+        exchange.sessionID = sessionID
+        let size = Self.footprint(exchange)
+        var item: Exchange? = consume exchange
         let (queued, signal) = queue.withLock { q -> (Bool, Bool) in
             if q.closed || q.exchanges.count >= limits.maxPending || q.bytes + size > limits.maxPendingBytes {
                 q.dropped += 1
@@ -191,7 +191,15 @@ public final class CaptureWriter: Sendable {
                 let batchBytes = exchanges.reduce(0) { $0 + Self.footprint($1) }
                 // In place: each raw exchange is freed as soon as its masked form exists, so its memory
                 // is reused, still in cache, by the next one's masking.
-                for i in exchanges.indices { exchanges[i] = prepare(exchanges[i]) }
+                // Each record is moved out of the array and its prepared form moved back in: assigning
+                // `prepare(exchanges[i])` copied it on the way in and released it on the way out.
+                exchanges.withUnsafeMutableBufferPointer { records in
+                    guard let base = records.baseAddress else { return }
+                    for i in records.indices {
+                        let raw = (base + i).move()
+                        (base + i).initialize(to: prepare(raw))
+                    }
+                }
                 let prepared = exchanges
                 exchanges = []
                 if printStats {

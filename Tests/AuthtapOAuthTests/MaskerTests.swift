@@ -411,6 +411,26 @@ func maskedHeaderNamesAreFoundInAnyCase(_ name: String, _ expected: String?) {
     #expect(Masker.maskedHeaderName(name) == expected)
 }
 
+/// Byte-wise ASCII case folding: letters only (`@` and `` ` ``, `[` and `{` differ by 0x20 too, and are not equal).
+@Test(arguments: [
+    ("Code", "code", true), ("CODE", "code", true), ("code", "code", true), ("", "", true),
+    ("@", "`", false), ("[", "{", false), ("cod", "code", false), ("codf", "code", false),
+    ("to\u{212A}en", "token", false), ("ÄÖ", "äö", false), ("x-api-key", "X-API-KEY", true),
+    (String(repeating: "a", count: 300), String(repeating: "A", count: 300), true),
+] as [(String, String, Bool)])
+func asciiCaseInsensitiveEquality(_ a: String, _ b: String, _ equal: Bool) {
+    #expect(a.asciiCaseInsensitiveEquals(b) == equal)
+    #expect(b.asciiCaseInsensitiveEquals(a) == equal)
+    // A substring (not the whole string's storage) compares the same way.
+    #expect(("<" + a + ">").dropFirst().dropLast().asciiCaseInsensitiveEquals(b) == equal)
+}
+
+/// Names longer than every member are simply not members.
+@Test func namesLongerThanEveryMemberAreNotSecrets() {
+    #expect(!Masker.isSecret(String(repeating: "code", count: 100)))
+    #expect(Masker.maskedHeaderName(String(repeating: "cookie", count: 100)) == nil)
+}
+
 @Test func everyMaskedHeaderNameIsFound() {
     for name in Masker.maskedHeaders {
         #expect(Masker.maskedHeaderName(name) == name)
