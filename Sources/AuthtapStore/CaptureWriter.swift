@@ -190,9 +190,8 @@ public final class CaptureWriter: Sendable {
                 let t0 = DispatchTime.now()
                 let batchBytes = exchanges.reduce(0) { $0 + Self.footprint($1) }
                 // In place: each raw exchange is freed as soon as its masked form exists, so its memory
-                // is reused, still in cache, by the next one's masking.
-                // Each record is moved out of the array and its prepared form moved back in: assigning
-                // `prepare(exchanges[i])` copied it on the way in and released it on the way out.
+                // is reused, still in cache, by the next one's masking. It is moved out of the array and
+                // its prepared form moved back in (`exchanges[i] = prepare(exchanges[i])` copied it).
                 exchanges.withUnsafeMutableBufferPointer { records in
                     guard let base = records.baseAddress else { return }
                     for i in records.indices {

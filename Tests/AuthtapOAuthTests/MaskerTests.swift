@@ -421,7 +421,7 @@ func maskedHeaderNamesAreFoundInAnyCase(_ name: String, _ expected: String?) {
 func asciiCaseInsensitiveEquality(_ a: String, _ b: String, _ equal: Bool) {
     #expect(a.asciiCaseInsensitiveEquals(b) == equal)
     #expect(b.asciiCaseInsensitiveEquals(a) == equal)
-    // A substring (not the whole string's storage) compares the same way.
+    // Through a Substring (StringProtocol's other conformer) it compares the same way.
     #expect(("<" + a + ">").dropFirst().dropLast().asciiCaseInsensitiveEquals(b) == equal)
 }
 
