@@ -315,13 +315,13 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         } else {
             target = Self.parseAbsolute(head.uri)
         }
-        // Built in place in the handler's property, not in a local that is then copied into it.
-        exchange = newExchange(
+        var ex = newExchange(
             method: head.method.rawValue, scheme: target?.scheme ?? .http, host: target?.host ?? "",
             port: target?.port ?? 0, target: target?.path ?? head.uri)
-        exchange?.httpVersion = version
-        exchange?.requestHeaders = head.headers.map { HeaderField($0.name, $0.value) }
-        exchange?.clientTLS = clientTLS
+        ex.httpVersion = version
+        ex.requestHeaders = head.headers.map { HeaderField($0.name, $0.value) }
+        ex.clientTLS = clientTLS
+        exchange = ex
         shared.inflight.add(1, ordering: .relaxed)
 
         let headerBytes = head.headers.reduce(head.uri.utf8.count) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }

@@ -44,9 +44,7 @@ extension AppDatabase {
             sqlite3_reset(statement)
             sqlite3_clear_bindings(statement)
         }
-        // Each row is bound from the array's element in place (`for e in exchanges` copied every
-        // record, a retain and a release per field, for nothing).
-        func insertRow(_ e: Exchange) throws {
+        for e in exchanges {
             row.start()
             row.int(e.sessionID); row.int(Int64(bitPattern: e.connectionID)); row.text(e.clientAddress)
             row.text(e.scheme.rawValue); row.text(e.host); row.int(Int64(e.port)); row.text(e.method)
@@ -69,7 +67,6 @@ extension AppDatabase {
             }
             ids.append(db.lastInsertedRowID)
         }
-        for i in exchanges.indices { try insertRow(exchanges[i]) }
         let tu = try db.cachedStatement(sql: """
             INSERT INTO tunnel (session_id, connection_id, client_address, host, port, intercepted, started_at, duration_ms,
               bytes_from_client, bytes_from_upstream, ending, error_kind, error_detail)
