@@ -74,12 +74,20 @@ extension Masker {
     /// A raw request parameter value (query or form body), read in memory only.
     static func rawValue(named name: String, in raw: Exchange) -> String? {
         let query = raw.target.utf8.firstIndex(of: UInt8(ascii: "?")).map { Array(raw.target.utf8[raw.target.utf8.index(after: $0)...]) } ?? []
+        let wanted = Array(name.utf8)
         for source in [query, raw.requestBody.bytes] {
-            for part in source.split(separator: UInt8(ascii: "&")) {
-                guard let eq = part.firstIndex(of: UInt8(ascii: "=")) else { continue }
-                if FormCoding.decode(bytes: part[..<eq]) == name {
-                    return FormCoding.decode(bytes: part[(eq + 1)...])
+            // Pair by pair without splitting into an array; a name is decoded only when it is escaped.
+            var start = 0
+            while start < source.count {
+                let end = source[start...].firstIndex(of: UInt8(ascii: "&")) ?? source.count
+                if let eq = source[start..<end].firstIndex(of: UInt8(ascii: "=")) {
+                    let key = source[start..<eq]
+                    let escaped = key.contains { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }
+                    if escaped ? FormCoding.decode(bytes: key) == name : key.elementsEqual(wanted) {
+                        return FormCoding.decode(bytes: source[(eq + 1)..<end])
+                    }
                 }
+                start = end + 1
             }
         }
         return nil

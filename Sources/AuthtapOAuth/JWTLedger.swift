@@ -157,21 +157,30 @@ public final class JWTLedger: @unchecked Sendable {
     static func jwtCandidates(_ body: [UInt8]) -> [String] {
         body.withUnsafeBufferPointer { b -> [String] in
             var result: [String] = []
-            var i = 0
+            guard let base = b.baseAddress else { return result }
             let n = b.count
+            let quote = Int32(UInt8(ascii: "\""))
+            /// The offset of the next `"` at or after `from`, or `n` (memchr: this runs over every body).
+            func nextQuote(_ from: Int) -> Int {
+                guard from < n, let hit = memchr(base + from, quote, n - from) else { return n }
+                return base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+            }
+            var i = nextQuote(0)
             while i + 4 < n {
-                if b[i] == UInt8(ascii: "\""), b[i + 1] == UInt8(ascii: "e"), b[i + 2] == UInt8(ascii: "y"), b[i + 3] == UInt8(ascii: "J") {
-                    var j = i + 1
-                    var dots = 0
-                    while j < n, b[j] != UInt8(ascii: "\"") {
-                        if b[j] == UInt8(ascii: ".") { dots += 1 }
-                        j += 1
+                if b[i + 1] == UInt8(ascii: "e"), b[i + 2] == UInt8(ascii: "y"), b[i + 3] == UInt8(ascii: "J") {
+                    let j = nextQuote(i + 1)
+                    if j < n {
+                        var dots = 0, k = i + 1
+                        while dots < 3, k < j, let hit = memchr(base + k, Int32(UInt8(ascii: ".")), j - k) {
+                            dots += 1
+                            k = base.distance(to: hit.assumingMemoryBound(to: UInt8.self)) + 1
+                        }
+                        if dots == 2 { result.append(String(decoding: UnsafeBufferPointer(rebasing: b[(i + 1)..<j]), as: UTF8.self)) }
                     }
-                    if j < n, dots == 2 { result.append(String(decoding: UnsafeBufferPointer(rebasing: b[(i + 1)..<j]), as: UTF8.self)) }
-                    i = j + 1
+                    i = nextQuote(j + 1)
                     continue
                 }
-                i += 1
+                i = nextQuote(i + 1)
             }
             return result
         }

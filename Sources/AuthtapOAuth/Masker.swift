@@ -208,7 +208,8 @@ public struct Masker: Sendable {
     public func maskPairs(_ text: Substring, location: String, params: inout [OAuthParam]) -> String {
         if text.isEmpty { return "" }
         // On the bytes: split at `&`, then at the first `=`; only secret values are rewritten.
-        let b = Array(text.utf8)
+        // Copied in one go from contiguous storage (element by element, the copy cost as much as the split).
+        let b = text.utf8.withContiguousStorageIfAvailable { Array($0) } ?? Array(text.utf8)
         var out: [UInt8] = []
         out.reserveCapacity(b.count + 64)
         var start = 0
@@ -309,11 +310,14 @@ public struct Masker: Sendable {
         while trimmedBytes.first == 0x20 { trimmedBytes = trimmedBytes.dropFirst() }
         while trimmedBytes.last == 0x20 { trimmedBytes = trimmedBytes.dropLast() }
         let trimmed = String(Substring(trimmedBytes))
-        guard let space = trimmed.firstIndex(of: " ") else {
+        // Split on the bytes: a Character search runs grapheme breaking over the whole value.
+        guard let space = trimmed.utf8.firstIndex(of: 0x20) else {
             return (marker(kind: kind, value: trimmed), [])
         }
-        let scheme = String(trimmed[..<space])
-        let credential = String(trimmed[trimmed.index(after: space)...].drop(while: { $0 == " " }))
+        let scheme = String(Substring(trimmed.utf8[..<space]))
+        var credentialBytes = trimmed.utf8[trimmed.utf8.index(after: space)...]
+        while credentialBytes.first == 0x20 { credentialBytes = credentialBytes.dropFirst() }
+        let credential = String(Substring(credentialBytes))
         switch scheme.lowercased() {
         case "basic" where kind == "authorization" && Self.alreadyMasked(credential) != nil:
             // Already masked (re-imported): `client_id:[masked client_secret …]`.
@@ -327,15 +331,15 @@ public struct Masker: Sendable {
             ])
         case "basic" where kind == "authorization":
             // RFC 6749 §2.3.1: client_id:client_secret, each form-urlencoded, then base64.
-            var credentialBytes = credential
-            guard let data = credentialBytes.withUTF8({ JWT.base64StandardDecoded($0) }),
-                  let decoded = String(validating: data, as: UTF8.self),
-                  let colon = decoded.firstIndex(of: ":")
+            var encoded = credential
+            guard let data = encoded.withUTF8({ JWT.base64StandardDecoded($0) }),
+                  let colon = data.firstIndex(of: UInt8(ascii: ":")),
+                  String(validating: data, as: UTF8.self) != nil
             else {
                 return ("\(scheme) \(marker(kind: "basic-credentials", value: credential))", [])
             }
-            let user = FormCoding.decode(decoded[..<colon])
-            let secret = FormCoding.decode(decoded[decoded.index(after: colon)...])
+            let user = FormCoding.decode(bytes: data[..<colon])
+            let secret = FormCoding.decode(bytes: data[(colon + 1)...])
             let fp = fingerprinter.fingerprint(secret)
             let maskedSecret = Self.markerText(kind: "client_secret", length: secret.utf8.count, fingerprint: fp)
             return ("\(scheme) \(user):\(maskedSecret)", [

@@ -25,13 +25,16 @@ extension AppDatabase {
               first_byte_ms, end_ms, error_kind, tls_failure, error_detail, oauth_roles, oauth_params)
             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
             """)
-        // Exchanges on one connection share their TLS facts: encode each distinct value once.
-        var tlsCache: [TLSFacts: String] = [:]
+        // Exchanges on one connection share their TLS facts: encode each distinct value once. Found by
+        // equality in a short list, not by hashing: the facts of one connection share their strings'
+        // storage, which compares at once, while a hash reads every byte (the certificate's too).
+        var tlsCache: [(facts: TLSFacts, json: String?)] = []
         func tlsJSON(_ facts: TLSFacts?) -> String? {
             guard let facts else { return nil }
-            if let hit = tlsCache[facts] { return hit }
+            if let hit = tlsCache.last(where: { $0.facts == facts }) { return hit.json } // newest first
             let text = JSONText.encode(facts)
-            if tlsCache.count < 256 { tlsCache[facts] = text }
+            if tlsCache.count == 16 { tlsCache.removeFirst() }
+            tlsCache.append((facts, text))
             return text
         }
         // Each row's values are bound in place (SQLITE_STATIC) from one reused byte arena, through
@@ -251,17 +254,20 @@ enum JSONText {
 
     /// `[["name","value"],…]` appended to `out`.
     static func appendHeaders(_ headers: [HeaderField], to out: inout [UInt8]) {
-        out.reserveCapacity(out.count + headers.reduce(2) { $0 + $1.name.utf8.count + $1.value.utf8.count + 8 })
-        out.append(UInt8(ascii: "["))
-        for (i, h) in headers.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            out.append(UInt8(ascii: "["))
-            appendQuoted(h.name, to: &out)
-            out.append(UInt8(ascii: ","))
-            appendQuoted(h.value, to: &out)
-            out.append(UInt8(ascii: "]"))
+        var bound = 2
+        for h in headers { bound += Writer.quotedBound(h.name) + Writer.quotedBound(h.value) + 3 }
+        Writer.append(to: &out, bound: bound) { w in
+            w.byte(UInt8(ascii: "["))
+            for (i, h) in headers.enumerated() {
+                if i > 0 { w.byte(UInt8(ascii: ",")) }
+                w.byte(UInt8(ascii: "["))
+                w.quoted(h.name)
+                w.byte(UInt8(ascii: ","))
+                w.quoted(h.value)
+                w.byte(UInt8(ascii: "]"))
+            }
+            w.byte(UInt8(ascii: "]"))
         }
-        out.append(UInt8(ascii: "]"))
     }
 
     /// `[["location","name","value"(,"fingerprint")],…]`, the shape the `oauth_param` view reads.
@@ -274,63 +280,137 @@ enum JSONText {
     }
 
     static func appendParams(_ params: [OAuthParam], to out: inout [UInt8]) {
-        out.reserveCapacity(out.count + params.reduce(2) { $0 + 12 + $1.location.utf8.count + $1.name.utf8.count + $1.value.utf8.count + ($1.fingerprint == nil ? 0 : 16) })
-        out.append(UInt8(ascii: "["))
-        for (i, p) in params.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            out.append(UInt8(ascii: "["))
-            appendQuoted(p.location, to: &out)
-            out.append(UInt8(ascii: ","))
-            appendQuoted(p.name, to: &out)
-            out.append(UInt8(ascii: ","))
-            appendQuoted(p.value, to: &out)
-            if let fp = p.fingerprint {
-                out.append(UInt8(ascii: ","))
-                appendQuoted(fp, to: &out)
-            }
-            out.append(UInt8(ascii: "]"))
+        var bound = 2
+        for p in params {
+            bound += Writer.quotedBound(p.location) + Writer.quotedBound(p.name) + Writer.quotedBound(p.value) + 5
+            if let fp = p.fingerprint { bound += Writer.quotedBound(fp) }
         }
-        out.append(UInt8(ascii: "]"))
+        Writer.append(to: &out, bound: bound) { w in
+            w.byte(UInt8(ascii: "["))
+            for (i, p) in params.enumerated() {
+                if i > 0 { w.byte(UInt8(ascii: ",")) }
+                w.byte(UInt8(ascii: "["))
+                w.quoted(p.location)
+                w.byte(UInt8(ascii: ","))
+                w.quoted(p.name)
+                w.byte(UInt8(ascii: ","))
+                w.quoted(p.value)
+                if let fp = p.fingerprint {
+                    w.byte(UInt8(ascii: ","))
+                    w.quoted(fp)
+                }
+                w.byte(UInt8(ascii: "]"))
+            }
+            w.byte(UInt8(ascii: "]"))
+        }
     }
 
-    /// JSON string literal, escaping on UTF-8 bytes.
-    static let hex = Array("0123456789abcdef".utf8)
-
+    /// A JSON string literal appended to `out`.
     static func appendQuoted(_ s: String, to out: inout [UInt8]) {
-        var s = s
-        s.withUTF8 { appendQuoted(bytes: $0, to: &out) }
+        Writer.append(to: &out, bound: Writer.quotedBound(s)) { $0.quoted(s) }
     }
 
-    static func appendQuoted(bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        var plain = true
-        for c in bytes where c < 0x20 || c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") {
-            plain = false
-            break
-        }
-        if plain {
-            out.append(contentsOf: bytes)
-            out.append(UInt8(ascii: "\""))
-            return
-        }
-        for c in bytes {
-            switch c {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
-                out.append(UInt8(ascii: "\\"))
-                out.append(c)
-            case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
-            case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
-            case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
-            case 0..<0x20:
-                out.append(contentsOf: Array("\\u00".utf8))
-                out.append(hex[Int(c >> 4)])
-                out.append(hex[Int(c & 0xF)])
-            default:
-                out.append(c)
+    /// Writes JSON text into a buffer sized for the worst case up front, then appends it once.
+    /// Appending byte by byte to an array paid a uniqueness and capacity check per byte and a
+    /// generic copy per string: the headers and params columns cost more to write than to insert.
+    struct Writer {
+        private let base: UnsafeMutablePointer<UInt8>
+        private let capacity: Int
+        private(set) var count = 0
+
+        /// Room for `s` quoted in the worst case (every byte a `\u00XX` escape).
+        static func quotedBound(_ s: String) -> Int { 2 + 6 * s.utf8.count }
+
+        /// Appends to `out` what `body` writes; `body` must stay within `bound` bytes (checked per write).
+        static func append(to out: inout [UInt8], bound: Int, _ body: (inout Writer) -> Void) {
+            let bytes = [UInt8](unsafeUninitializedCapacity: bound) { buffer, initialized in
+                var writer = Writer(base: buffer.baseAddress!, capacity: buffer.count)
+                body(&writer)
+                initialized = writer.count
             }
+            out.append(contentsOf: bytes)
         }
-        out.append(UInt8(ascii: "\""))
+
+        private init(base: UnsafeMutablePointer<UInt8>, capacity: Int) {
+            self.base = base
+            self.capacity = capacity
+        }
+
+        mutating func byte(_ b: UInt8) {
+            precondition(count < capacity)
+            base[count] = b
+            count += 1
+        }
+
+        mutating func quoted(_ s: String) {
+            var s = s
+            s.withUTF8 { quoted(bytes: $0) }
+        }
+
+        /// Runs of plain bytes are copied whole; `"`, `\\` and control bytes are escaped.
+        mutating func quoted(bytes b: UnsafeBufferPointer<UInt8>) {
+            precondition(count + 2 + 6 * b.count <= capacity)
+            base[count] = UInt8(ascii: "\"")
+            count += 1
+            var run = 0
+            var i = Self.plainPrefix(b, from: 0)
+            while i < b.count {
+                let c = b[i]
+                guard Self.needsEscape(c) else {
+                    i = Self.plainPrefix(b, from: i + 1)
+                    continue
+                }
+                copy(b, run..<i)
+                run = i + 1
+                i += 1
+                base[count] = UInt8(ascii: "\\")
+                switch c {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"): base[count + 1] = c; count += 2
+                case 0x0A: base[count + 1] = UInt8(ascii: "n"); count += 2
+                case 0x0D: base[count + 1] = UInt8(ascii: "r"); count += 2
+                case 0x09: base[count + 1] = UInt8(ascii: "t"); count += 2
+                default:
+                    base[count + 1] = UInt8(ascii: "u")
+                    base[count + 2] = UInt8(ascii: "0")
+                    base[count + 3] = UInt8(ascii: "0")
+                    base[count + 4] = JSONText.hexDigit(c >> 4)
+                    base[count + 5] = JSONText.hexDigit(c & 0xF)
+                    count += 6
+                }
+            }
+            copy(b, run..<b.count)
+            base[count] = UInt8(ascii: "\"")
+            count += 1
+        }
+
+        static func needsEscape(_ c: UInt8) -> Bool { c < 0x20 || c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") }
+
+        /// Skips whole 8-byte words in which no byte needs an escape (nearly all of them), and returns
+        /// where the first word that may hold one starts; the caller looks at that word byte by byte.
+        static func plainPrefix(_ b: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
+            guard let base = b.baseAddress else { return start }
+            let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+            var i = start
+            while i + 8 <= b.count {
+                let x = UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
+                // A byte below 0x20, or equal to `"` or `\\` (a zero byte after the XOR): exact tests for "any".
+                let control = (x &- 0x20 &* ones) & ~x & highs
+                let q = x ^ (0x22 &* ones), s = x ^ (0x5C &* ones)
+                let special = control | ((q &- ones) & ~q & highs) | ((s &- ones) & ~s & highs)
+                if special != 0 { return i }
+                i += 8
+            }
+            return i
+        }
+
+        private mutating func copy(_ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) {
+            guard !range.isEmpty, let source = b.baseAddress else { return }
+            (base + count).update(from: source + range.lowerBound, count: range.count)
+            count += range.count
+        }
     }
+
+    static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? UInt8(ascii: "0") + v : UInt8(ascii: "a") + v - 10 }
 
     /// `[["name","value"],…]` as `headers(_:)` writes it, read by a token scanner: large loads
     /// (the analyzer, the TUI) read every row, and a general JSON parse dominated their time.

@@ -129,5 +129,20 @@ func signaturesAreCheckedWhicheverComesFirst(_ alg: String) throws {
     #expect(other.pendingCount == 2)
     _ = ledgerMasker.record(exchange("/token", method: "POST", body: "grant_type=client_credentials", response: #"{"access_token":"\#(tokens[3])","token_type":"Bearer"}"#), ledger: other)
     #expect(other.pendingCount == 2)
-    #expect(JWTLedger.jwtCandidates(Array(#"{"a":"eyJx.y.z","b":"eyJonly.one"}"#.utf8)) == ["eyJx.y.z"])
+}
+
+/// JWS compact strings found in a raw body: quoted, starting `eyJ`, exactly two dots.
+@Test(arguments: [
+    (#"{"a":"eyJx.y.z","b":"eyJonly.one"}"#, ["eyJx.y.z"]),
+    (#"{"id_token":"eyJh.b.c","access_token":"eyJd.e.f"}"#, ["eyJh.b.c", "eyJd.e.f"]),
+    (#"["eyJa.b.c.d", "eyJe.f.g"]"#, ["eyJe.f.g"]),
+    (#"{"eyJk.e.y":1}"#, ["eyJk.e.y"]),
+    (#"{"a":"x","b":"eyJ..","c":""}"#, ["eyJ.."]),
+    (#"{"t":"eyJunterminated.a.b"#, []),
+    (#"eyJa.b.c"#, []),
+    (#""""eyJa.b.c""#, ["eyJa.b.c"]),
+    ("", []),
+] as [(String, [String])])
+func jwtCandidatesInBodies(_ body: String, _ expected: [String]) {
+    #expect(JWTLedger.jwtCandidates(Array(body.utf8)) == expected)
 }

@@ -305,6 +305,13 @@ func formPairsMaskOnlySecretValues(_ input: String, _ expected: String, _ pairs:
     ("eyJhbGciOiJSUzI1NiJ9+.eyJzdWIiOiJ1MSJ9.c2ln", false),
     ("eyJhbGciOiJSUzI1NiJ9X.eyJzdWIiOiJ1MSJ9.c2ln", false),
     ("abc.def.ghi", false),
+    // One byte outside base64url anywhere (payload, signature, last byte) and the token is not a JWT,
+    // so no part of it is kept readable.
+    ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIi OiJ1MSJ9.c2ln", false),
+    ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2l=", false),
+    ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2ln\u{0}", false),
+    ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lné", false),
+    ("eyJhbGciOiJSUzI1NiJ9..c2ln", false),
 ] as [(String, Bool)])
 func jwtRecognition(_ token: String, _ isJWT: Bool) {
     #expect(JWT.looksLikeJWT(token) == isJWT)
@@ -442,5 +449,48 @@ func asciiCaseInsensitiveEquality(_ a: String, _ b: String, _ equal: Bool) {
     var params: [OAuthParam] = []
     let headers = [HeaderField("Content-Type", "application/json"), HeaderField("Cache-Control", "no-store")]
     #expect(masker.maskHeaders(headers, location: "response", params: &params) == headers)
+    #expect(params.isEmpty)
+}
+
+/// The raw `code_verifier` read back from the query or form body (in memory only, for S256): the
+/// first pair of that name, its name matched escaped or not, its value form-decoded.
+@Test(arguments: [
+    ("/token", "grant_type=authorization_code&code_verifier=V1", "V1"),
+    ("/token?code_verifier=Q1", "code_verifier=B1", "Q1"),
+    ("/token", "a=1&&code_verifie=x&code_verifier=V%2D1+2&code_verifier=later", "V-1 2"),
+    ("/token", "code%5Fverifier=E1", "E1"),
+    ("/token", "code_verifier", nil),
+    ("/token", "xcode_verifier=no&code_verifierx=no", nil),
+    ("/token#code_verifier=F", "", nil),
+] as [(String, String, String?)])
+func rawParameterValue(_ target: String, _ form: String, _ expected: String?) {
+    var e = Exchange(connectionID: 1, clientAddress: "c", scheme: .https, host: "h", port: 443, method: "POST", target: target, start: Date())
+    e.requestBody = CapturedBody(bytes: Array(form.utf8), size: form.utf8.count)
+    #expect(Masker.rawValue(named: "code_verifier", in: e) == expected)
+}
+
+/// A Basic credential is split at its first colon (the secret may hold more) and each half is form-decoded.
+@Test(arguments: [
+    ("app:s3cret", "app", "s3cret"),
+    ("app:pa:ss:word", "app", "pa:ss:word"),
+    ("my%20app:a%2Bb+c", "my app", "a+b c"),
+    (":only-secret", "", "only-secret"),
+    ("Zoë:ünïcode", "Zoë", "ünïcode"),
+] as [(String, String, String)])
+func basicCredentialSplit(_ credential: String, _ user: String, _ secret: String) {
+    var params: [OAuthParam] = []
+    let masked = masker.maskHeaders([HeaderField("Authorization", "  Basic   " + Data(credential.utf8).base64EncodedString() + " ")],
+                                    location: "request.header", params: &params)
+    #expect(masked[0].value == "Basic \(user):[masked client_secret len=\(secret.utf8.count) fp=\(fp(secret))]")
+    #expect(params.first { $0.name == "client_id" }?.value == user)
+    #expect(params.first { $0.name == "client_secret" }?.fingerprint == fp(secret))
+}
+
+/// Basic credentials that do not decode to UTF-8 text with a colon are masked whole.
+@Test(arguments: ["bm9jb2xvbg==", "/w==", "////"])
+func basicCredentialWithoutUserIsMaskedWhole(_ encoded: String) {
+    var params: [OAuthParam] = []
+    let masked = masker.maskHeaders([HeaderField("Authorization", "Basic " + encoded)], location: "request.header", params: &params)
+    #expect(masked[0].value == "Basic [masked basic-credentials len=\(encoded.utf8.count) fp=\(fp(encoded))]")
     #expect(params.isEmpty)
 }
