@@ -31,7 +31,7 @@ extension AppDatabase {
         var tlsCache: [(facts: TLSFacts, json: String?)] = []
         func tlsJSON(_ facts: TLSFacts?) -> String? {
             guard let facts else { return nil }
-            if let hit = tlsCache.last(where: { $0.facts == facts }) { return hit.json } // newest first
+            for i in tlsCache.indices.reversed() where tlsCache[i].facts == facts { return tlsCache[i].json } // newest first
             let text = JSONText.encode(facts)
             if tlsCache.count == 16 { tlsCache.removeFirst() }
             tlsCache.append((facts, text))

@@ -6,6 +6,7 @@ import re
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -443,6 +444,69 @@ def test_ctrl_c_during_load_loses_nothing_completed(proxy, upstreams):
     sessions = json.loads(subprocess.run([str(AUTHTAP), "sessions", "--db", str(proxy.db), "--format", "json"],
                                          capture_output=True, check=True).stdout)
     assert sessions[-1]["ended_at"] is not None and sessions[-1]["dropped"] == 0
+
+
+def test_a_writer_that_cannot_write_holds_new_requests_and_loses_nothing(proxy, upstreams):
+    # Another process holds SQLite's write lock, as a stalled disk would: the writer can store
+    # nothing. The proxy must stop taking new requests once the bodies waiting for the writer pass the
+    # high-water mark (48 MiB), keep its memory bounded, and serve and record every request once the
+    # lock is gone. The writer waits up to 5 s for a lock, so the lock is held for less than that.
+    port = upstreams["good"].port
+    r = proxy.curl("--cacert", proxy.ca, f"https://localhost:{port}/hello")
+    assert r.returncode == 0, r.stderr
+    proxy.wait_for(lambda xs: len(xs) == 1)
+    rss_before = _rss_kib(proxy.proc.pid, "VmRSS")
+    total, size = 120, 1 << 20
+    completed, failures = [], []
+
+    def client():
+        s = requests.Session()
+        s.trust_env = False
+        s.proxies = {"https": proxy.url}
+        s.verify = proxy.ca
+        for _ in range(total):
+            try:
+                r = s.get(f"https://localhost:{port}/large/{size}", timeout=30)
+                if r.status_code != 200 or len(r.content) != size:
+                    failures.append(f"{r.status_code} {len(r.content)}")
+                    return
+                completed.append(time.time())
+            except requests.RequestException as e:
+                failures.append(repr(e))
+                return
+
+    lock = sqlite3.connect(str(proxy.db), timeout=10, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    locked_at = time.time()
+    thread = threading.Thread(target=client)
+    thread.start()
+    held, samples = None, []
+    try:
+        # Wait until completions stop advancing for 0.5 s: the proxy is holding the next request.
+        while time.time() - locked_at < 3.5:
+            time.sleep(0.25)
+            samples.append(len(completed))
+            if len(samples) >= 3 and samples[-1] == samples[-3] and samples[-1] > 0:
+                held = samples[-1]
+                break
+        rss_held_mib = (_rss_kib(proxy.proc.pid, "VmRSS") - rss_before) / 1024
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    thread.join(timeout=90)
+    assert not failures, failures
+    assert held is not None, f"requests kept completing while nothing could be stored: {samples}"
+    # 48 MiB of 1 MiB bodies wait for the writer; a request or two more may be in flight.
+    assert 40 <= held <= 60, f"the proxy held new requests after {held} exchanges: {samples}"
+    assert rss_held_mib < 150, f"RSS grew by {rss_held_mib:.0f} MiB while the writer could not write"
+    assert len(completed) == total
+    assert completed[held] - completed[held - 1] >= 0.4, "no pause between the held request and the one before"
+    xs = proxy.wait_for(lambda xs: len(xs) == 1 + total, timeout=30)
+    assert all(x["status"] == 200 and x["responseBodySize"] == size for x in xs[1:])
+    assert proxy.stop() == 0
+    sessions = json.loads(subprocess.run([str(AUTHTAP), "sessions", "--db", str(proxy.db), "--format", "json"],
+                                         capture_output=True, check=True).stdout)
+    assert sessions[-1]["dropped"] == 0
 
 
 def _thread_nice(pid):
