@@ -130,13 +130,14 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             }
             requestEnded = true
             exchange?.requestBody = requestBody.captured
-            send(.end(trailers), flush: true)
+            send(.end(trailers), flush: false)
+            if let upstreamContext = upstream?.context { shared.flushAtEndOfTurn(upstreamContext) }
             if upstream != nil { exchange?.timings.requestSent = ms(.now()) }
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        upstream?.context?.flush()
+        if let upstreamContext = upstream?.context { shared.flushAtEndOfTurn(upstreamContext) }
         context.fireChannelReadComplete()
     }
 
@@ -469,7 +470,8 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             let keepAlive = clientKeepAlive
             // A future only when something waits for the write: most responses keep the connection.
             let done = keepAlive ? nil : context.eventLoop.makePromise(of: Void.self)
-            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: done)
+            context.write(wrapOutboundOut(.end(trailers)), promise: done)
+            shared.flushAtEndOfTurn(context)
             exchange?.responseBody = responseBody.captured
             finishExchange(releaseUpstream: requestEnded)
             done?.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
@@ -477,7 +479,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
     }
 
     func upstreamReadComplete() {
-        context?.flush()
+        if let context { shared.flushAtEndOfTurn(context) }
     }
 
     func upstreamWritabilityChanged(isWritable: Bool) {

@@ -15,6 +15,7 @@ final class ProxyShared: Sendable {
     let contexts: ServerContextCacheRef
     let connector: UpstreamConnector
     let pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>]
+    let flushBatches: [ObjectIdentifier: NIOLoopBound<FlushBatch>]
     let connectionIDs = Atomic<UInt64>(0)
     let inflight = Atomic<Int>(0)
     let listenPort = Atomic<Int>(0)
@@ -27,11 +28,14 @@ final class ProxyShared: Sendable {
         self.contexts = contexts
         self.connector = connector
         var pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>] = [:]
+        var flushBatches: [ObjectIdentifier: NIOLoopBound<FlushBatch>] = [:]
         for loop in group.makeIterator() {
             // A loop-bound value must be created on its loop.
             pools[ObjectIdentifier(loop)] = try? loop.submit { NIOLoopBound(UpstreamPool(), eventLoop: loop) }.wait()
+            flushBatches[ObjectIdentifier(loop)] = try? loop.submit { NIOLoopBound(FlushBatch(), eventLoop: loop) }.wait()
         }
         self.pools = pools
+        self.flushBatches = flushBatches
         var limits = NIOHTTPDecoderLimitConfiguration()
         limits.maxHeaderListSize = config.maxHeaderBytes
         limits.maxHeaderFieldSize = config.maxHeaderBytes
@@ -40,6 +44,11 @@ final class ProxyShared: Sendable {
 
     func pool(for loop: any EventLoop) -> UpstreamPool {
         pools[ObjectIdentifier(loop)]!.value
+    }
+
+    /// Flushes `context` once its event loop has handled every socket ready in this turn.
+    func flushAtEndOfTurn(_ context: ChannelHandlerContext) {
+        flushBatches[ObjectIdentifier(context.eventLoop)]!.value.add(context)
     }
 }
 

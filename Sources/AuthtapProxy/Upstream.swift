@@ -247,3 +247,25 @@ struct UpstreamConnector: Sendable {
         }
     }
 }
+
+/// The flushes of one event loop turn, issued together once the loop has handled every ready socket
+/// (a task runs after the turn's I/O). Flushing each message as it was ready woke curl or the server
+/// once per message, mid-turn: batched, the same load took 10–25 % less CPU per request in the
+/// proxy, the client and the server alike, and keep-alive throughput rose 12–15 % (README "Performance").
+final class FlushBatch {
+    private var contexts: [ChannelHandlerContext] = []
+    private var running: [ChannelHandlerContext] = []
+
+    func add(_ context: ChannelHandlerContext) {
+        contexts.append(context)
+        guard contexts.count == 1 else { return }
+        context.eventLoop.assumeIsolated().execute { self.flushAll() }
+    }
+
+    private func flushAll() {
+        swap(&contexts, &running)
+        // A context removed from its pipeline since has no predecessor: its flush does nothing.
+        for context in running { context.flush() }
+        running.removeAll(keepingCapacity: true)
+    }
+}
