@@ -254,16 +254,30 @@ enum JSONText {
 
     /// `[["name","value"],…]` appended to `out`.
     static func appendHeaders(_ headers: [HeaderField], to out: inout [UInt8]) {
-        var bound = 2
-        for h in headers { bound += Writer.quotedBound(h.name) + Writer.quotedBound(h.value) + 3 }
+        appendRows(headers, to: &out) { h, field in
+            field(h.name)
+            field(h.value)
+        }
+    }
+
+    /// A JSON array of string arrays, one per row, with the strings `fields` gives for it.
+    static func appendRows<Row>(_ rows: [Row], to out: inout [UInt8], fields: (Row, (String) -> Void) -> Void) {
+        var bound = 2 // `[` `]`, then per row `[` `]` `,` and per string its worst case and a `,`
+        for row in rows {
+            bound += 3
+            fields(row) { bound += Writer.quotedBound($0) + 1 }
+        }
         Writer.append(to: &out, bound: bound) { w in
             w.byte(UInt8(ascii: "["))
-            for (i, h) in headers.enumerated() {
+            for (i, row) in rows.enumerated() {
                 if i > 0 { w.byte(UInt8(ascii: ",")) }
                 w.byte(UInt8(ascii: "["))
-                w.quoted(h.name)
-                w.byte(UInt8(ascii: ","))
-                w.quoted(h.value)
+                var first = true
+                fields(row) { text in
+                    if !first { w.byte(UInt8(ascii: ",")) }
+                    first = false
+                    w.quoted(text)
+                }
                 w.byte(UInt8(ascii: "]"))
             }
             w.byte(UInt8(ascii: "]"))
@@ -280,28 +294,11 @@ enum JSONText {
     }
 
     static func appendParams(_ params: [OAuthParam], to out: inout [UInt8]) {
-        var bound = 2
-        for p in params {
-            bound += Writer.quotedBound(p.location) + Writer.quotedBound(p.name) + Writer.quotedBound(p.value) + 5
-            if let fp = p.fingerprint { bound += Writer.quotedBound(fp) }
-        }
-        Writer.append(to: &out, bound: bound) { w in
-            w.byte(UInt8(ascii: "["))
-            for (i, p) in params.enumerated() {
-                if i > 0 { w.byte(UInt8(ascii: ",")) }
-                w.byte(UInt8(ascii: "["))
-                w.quoted(p.location)
-                w.byte(UInt8(ascii: ","))
-                w.quoted(p.name)
-                w.byte(UInt8(ascii: ","))
-                w.quoted(p.value)
-                if let fp = p.fingerprint {
-                    w.byte(UInt8(ascii: ","))
-                    w.quoted(fp)
-                }
-                w.byte(UInt8(ascii: "]"))
-            }
-            w.byte(UInt8(ascii: "]"))
+        appendRows(params, to: &out) { p, field in
+            field(p.location)
+            field(p.name)
+            field(p.value)
+            if let fp = p.fingerprint { field(fp) }
         }
     }
 
