@@ -8,14 +8,18 @@ import NIOPosix
 import NIOSSL
 import Synchronization
 
-/// State shared by every connection: configuration, the writer, TLS material, pools, counters.
+/// State shared by every connection: configuration, the writer, TLS material, per-loop pools and flushes, counters.
 final class ProxyShared: Sendable {
     let config: ProxyConfiguration
     let writer: CaptureWriter
     let contexts: ServerContextCacheRef
     let connector: UpstreamConnector
-    let pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>]
-    let flushBatches: [ObjectIdentifier: NIOLoopBound<FlushBatch>]
+    /// What each event loop keeps for itself: its idle upstream connections and its turn's flushes.
+    struct LoopLocal {
+        let pool = UpstreamPool()
+        let flushes = FlushBatch()
+    }
+    let loopLocals: [ObjectIdentifier: NIOLoopBound<LoopLocal>]
     let connectionIDs = Atomic<UInt64>(0)
     let inflight = Atomic<Int>(0)
     let listenPort = Atomic<Int>(0)
@@ -27,15 +31,12 @@ final class ProxyShared: Sendable {
         self.writer = writer
         self.contexts = contexts
         self.connector = connector
-        var pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>] = [:]
-        var flushBatches: [ObjectIdentifier: NIOLoopBound<FlushBatch>] = [:]
+        var loopLocals: [ObjectIdentifier: NIOLoopBound<LoopLocal>] = [:]
         for loop in group.makeIterator() {
             // A loop-bound value must be created on its loop.
-            pools[ObjectIdentifier(loop)] = try? loop.submit { NIOLoopBound(UpstreamPool(), eventLoop: loop) }.wait()
-            flushBatches[ObjectIdentifier(loop)] = try? loop.submit { NIOLoopBound(FlushBatch(), eventLoop: loop) }.wait()
+            loopLocals[ObjectIdentifier(loop)] = try? loop.submit { NIOLoopBound(LoopLocal(), eventLoop: loop) }.wait()
         }
-        self.pools = pools
-        self.flushBatches = flushBatches
+        self.loopLocals = loopLocals
         var limits = NIOHTTPDecoderLimitConfiguration()
         limits.maxHeaderListSize = config.maxHeaderBytes
         limits.maxHeaderFieldSize = config.maxHeaderBytes
@@ -43,12 +44,12 @@ final class ProxyShared: Sendable {
     }
 
     func pool(for loop: any EventLoop) -> UpstreamPool {
-        pools[ObjectIdentifier(loop)]!.value
+        loopLocals[ObjectIdentifier(loop)]!.value.pool
     }
 
     /// Flushes `context` once its event loop has handled every socket ready in this turn.
     func flushAtEndOfTurn(_ context: ChannelHandlerContext) {
-        flushBatches[ObjectIdentifier(context.eventLoop)]!.value.add(context)
+        loopLocals[ObjectIdentifier(context.eventLoop)]!.value.flushes.add(context)
     }
 }
 
@@ -123,8 +124,8 @@ public final class ProxyServer: Sendable {
             try? await channel.close()
         }
         for loop in group.makeIterator() {
-            let bound = shared.pools[ObjectIdentifier(loop)]!
-            try? await loop.submit { bound.value.closeAll() }.get()
+            let bound = shared.loopLocals[ObjectIdentifier(loop)]!
+            try? await loop.submit { bound.value.pool.closeAll() }.get()
         }
         // Let close events run so their records are submitted before the writer drains.
         try? await Task.sleep(nanoseconds: 50_000_000)
