@@ -19,11 +19,17 @@ let package = Package(
     targets: [
         // Sendable values shared by every layer.
         .target(name: "AuthtapModel"),
+        // zlib, brotli and zstd decoders, as GRDB wraps SQLite: a module map and a shim header each.
+        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CBrotli", providers: [.apt(["libbrotli-dev"])]),
+        .systemLibrary(name: "CZstd", providers: [.apt(["libzstd-dev"])]),
+        // Pure: body decoding (Content-Encoding / Transfer-Encoding codings, charsets to UTF-8), bounded.
+        .target(name: "AuthtapCodec", dependencies: ["CZlib", "CBrotli", "CZstd"]),
         // Pure: OAuth recognition, masking, fingerprints, JWT decoding. Never imports NIO.
         .target(
             name: "AuthtapOAuth",
             dependencies: [
-                "AuthtapModel",
+                "AuthtapModel", "AuthtapCodec",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
             ]
@@ -95,11 +101,12 @@ let package = Package(
         .testTarget(
             name: "AuthtapOAuthTests",
             dependencies: [
-                "AuthtapOAuth", "AuthtapModel",
+                "AuthtapOAuth", "AuthtapModel", "CZlib", "CZstd",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
             ]
         ),
+        .testTarget(name: "AuthtapCodecTests", dependencies: ["AuthtapCodec"]),
         .testTarget(name: "AuthtapAnalyzerTests", dependencies: ["AuthtapAnalyzer", "AuthtapOAuth", "AuthtapModel"]),
         .testTarget(name: "AuthtapTUITests", dependencies: ["AuthtapTUI", "AuthtapStore", "AuthtapModel", "AuthtapAnalyzer"]),
         .testTarget(name: "AuthtapDissectorTests", dependencies: ["AuthtapDissector"]),

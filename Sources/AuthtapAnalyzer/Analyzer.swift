@@ -353,9 +353,12 @@ struct RuleRun {
     func hasSpecificCause(_ f: ExchangeFacts) -> Bool {
         if let cls = f.errorClass, [.pkceMismatch, .redirectURIMismatch, .codeReused, .codeExpired].contains(cls) { return true }
         if let auth = authorizeFor(f) {
-            let challenge = auth.value("code_challenge", "request.")
+            let challenge = auth.param("code_challenge", "request.")
             let s256 = f.value("code_verifier_s256", "derived")
-            if challenge != nil && s256 != challenge { return true }
+            // A plain challenge is masked (it is the verifier): compared by fingerprint.
+            if let plain = challenge?.fingerprint {
+                if plain != f.fingerprint("code_verifier", "request.") { return true }
+            } else if challenge != nil && s256 != challenge?.value { return true }
             if let a = auth.value("redirect_uri", "request."), let t = f.value("redirect_uri", "request."), a != t { return true }
         }
         return false
@@ -490,6 +493,12 @@ struct RuleRun {
             add("pkce-mismatch", .error, "S256(code_verifier) does not match the code_challenge", f, more: more,
                 explanation: "The authorization request #\(auth!.id) sent code_challenge=\(challenge); SHA-256 of the code_verifier sent to /token is \(s256). The verifier is not the one the challenge was made from: it was regenerated (a new PKCE pair per render or per page load), read from the wrong storage, or belongs to another sign-in tab.",
                 fix: "Generate the verifier once per authorization, store it with the state (sessionStorage or server session), and send that same verifier to /token; derive the challenge as BASE64URL(SHA256(verifier)) with no padding.",
+                evidence: evidence)
+        } else if method == "plain", let plain = auth?.fingerprint("code_challenge", "request."), let verifier,
+                  let verifierPrint = verifier.fingerprint, plain != verifierPrint {
+            add("pkce-mismatch", .error, "code_verifier is not the plain code_challenge", f, more: more,
+                explanation: "The authorization request #\(auth!.id) sent a plain code_challenge (fingerprint \(plain)); the code_verifier sent to /token has fingerprint \(verifierPrint). With method plain the two must be the same string.",
+                fix: "Send the same verifier the challenge was made from, generated once per authorization; better, switch to code_challenge_method=S256.",
                 evidence: evidence)
         } else if challenge != nil, verifier == nil {
             add("pkce-mismatch", .error, "code_challenge was sent but the token request has no code_verifier", f, more: more,

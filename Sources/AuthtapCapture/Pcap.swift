@@ -149,6 +149,7 @@ public final class LiveCapture: @unchecked Sendable {
     private let maxQueueBytes = 64 << 20
     private var stopped = false
     private var captureDone = false
+    private var redaction = DumpRedaction()
     public private(set) var queueDrops = 0
     public private(set) var packets = 0
 
@@ -188,16 +189,41 @@ public final class LiveCapture: @unchecked Sendable {
         pcap_setfilter(h, &program)
         pcap_freecode(&program)
         if let write {
-            guard let d = pcap_dump_open(h, write) else {
-                let text = String(cString: pcap_geterr(h))
+            do { dumper = try Self.openDump(h, path: write) } catch {
                 pcap_close(h)
-                throw CaptureError(description: "cannot write \(write): \(text)", isPermission: false)
+                throw error
             }
-            dumper = d
         }
         self.handle = h
         self.linkType = pcap_datalink(h)
         self.interface = interface
+    }
+
+    /// The dump file is the session's traffic: created 0600 (an existing one is truncated and tightened),
+    /// since pcap_dump_open would create it with whatever umask the caller has.
+    private static func openDump(_ h: OpaquePointer, path: String) throws -> OpaquePointer {
+        func failure(_ why: String) -> CaptureError {
+            CaptureError(description: "cannot write \(path): \(why)", isPermission: false)
+        }
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw failure(String(cString: strerror(errno))) }
+        fchmod(fd, 0o600)
+        guard let file = fdopen(fd, "wb") else {
+            close(fd)
+            throw failure(String(cString: strerror(errno)))
+        }
+        guard let dumper = pcap_dump_fopen(h, file) else {
+            fclose(file)
+            throw failure(String(cString: pcap_geterr(h)))
+        }
+        return dumper
+    }
+
+    /// Cuts the TCP payload of these ports out of the written file (the proxy's listen port); the
+    /// dissector still sees whole packets. See `DumpRedaction`.
+    public func redactPayload(onPorts ports: Set<Int>) {
+        let valid = Set(ports.compactMap { UInt16(exactly: $0) })
+        lock.lock(); redaction.ports = valid; lock.unlock()
     }
 
     /// Replaces the BPF filter (e.g. once the proxy knows the port it bound).
@@ -277,12 +303,15 @@ public final class LiveCapture: @unchecked Sendable {
         var header: UnsafeMutablePointer<pcap_pkthdr>?
         var data: UnsafePointer<UInt8>?
         while true {
-            lock.lock(); let stop = stopped; lock.unlock()
+            lock.lock(); let stop = stopped; let redaction = self.redaction; lock.unlock()
             if stop { break }
             let rc = pcap_next_ex(handle, &header, &data)
             if rc == 1, let header, let data {
-                if let dumper { pcap_dump(UnsafeMutableRawPointer(dumper).assumingMemoryBound(to: UInt8.self), header, data) }
                 let len = Int(authtap_pcap_caplen(header))
+                if let dumper {
+                    let keep = redaction.captureLength(.init(start: data, count: len), linkType: linkType)
+                    dump(dumper, header, data, keep: keep)
+                }
                 let bytes = Array(UnsafeBufferPointer(start: data, count: len))
                 lock.lock()
                 packets += 1
@@ -304,6 +333,16 @@ public final class LiveCapture: @unchecked Sendable {
         if let dumper { pcap_dump_flush(dumper) }
         lock.lock(); captureDone = true; lock.unlock()
         ready.signal()
+    }
+
+    /// Writes the packet, or its first `keep` bytes with the original length kept in the record header.
+    private func dump(_ dumper: OpaquePointer, _ header: UnsafePointer<pcap_pkthdr>, _ data: UnsafePointer<UInt8>,
+                      keep: Int) {
+        let user = UnsafeMutableRawPointer(dumper).assumingMemoryBound(to: UInt8.self)
+        guard keep < Int(authtap_pcap_caplen(header)) else { return pcap_dump(user, header, data) }
+        var cut = header.pointee
+        cut.caplen = UInt32(keep)
+        pcap_dump(user, &cut, data)
     }
 
     public func stop() {

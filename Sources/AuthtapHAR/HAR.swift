@@ -108,17 +108,22 @@ public enum HARExport {
             post["text"] = text
             if base64 { post["_encoding"] = "base64" }
             if mime.lowercased().contains("x-www-form-urlencoded"), !base64 { post["params"] = formParams(text) }
-            if e.requestBody.truncated { post["comment"] = "truncated: \(e.requestBody.bytes.count) of \(e.requestBody.size) bytes recorded" }
+            if let comment = bodyComment(e.requestBody) { post["comment"] = comment }
             request["postData"] = post
         }
         let mime = e.responseHeaders.value(of: "content-type") ?? (e.responseBody.bytes.isEmpty ? "x-unknown" : "application/octet-stream")
-        var content: [String: Any] = ["size": e.responseBody.size, "mimeType": mime]
-        if !e.responseBody.bytes.isEmpty {
-            let (text, base64) = bodyText(e.responseBody.bytes)
+        // HAR 1.2: content.size is the decoded length, compression the bytes the coding saved, bodySize
+        // what crossed the wire.
+        let body = e.responseBody
+        let decodedSize = body.encoding == nil ? body.size : (body.decodedSize ?? body.size)
+        var content: [String: Any] = ["size": decodedSize, "mimeType": mime]
+        if body.encoding != nil, let decoded = body.decodedSize { content["compression"] = decoded - body.size }
+        if !body.bytes.isEmpty {
+            let (text, base64) = bodyText(body.bytes)
             content["text"] = text
             if base64 { content["encoding"] = "base64" }
-            if e.responseBody.truncated { content["comment"] = "truncated: \(e.responseBody.bytes.count) of \(e.responseBody.size) bytes recorded" }
         }
+        if let comment = bodyComment(body) { content["comment"] = comment }
         let response: [String: Any] = [
             "status": e.status ?? 0, "statusText": e.status.map(statusText) ?? "",
             "httpVersion": e.status == nil ? "" : "HTTP/1.1",
@@ -155,6 +160,15 @@ public enum HARExport {
             entry["_error"] = "\(error.rawValue): \(e.errorDetail ?? error.sentence)"
         }
         return entry
+    }
+
+    /// What a reader of the HAR should know about a recorded body: cut, not decoded, converted.
+    static func bodyComment(_ body: CapturedBody) -> String? {
+        var parts: [String] = []
+        if let encoding = body.encoding { parts.append("decoded from \(encoding) (\(body.size) bytes on the wire)") }
+        if body.truncated { parts.append("truncated: the first \(body.bytes.count) bytes of text recorded") }
+        if let note = body.note { parts.append(note) }
+        return parts.isEmpty ? nil : parts.joined(separator: "; ")
     }
 
     static func round3(_ v: Double) -> Double { (v * 1000).rounded() / 1000 }

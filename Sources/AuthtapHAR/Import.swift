@@ -77,8 +77,9 @@ public enum HARImport {
         }
         if let post = request["postData"], case .object = post {
             var body: [UInt8]
+            let base64 = post["encoding"]?.string == "base64" || post["_encoding"]?.string == "base64"
             if let text = post["text"]?.string {
-                body = post["encoding"]?.string == "base64" || post["_encoding"]?.string == "base64" ? Array(Data(base64Encoded: text) ?? Data(text.utf8)) : Array(text.utf8)
+                body = base64 ? Array(Data(base64Encoded: text) ?? Data(text.utf8)) : Array(text.utf8)
             } else if case .array(let params)? = post["params"] {
                 body = Array(params.compactMap { p -> String? in
                     p["name"]?.string.map { formEncode($0) + "=" + formEncode(p["value"]?.string ?? "") }
@@ -89,11 +90,11 @@ public enum HARImport {
             if e.requestHeaders.value(of: "content-type") == nil, let mime = post["mimeType"]?.string, !mime.isEmpty {
                 e.requestHeaders.append(HeaderField("Content-Type", mime))
             }
-            let declared = request["bodySize"]?.number.map(Int.init) ?? -1
-            e.requestBody = CapturedBody(bytes: body, size: max(declared, body.count))
+            let declared = checkedInt(request["bodySize"]?.number) ?? -1
+            e.requestBody = importedBody(body, base64: base64, wireSize: declared, decodedSize: nil, headers: e.requestHeaders)
         }
         if let response = entry["response"], case .object = response {
-            let status = response["status"]?.number.map(Int.init) ?? 0
+            let status = checkedInt(response["status"]?.number) ?? 0
             e.status = status > 0 ? status : nil
             e.responseHeaders = headers(response["headers"])
             if e.responseHeaders.value(of: "set-cookie") == nil, case .array(let cookies)? = response["cookies"] {
@@ -104,16 +105,19 @@ public enum HARImport {
             }
             if let content = response["content"], case .object = content {
                 var body: [UInt8] = []
+                let base64 = content["encoding"]?.string == "base64"
                 if let text = content["text"]?.string {
-                    body = content["encoding"]?.string == "base64" ? Array(Data(base64Encoded: text) ?? Data()) : Array(text.utf8)
+                    body = base64 ? Array(Data(base64Encoded: text) ?? Data()) : Array(text.utf8)
                 }
                 if e.responseHeaders.value(of: "content-type") == nil, let mime = content["mimeType"]?.string, !mime.isEmpty {
                     e.responseHeaders.append(HeaderField("Content-Type", mime))
                 }
-                let declared = content["size"]?.number.map(Int.init) ?? -1
-                e.responseBody = CapturedBody(bytes: body, size: max(declared, body.count))
-                // Bodies decoded by the browser: the recorded text is not compressed any more.
-                e.responseHeaders.removeAll { $0.name.lowercased() == "content-encoding" && !body.isEmpty }
+                let decodedSize = checkedInt(content["size"]?.number)
+                let wireSize = checkedInt(response["bodySize"]?.number).flatMap { $0 >= 0 ? $0 : nil }
+                    ?? checkedInt(content["compression"]?.number).flatMap { c in
+                        decodedSize.flatMap { d in d.subtractingReportingOverflow(c).overflow ? nil : d - c } }
+                    ?? decodedSize ?? -1
+                e.responseBody = importedBody(body, base64: base64, wireSize: wireSize, decodedSize: decodedSize, headers: e.responseHeaders)
             }
         }
         if let timings = entry["timings"], case .object = timings {
@@ -174,5 +178,35 @@ public enum HARImport {
 
     static func date(_ s: String?) -> Date? {
         s.flatMap(HARDate.date)
+    }
+
+    /// A HAR number as an Int, or `nil` when it is not a whole number that fits (`1e300`, `NaN`).
+    static func checkedInt(_ value: Double?) -> Int? {
+        guard let value, value.isFinite else { return nil }
+        return Int(exactly: value.rounded(.towardZero))
+    }
+
+    /// A HAR body. HAR 1.2 keeps decoded text, so a body under a Content-Encoding header is marked as
+    /// decoded already; some exporters keep the compressed bytes in base64 instead, and those are left
+    /// for recording to decode (they are not UTF-8 text).
+    static func importedBody(
+        _ bytes: [UInt8], base64: Bool, wireSize: Int, decodedSize: Int?, headers: [HeaderField]
+    ) -> CapturedBody {
+        let size = max(wireSize, 0)
+        var body = CapturedBody(bytes: bytes, size: max(size, bytes.count))
+        // HAR text is Unicode already, whatever charset the headers name; base64 content is raw bytes.
+        body.decoded = !base64
+        let coding = headers.value(of: "content-encoding").flatMap { $0.lowercased() == "identity" ? nil : $0 }
+        guard let coding, !bytes.isEmpty else { return body }
+        if base64 && String(validating: bytes, as: UTF8.self) == nil {
+            body.truncated = false
+            return body
+        }
+        body.decoded = true
+        body.encoding = coding
+        body.size = size > 0 ? size : bytes.count
+        body.decodedSize = decodedSize.flatMap { $0 >= 0 ? $0 : nil } ?? bytes.count
+        body.truncated = bytes.count < (body.decodedSize ?? 0)
+        return body
     }
 }

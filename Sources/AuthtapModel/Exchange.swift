@@ -11,16 +11,49 @@ public struct HeaderField: Codable, Sendable, Equatable {
 }
 
 /// The first `limit` bytes of a body, with its full size.
+///
+/// The proxy fills it with the bytes as they crossed the wire. Recording decodes them (Content-Encoding,
+/// Transfer-Encoding, charset) and masks them: a recorded body holds UTF-8 text only, and says what it was.
 public struct CapturedBody: Codable, Sendable, Equatable {
-    /// Captured prefix (raw before masking; masked once recorded).
+    /// Captured prefix (raw before recording; decoded, masked UTF-8 text once recorded).
     public var bytes: [UInt8]
-    /// Total size of the body as it crossed the proxy.
+    /// Total size of the body as it crossed the proxy (the encoded size when `encoding` is set).
     public var size: Int
-    /// `true` when `bytes` holds less than `size`.
-    public var truncated: Bool { bytes.count < size }
+    /// `true` when `bytes` holds less than the whole body: cut at the body limit, or the stream ended early.
+    public var truncated: Bool
+    /// The codings the body had on the wire and recording undid, as the headers list them (`gzip`, `gzip, br`);
+    /// `nil` for an identity body.
+    public var encoding: String?
+    /// The decoded size, when the whole body was decoded.
+    public var decodedSize: Int?
+    /// Why `bytes` is empty or not what crossed the wire, e.g. `body not decoded: corrupt gzip stream`
+    /// or `converted from windows-1252`.
+    public var note: String?
+    /// `bytes` is UTF-8 text already (recorded, or a HAR's `text`): recording must not decode it again,
+    /// whatever the headers say about codings and charsets.
+    public var decoded: Bool
+
     public init(bytes: [UInt8] = [], size: Int = 0) {
         self.bytes = bytes
         self.size = size
+        self.truncated = bytes.count < size
+        self.encoding = nil
+        self.decodedSize = nil
+        self.note = nil
+        self.decoded = false
+    }
+
+    public init(
+        bytes: [UInt8], size: Int, truncated: Bool, encoding: String?, decodedSize: Int?, note: String?,
+        decoded: Bool = true
+    ) {
+        self.bytes = bytes
+        self.size = size
+        self.truncated = truncated
+        self.encoding = encoding
+        self.decodedSize = decodedSize
+        self.note = note
+        self.decoded = decoded
     }
     public static let empty = CapturedBody()
 }

@@ -14,15 +14,21 @@ extension Masker {
     }
 
     /// `record`, on a masker whose `memo` collects the fingerprints it computes.
-    private func maskAndRecognize(_ raw: Exchange, ledger: JWTLedger?) -> Exchange {
+    private func maskAndRecognize(_ captured: Exchange, ledger: JWTLedger?) -> Exchange {
+        // Bodies decoded first (gzip, charset): every later look, raw or masked, reads text.
+        var raw = captured
+        raw.requestBody = decodedBody(captured.requestBody, headers: captured.requestHeaders)
+        raw.responseBody = decodedBody(captured.responseBody, headers: captured.responseHeaders)
         var ex = raw
         var params: [OAuthParam] = []
         ex.target = maskURL(raw.target, location: "request.target", params: &params)
         ex.requestHeaders = maskHeaders(raw.requestHeaders, location: "request.header", params: &params)
-        ex.requestBody.bytes = maskBody(raw.requestBody.bytes, headers: raw.requestHeaders, location: "request.body", params: &params)
+        ex.requestBody = maskDecoded(raw.requestBody, headers: raw.requestHeaders, location: "request.body",
+                                     params: &params)
         var responseParams: [OAuthParam] = []
         ex.responseHeaders = maskHeaders(raw.responseHeaders, location: "response", params: &responseParams)
-        ex.responseBody.bytes = maskBody(raw.responseBody.bytes, headers: raw.responseHeaders, location: "response.body", params: &responseParams)
+        ex.responseBody = maskDecoded(raw.responseBody, headers: raw.responseHeaders, location: "response.body",
+                                      params: &responseParams)
         params += responseParams
         if let detail = raw.errorDetail {
             ex.errorDetail = maskFreeText(detail)

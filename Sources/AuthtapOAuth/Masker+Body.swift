@@ -1,152 +1,136 @@
+import AuthtapCodec
 import AuthtapModel
 import Foundation
 
 extension Masker {
-    /// Masks a captured body prefix. Works on truncated bodies too: JSON is masked lexically,
-    /// so an unterminated string at the cut is still masked. Bodies with a `Content-Encoding`
-    /// other than identity are not kept (their size is), since their secrets cannot be found.
+    /// Turns a captured body into what is recorded: decoded (`decodedBody`) and masked as every shape it has.
+    public func recordBody(
+        _ raw: CapturedBody, headers: [HeaderField], location: String, params: inout [OAuthParam]
+    ) -> CapturedBody {
+        maskDecoded(decodedBody(raw, headers: headers), headers: headers, location: location, params: &params)
+    }
+
+    /// Masks a body `decodedBody` produced (UTF-8 text, not yet masked).
+    func maskDecoded(
+        _ decoded: CapturedBody, headers: [HeaderField], location: String, params: inout [OAuthParam]
+    ) -> CapturedBody {
+        var body = decoded
+        guard !decoded.bytes.isEmpty else { return body }
+        let text = String(decoding: decoded.bytes, as: UTF8.self)
+        let contentType = headers.value(of: "content-type") ?? ""
+        body.bytes = Array(maskBodyText(text, contentType: contentType, location: location, params: &params).utf8)
+        return body
+    }
+
+    /// A captured body as UTF-8 text, not yet masked: Content-Encoding and Transfer-Encoding codings undone,
+    /// then the charset converted, bounded by `bodyLimit`. A body that cannot be decoded, or is not text,
+    /// is not kept: its size and the reason are (`note`).
+    public func decodedBody(_ raw: CapturedBody, headers: [HeaderField]) -> CapturedBody {
+        var body = raw
+        body.decoded = true
+        guard !raw.bytes.isEmpty, !raw.decoded else { return body }
+        var bytes = raw.bytes
+        do {
+            let contentEncoding = headers.value(of: "content-encoding")
+            let transferEncoding = headers.value(of: "transfer-encoding")
+            if contentEncoding != nil || transferEncoding != nil {
+                let decoded = BodyDecoder.decode(
+                    raw.bytes, contentEncoding: contentEncoding, transferEncoding: transferEncoding,
+                    limit: bodyLimit, inputComplete: !raw.truncated)
+                if !decoded.codings.isEmpty || decoded.failure != nil {
+                    body.encoding = decoded.codings.isEmpty
+                        ? [contentEncoding, transferEncoding].compactMap { $0 }.joined(separator: ", ")
+                        : decoded.codings.joined(separator: ", ")
+                    if let failure = decoded.failure {
+                        body.bytes = []
+                        body.note = "body not decoded: \(failure)"
+                        return body
+                    }
+                    bytes = decoded.bytes
+                    body.truncated = raw.truncated || decoded.truncated
+                    body.decodedSize = body.truncated ? nil : bytes.count
+                }
+            }
+        }
+        if bytes.count > bodyLimit {
+            bytes.removeLast(bytes.count - bodyLimit)
+            body.truncated = true
+        }
+        let contentType = headers.value(of: "content-type")
+        let text = TextDecoding.utf8(bytes, contentType: contentType, truncated: body.truncated)
+        if let decoded = text.text {
+            if let charset = text.charset { body.note = "converted from \(charset)" }
+            body.bytes = Array(decoded.utf8)
+        } else if let type = contentType, type.utf8ContainsASCIICaseInsensitive("multipart/") {
+            // A binary file part must not cost the form's other fields: invalid bytes become U+FFFD and
+            // the file part is dropped when it is masked.
+            body.bytes = Array(String(decoding: bytes, as: UTF8.self).utf8)
+        } else {
+            body.bytes = []
+            body.note = "body not kept: \(text.failure ?? "not text")"
+        }
+        return body
+    }
+
+    /// Masks a captured body prefix (UTF-8 bytes). Works on truncated bodies too: JSON is masked lexically,
+    /// so an unterminated string at the cut is still masked.
     public func maskBody(
         _ bytes: [UInt8], headers: [HeaderField], location: String, params: inout [OAuthParam]
     ) -> [UInt8] {
-        if bytes.isEmpty { return ([]) }
-        if let encoding = headers.value(of: "content-encoding")?.lowercased(), encoding != "identity", !encoding.isEmpty {
-            return (Array("[authtap: \(encoding)-encoded body not recorded]".utf8))
-        }
-        // Matched without a lower-cased copy of the value (this runs for every body).
-        let contentType = headers.value(of: "content-type") ?? ""
-        let isJSONType = contentType.utf8ContainsASCIICaseInsensitive("json")
-        let isFormType = contentType.utf8ContainsASCIICaseInsensitive("x-www-form-urlencoded")
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            // Not UTF-8: only keep it if it cannot be text carrying a secret.
-            if contentType.lowercased().hasPrefix("text/") || isJSONType || contentType.utf8ContainsASCIICaseInsensitive("form") {
-                return (Array("[authtap: body is not valid UTF-8, not recorded]".utf8))
-            }
-            return (bytes)
+        let raw = CapturedBody(bytes: bytes, size: bytes.count)
+        return recordBody(raw, headers: headers, location: location, params: &params).bytes
+    }
+
+    /// Masks decoded text by what it is, whatever its Content-Type says: JSON, multipart, XML or HTML, a form,
+    /// or free text. Each structural masker looks at every readable value again for URLs, JWTs and tokens.
+    func maskBodyText(_ text: String, contentType: String, location: String, params: inout [OAuthParam]) -> String {
+        if text.isEmpty { return text }
+        if let boundary = Multipart.boundary(contentType: contentType, body: text) {
+            return maskMultipart(text, boundary: boundary, location: location, params: &params)
         }
         let firstSignificant = text.utf8.first { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }
-        if isJSONType || firstSignificant == UInt8(ascii: "{") || firstSignificant == UInt8(ascii: "[") {
-            return (JSONMasking.mask(bytes, masker: self, location: location, params: &params))
+        if firstSignificant == UInt8(ascii: "{") || firstSignificant == UInt8(ascii: "[") {
+            return String(decoding: JSONMasking.mask(Array(text.utf8), masker: self, location: location, params: &params),
+                          as: UTF8.self)
         }
-        if isFormType || FormCoding.looksLikeForm(text) {
-            return (Array(maskPairs(Substring(text), location: location, params: &params).utf8))
+        if firstSignificant == UInt8(ascii: "<") {
+            return maskMarkup(text)
         }
-        return (Array(maskFreeText(text).utf8))
+        if FormCoding.looksLikeForm(text) {
+            return maskPairs(Substring(text), location: location, params: &params)
+        }
+        return maskFreeText(text)
     }
 
-    /// Masks secrets in text that is neither JSON nor a form: `name=value`, `"name": "value"`
-    /// and HTML inputs (`<input name="code" value="...">`, either attribute order).
-    /// One pass over the bytes; candidate positions are where a secret name starts.
-    public func maskFreeText(_ text: String) -> String {
-        let b = Array(text.utf8)
-        var spans: [(start: Int, end: Int, name: String)] = []
-        var i = 0
-        while i < b.count {
-            guard Self.isNameStart(b[i]), i == 0 || !Self.isNameByte(b[i - 1]), let name = Self.secretName(at: i, in: b) else {
-                i += 1
-                continue
-            }
-            let j = i + name.utf8.count
-            if let span = Self.valueSpan(after: j, nameStart: i, in: b) {
-                spans.append((span.lowerBound, span.upperBound, name))
-                i = max(j, span.upperBound)
-            } else {
-                i = j
-            }
-        }
-        if spans.isEmpty { return text }
-        var out: [UInt8] = []
-        out.reserveCapacity(b.count + spans.count * 48)
-        var cursor = 0
-        for span in spans.sorted(by: { $0.start < $1.start }) where span.start >= cursor {
-            out.append(contentsOf: b[cursor..<span.start])
-            let value = String(decoding: b[span.start..<span.end], as: UTF8.self)
-            out.append(contentsOf: Array(mask(kind: span.name, value: value).utf8))
-            cursor = span.end
-        }
-        out.append(contentsOf: b[cursor...])
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    static let secretNameBytes: [(String, [UInt8])] = secretNames.sorted { $0.count > $1.count }.map { ($0, Array($0.utf8)) }
-
-    static func isNameByte(_ c: UInt8) -> Bool {
-        (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || (c >= 0x30 && c <= 0x39) || c == UInt8(ascii: "_")
-    }
-    static func isNameStart(_ c: UInt8) -> Bool { (c | 0x20) >= 0x61 && (c | 0x20) <= 0x7A }
-
-    /// The longest secret name starting at `i` (ASCII case-insensitive) and not running on.
-    static func secretName(at i: Int, in b: [UInt8]) -> String? {
-        for (name, bytes) in secretNameBytes where i + bytes.count <= b.count {
-            var k = 0
-            while k < bytes.count, b[i + k] | 0x20 == bytes[k] | 0x20 || (bytes[k] == UInt8(ascii: "_") && b[i + k] == bytes[k]) { k += 1 }
-            if k == bytes.count, i + k == b.count || !isNameByte(b[i + k]) { return name }
-        }
-        return nil
-    }
-
-    /// Where the value of the name ending at `j` lies, for the three shapes; `nil` if none.
-    static func valueSpan(after j: Int, nameStart i: Int, in b: [UInt8]) -> Range<Int>? {
-        let quote = UInt8(ascii: "\""), apostrophe = UInt8(ascii: "'")
-        func skipSpaces(_ k: Int) -> Int {
-            var k = k
-            while k < b.count, b[k] == 0x20 || b[k] == 0x09 || b[k] == 0x0A || b[k] == 0x0D { k += 1 }
-            return k
-        }
-        func quoted(from k: Int) -> Range<Int>? {
-            guard k < b.count, b[k] == quote || b[k] == apostrophe else { return nil }
-            let q = b[k]
-            var e = k + 1
-            while e < b.count, b[e] != q {
-                if b[e] == UInt8(ascii: "\\") { e += 1 }
-                e += 1
-            }
-            return (k + 1)..<min(e, b.count)
-        }
-        func nonEmpty(_ r: Range<Int>?) -> Range<Int>? {
-            guard let r, !r.isEmpty else { return nil }
-            return b[r].starts(with: Array("[masked".utf8)) ? nil : r
-        }
-        // HTML attribute: name="code" ... value="..." (or value before name) inside one tag.
-        if i >= 6, j < b.count, b[j] == quote || b[j] == apostrophe, b[i - 1] == b[j], b[i - 2] == UInt8(ascii: "=") {
-            let attr = Array("name".utf8)
-            if b[(i - 6)..<(i - 2)].map({ $0 | 0x20 }).elementsEqual(attr) {
-                let tagStart = b[..<i].lastIndex(of: UInt8(ascii: "<")) ?? 0
-                let tagEnd = b[j...].firstIndex(of: UInt8(ascii: ">")) ?? b.count
-                let valueAttr = Array("value=".utf8)
-                var k = tagStart
-                while k + valueAttr.count < tagEnd {
-                    if b[k..<(k + valueAttr.count)].map({ $0 | 0x20 }).elementsEqual(valueAttr), k == 0 || !isNameByte(b[k - 1]) {
-                        return nonEmpty(quoted(from: k + valueAttr.count))
-                    }
-                    k += 1
-                }
-                return nil
-            }
-        }
-        // JSON-like: "name" : "value"
-        if i >= 1, b[i - 1] == quote, j < b.count, b[j] == quote {
-            var k = skipSpaces(j + 1)
-            guard k < b.count, b[k] == UInt8(ascii: ":") else { return nil }
-            k = skipSpaces(k + 1)
-            return nonEmpty(quoted(from: k))
-        }
-        // name=value
-        if j < b.count, b[j] == UInt8(ascii: "=") {
-            var e = j + 1
-            while e < b.count, !Self.valueDelimiters.contains(b[e]) { e += 1 }
-            return nonEmpty((j + 1)..<e)
-        }
-        return nil
-    }
-
-    static let valueDelimiters: Set<UInt8> = Set("&;,\"'<> \t\r\n".utf8)
 }
 
 extension FormCoding {
+    /// `a=b&c=d` where every name is a name (`user[password]`, `pf.pass`, `x%5By%5D`): a value holding a
+    /// form, not text that happens to contain `=` (a JWT whose signature is a marker, base64 padding).
+    static func looksLikePairs(_ text: String) -> Bool {
+        guard looksLikeForm(text) else { return false }
+        for pair in text.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
+            guard let eq = pair.firstIndex(of: UInt8(ascii: "=")), eq > pair.startIndex,
+                  pair[..<eq].allSatisfy({ Masker.isNameByte($0) || Masker.isNameJoiner($0) })
+            else { return false }
+        }
+        return true
+    }
+
     /// `a=b&c=d` with no whitespace: a form body sent without a Content-Type.
     public static func looksLikeForm(_ text: String) -> Bool {
         guard text.utf8.contains(UInt8(ascii: "=")), text.utf8.count < 1 << 20 else { return false }
-        return !text.utf8.contains { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 || $0 == UInt8(ascii: "<") }
+        let isBreak: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 || $0 == UInt8(ascii: "<") }
+        guard text.utf8.contains(where: isBreak) else { return true }
+        // A recorded form holds markers, and markers hold spaces: look at the text between them.
+        guard text.utf8Contains("[masked ") else { return false }
+        let bytes = Array(text.utf8)
+        var cursor = 0
+        for marker in Masker.markerRanges(in: bytes) {
+            if bytes[cursor..<marker.lowerBound].contains(where: isBreak) { return false }
+            cursor = marker.upperBound
+        }
+        return !bytes[cursor...].contains(where: isBreak)
     }
 }
 
@@ -205,12 +189,14 @@ extension Array where Element == HeaderField {
 }
 
 /// Lexical JSON masking: no full parse, so it works on truncated or malformed JSON.
-/// Every string value under a secret key is masked at any depth; top-level members become params.
+/// Every value under a secret key is masked at any depth (an object or array whole); readable strings are
+/// looked at again (`maskReadable`, with the key they stand under); top-level members become params.
 enum JSONMasking {
     static func mask(_ b: [UInt8], masker: Masker, location: String, params: inout [OAuthParam]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(b.count + 64)
-        var stack: [UInt8] = []
+        // Each open container and the key it stands under (array elements inherit it: `x5c`, `scopes`).
+        var stack: [(bracket: UInt8, key: String?)] = []
         var expectingKey = false
         var pendingKey: String? = nil
         var i = 0
@@ -229,37 +215,57 @@ enum JSONMasking {
                 let closed = j < n
                 let contentEnd = min(j, n)
                 let raw = b[(i + 1)..<contentEnd]
-                if stack.last == UInt8(ascii: "{") && expectingKey {
+                if stack.last?.bracket == UInt8(ascii: "{") && expectingKey {
                     pendingKey = unescape(raw)
                     expectingKey = false
                     out.append(contentsOf: b[i..<(closed ? j + 1 : n)])
-                } else if let key = pendingKey {
+                } else {
+                    let key = pendingKey ?? (stack.last?.bracket == UInt8(ascii: "[") ? stack.last?.key : nil)
                     let value = unescape(raw)
-                    if Masker.isSecret(key) {
+                    if let key, Masker.isSecret(key) {
                         let (masked, param) = masker.secret(kind: key, value: value)
                         out.append(quote)
                         out.append(contentsOf: escape(masked))
                         if closed { out.append(quote) }
-                        if stack.count == 1 {
+                        if stack.count == 1, pendingKey != nil {
                             params.append(OAuthParam(location: location, name: key, secret: param))
                         }
                     } else {
-                        out.append(contentsOf: b[i..<(closed ? j + 1 : n)])
-                        if stack.count == 1 {
+                        let looked = masker.maskReadable(value, name: key)
+                        if looked == value {
+                            out.append(contentsOf: b[i..<(closed ? j + 1 : n)])
+                        } else {
+                            out.append(quote)
+                            out.append(contentsOf: escape(looked))
+                            if closed { out.append(quote) }
+                        }
+                        if stack.count == 1, let key = pendingKey {
                             params.append(OAuthParam(location: location, name: key, value: value))
                         }
                     }
                     pendingKey = nil
-                } else {
-                    out.append(contentsOf: b[i..<(closed ? j + 1 : n)])
                 }
                 i = closed ? j + 1 : n
                 continue
             case UInt8(ascii: "{"), UInt8(ascii: "["):
+                if let key = pendingKey, Masker.isSecret(key) {
+                    // `{"password":{"value":"…"}}`: the whole container is the secret.
+                    let end = containerEnd(b, from: i)
+                    let text = String(decoding: b[i..<end], as: UTF8.self)
+                    let (masked, param) = masker.secret(kind: key, value: text)
+                    out.append(quote)
+                    out.append(contentsOf: escape(masked))
+                    out.append(quote)
+                    if stack.count == 1 { params.append(OAuthParam(location: location, name: key, secret: param)) }
+                    pendingKey = nil
+                    i = end
+                    continue
+                }
                 if let key = pendingKey, stack.count == 1 {
                     params.append(OAuthParam(location: location, name: key, value: c == UInt8(ascii: "{") ? "{…}" : "[…]"))
                 }
-                stack.append(c)
+                let inherited = pendingKey ?? (stack.last?.bracket == UInt8(ascii: "[") ? stack.last?.key : nil)
+                stack.append((c, inherited))
                 expectingKey = c == UInt8(ascii: "{")
                 pendingKey = nil
                 out.append(c)
@@ -269,7 +275,7 @@ enum JSONMasking {
                 expectingKey = false
                 out.append(c)
             case UInt8(ascii: ","):
-                expectingKey = stack.last == UInt8(ascii: "{")
+                expectingKey = stack.last?.bracket == UInt8(ascii: "{")
                 pendingKey = nil
                 out.append(c)
             case UInt8(ascii: ":"), 0x20, 0x0A, 0x0D, 0x09:
@@ -280,30 +286,54 @@ enum JSONMasking {
                 while j < n, !isDelimiter(b[j]) { j += 1 }
                 if j == i { j = i + 1 }
                 let literal = b[i..<j]
-                if let key = pendingKey {
-                    let text = String(decoding: literal, as: UTF8.self)
-                    if Masker.isSecret(key) {
-                        let (masked, param) = masker.secret(kind: key, value: text)
-                        out.append(contentsOf: Array("\"\(masked)\"".utf8))
-                        if stack.count == 1 {
-                            params.append(OAuthParam(location: location, name: key, secret: param))
-                        }
-                    } else {
-                        out.append(contentsOf: literal)
-                        if stack.count == 1 {
-                            params.append(OAuthParam(location: location, name: key, value: text))
-                        }
+                let key = pendingKey ?? (stack.last?.bracket == UInt8(ascii: "[") ? stack.last?.key : nil)
+                let text = String(decoding: literal, as: UTF8.self)
+                // `null`, `true` and `false` say that there is no secret, or whether there is one.
+                if let key, Masker.isSecret(key), text != "null", text != "true", text != "false" {
+                    let (masked, param) = masker.secret(kind: key, value: text)
+                    out.append(contentsOf: Array("\"\(masked)\"".utf8))
+                    if stack.count == 1, pendingKey != nil {
+                        params.append(OAuthParam(location: location, name: key, secret: param))
                     }
-                    pendingKey = nil
                 } else {
                     out.append(contentsOf: literal)
+                    if stack.count == 1, let key = pendingKey {
+                        params.append(OAuthParam(location: location, name: key, value: text))
+                    }
                 }
+                pendingKey = nil
                 i = j
                 continue
             }
             i += 1
         }
         return out
+    }
+
+    /// The index after the object or array that opens at `start` (strings skipped); the end of the
+    /// input when it is cut before the container closes.
+    static func containerEnd(_ b: [UInt8], from start: Int) -> Int {
+        var depth = 0
+        var i = start
+        while i < b.count {
+            switch b[i] {
+            case UInt8(ascii: "\""):
+                i += 1
+                while i < b.count, b[i] != UInt8(ascii: "\"") {
+                    if b[i] == UInt8(ascii: "\\") { i += 1 }
+                    i += 1
+                }
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                depth -= 1
+                if depth == 0 { return i + 1 }
+            default:
+                break
+            }
+            i += 1
+        }
+        return b.count
     }
 
     private static func isDelimiter(_ c: UInt8) -> Bool {
@@ -321,10 +351,17 @@ enum JSONMasking {
     }
 
     static func escape(_ text: String) -> [UInt8] {
-        if !text.utf8Contains(byte: UInt8(ascii: "\"")) && !text.utf8Contains(byte: UInt8(ascii: "\\")) { return Array(text.utf8) }
+        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            return Array(text.utf8)
+        }
         var out: [UInt8] = []
         out.reserveCapacity(text.utf8.count + 8)
+        let hex = Array("0123456789abcdef".utf8)
         for c in text.utf8 {
+            if c < 0x20 {
+                out += Array("\\u00".utf8) + [hex[Int(c >> 4)], hex[Int(c & 0xF)]]
+                continue
+            }
             if c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") { out.append(UInt8(ascii: "\\")) }
             out.append(c)
         }

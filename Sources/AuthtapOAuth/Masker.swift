@@ -67,49 +67,29 @@ final class FingerprintMemo: @unchecked Sendable {
     }
 }
 
-/// Masks every secret in an exchange: query strings, fragments, form and JSON bodies (any depth),
-/// Location/Referer headers, Authorization, Proxy-Authorization, Cookie and Set-Cookie.
+/// Masks every secret in an exchange: names in any casing or nesting (see `SecretNames`), JWTs, published
+/// token formats and random-looking values wherever they stand (`maskReadable`), in every body shape.
 ///
 /// A masked value becomes `[masked KIND len=N fp=HEX]`. JWTs keep their header and claims:
 /// `HEADER.PAYLOAD.[masked KIND-signature len=N fp=HEX]`, where `len` and `fp` cover the whole token.
 public struct Masker: Sendable {
-    /// Parameter names whose values are secrets, wherever they appear.
-    public static let secretNames: Set<String> = [
-        "client_secret", "code", "code_verifier", "refresh_token", "access_token", "id_token",
-        "assertion", "client_assertion", "password", "device_code", "subject_token", "actor_token",
-        "token",
-    ]
-    /// Headers whose whole value is a credential.
-    static let credentialHeaders: Set<String> = ["x-api-key", "x-auth-token", "private-token", "api-key"]
     /// Headers that carry URLs whose query or fragment may hold secrets.
     static let urlHeaders: Set<String> = ["location", "referer", "content-location", "refresh"]
-    /// Every header `maskHeaders` rewrites, lower case: a name its switch handles must be here too,
-    /// or that header goes to disk unmasked (`everyMaskedHeaderLosesItsSecret` checks each).
-    static let maskedHeaders: Set<String> = credentialHeaders.union(urlHeaders)
-        .union(["authorization", "proxy-authorization", "cookie", "set-cookie"])
-
-    static let maskedHeaderNames = ASCIINames(maskedHeaders)
-
-    /// The lower-case name when `name` is one of `maskedHeaders` (ASCII case-insensitive), else `nil`.
-    static func maskedHeaderName(_ name: String) -> String? { maskedHeaderNames.member(name) }
 
     public let fingerprinter: Fingerprinter
+    /// Decoded bodies are kept up to this many bytes (the proxy's `--body-limit`).
+    public var bodyLimit: Int = 1 << 20
     /// Set only inside one `record` call: the secrets fingerprinted so far, so the JWT ledger
     /// does not compute a token's HMAC a second time.
     var memo: FingerprintMemo?
 
-    public init(fingerprinter: Fingerprinter) {
+    public init(fingerprinter: Fingerprinter, bodyLimit: Int = 1 << 20) {
         self.fingerprinter = fingerprinter
+        self.bodyLimit = bodyLimit
     }
 
-    public static func isSecret(_ name: String) -> Bool {
-        // ASCII names (nearly all) are matched as bytes in any case, without hashing or a lower-cased
-        // copy. Anything else takes Unicode lower-casing, which may fold onto a name (Kelvin sign K → k).
-        if name.utf8.allSatisfy({ $0 < 0x80 }) { return secretNameTable.member(name) != nil }
-        return secretNames.contains(name.lowercased())
-    }
-
-    static let secretNameTable = ASCIINames(secretNames)
+    /// Whether a parameter, key, field or header name holds a secret (`SecretNames`).
+    public static func isSecret(_ name: String) -> Bool { SecretNames.isSecret(name) }
 
     /// The one spelling of a marker: `[masked KIND len=N fp=HEX]`.
     public static func markerText(kind: String, length: Int, fingerprint: String) -> String {
@@ -117,7 +97,7 @@ public struct Masker: Sendable {
         // cost a fifth of masking a secret (this runs for every one). The pieces are copied with
         // memcpy at an offset passed along, not by a nested function capturing the offset (whose
         // every byte paid a dynamic exclusivity check).
-        var kind = kind, fingerprint = fingerprint
+        var kind = Self.markerKind(kind), fingerprint = fingerprint
         var digits = String(length) // a small string: no allocation
         return kind.withUTF8 { k in
             fingerprint.withUTF8 { f in
@@ -155,19 +135,45 @@ public struct Masker: Sendable {
         return Self.markerText(kind: kind, length: value.utf8.count, fingerprint: fingerprinter.fingerprint(value))
     }
 
-    /// A value that already carries a marker (an imported authtap HAR, a re-analysed record): its
+    /// A marker's kind names where the secret stood; anything but `[A-Za-z0-9_.-]` becomes `_`, so a
+    /// marker always parses back (`alreadyMasked`) whatever name a JSON key or header had.
+    static func markerKind(_ kind: String) -> String {
+        if kind.utf8.allSatisfy({ isNameByte($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }),
+           !kind.isEmpty, kind.utf8.count <= 64 {
+            return kind
+        }
+        let cleaned = kind.utf8.prefix(64).map { isNameByte($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") ? $0 : UInt8(ascii: "_") }
+        return cleaned.isEmpty ? "secret" : String(decoding: cleaned, as: UTF8.self)
+    }
+
+    /// A value that is exactly one whole marker (an imported authtap HAR, a re-analysed record): its
     /// length and fingerprint. Masking it again must change nothing, so fingerprints survive round trips.
+    /// Anything around or after the marker makes it a raw value, so text cannot hide behind one.
     static func alreadyMasked(_ value: String) -> (length: Int, fingerprint: String)? {
         // Almost every value is a raw secret with no `[`: decide that on the bytes, without Foundation.
-        guard value.utf8Contains(byte: UInt8(ascii: "[")) else { return nil }
-        guard let open = value.range(of: "[masked "), let fpRange = value[open.upperBound...].range(of: " fp="),
-              let lenRange = value[open.upperBound..<fpRange.lowerBound].range(of: " len="),
-              let length = Int(value[lenRange.upperBound..<fpRange.lowerBound]),
-              let close = value[fpRange.upperBound...].firstIndex(of: "]")
+        let b = value.utf8
+        guard b.first == UInt8(ascii: "["), b.last == UInt8(ascii: "]"), value.hasPrefix("[masked ") else { return nil }
+        let inner = value.dropFirst(8).dropLast()
+        let parts = inner.split(separator: " ", omittingEmptySubsequences: false)
+        guard parts.count == 3, !parts[0].isEmpty,
+              parts[0].utf8.allSatisfy({ isNameByte($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }),
+              parts[1].hasPrefix("len="), let length = Int(parts[1].dropFirst(4)), length >= 0,
+              parts[2].hasPrefix("fp="), case let fp = parts[2].dropFirst(3), !fp.isEmpty, fp.utf8.count <= 64,
+              fp.allSatisfy(\.isHexDigit)
         else { return nil }
-        let fp = String(value[fpRange.upperBound..<close])
-        guard !fp.isEmpty, fp.allSatisfy(\.isHexDigit) else { return nil }
-        return (length, fp)
+        return (length, String(fp))
+    }
+
+    /// A JWS whose signature is already one whole marker: `HEADER.PAYLOAD.[masked KIND-signature …]`.
+    static func alreadyMaskedJWT(_ value: String) -> (length: Int, fingerprint: String)? {
+        guard value.utf8.first == UInt8(ascii: "e"), value.utf8.last == UInt8(ascii: "]"),
+              let open = value.utf8.firstIndex(of: UInt8(ascii: "[")), open > value.utf8.startIndex
+        else { return nil }
+        let head = value.utf8[..<open]
+        guard head.last == UInt8(ascii: "."), head.dropLast().allSatisfy({ isBase64URL($0) || $0 == UInt8(ascii: ".") }),
+              head.filter({ $0 == UInt8(ascii: ".") }).count == 2
+        else { return nil }
+        return alreadyMasked(String(Substring(value.utf8[open...])))
     }
 
     /// Masks one secret; JWTs keep header and claims readable.
@@ -178,7 +184,7 @@ public struct Masker: Sendable {
     /// A secret, fingerprinted once: `masked` replaces it in place (a JWT keeps header and claims),
     /// `param` is the short marker an `OAuthParam` carries.
     public func secret(kind: String, value: String) -> (masked: String, param: OAuthParam.Secret) {
-        if let (length, fp) = Self.alreadyMasked(value) {
+        if let (length, fp) = Self.alreadyMasked(value) ?? Self.alreadyMaskedJWT(value) {
             return (value, (Self.markerText(kind: kind, length: length, fingerprint: fp), fp))
         }
         let fp = fingerprinter.fingerprint(value)
@@ -205,11 +211,14 @@ public struct Masker: Sendable {
     // MARK: URL-encoded text (query strings, fragments, form bodies)
 
     /// Masks `a=b&code=...` pairs. Readable values and secret markers are appended to `params`.
-    public func maskPairs(_ text: Substring, location: String, params: inout [OAuthParam]) -> String {
+    /// A readable value is looked at again (`maskReadable`): a URL, JWT or token can stand under any name.
+    public func maskPairs(_ text: Substring, location: String, params: inout [OAuthParam], depth: Int = 0) -> String {
         if text.isEmpty { return "" }
         // On the bytes: split at `&`, then at the first `=`; only secret values are rewritten.
         // Copied in one go from contiguous storage (element by element, the copy cost as much as the split).
         let b = text.utf8.withContiguousStorageIfAvailable { Array($0) } ?? Array(text.utf8)
+        // RFC 7636 §4.3: a challenge sent with method plain, or with no method, is the verifier itself.
+        let plainChallenge = Self.hasPlainChallenge(b)
         var out: [UInt8] = []
         out.reserveCapacity(b.count + 64)
         var start = 0
@@ -224,14 +233,20 @@ public struct Masker: Sendable {
             } else {
                 let name = FormCoding.decode(bytes: b[start..<eq])
                 let value = FormCoding.decode(bytes: b[(eq + 1)..<end])
-                if Masker.isSecret(name) {
+                if Masker.isSecret(name) || (plainChallenge && name == "code_challenge") {
                     let (masked, param) = secret(kind: name, value: value)
                     params.append(OAuthParam(location: location, name: name, secret: param))
                     out.append(contentsOf: b[start...eq])
                     out.append(contentsOf: masked.utf8)
                 } else {
                     params.append(OAuthParam(location: location, name: name, value: value))
-                    out.append(contentsOf: b[start..<end])
+                    let looked = maskReadable(value, name: name, depth: depth)
+                    if looked == value {
+                        out.append(contentsOf: b[start..<end])
+                    } else {
+                        out.append(contentsOf: b[start...eq])
+                        out.append(contentsOf: FormCoding.encode(looked).utf8)
+                    }
                 }
             }
             start = end + 1
@@ -239,8 +254,29 @@ public struct Masker: Sendable {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Masks the query and fragment of a URL or origin-form target.
-    public func maskURL(_ url: String, location: String, params: inout [OAuthParam]) -> String {
+    /// Whether pairs carry `code_challenge` with `code_challenge_method=plain` or with no method.
+    static func hasPlainChallenge(_ b: [UInt8]) -> Bool {
+        let challenge = Array("code_challenge=".utf8)
+        guard b.count >= challenge.count else { return false }
+        var found = false
+        for i in 0...(b.count - challenge.count) where b[i] == UInt8(ascii: "c") && (i == 0 || b[i - 1] == UInt8(ascii: "&")) {
+            if b[i..<(i + challenge.count)].elementsEqual(challenge) { found = true }
+        }
+        guard found else { return false }
+        let method = Array("code_challenge_method=".utf8)
+        guard b.count >= method.count else { return true }
+        for i in 0...(b.count - method.count) where b[i] == UInt8(ascii: "c") && (i == 0 || b[i - 1] == UInt8(ascii: "&")) {
+            if b[i..<(i + method.count)].elementsEqual(method) {
+                let rest = b[(i + method.count)...].prefix { $0 != UInt8(ascii: "&") }
+                return !rest.elementsEqual(Array("S256".utf8))
+            }
+        }
+        return true
+    }
+
+    /// Masks the query and fragment of a URL or origin-form target, and what its path may carry
+    /// (a JWT or a token as a path segment).
+    public func maskURL(_ url: String, location: String, params: inout [OAuthParam], depth: Int = 0) -> String {
         var rest = Substring(url)
         var fragment: Substring? = nil
         if let hash = rest.firstIndex(of: "#") {
@@ -249,24 +285,26 @@ public struct Masker: Sendable {
         }
         var result: String
         if let q = rest.firstIndex(of: "?") {
-            result = String(rest[...q]) + maskPairs(rest[rest.index(after: q)...], location: location + ".query", params: &params)
+            result = maskShapes(String(rest[...q]), sweep: true)
+                + maskPairs(rest[rest.index(after: q)...], location: location + ".query", params: &params, depth: depth)
         } else {
-            result = String(rest)
+            result = maskShapes(String(rest), sweep: true)
         }
         if let fragment {
-            result += "#" + maskPairs(fragment, location: location + ".fragment", params: &params)
+            result += "#" + maskPairs(fragment, location: location + ".fragment", params: &params, depth: depth)
         }
         return result
     }
 
     // MARK: Headers
 
+    /// Masks credential headers whole (Authorization and Proxy-Authorization keep their scheme, cookies their
+    /// names), URLs in URL headers, and anything secret-shaped in every other header (`maskReadable`).
     public func maskHeaders(_ headers: [HeaderField], location: String, params: inout [OAuthParam]) -> [HeaderField] {
         // Copied only when a header is rewritten: most response headers are not.
         var out: [HeaderField]? = nil
         for (i, field) in headers.enumerated() {
-            // Most headers are not looked at: decided on the bytes, without a lower-cased copy.
-            guard let lower = Self.maskedHeaderName(field.name) else { continue }
+            let lower = field.name.lowercased()
             var value = field.value
             switch lower {
             case "authorization":
@@ -286,22 +324,35 @@ public struct Masker: Sendable {
             case "set-cookie":
                 let semi = field.value.firstIndex(of: ";") ?? field.value.endIndex
                 let pair = field.value[..<semi]
+                let attributes = maskReadable(String(field.value[semi...]), name: "set-cookie-attributes")
                 if let eq = pair.firstIndex(of: "=") {
-                    value = pair[..<eq] + "=" + marker(kind: "cookie", value: String(pair[pair.index(after: eq)...])) + field.value[semi...]
+                    value = pair[..<eq] + "=" + marker(kind: "cookie", value: String(pair[pair.index(after: eq)...]))
+                        + attributes
                 } else {
-                    value = marker(kind: "cookie", value: String(pair)) + field.value[semi...]
+                    value = marker(kind: "cookie", value: String(pair)) + attributes
                 }
+            case "dpop":
+                value = secret(kind: "dpop", value: field.value).masked
             default:
                 if Masker.urlHeaders.contains(lower) {
                     value = maskURL(field.value, location: location + "." + lower, params: &params)
-                } else if Masker.credentialHeaders.contains(lower) {
-                    value = marker(kind: lower, value: field.value)
+                } else if SecretNames.isSecret(field.name) {
+                    value = secret(kind: lower, value: field.value).masked
+                } else {
+                    value = maskReadable(field.value, name: lower)
                 }
             }
+            guard value != field.value else { continue }
             if out == nil { out = headers }
-            out![i] = HeaderField(field.name, value)
+            out?[i] = HeaderField(field.name, value)
         }
         return out ?? headers
+    }
+
+    /// `client_id:[masked …]`, as a recorded Basic credential reads: the marker after the first colon.
+    static func maskedBasicSecret(_ credential: String) -> (length: Int, fingerprint: String)? {
+        guard let colon = credential.firstIndex(of: ":") else { return alreadyMasked(credential) }
+        return alreadyMasked(String(credential[credential.index(after: colon)...]))
     }
 
     /// Masks an Authorization-style header value; returns the masked value and the OAuth params it carried.
@@ -310,6 +361,7 @@ public struct Masker: Sendable {
         while trimmedBytes.first == 0x20 { trimmedBytes = trimmedBytes.dropFirst() }
         while trimmedBytes.last == 0x20 { trimmedBytes = trimmedBytes.dropLast() }
         let trimmed = String(Substring(trimmedBytes))
+        if Self.alreadyMasked(trimmed) != nil { return (value, []) }
         // Split on the bytes: a Character search runs grapheme breaking over the whole value.
         guard let space = trimmed.utf8.firstIndex(of: 0x20) else {
             return (marker(kind: kind, value: trimmed), [])
@@ -319,11 +371,11 @@ public struct Masker: Sendable {
         while credentialBytes.first == 0x20 { credentialBytes = credentialBytes.dropFirst() }
         let credential = String(Substring(credentialBytes))
         switch scheme.lowercased() {
-        case "basic" where kind == "authorization" && Self.alreadyMasked(credential) != nil:
+        case "basic" where kind == "authorization" && Self.maskedBasicSecret(credential) != nil:
             // Already masked (re-imported): `client_id:[masked client_secret …]`.
             let colon = credential.firstIndex(of: ":") ?? credential.startIndex
             let user = String(credential[..<colon])
-            let (length, fp) = Self.alreadyMasked(credential)!
+            guard let (length, fp) = Self.maskedBasicSecret(credential) else { return (value, []) }
             let marker = Self.markerText(kind: "client_secret", length: length, fingerprint: fp)
             return ("\(scheme) \(credential)", [
                 OAuthParam(location: location + ".authorization", name: "client_id", value: user),
@@ -388,6 +440,27 @@ public enum FormCoding {
                 out.append(c)
             }
             i = utf8.index(after: i)
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Percent-encodes everything but RFC 3986 unreserved bytes and the marker's own `[ ]` and space (as `+`),
+    /// for a value written back into a form or query after masking.
+    public static func encode(_ text: String) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count + 16)
+        let hex = Array("0123456789ABCDEF".utf8)
+        for c in text.utf8 {
+            let unreserved = (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39)
+                || c == UInt8(ascii: "-") || c == UInt8(ascii: ".") || c == UInt8(ascii: "_") || c == UInt8(ascii: "~")
+                || c == UInt8(ascii: "[") || c == UInt8(ascii: "]") || c == UInt8(ascii: "=")
+            if unreserved {
+                out.append(c)
+            } else if c == 0x20 {
+                out.append(UInt8(ascii: "+"))
+            } else {
+                out += [UInt8(ascii: "%"), hex[Int(c >> 4)], hex[Int(c & 0xF)]]
+            }
         }
         return String(decoding: out, as: UTF8.self)
     }

@@ -22,8 +22,10 @@ extension AppDatabase {
               http_version, status, request_headers, response_headers, request_body, request_body_size,
               request_body_truncated, response_body, response_body_size, response_body_truncated, client_tls,
               upstream_tls, insecure_upstream, connection_reused, started_at, connect_ms, tls_ms, request_sent_ms,
-              first_byte_ms, end_ms, error_kind, tls_failure, error_detail, oauth_roles, oauth_params)
-            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+              first_byte_ms, end_ms, error_kind, tls_failure, error_detail, oauth_roles, oauth_params,
+              request_body_encoding, request_body_decoded_size, request_body_note,
+              response_body_encoding, response_body_decoded_size, response_body_note)
+            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
             """)
         // Exchanges on one connection share their TLS facts: encode each distinct value once. Found by
         // equality in a short list, not by hashing: the facts of one connection share their strings'
@@ -63,6 +65,9 @@ extension AppDatabase {
             row.text(e.error?.rawValue); row.text(e.tlsFailure?.rawValue); row.text(e.errorDetail)
             row.text(e.roles.isEmpty ? nil : e.roles.map { $0.rawValue }.joined(separator: ","))
             if e.oauthParams.isEmpty { row.text(nil) } else { row.json { JSONText.appendParams(e.oauthParams, to: &$0) } }
+            row.text(e.requestBody.encoding); row.int(e.requestBody.decodedSize.map(Int64.init)); row.text(e.requestBody.note)
+            row.text(e.responseBody.encoding); row.int(e.responseBody.decodedSize.map(Int64.init))
+            row.text(e.responseBody.note)
             let code = row.execute(statement)
             guard code == SQLITE_DONE else {
                 throw DatabaseError(resultCode: ResultCode(rawValue: code),
@@ -94,7 +99,9 @@ extension AppDatabase {
                 SELECT id, session_id, connection_id, client_address, scheme, host, port, method, target, http_version, status,
                   request_headers, response_headers, request_body, request_body_size, response_body, response_body_size,
                   client_tls, upstream_tls, insecure_upstream, connection_reused, started_at, connect_ms, tls_ms,
-                  request_sent_ms, first_byte_ms, end_ms, error_kind, tls_failure, error_detail, oauth_roles, oauth_params
+                  request_sent_ms, first_byte_ms, end_ms, error_kind, tls_failure, error_detail, oauth_roles, oauth_params,
+                  request_body_truncated, request_body_encoding, request_body_decoded_size, request_body_note,
+                  response_body_truncated, response_body_encoding, response_body_decoded_size, response_body_note
                 FROM exchange
                 """
             var args: StatementArguments = []
@@ -127,8 +134,12 @@ extension AppDatabase {
                 e.status = row[10]
                 e.requestHeaders = JSONText.decodeHeaders(row[11])
                 e.responseHeaders = JSONText.decodeHeaders(row[12])
-                e.requestBody = CapturedBody(bytes: (row[13] as Data?).map(Array.init) ?? [], size: row[14])
-                e.responseBody = CapturedBody(bytes: (row[15] as Data?).map(Array.init) ?? [], size: row[16])
+                e.requestBody = CapturedBody(
+                    bytes: (row[13] as Data?).map(Array.init) ?? [], size: row[14], truncated: row[32],
+                    encoding: row[33], decodedSize: row[34], note: row[35])
+                e.responseBody = CapturedBody(
+                    bytes: (row[15] as Data?).map(Array.init) ?? [], size: row[16], truncated: row[36],
+                    encoding: row[37], decodedSize: row[38], note: row[39])
                 e.clientTLS = tls(row[17])
                 e.upstreamTLS = tls(row[18])
                 e.insecureUpstream = row[19]

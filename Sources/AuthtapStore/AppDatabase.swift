@@ -11,12 +11,9 @@ public final class AppDatabase: Sendable {
         try Self.migrator.migrate(writer)
     }
 
-    /// A WAL database file (creating its directory).
+    /// A WAL database file (creating its directory), private to its owner: see `prepareOwnerOnly`.
     public static func open(path: String) throws -> AppDatabase {
-        let dir = (path as NSString).deletingLastPathComponent
-        if !dir.isEmpty {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        }
+        try prepareOwnerOnly(databasePath: path)
         var config = Configuration()
         config.busyMode = .timeout(5)
         // WAL + NORMAL: a commit survives a crash of authtap (Ctrl-C, kill); only power loss can undo the last ones.
@@ -28,6 +25,7 @@ public final class AppDatabase: Sendable {
             try db.execute(sql: "PRAGMA page_size = 32768; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384")
         }
         let pool = try DatabasePool(path: path, configuration: config)
+        tightenDatabaseFiles(path)
         return try AppDatabase(pool)
     }
 
@@ -196,6 +194,18 @@ public final class AppDatabase: Sendable {
                            CASE p.type WHEN 'array' THEN p.value ->> 3 ELSE p.value ->> '$.fingerprint' END AS fingerprint
                     FROM exchange, json_each(exchange.oauth_params) AS p
                     WHERE exchange.oauth_params IS NOT NULL;
+                """)
+        }
+        m.registerMigration("v6-body-decoding") { db in
+            // Recording decodes bodies (Content-Encoding, charset) before masking: what the body was on the
+            // wire, its decoded size, and why nothing or only part of it is kept.
+            try db.execute(sql: """
+                ALTER TABLE exchange ADD COLUMN request_body_encoding TEXT;
+                ALTER TABLE exchange ADD COLUMN request_body_decoded_size INTEGER;
+                ALTER TABLE exchange ADD COLUMN request_body_note TEXT;
+                ALTER TABLE exchange ADD COLUMN response_body_encoding TEXT;
+                ALTER TABLE exchange ADD COLUMN response_body_decoded_size INTEGER;
+                ALTER TABLE exchange ADD COLUMN response_body_note TEXT;
                 """)
         }
         return m

@@ -108,12 +108,17 @@ extension TUIApp {
     }
 
     func body(_ b: CapturedBody, headers: [HeaderField], add: (String, Style) -> Void) {
+        if let encoding = b.encoding {
+            let decoded = b.decodedSize.map { ", \($0) decoded" } ?? ""
+            add("(\(encoding): \(b.size) bytes on the wire\(decoded))", Style(dim: true))
+        }
+        if let note = b.note { add("(\(note))", b.bytes.isEmpty ? .warning : Style(dim: true)) }
         guard !b.bytes.isEmpty else {
-            add(b.size == 0 ? "(no body)" : "(\(b.size) bytes, not recorded)", Style(dim: true))
+            if b.note == nil { add(b.size == 0 ? "(no body)" : "(\(b.size) bytes, not recorded)", Style(dim: true)) }
             return
         }
         let type = (headers.value(of: "content-type") ?? "").lowercased()
-        if b.truncated { add("(first \(b.bytes.count) of \(b.size) bytes)", .warning) }
+        if b.truncated { add("(first \(b.bytes.count) bytes of text; the body is longer)", .warning) }
         if case .success(let json) = JSONValue.parse(b.bytes) {
             for line in pretty(json, indent: 0) { add(line, .plain) }
             return

@@ -14,9 +14,17 @@ struct Authtap: AsyncParsableCommand {
         commandName: "authtap",
         abstract: "A debugging proxy for OAuth 2.0 / OpenID Connect: records every exchange with its secrets masked, explains why a sign-in failed, and catches TLS handshake failures in packets.",
         version: authtapVersion,
-        subcommands: [Proxy.self, Env.self, Sessions.self, Exchanges.self, Analyze.self, Rules.self, Capture.self, Handshakes.self, TUI.self, Export.self, Import.self, Generate.self, BenchRecord.self],
+        subcommands: [Proxy.self, Env.self, Sessions.self, Exchanges.self, Analyze.self, Rules.self, Capture.self, Handshakes.self, TUI.self, Export.self, Import.self, Audit.self, Generate.self, BenchRecord.self],
         defaultSubcommand: Proxy.self
     )
+
+    /// Everything authtap writes is the user's traffic or a key to it, so it is private to the owner whatever
+    /// umask the shell has: this covers the files that libraries create for us (SQLite's -wal and -shm,
+    /// libpcap's dump), and the folders; the creators that are ours also set 0600 explicitly.
+    static func main() async {
+        umask(0o077)
+        await main(nil)
+    }
 }
 
 struct CommonPaths: ParsableArguments {
@@ -178,8 +186,10 @@ struct ExchangeView: Encodable {
     enum Keys: String, CodingKey {
         case id, session, connection, client, url, scheme, host, port, method, target, httpVersion, status
         case requestHeaders, responseHeaders, requestBody, requestBodySize, requestBodyTruncated
+        case requestBodyEncoding, requestBodyDecodedSize, requestBodyNote
         case responseBody, responseBodySize, responseBodyTruncated, clientTLS, upstreamTLS, insecureUpstream
         case connectionReused, timings, error, tlsFailure, errorDetail, roles, oauthParams
+        case responseBodyEncoding, responseBodyDecodedSize, responseBodyNote
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -202,9 +212,15 @@ struct ExchangeView: Encodable {
         try c.encode(Self.text(e.requestBody.bytes), forKey: .requestBody)
         try c.encode(e.requestBody.size, forKey: .requestBodySize)
         try c.encode(e.requestBody.truncated, forKey: .requestBodyTruncated)
+        try c.encodeIfPresent(e.requestBody.encoding, forKey: .requestBodyEncoding)
+        try c.encodeIfPresent(e.requestBody.decodedSize, forKey: .requestBodyDecodedSize)
+        try c.encodeIfPresent(e.requestBody.note, forKey: .requestBodyNote)
         try c.encode(Self.text(e.responseBody.bytes), forKey: .responseBody)
         try c.encode(e.responseBody.size, forKey: .responseBodySize)
         try c.encode(e.responseBody.truncated, forKey: .responseBodyTruncated)
+        try c.encodeIfPresent(e.responseBody.encoding, forKey: .responseBodyEncoding)
+        try c.encodeIfPresent(e.responseBody.decodedSize, forKey: .responseBodyDecodedSize)
+        try c.encodeIfPresent(e.responseBody.note, forKey: .responseBodyNote)
         try c.encode(e.clientTLS, forKey: .clientTLS)
         try c.encode(e.upstreamTLS, forKey: .upstreamTLS)
         try c.encode(e.insecureUpstream, forKey: .insecureUpstream)

@@ -57,9 +57,20 @@ struct Export: ParsableCommand {
             FileHandle.standardOutput.write(data)
             FileHandle.standardOutput.write(Data("\n".utf8))
         } else {
-            try data.write(to: URL(fileURLWithPath: output))
+            try Self.writeOwnerOnly(data, to: output)
             FileHandle.standardError.write(Data("authtap: wrote \(exchanges.count) entries, \(analysis.findings.count) findings to \(output)\n".utf8))
         }
+    }
+
+    /// A HAR is masked, yet it still maps the user's sign-ins (hosts, paths, client_ids, timings): created 0600,
+    /// and an existing file is truncated and tightened.
+    static func writeOwnerOnly(_ data: Data, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw ValidationError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        fchmod(fd, 0o600)
+        try handle.write(contentsOf: data)
+        try handle.close()
     }
 
     private func collect(_ db: AppDatabase, _ id: Int64, _ exchanges: inout [Exchange], _ analysis: inout Analysis,

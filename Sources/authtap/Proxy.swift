@@ -35,7 +35,7 @@ struct Proxy: AsyncParsableCommand {
     @Option(help: "Intercept only CONNECT hosts matching this glob (repeatable); others are relayed byte for byte.")
     var intercept: [String] = []
 
-    @Option(help: "Bytes of each body to record.")
+    @Option(help: "Bytes of each body to record: the captured wire bytes and, for a compressed body, the decoded text (a decompression bomb stops here and is marked truncated).")
     var bodyLimit: Int = 1 << 20
 
     @Option(help: "Seconds to wait for an upstream TCP connection.")
@@ -47,7 +47,10 @@ struct Proxy: AsyncParsableCommand {
     @Flag(help: "Do not verify upstream certificates (noted on every exchange).")
     var insecureUpstream = false
 
-    @Option(help: "Write NSS key-log lines for both TLS legs to FILE (also SSLKEYLOGFILE): anyone holding it can decrypt the traffic.")
+    @Option(help: """
+        Write NSS key-log lines for both TLS legs to FILE (mode 0600): anyone holding it can decrypt the traffic. \
+        Only this option turns key logging on; SSLKEYLOGFILE is ignored.
+        """)
     var keylog: String?
 
     @Option(help: "Capture TLS handshakes on this interface with libpcap during the session (needs root or CAP_NET_RAW).")
@@ -56,8 +59,15 @@ struct Proxy: AsyncParsableCommand {
     @Option(help: "With --pcap: also capture TCP on this port (repeatable; 443 and the listen port always are).")
     var pcapPort: [Int] = []
 
-    @Option(help: "With --pcap: write the captured packets to this pcap file.")
+    @Option(help: """
+        With --pcap: write the captured packets to this pcap file (mode 0600). On the listen port only whole TLS \
+        records keep their bytes; other payload (CONNECT with Proxy-Authorization, plain http://) is cut after the \
+        TCP header.
+        """)
     var pcapWrite: String?
+
+    @Flag(help: "With --pcap-write: keep the listen port's plaintext payload too (it holds unmasked secrets).")
+    var pcapWritePlaintext = false
 
     @Flag(help: "Do not print a line per exchange, nor live findings.")
     var quiet = false
@@ -135,9 +145,13 @@ struct Proxy: AsyncParsableCommand {
         config.insecureUpstream = insecureUpstream
         if let threads { config.threads = threads }
         var keyLogFile: KeyLogFile? = nil
-        if let path = keylog ?? ProcessInfo.processInfo.environment["SSLKEYLOGFILE"], !path.isEmpty {
-            keyLogFile = try KeyLogFile(path: path)
+        if let keylog, !keylog.isEmpty {
+            keyLogFile = try KeyLogFile(path: keylog)
             config.keyLog = keyLogFile!.callback
+        } else if let inherited = ProcessInfo.processInfo.environment["SSLKEYLOGFILE"], !inherited.isEmpty {
+            // A variable left set for a browser must not quietly write the keys to every secret of this session.
+            FileHandle.standardError.write(Data(("authtap: warning: SSLKEYLOGFILE is ignored; to write TLS keys, "
+                + "pass --keylog FILE (anyone holding that file can decrypt the traffic)\n").utf8))
         }
         // Packet capture beside the proxy: opened first, so a missing privilege stops us before listening.
         var capture: LiveCapture? = nil
@@ -146,6 +160,7 @@ struct Proxy: AsyncParsableCommand {
             let filter = "tcp and (" + ports.map { "port \($0)" }.joined(separator: " or ") + ")"
             do {
                 capture = try LiveCapture(interface: pcap, filter: filter, write: pcapWrite)
+                if !pcapWritePlaintext { capture?.redactPayload(onPorts: [port]) }
             } catch let error as CaptureError {
                 FileHandle.standardError.write(Data("authtap: \(error.description)\n".utf8))
                 throw ExitCode(2)
@@ -154,7 +169,7 @@ struct Proxy: AsyncParsableCommand {
 
         let certs = CertsDirectory(path: paths.certs)
         let ca = try certs.loadOrCreateCA()
-        let masker = Masker(fingerprinter: Fingerprinter(key: try certs.loadOrCreateFingerprintKey()))
+        let masker = Masker(fingerprinter: Fingerprinter(key: try certs.loadOrCreateFingerprintKey()), bodyLimit: bodyLimit)
         var anchors: [X509.Certificate] = []
         for file in upstreamCa { anchors += try loadPEMCertificates(path: file) }
         let trust = UpstreamTrust(extraAnchors: anchors)
@@ -186,6 +201,8 @@ struct Proxy: AsyncParsableCommand {
         try database.setListen(session.id!, listen: "\(host.contains(":") ? "[\(host)]" : host):\(boundPort)")
         if let capture {
             let ports = Set([443, boundPort] + pcapPort).sorted()
+            // Cut before the filter lets the bound port's packets in.
+            if !pcapWritePlaintext { capture.redactPayload(onPorts: [boundPort]) }
             try capture.setFilter("tcp and (" + ports.map { "port \($0)" }.joined(separator: " or ") + ")")
         }
         let url = proxyURL(host: host, port: boundPort)
@@ -195,7 +212,7 @@ struct Proxy: AsyncParsableCommand {
         banner += "Point clients at authtap:\n"
         banner += clientSetupLines(proxyURL: url, certs: certs, export: false).joined(separator: "\n") + "\n"
         if insecureUpstream { banner += "WARNING: upstream certificates are NOT verified (--insecure-upstream)\n" }
-        if keyLogFile != nil, let path = keylog ?? ProcessInfo.processInfo.environment["SSLKEYLOGFILE"] {
+        if keyLogFile != nil, let path = keylog {
             banner += "TLS key log: \(absolute(path)) (anyone holding it can decrypt both legs; delete it when done)\n"
         }
         FileHandle.standardOutput.write(Data(banner.utf8))

@@ -308,6 +308,26 @@ func redirectURIDifferences(_ c: RedirectCase) {
     #expect(charset.analyze().findings.contains { $0.rule == "pkce-mismatch" && $0.title.contains("characters outside") })
 }
 
+/// A plain challenge is the verifier itself, so it is masked; the check compares fingerprints.
+@Test func pkcePlainIsComparedByFingerprint() throws {
+    func flow(tokenVerifier: String, status: Int) -> Flow {
+        var f = Flow()
+        f.add("GET", "\(asBase)/authorize?response_type=code&client_id=app1&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&state=s&code_challenge=\(verifier)&code_challenge_method=plain",
+              status: 302, response: [("Location", "https://app.example/cb?code=C9&state=s")])
+        f.add("POST", "\(asBase)/token", at: 1, status: status,
+              body: "grant_type=authorization_code&code=C9&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&client_id=app1&code_verifier=\(tokenVerifier)",
+              responseBody: status == 200 ? #"{"access_token":"AT","token_type":"Bearer","expires_in":60}"# : #"{"error":"invalid_grant"}"#)
+        return f
+    }
+    let good = flow(tokenVerifier: verifier, status: 200)
+    #expect(!good.exchanges[0].target.contains(verifier), "a plain challenge is the verifier: masked")
+    #expect(!good.analyze().findings.contains { $0.title.contains("is not the plain code_challenge") })
+    let bad = flow(tokenVerifier: String(verifier.reversed()), status: 400).analyze()
+    let finding = try #require(bad.findings.first { $0.rule == "pkce-mismatch" && $0.title.contains("is not the plain code_challenge") })
+    #expect(finding.severity == .error)
+    #expect(!rules(bad).contains("invalid-grant"), "a specific cause must win over the generic rule")
+}
+
 @Test func refreshTokenReuseAfterRotation() throws {
     var (flow, _) = healthyFlow()
     let rotate = flow.add("POST", "\(asBase)/token", at: 100, body: "grant_type=refresh_token&refresh_token=RT-CODE-1&client_id=app1",
