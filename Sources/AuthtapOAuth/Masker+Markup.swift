@@ -122,6 +122,8 @@ extension Masker {
     /// Other attribute values and text are looked at again for URLs, JWTs, tokens and random runs.
     func maskMarkup(_ text: String) -> String {
         let b = Array(text.utf8)
+        // In HTML, <code> is the element for source code, not an authorization code.
+        let isHTML = text.utf8ContainsASCIICaseInsensitive("<html") || text.utf8ContainsASCIICaseInsensitive("<!doctype html")
         var out: [UInt8] = []
         out.reserveCapacity(b.count + 64)
         var i = 0
@@ -154,7 +156,7 @@ extension Masker {
             textStart = i
             if !tag.closing, !tag.selfClosing, let name = tag.name {
                 element = name
-                if Masker.isSecret(name) {
+                if Masker.isSecret(name), !(isHTML && name.lowercased() == "code") {
                     // The whole content up to the matching end tag is the secret.
                     let close = Array("</\(name)".utf8)
                     var k = i
