@@ -63,9 +63,15 @@ public enum HARImport {
             return .failure(Failure(description: "request.url is missing or not an absolute URL"))
         }
         let scheme: Scheme = url.scheme?.lowercased() == "http" ? .http : .https
-        var target = url.percentEncodedPath.isEmpty ? "/" : url.percentEncodedPath
-        if let q = url.percentEncodedQuery { target += "?" + q }
-        if let f = url.percentEncodedFragment { target += "#" + f }
+        // The target as the file spells it: URLComponents would percent-encode a recorded marker's spaces and
+        // brackets and encode escapes twice, and the record would no longer read as masked.
+        var target = rawTarget(urlText) ?? {
+            var t = url.percentEncodedPath.isEmpty ? "/" : url.percentEncodedPath
+            if let q = url.percentEncodedQuery { t += "?" + q }
+            if let f = url.percentEncodedFragment { t += "#" + f }
+            return t
+        }()
+        if target.first == "?" || target.first == "#" { target = "/" + target }
         let start = date(entry["startedDateTime"]?.string) ?? Date(timeIntervalSince1970: 0)
         let connection = entry["connection"]?.string.flatMap { UInt64($0) } ?? UInt64(index + 1)
         var e = Exchange(connectionID: connection, clientAddress: "har", scheme: scheme, host: host.lowercased(), port: url.port ?? (scheme == .https ? 443 : 80),
@@ -208,5 +214,13 @@ public enum HARImport {
         body.decodedSize = decodedSize.flatMap { $0 >= 0 ? $0 : nil } ?? bytes.count
         body.truncated = bytes.count < (body.decodedSize ?? 0)
         return body
+    }
+
+    /// Path, query and fragment of an absolute URL, exactly as written; `nil` without `scheme://authority`.
+    static func rawTarget(_ url: String) -> String? {
+        guard let scheme = url.range(of: "://") else { return nil }
+        let rest = url[scheme.upperBound...]
+        guard let start = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) else { return "/" }
+        return String(rest[start...])
     }
 }

@@ -49,26 +49,42 @@ extension Masker {
     }
 
     /// Non-overlapping secret spans in `bytes`, in order. Markers already in the text are skipped.
+    /// JWTs and published formats are found first; the sweep then looks only at the text between them,
+    /// so a random-looking run next to a token (a path segment, a `/`) cannot swallow the token's shape.
     func shapeSpans(in bytes: [UInt8], sweep: Bool) -> [(range: Range<Int>, kind: String)] {
-        let masked = Self.markerRanges(in: bytes)
-        var spans: [(range: Range<Int>, kind: String)] = []
-        spans += Self.jwtSpans(in: bytes)
+        let jwts = Self.jwtSpans(in: bytes)
+        let masked = Self.markerRanges(in: bytes) + jwts.filter { $0.kind.isEmpty }.map(\.range)
+        var candidates = jwts.filter { !$0.kind.isEmpty }
         bytes.withUnsafeBufferPointer { b in
-            for hit in TokenFormats.scan(b) { spans.append((hit.range, hit.format.id)) }
-            if sweep {
-                for run in EntropySweep.highEntropyRuns(b) { spans.append((run, "opaque")) }
-            }
+            for hit in TokenFormats.scan(b) { candidates.append((hit.range, hit.format.id)) }
         }
-        guard !spans.isEmpty else { return [] }
-        // Earliest first; of two overlapping spans the one that starts first (then the longer) wins.
-        spans.sort { $0.range.lowerBound != $1.range.lowerBound
+        candidates.sort { $0.range.lowerBound != $1.range.lowerBound
             ? $0.range.lowerBound < $1.range.lowerBound : $0.range.count > $1.range.count }
         var kept: [(range: Range<Int>, kind: String)] = []
-        for span in spans {
+        for span in candidates {
             if let last = kept.last, span.range.lowerBound < last.range.upperBound { continue }
             if masked.contains(where: { $0.overlaps(span.range) }) { continue }
             kept.append(span)
         }
+        guard sweep else { return kept }
+        // The gaps between markers and shapes, each swept on its own.
+        let taken = (masked + kept.map(\.range)).sorted { $0.lowerBound < $1.lowerBound }
+        var gaps: [Range<Int>] = []
+        var cursor = 0
+        for range in taken {
+            if range.lowerBound > cursor { gaps.append(cursor..<range.lowerBound) }
+            cursor = max(cursor, range.upperBound)
+        }
+        if cursor < bytes.count { gaps.append(cursor..<bytes.count) }
+        bytes.withUnsafeBufferPointer { b in
+            for gap in gaps where gap.count >= EntropySweep.minimumLength {
+                let slice = UnsafeBufferPointer(rebasing: b[gap])
+                for run in EntropySweep.highEntropyRuns(slice) {
+                    kept.append(((gap.lowerBound + run.lowerBound)..<(gap.lowerBound + run.upperBound), "opaque"))
+                }
+            }
+        }
+        kept.sort { $0.range.lowerBound < $1.range.lowerBound }
         return kept
     }
 
@@ -119,6 +135,9 @@ extension Masker {
             let signed = segments == 5 || (end > 0 && b[end - 1] != UInt8(ascii: "."))
             if segments == 3 || segments == 5, signed, end - i >= 20 {
                 spans.append((i..<end, segments == 5 ? "jwe" : "jwt"))
+            } else if segments == 3, !signed, end < b.count, b[end] == UInt8(ascii: "[") {
+                // HEADER.CLAIMS.[masked …]: masked already; kept readable, never swept.
+                spans.append((i..<end, ""))
             }
             i = max(end, i + 1)
         }

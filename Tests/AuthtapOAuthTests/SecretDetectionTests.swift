@@ -58,6 +58,17 @@ struct SecretDetectionTests {
         #expect(r.oauthParams.contains { $0.name == "client_secret" && $0.fingerprint != nil })
     }
 
+    @Test func aRandomMultipartBoundaryStaysReadable() {
+        // python-requests' boundary: 32 hex digits (urllib3 filepost.choose_boundary).
+        let boundary = "a444678f784bebac84642ca40e1adf99"
+        let body = "--\(boundary)\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nBoundaryCanary\r\n"
+            + "--\(boundary)--\r\n"
+        let once = masker.record(CanaryTable.post("/upload", "multipart/form-data; boundary=\(boundary)", body))
+        #expect(once.requestHeaders.value(of: "content-type") == "multipart/form-data; boundary=\(boundary)")
+        #expect(SecretAudit.hits(in: once, masker: masker).isEmpty)
+        #expect(!recordedText(once).contains("BoundaryCanary"))
+    }
+
     @Test func binaryFilePartsAreNotKept() {
         var bytes = Array("--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.png\"\r\n\r\n".utf8)
         bytes += [0x89, 0x50, 0x4E, 0x47, 0x00, 0xFF, 0xFE] + Array("\r\n--b\r\n".utf8)
