@@ -48,7 +48,9 @@ struct Import: ParsableCommand {
         case .success(let r): result = r
         }
         // Masking on import is the capture's: same masker, same key, same capture-time checks.
-        let masker = Masker(fingerprinter: Fingerprinter(key: try CertsDirectory(path: certs).loadOrCreateFingerprintKey()))
+        // A HAR's bodies are whole already (the file is read whole): no capture limit to apply to them.
+        let key = try CertsDirectory(path: certs).loadOrCreateFingerprintKey()
+        let masker = Masker(fingerprinter: Fingerprinter(key: key), bodyLimit: Self.maxBytes)
         let ledger = JWTLedger()
         let database = try AppDatabase.open(path: db)
         let session = try database.startSession(version: authtapVersion, arguments: ["import", file], listen: nil)
