@@ -31,26 +31,6 @@ public struct Fingerprinter: Sendable {
     private static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? UInt8(ascii: "0") + v : UInt8(ascii: "a") + v - 10 }
 }
 
-/// A set of lower-case ASCII names, looked up ASCII case-insensitively by comparing bytes with the
-/// members of the same length: no hashing of the name looked up and no lower-cased copy of it.
-struct ASCIINames: Sendable {
-    /// Members indexed by their length in bytes.
-    private let byLength: [[String]]
-
-    init(_ names: Set<String>) {
-        var table = [[String]](repeating: [], count: (names.map(\.utf8.count).max() ?? 0) + 1)
-        for name in names.sorted() { table[name.utf8.count].append(name) }
-        byLength = table
-    }
-
-    /// The member that `name` spells in any ASCII case, or `nil`.
-    func member(_ name: String) -> String? {
-        let length = name.utf8.count
-        guard length < byLength.count else { return nil }
-        return byLength[length].first { name.asciiCaseInsensitiveEquals($0) }
-    }
-}
-
 /// The raw secrets one `Masker.record` call fingerprinted, with their fingerprints. It lives on the
 /// writer's stack for that call only (a few entries) and is never stored.
 final class FingerprintMemo: @unchecked Sendable {
