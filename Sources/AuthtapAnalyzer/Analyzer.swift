@@ -497,8 +497,11 @@ struct RuleRun {
         } else if method == "plain", let plain = auth?.fingerprint("code_challenge", "request."), let verifier,
                   let verifierPrint = verifier.fingerprint, plain != verifierPrint {
             add("pkce-mismatch", .error, "code_verifier is not the plain code_challenge", f, more: more,
-                explanation: "The authorization request #\(auth!.id) sent a plain code_challenge (fingerprint \(plain)); the code_verifier sent to /token has fingerprint \(verifierPrint). With method plain the two must be the same string.",
-                fix: "Send the same verifier the challenge was made from, generated once per authorization; better, switch to code_challenge_method=S256.",
+                explanation: "The authorization request #\(auth!.id) sent a plain code_challenge (fingerprint \(plain)); "
+                    + "the code_verifier sent to /token has fingerprint \(verifierPrint). With method plain the two "
+                    + "must be the same string.",
+                fix: "Send the same verifier the challenge was made from, generated once per authorization; "
+                    + "better, switch to code_challenge_method=S256.",
                 evidence: evidence)
         } else if challenge != nil, verifier == nil {
             add("pkce-mismatch", .error, "code_challenge was sent but the token request has no code_verifier", f, more: more,

@@ -97,7 +97,8 @@ public enum HARImport {
                 e.requestHeaders.append(HeaderField("Content-Type", mime))
             }
             let declared = checkedInt(request["bodySize"]?.number) ?? -1
-            e.requestBody = importedBody(body, base64: base64, wireSize: declared, decodedSize: nil, headers: e.requestHeaders)
+            e.requestBody = importedBody(
+                body, base64: base64, wireSize: declared, decodedSize: nil, headers: e.requestHeaders)
         }
         if let response = entry["response"], case .object = response {
             let status = checkedInt(response["status"]?.number) ?? 0
@@ -123,7 +124,8 @@ public enum HARImport {
                     ?? checkedInt(content["compression"]?.number).flatMap { c in
                         decodedSize.flatMap { d in d.subtractingReportingOverflow(c).overflow ? nil : d - c } }
                     ?? decodedSize ?? -1
-                e.responseBody = importedBody(body, base64: base64, wireSize: wireSize, decodedSize: decodedSize, headers: e.responseHeaders)
+                e.responseBody = importedBody(
+                    body, base64: base64, wireSize: wireSize, decodedSize: decodedSize, headers: e.responseHeaders)
             }
         }
         if let timings = entry["timings"], case .object = timings {

@@ -90,8 +90,8 @@ extension Masker {
         }
         let firstSignificant = text.utf8.first { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }
         if firstSignificant == UInt8(ascii: "{") || firstSignificant == UInt8(ascii: "[") {
-            return String(decoding: JSONMasking.mask(Array(text.utf8), masker: self, location: location, params: &params),
-                          as: UTF8.self)
+            let masked = JSONMasking.mask(Array(text.utf8), masker: self, location: location, params: &params)
+            return String(decoding: masked, as: UTF8.self)
         }
         if firstSignificant == UInt8(ascii: "<") {
             return maskMarkup(text)
@@ -120,7 +120,9 @@ extension FormCoding {
     /// `a=b&c=d` with no whitespace: a form body sent without a Content-Type.
     public static func looksLikeForm(_ text: String) -> Bool {
         guard text.utf8.contains(UInt8(ascii: "=")), text.utf8.count < 1 << 20 else { return false }
-        let isBreak: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 || $0 == UInt8(ascii: "<") }
+        let isBreak: (UInt8) -> Bool = {
+            $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 || $0 == UInt8(ascii: "<")
+        }
         guard text.utf8.contains(where: isBreak) else { return true }
         // A recorded form holds markers, and markers hold spaces: look at the text between them.
         guard text.utf8Contains("[masked ") else { return false }

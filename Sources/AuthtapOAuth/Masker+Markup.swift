@@ -123,7 +123,8 @@ extension Masker {
     func maskMarkup(_ text: String) -> String {
         let b = Array(text.utf8)
         // In HTML, <code> is the element for source code, not an authorization code.
-        let isHTML = text.utf8ContainsASCIICaseInsensitive("<html") || text.utf8ContainsASCIICaseInsensitive("<!doctype html")
+        let isHTML = text.utf8ContainsASCIICaseInsensitive("<html")
+            || text.utf8ContainsASCIICaseInsensitive("<!doctype html")
         var out: [UInt8] = []
         out.reserveCapacity(b.count + 64)
         var i = 0

@@ -118,13 +118,12 @@ public struct Masker: Sendable {
     /// A marker's kind names where the secret stood; anything but `[A-Za-z0-9_.-]` becomes `_`, so a
     /// marker always parses back (`alreadyMasked`) whatever name a JSON key or header had.
     static func markerKind(_ kind: String) -> String {
-        if kind.utf8.allSatisfy({ isNameByte($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }),
-           !kind.isEmpty, kind.utf8.count <= 64 {
-            return kind
-        }
-        let cleaned = kind.utf8.prefix(64).map { isNameByte($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") ? $0 : UInt8(ascii: "_") }
+        if kind.utf8.allSatisfy(isKindByte), !kind.isEmpty, kind.utf8.count <= 64 { return kind }
+        let cleaned = kind.utf8.prefix(64).map { isKindByte($0) ? $0 : UInt8(ascii: "_") }
         return cleaned.isEmpty ? "secret" : String(decoding: cleaned, as: UTF8.self)
     }
+
+    static func isKindByte(_ c: UInt8) -> Bool { isNameByte(c) || c == UInt8(ascii: ".") || c == UInt8(ascii: "-") }
 
     /// A value that is exactly one whole marker (an imported authtap HAR, a re-analysed record): its
     /// length and fingerprint. Masking it again must change nothing, so fingerprints survive round trips.
@@ -135,8 +134,7 @@ public struct Masker: Sendable {
         guard b.first == UInt8(ascii: "["), b.last == UInt8(ascii: "]"), value.hasPrefix("[masked ") else { return nil }
         let inner = value.dropFirst(8).dropLast()
         let parts = inner.split(separator: " ", omittingEmptySubsequences: false)
-        guard parts.count == 3, !parts[0].isEmpty,
-              parts[0].utf8.allSatisfy({ isNameByte($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }),
+        guard parts.count == 3, !parts[0].isEmpty, parts[0].utf8.allSatisfy(isKindByte),
               parts[1].hasPrefix("len="), let length = Int(parts[1].dropFirst(4)), length >= 0,
               parts[2].hasPrefix("fp="), case let fp = parts[2].dropFirst(3), !fp.isEmpty, fp.utf8.count <= 64,
               fp.allSatisfy(\.isHexDigit)
@@ -150,7 +148,8 @@ public struct Masker: Sendable {
               let open = value.utf8.firstIndex(of: UInt8(ascii: "[")), open > value.utf8.startIndex
         else { return nil }
         let head = value.utf8[..<open]
-        guard head.last == UInt8(ascii: "."), head.dropLast().allSatisfy({ isBase64URL($0) || $0 == UInt8(ascii: ".") }),
+        guard head.last == UInt8(ascii: "."),
+              head.dropLast().allSatisfy({ isBase64URL($0) || $0 == UInt8(ascii: ".") }),
               head.filter({ $0 == UInt8(ascii: ".") }).count == 2
         else { return nil }
         return alreadyMasked(String(Substring(value.utf8[open...])))
@@ -236,22 +235,21 @@ public struct Masker: Sendable {
 
     /// Whether pairs carry `code_challenge` with `code_challenge_method=plain` or with no method.
     static func hasPlainChallenge(_ b: [UInt8]) -> Bool {
-        let challenge = Array("code_challenge=".utf8)
-        guard b.count >= challenge.count else { return false }
-        var found = false
-        for i in 0...(b.count - challenge.count) where b[i] == UInt8(ascii: "c") && (i == 0 || b[i - 1] == UInt8(ascii: "&")) {
-            if b[i..<(i + challenge.count)].elementsEqual(challenge) { found = true }
-        }
-        guard found else { return false }
-        let method = Array("code_challenge_method=".utf8)
-        guard b.count >= method.count else { return true }
-        for i in 0...(b.count - method.count) where b[i] == UInt8(ascii: "c") && (i == 0 || b[i - 1] == UInt8(ascii: "&")) {
-            if b[i..<(i + method.count)].elementsEqual(method) {
-                let rest = b[(i + method.count)...].prefix { $0 != UInt8(ascii: "&") }
-                return !rest.elementsEqual(Array("S256".utf8))
+        guard pairValue(named: "code_challenge", in: b) != nil else { return false }
+        guard let method = pairValue(named: "code_challenge_method", in: b) else { return true }
+        return !method.elementsEqual("S256".utf8)
+    }
+
+    /// The raw value of the first `name=` pair in `a=b&c=d` bytes.
+    static func pairValue(named name: String, in b: [UInt8]) -> ArraySlice<UInt8>? {
+        let key = Array((name + "=").utf8)
+        guard b.count >= key.count else { return nil }
+        for i in 0...(b.count - key.count) where i == 0 || b[i - 1] == UInt8(ascii: "&") {
+            if b[i..<(i + key.count)].elementsEqual(key) {
+                return b[(i + key.count)...].prefix { $0 != UInt8(ascii: "&") }
             }
         }
-        return true
+        return nil
     }
 
     /// Masks the query and fragment of a URL or origin-form target, and what its path may carry
@@ -385,72 +383,6 @@ public struct Masker: Sendable {
             ])
         default:
             return ("\(scheme) \(marker(kind: kind, value: credential))", [])
-        }
-    }
-}
-
-/// application/x-www-form-urlencoded decoding (`+` is a space), on UTF-8 bytes: no Foundation
-/// bridging on the writer's hot path. Invalid escapes are kept as they are.
-public enum FormCoding {
-    /// The same decoding on bytes already split out of a query or form body.
-    public static func decode(bytes: ArraySlice<UInt8>) -> String {
-        if !bytes.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) {
-            return String(decoding: bytes, as: UTF8.self)
-        }
-        return decode(Substring(String(decoding: bytes, as: UTF8.self)))
-    }
-
-    public static func decode<S: StringProtocol>(_ text: S) -> String {
-        let utf8 = text.utf8
-        if !utf8.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) { return String(text) }
-        var out: [UInt8] = []
-        out.reserveCapacity(utf8.count)
-        var i = utf8.startIndex
-        while i != utf8.endIndex {
-            let c = utf8[i]
-            if c == UInt8(ascii: "+") {
-                out.append(0x20)
-            } else if c == UInt8(ascii: "%"), let h1 = utf8.index(i, offsetBy: 1, limitedBy: utf8.endIndex), h1 != utf8.endIndex,
-                      let h2 = utf8.index(h1, offsetBy: 1, limitedBy: utf8.endIndex), h2 != utf8.endIndex,
-                      let hi = hexValue(utf8[h1]), let lo = hexValue(utf8[h2])
-            {
-                out.append(hi << 4 | lo)
-                i = h2
-            } else {
-                out.append(c)
-            }
-            i = utf8.index(after: i)
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    /// Percent-encodes everything but RFC 3986 unreserved bytes and the marker's own `[ ]` and space (as `+`),
-    /// for a value written back into a form or query after masking.
-    public static func encode(_ text: String) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(text.utf8.count + 16)
-        let hex = Array("0123456789ABCDEF".utf8)
-        for c in text.utf8 {
-            let unreserved = (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39)
-                || c == UInt8(ascii: "-") || c == UInt8(ascii: ".") || c == UInt8(ascii: "_") || c == UInt8(ascii: "~")
-                || c == UInt8(ascii: "[") || c == UInt8(ascii: "]") || c == UInt8(ascii: "=")
-            if unreserved {
-                out.append(c)
-            } else if c == 0x20 {
-                out.append(UInt8(ascii: "+"))
-            } else {
-                out += [UInt8(ascii: "%"), hex[Int(c >> 4)], hex[Int(c & 0xF)]]
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
-        default: return nil
         }
     }
 }

@@ -65,9 +65,9 @@ extension AppDatabase {
             row.text(e.error?.rawValue); row.text(e.tlsFailure?.rawValue); row.text(e.errorDetail)
             row.text(e.roles.isEmpty ? nil : e.roles.map { $0.rawValue }.joined(separator: ","))
             if e.oauthParams.isEmpty { row.text(nil) } else { row.json { JSONText.appendParams(e.oauthParams, to: &$0) } }
-            row.text(e.requestBody.encoding); row.int(e.requestBody.decodedSize.map(Int64.init)); row.text(e.requestBody.note)
-            row.text(e.responseBody.encoding); row.int(e.responseBody.decodedSize.map(Int64.init))
-            row.text(e.responseBody.note)
+            for body in [e.requestBody, e.responseBody] {
+                row.text(body.encoding); row.int(body.decodedSize.map(Int64.init)); row.text(body.note)
+            }
             let code = row.execute(statement)
             guard code == SQLITE_DONE else {
                 throw DatabaseError(resultCode: ResultCode(rawValue: code),

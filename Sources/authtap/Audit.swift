@@ -7,7 +7,7 @@ import Foundation
 
 struct Audit: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Scan a capture or any HAR (a browser's DevTools export) for anything that still looks like a secret.",
+        abstract: "Scan a capture or any HAR (a browser's DevTools export) for what still looks like a secret.",
         discussion: """
             Each field is checked with the rules recording uses: secret names in any casing or nesting, credential \
             headers and cookies, JWTs, published token formats and random-looking values. A hit is reported by \

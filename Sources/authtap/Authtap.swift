@@ -14,7 +14,10 @@ struct Authtap: AsyncParsableCommand {
         commandName: "authtap",
         abstract: "A debugging proxy for OAuth 2.0 / OpenID Connect: records every exchange with its secrets masked, explains why a sign-in failed, and catches TLS handshake failures in packets.",
         version: authtapVersion,
-        subcommands: [Proxy.self, Env.self, Sessions.self, Exchanges.self, Analyze.self, Rules.self, Capture.self, Handshakes.self, TUI.self, Export.self, Import.self, Audit.self, Generate.self, BenchRecord.self],
+        subcommands: [
+            Proxy.self, Env.self, Sessions.self, Exchanges.self, Analyze.self, Rules.self, Capture.self,
+            Handshakes.self, TUI.self, Export.self, Import.self, Audit.self, Generate.self, BenchRecord.self,
+        ],
         defaultSubcommand: Proxy.self
     )
 

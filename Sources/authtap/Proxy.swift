@@ -35,7 +35,10 @@ struct Proxy: AsyncParsableCommand {
     @Option(help: "Intercept only CONNECT hosts matching this glob (repeatable); others are relayed byte for byte.")
     var intercept: [String] = []
 
-    @Option(help: "Bytes of each body to record: the captured wire bytes and, for a compressed body, the decoded text (a decompression bomb stops here and is marked truncated).")
+    @Option(help: """
+        Bytes of each body to record: the captured wire bytes and, for a compressed body, the decoded text \
+        (a decompression bomb stops here and is marked truncated).
+        """)
     var bodyLimit: Int = 1 << 20
 
     @Option(help: "Seconds to wait for an upstream TCP connection.")
@@ -169,7 +172,8 @@ struct Proxy: AsyncParsableCommand {
 
         let certs = CertsDirectory(path: paths.certs)
         let ca = try certs.loadOrCreateCA()
-        let masker = Masker(fingerprinter: Fingerprinter(key: try certs.loadOrCreateFingerprintKey()), bodyLimit: bodyLimit)
+        let fingerprintKey = try certs.loadOrCreateFingerprintKey()
+        let masker = Masker(fingerprinter: Fingerprinter(key: fingerprintKey), bodyLimit: bodyLimit)
         var anchors: [X509.Certificate] = []
         for file in upstreamCa { anchors += try loadPEMCertificates(path: file) }
         let trust = UpstreamTrust(extraAnchors: anchors)
