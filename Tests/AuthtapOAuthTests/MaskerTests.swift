@@ -395,6 +395,24 @@ func secretNamesInAnyCase(_ name: String, _ secret: Bool) {
     }
 }
 
+/// The per-name cache gives the answer `classify` gives, for names seen once, seen again, and after a flood of
+/// distinct names has emptied it.
+@Test func cachedNameAnswersMatchClassification() {
+    let long = "x-" + String(repeating: "a", count: 200) + "-token"
+    let names = SecretFamily.all.flatMap(\.examples)
+        + ["token_type", "state", "wsse:UsernameToken", long, "pass\u{301}word", "user%5Bpassword%5D"]
+    for round in 0..<2 {
+        for name in names {
+            #expect(SecretNames.family(of: name)?.id == SecretNames.classify(name).map { SecretFamily.all[$0].id },
+                    "\(name) round \(round)")
+        }
+    }
+    for i in 0..<5_000 { _ = SecretNames.isSecret("field_\(i)") }
+    for name in names {
+        #expect(SecretNames.family(of: name)?.id == SecretNames.classify(name).map { SecretFamily.all[$0].id })
+    }
+}
+
 /// Fingerprints are the first 6 bytes of HMAC-SHA256 in lower-case hex.
 @Test func fingerprintIsTruncatedHMACInHex() {
     let key = Array("fingerprint-test-key".utf8)
