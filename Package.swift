@@ -52,6 +52,8 @@ let package = Package(
         .target(name: "AuthtapHAR", dependencies: ["AuthtapModel", "AuthtapAnalyzer", "AuthtapDissector"]),
         // ncursesw, the same way: a module map and static inline shims for its macros and globals.
         .systemLibrary(name: "CNCurses", providers: [.apt(["libncurses-dev"])]),
+        // prctl and an async-signal-safe crash handler, which Swift cannot express: static inline C in a header.
+        .systemLibrary(name: "CSysGuard"),
         // The terminal UI's views, keys and filters, drawing into a plain screen buffer (testable without a terminal).
         .target(name: "AuthtapTUI", dependencies: ["AuthtapStore", "AuthtapModel", "AuthtapOAuth", "AuthtapAnalyzer", "AuthtapHAR"]),
         // Certificate authority, leaf issuance and cache, NIOSSL bridge.
@@ -93,7 +95,7 @@ let package = Package(
             name: "authtap",
             dependencies: [
                 "AuthtapModel", "AuthtapOAuth", "AuthtapAnalyzer", "AuthtapCA", "AuthtapStore", "AuthtapProxy",
-                "AuthtapCapture", "AuthtapDissector", "AuthtapTUI", "CNCurses", "AuthtapHAR",
+                "AuthtapCapture", "AuthtapDissector", "AuthtapTUI", "CNCurses", "CSysGuard", "AuthtapHAR",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
             ]
@@ -129,3 +131,35 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// libFuzzer targets (Tests/fuzz, run by scripts/fuzz), declared only when AUTHTAP_FUZZ is set so that ordinary
+// builds neither see nor compile them: they link libFuzzer's driver, which `-sanitize=fuzzer` brings.
+if Context.environment["AUTHTAP_FUZZ"] != nil {
+    let fuzz: [(name: String, dependencies: [Target.Dependency])] = [
+        ("FuzzMasker", ["AuthtapOAuth", "AuthtapModel"]),
+        ("FuzzBodyDecoder", ["AuthtapCodec"]),
+        ("FuzzJSON", ["AuthtapAnalyzer", "AuthtapOAuth", "AuthtapModel"]),
+        ("FuzzAnalyzer", ["AuthtapAnalyzer", "AuthtapOAuth", "AuthtapModel", "AuthtapDissector"]),
+        ("FuzzHAR", ["AuthtapHAR", "AuthtapAnalyzer", "AuthtapOAuth", "AuthtapModel"]),
+        ("FuzzPcap", ["AuthtapCapture", "AuthtapDissector"]),
+        ("FuzzFilter", ["AuthtapTUI"]),
+        (
+            "FuzzProxyFront",
+            [
+                "AuthtapProxy", "AuthtapCA", "AuthtapStore", "AuthtapModel", "AuthtapDissector",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+    ]
+    package.targets += [.target(name: "FuzzSupport", path: "Tests/fuzz/Support")]
+    package.targets += fuzz.map { target in
+        .executableTarget(
+            name: target.name, dependencies: target.dependencies + ["FuzzSupport"],
+            path: "Tests/fuzz/Targets/\(target.name)",
+            // The harnesses are single-threaded (libFuzzer calls them in turn) and keep their fixtures in globals.
+            swiftSettings: [.unsafeFlags(["-parse-as-library"]), .swiftLanguageMode(.v5)]
+        )
+    }
+}

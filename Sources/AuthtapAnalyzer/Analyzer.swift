@@ -42,7 +42,8 @@ public struct Analyzer: Sendable {
         findings.sort { ($0.exchanges.first ?? 0, $0.rule) < ($1.exchanges.first ?? 0, $1.rule) }
         // Outcomes.
         let factsByID = Dictionary(facts.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let errorsByTransaction = Dictionary(grouping: findings.filter { $0.severity == .error && $0.transaction != nil }, by: { $0.transaction! })
+        let errorsByTransaction = Dictionary(grouping: findings.filter { $0.severity == .error && $0.transaction != nil },
+                                             by: { $0.transaction ?? 0 })
         for i in transactions.indices {
             let index = transactions[i].index
             let errors = errorsByTransaction[index] ?? []
@@ -168,13 +169,13 @@ struct RuleRun {
     mutating func handshakeEvidence(for f: ExchangeFacts, clientLeg: Bool) -> [String: String] {
         guard !handshakes.isEmpty else { return [:] }
         let port = clientLeg ? proxyPort : f.ex.port
-        let at = Int64(f.start.timeIntervalSince1970 * 1e6)
+        let at = Int64(saturating: f.start.timeIntervalSince1970 * 1e6)
         var best: (Int, Int64)? = nil
         for (i, h) in handshakes.enumerated() where !usedHandshakes.contains(i) && h.outcome != .completed {
             guard port == nil || h.serverPort == port, h.sni == nil || h.sni == f.ex.host else { continue }
             let distance = abs(h.startMicros - at)
             guard distance < 5_000_000 else { continue }
-            if best == nil || distance < best!.1 { best = (i, distance) }
+            if distance < best?.1 ?? .max { best = (i, distance) }
         }
         guard let (i, _) = best else { return [:] }
         usedHandshakes.insert(i)
@@ -319,7 +320,7 @@ struct RuleRun {
                 if let gap { evidence["gap"] = Self.seconds(gap) }
                 add("code-expired", .error, "Authorization code expired before it was exchanged", f, more: issuedAt.map { [$0] } ?? [],
                     explanation: "The token request failed with \(report.summary)"
-                        + (gap.map { " \(Self.seconds($0)) after the code was issued (exchange #\(issuedAt!.id))." } ?? ".")
+                        + (gap.map { " \(Self.seconds($0)) after the code was issued (exchange #\(issuedAt.map { "\($0.id)" } ?? "?"))." } ?? ".")
                         + " Authorization codes live briefly, typically 30 s to 10 minutes (RFC 6749 §4.1.2 recommends at most 10)."
                         + (gap.map { $0 >= options.codeLifetime ? " A gap this long usually means the user sat on the callback page, a debugger paused the backend, or a queue delayed the exchange." : "" } ?? ""),
                     fix: "Exchange the code as soon as the callback arrives, in the same request handler. If something legitimately waits (a debugger, a slow queue), start a fresh authorization afterwards instead of replaying the old code.",
@@ -447,11 +448,11 @@ struct RuleRun {
                     explanation: "The authorization request #\(auth.id) sent state=\(sentState), but the callback carries no state. The client cannot tell this callback from a forged one.",
                     fix: "Check that the redirect preserves the query (no rewrite or proxy dropping it) and that the client reads state from the right place (query vs fragment vs form_post body).",
                     evidence: ["sent_state": sentState, "callback_state": "(missing)"])
-            } else if callbackState != sentState {
+            } else if let callbackState, callbackState != sentState {
                 add("state-mismatch", .error, "Callback state differs from the one sent to /authorize", f, more: [auth],
-                    explanation: "The authorization request #\(auth.id) sent state=\(sentState); the callback #\(f.id) returned state=\(callbackState!). Either two sign-ins overlapped (two tabs, a double click), the state was stored in a session that changed (cookie lost on a cross-site redirect: SameSite=Strict), or the callback was forged.",
+                    explanation: "The authorization request #\(auth.id) sent state=\(sentState); the callback #\(f.id) returned state=\(callbackState). Either two sign-ins overlapped (two tabs, a double click), the state was stored in a session that changed (cookie lost on a cross-site redirect: SameSite=Strict), or the callback was forged.",
                     fix: "Store state where the callback can read it (a cookie with SameSite=Lax and the right domain/path, or server session), generate it once per sign-in, and reject the callback on mismatch rather than continuing.",
-                    evidence: ["sent_state": sentState, "callback_state": callbackState!])
+                    evidence: ["sent_state": sentState, "callback_state": callbackState])
             }
         } else if let callbackState, auth == nil, !authorizeStates.isEmpty, !authorizeStates.contains(callbackState) {
             add("state-mismatch", .warning, "Callback state was never issued in this capture", f,
@@ -477,6 +478,7 @@ struct RuleRun {
         if let verifier { evidence["code_verifier"] = verifier.value }
         if let s256 { evidence["S256(code_verifier)"] = s256 }
         let more = auth.map { [$0] } ?? []
+        let authID = auth.map { "\($0.id)" } ?? "?"
         if let verifier, let length = Int(verifier.value.split(separator: "len=").last?.prefix { $0.isNumber } ?? ""), !(43...128).contains(length) {
             add("pkce-mismatch", .error, "code_verifier has an invalid length (\(length))", f, more: more,
                 explanation: "RFC 7636 §4.1 requires a code_verifier of 43 to 128 characters; this one has \(length). Servers reject it, or worse, accept it only sometimes.",
@@ -491,13 +493,13 @@ struct RuleRun {
         }
         if let challenge, method == "S256", let s256, s256 != challenge {
             add("pkce-mismatch", .error, "S256(code_verifier) does not match the code_challenge", f, more: more,
-                explanation: "The authorization request #\(auth!.id) sent code_challenge=\(challenge); SHA-256 of the code_verifier sent to /token is \(s256). The verifier is not the one the challenge was made from: it was regenerated (a new PKCE pair per render or per page load), read from the wrong storage, or belongs to another sign-in tab.",
+                explanation: "The authorization request #\(authID) sent code_challenge=\(challenge); SHA-256 of the code_verifier sent to /token is \(s256). The verifier is not the one the challenge was made from: it was regenerated (a new PKCE pair per render or per page load), read from the wrong storage, or belongs to another sign-in tab.",
                 fix: "Generate the verifier once per authorization, store it with the state (sessionStorage or server session), and send that same verifier to /token; derive the challenge as BASE64URL(SHA256(verifier)) with no padding.",
                 evidence: evidence)
         } else if method == "plain", let plain = auth?.fingerprint("code_challenge", "request."), let verifier,
                   let verifierPrint = verifier.fingerprint, plain != verifierPrint {
             add("pkce-mismatch", .error, "code_verifier is not the plain code_challenge", f, more: more,
-                explanation: "The authorization request #\(auth!.id) sent a plain code_challenge (fingerprint \(plain)); "
+                explanation: "The authorization request #\(authID) sent a plain code_challenge (fingerprint \(plain)); "
                     + "the code_verifier sent to /token has fingerprint \(verifierPrint). With method plain the two "
                     + "must be the same string.",
                 fix: "Send the same verifier the challenge was made from, generated once per authorization; "
@@ -505,17 +507,17 @@ struct RuleRun {
                 evidence: evidence)
         } else if challenge != nil, verifier == nil {
             add("pkce-mismatch", .error, "code_challenge was sent but the token request has no code_verifier", f, more: more,
-                explanation: "The authorization request #\(auth!.id) used PKCE, so the server will only redeem the code with the matching code_verifier, and this token request sent none.",
+                explanation: "The authorization request #\(authID) used PKCE, so the server will only redeem the code with the matching code_verifier, and this token request sent none.",
                 fix: "Send code_verifier with the token request (the value the challenge was derived from).",
                 evidence: evidence)
         } else if auth != nil, challenge == nil, verifier != nil {
             add("pkce-mismatch", f.is2xx ? .warning : .error, "code_verifier sent without any code_challenge at /authorize", f, more: more,
-                explanation: "The token request sends a code_verifier, but the authorization request #\(auth!.id) had no code_challenge. Strict servers reject this; others ignore the verifier, so PKCE protects nothing.",
+                explanation: "The token request sends a code_verifier, but the authorization request #\(authID) had no code_challenge. Strict servers reject this; others ignore the verifier, so PKCE protects nothing.",
                 fix: "Send code_challenge and code_challenge_method=S256 in the authorization request.",
                 evidence: evidence)
         } else if serverSaysPKCE {
             add("pkce-mismatch", .error, "The server rejected the PKCE verification", f, more: more,
-                explanation: "\(f.ex.host) answered \(f.error!.summary)." + (auth == nil ? " The authorization request was not captured, so authtap cannot compare the challenge itself." : ""),
+                explanation: "\(f.ex.host) answered \(f.error?.summary ?? "an error")." + (auth == nil ? " The authorization request was not captured, so authtap cannot compare the challenge itself." : ""),
                 fix: "Make sure the verifier sent to /token is the one whose S256 hash was sent as code_challenge, generated once per authorization.",
                 evidence: evidence)
         }
@@ -529,22 +531,23 @@ struct RuleRun {
         let sent = auth?.value("redirect_uri", "request.")
         let token = f.value("redirect_uri", "request.")
         let serverSays = f.errorClass == .redirectURIMismatch
+        let authID = auth.map { "\($0.id)" } ?? "?"
         if let sent, let token, sent != token {
             let how = Self.describeDifference(sent, token)
             // A difference the server accepted (e.g. case in the query) is not a failure.
             if f.tokenSucceeded { return }
             add("redirect-uri-mismatch", .error, "redirect_uri differs between /authorize and /token: \(how)", f, more: auth.map { [$0] } ?? [],
-                explanation: "RFC 6749 §4.1.3: the redirect_uri sent to /token must be identical to the one sent to /authorize (#\(auth!.id)). They differ in \(how).",
+                explanation: "RFC 6749 §4.1.3: the redirect_uri sent to /token must be identical to the one sent to /authorize (#\(authID)). They differ in \(how).",
                 fix: "Use one constant for the redirect_uri in both requests (build it from configuration, not from the incoming request's Host header, which a proxy or load balancer may change).",
                 evidence: ["authorize_redirect_uri": sent, "token_redirect_uri": token, "difference": how])
-        } else if sent != nil, token == nil, !f.tokenSucceeded {
+        } else if let sent, token == nil, !f.tokenSucceeded {
             add("redirect-uri-mismatch", .error, "redirect_uri missing from the token request", f, more: auth.map { [$0] } ?? [],
-                explanation: "The authorization request sent redirect_uri=\(sent!), so RFC 6749 §4.1.3 requires the same value in the token request, which has none.",
-                fix: "Add redirect_uri=\(sent!) to the token request.",
-                evidence: ["authorize_redirect_uri": sent!])
+                explanation: "The authorization request sent redirect_uri=\(sent), so RFC 6749 §4.1.3 requires the same value in the token request, which has none.",
+                fix: "Add redirect_uri=\(sent) to the token request.",
+                evidence: ["authorize_redirect_uri": sent])
         } else if serverSays {
             add("redirect-uri-mismatch", .error, "The server rejected the redirect_uri", f,
-                explanation: "\(f.ex.host) answered \(f.error!.summary)." + (auth == nil ? " The authorization request was not captured; compare the token request's redirect_uri (\(token ?? "none")) with the one registered and the one used at /authorize." : ""),
+                explanation: "\(f.ex.host) answered \(f.error?.summary ?? "an error")." + (auth == nil ? " The authorization request was not captured; compare the token request's redirect_uri (\(token ?? "none")) with the one registered and the one used at /authorize." : ""),
                 fix: "Send exactly the registered redirect_uri in both requests.",
                 evidence: ["token_redirect_uri": token ?? "(none)"])
         }
@@ -661,7 +664,7 @@ struct RuleRun {
         let reference = f.serverDate
         let local = f.start
         if let reference, abs(reference.timeIntervalSince(local)) > options.skewTolerance {
-            let skew = Int(reference.timeIntervalSince(local).rounded())
+            let skew = Int(saturating: reference.timeIntervalSince(local).rounded())
             add("clock-skew", .warning, "Local clock is \(abs(skew)) s \(skew > 0 ? "behind" : "ahead of") the server", f,
                 explanation: "The server's Date header says \(f.ex.responseHeaders.value(of: "date") ?? ""), while this machine's clock said \(ISO8601DateFormatter().string(from: local)) when the request left: \(abs(skew)) s apart. Token validation on this machine will see iat/nbf in the future or exp too early.",
                 fix: "Synchronise the clock (timedatectl set-ntp true / chrony), and give the JWT library a small leeway (30–60 s).",
@@ -693,25 +696,25 @@ struct RuleRun {
             }
             let now = reference ?? local
             if let iat = jwt.claims["iat"]?.number, iat - now.timeIntervalSince1970 > options.skewTolerance {
-                let d = Int(iat - now.timeIntervalSince1970)
+                let d = Int(saturating: iat - now.timeIntervalSince1970)
                 add("clock-skew", .warning, "\(name) issued \(d) s in the future", f,
-                    explanation: "iat=\(Int(iat)) is \(d) s after \(reference == nil ? "this machine's clock" : "the server's Date header"): the server's signing clock runs ahead. Strict validators reject the token as not yet valid.",
+                    explanation: "iat=\(Int(saturating: iat)) is \(d) s after \(reference == nil ? "this machine's clock" : "the server's Date header"): the server's signing clock runs ahead. Strict validators reject the token as not yet valid.",
                     fix: "Synchronise the token service's clock with NTP; allow 30–60 s leeway in validation.",
-                    evidence: ["iat": String(Int(iat)), "skew_seconds": String(d)])
+                    evidence: ["iat": String(Int(saturating: iat)), "skew_seconds": String(d)])
             }
             if let nbf = jwt.claims["nbf"]?.number, nbf - now.timeIntervalSince1970 > options.skewTolerance {
-                let d = Int(nbf - now.timeIntervalSince1970)
+                let d = Int(saturating: nbf - now.timeIntervalSince1970)
                 add("clock-skew", .warning, "\(name) not valid for another \(d) s (nbf)", f,
-                    explanation: "nbf=\(Int(nbf)) is \(d) s in the future relative to \(reference == nil ? "this machine's clock" : "the server's Date header").",
+                    explanation: "nbf=\(Int(saturating: nbf)) is \(d) s in the future relative to \(reference == nil ? "this machine's clock" : "the server's Date header").",
                     fix: "Synchronise the clocks; allow a small leeway.",
-                    evidence: ["nbf": String(Int(nbf)), "skew_seconds": String(d)])
+                    evidence: ["nbf": String(Int(saturating: nbf)), "skew_seconds": String(d)])
             }
             if let exp = jwt.claims["exp"]?.number, exp < now.timeIntervalSince1970 {
-                let d = Int(now.timeIntervalSince1970 - exp)
+                let d = Int(saturating: now.timeIntervalSince1970 - exp)
                 add("clock-skew", .warning, "\(name) already expired when issued (\(d) s ago)", f,
-                    explanation: "exp=\(Int(exp)) is \(d) s before \(reference == nil ? "this machine's clock" : "the server's Date header") at issuance.",
+                    explanation: "exp=\(Int(saturating: exp)) is \(d) s before \(reference == nil ? "this machine's clock" : "the server's Date header") at issuance.",
                     fix: "Check the token lifetime configuration and the server's clock.",
-                    evidence: ["exp": String(Int(exp)), "skew_seconds": String(-d)])
+                    evidence: ["exp": String(Int(saturating: exp)), "skew_seconds": String(-d)])
             }
             guard name == "id_token" else { continue }
             let auth = authorizeFor(f)
@@ -851,6 +854,13 @@ struct RuleRun {
                 case .protocolVersion: return ("Upstream did not answer with a TLS version authtap accepts", "The handshake with \(f.ex.host):\(f.ex.port) failed on the protocol version: either the port does not speak TLS at all (plain HTTP on a TLS port is the usual cause), or the server only offers TLS 1.0/1.1.", "Check the URL's scheme and port (http:// vs https://); if the server really is TLS, enable TLS 1.2 or 1.3 on it.")
                 case .handshakeAlert: return ("Upstream aborted the handshake with an alert", "\(f.ex.host) sent a TLS alert during the handshake: \(f.ex.errorDetail ?? "no detail").", "Check the server's TLS configuration (cipher suites, required client certificates, SNI).")
                 case .closedDuringHandshake: return ("Upstream reset the connection during the TLS handshake", "\(f.ex.host) closed or reset the connection in the middle of the handshake: a middlebox dropping TLS, a server that is not TLS on this port, or an SNI-based block.", "Check that the port speaks TLS, and firewalls between here and the server; run authtap capture to see the packets.")
+                case .handshakeTimeout:
+                    return ("Upstream did not finish the TLS handshake in time",
+                            "\(f.ex.host):\(f.ex.port) accepted the TCP connection but did not complete the TLS handshake "
+                                + "(\(f.ex.errorDetail ?? "no detail")): an overloaded server, a middlebox that swallows TLS, "
+                                + "or a port that does not speak TLS and waits for the client to talk first.",
+                            "Check that the port speaks TLS and that nothing between here and the server holds the "
+                                + "handshake; raise --tls-handshake-timeout only if the server is known to be slow.")
                 case .other: return ("Upstream TLS handshake failed", "The TLS handshake with \(f.ex.host) failed: \(f.ex.errorDetail ?? "no detail").", "Check the server's certificate and TLS configuration.")
                 }
             }()
@@ -863,6 +873,15 @@ struct RuleRun {
             }
             evidence.merge(handshakeEvidence(for: f, clientLeg: false)) { a, _ in a }
             add("tls-fault", .error, title, f, explanation: explanation, fix: fix, evidence: evidence)
+        case .clientTLS? where f.ex.tlsFailure == .handshakeTimeout:
+            add("tls-fault", .warning, "The client did not finish the TLS handshake in time", f,
+                explanation: "A client opened a tunnel to \(f.ex.host) but did not complete the TLS handshake with authtap "
+                    + "(\(f.ex.errorDetail ?? "no detail")): a client that stalled or went away, a slow-connection "
+                    + "attack, or a client that does not speak TLS on this tunnel. Its certificate trust is not in question.",
+                fix: "If a real client stalled, look at its side (a prompt, a proxy chain, a network drop); raise "
+                    + "--tls-handshake-timeout only for a client known to be slow.",
+                evidence: ["host": f.ex.host, "reason": TLSFailureReason.handshakeTimeout.rawValue]
+                    .merging(handshakeEvidence(for: f, clientLeg: true)) { a, _ in a })
         case .clientTLS?:
             add("tls-fault", .error, "The client rejected authtap's certificate", f,
                 explanation: "The client closed the TLS handshake for \(f.ex.host) after seeing authtap's certificate: it does not trust the authtap CA (\(f.ex.errorDetail ?? "no detail")). Nothing of this connection reached the server.",
@@ -870,10 +889,10 @@ struct RuleRun {
                 evidence: ["host": f.ex.host, "ca": caPath].merging(handshakeEvidence(for: f, clientLeg: true)) { a, _ in a })
         case .connectionRefused?, .dnsFailure?, .connectTimeout?, .connectFailed?, .upstreamReset?, .upstreamClosed?, .upstreamMalformed?:
             guard !f.roles.isEmpty else { return }
-            add("upstream-error", .error, "Authorization server unreachable: \(f.ex.error!.rawValue)", f,
-                explanation: "\(f.ex.error!.sentence) (\(f.ex.host):\(f.ex.port)\(f.ex.errorDetail.map { ": \($0)" } ?? "")).",
+            add("upstream-error", .error, "Authorization server unreachable: \(f.ex.error?.rawValue ?? "")", f,
+                explanation: "\(f.ex.error?.sentence ?? "") (\(f.ex.host):\(f.ex.port)\(f.ex.errorDetail.map { ": \($0)" } ?? "")).",
                 fix: f.ex.error == .dnsFailure ? "Check the host name (a typo in the issuer URL, a missing tenant) and DNS." : "Check that the server is running and reachable on that port, and firewalls in between.",
-                evidence: ["error_kind": f.ex.error!.rawValue])
+                evidence: ["error_kind": f.ex.error?.rawValue ?? ""])
         default:
             guard let status = f.status, status >= 500, !f.roles.isEmpty else { return }
             add("upstream-error", .error, "The authorization server failed with HTTP \(status)", f,
@@ -902,7 +921,7 @@ struct RuleRun {
                         evidence: ["refresh_token": f.value("refresh_token", "request.") ?? sent, "rotated_at": "#\(rotation.id)", "first_issued_at": issuedBy[sent].map { "#\($0.id)" } ?? "(not captured)"])
                 } else if !f.tokenSucceeded, f.errorClass == .invalidGrant || f.errorClass == .refreshExpired || f.errorClass == .refreshRevoked || f.errorClass == .refreshInvalid {
                     let revoke = revokedAt[sent]
-                    let cls = f.errorClass!
+                    let cls = f.errorClass ?? .other
                     let why: String
                     if let revoke { why = "it was revoked by the client at #\(revoke.id)" }
                     else if cls == .refreshRevoked { why = "the server says it was revoked (sign-out, password change, admin action or a detected reuse)" }

@@ -33,7 +33,7 @@ public indirect enum JSONValue: Sendable, Equatable {
     public var text: String {
         switch self {
         case .string(let s): return s
-        case .number(let n): return n == n.rounded() && abs(n) < 1e15 ? String(Int64(n)) : String(n)
+        case .number(let n): return abs(n) < 1e15 ? Int64(exactly: n).map { String($0) } ?? String(n) : String(n)
         case .bool(let b): return b ? "true" : "false"
         case .null: return "null"
         case .array: return "[…]"

@@ -1,3 +1,4 @@
+import AuthtapModel
 import Foundation
 
 /// What an authorization server's error response means, once its provider's dialect is read.
@@ -223,15 +224,15 @@ public enum ProviderErrors {
         // Facebook: a nested error object.
         if case .object = json["error"] ?? .null, let nested = json["error"] {
             var numbers: [Int] = []
-            if let c = nested["code"]?.number { numbers.append(Int(c)) }
-            if let s = nested["error_subcode"]?.number { numbers.append(Int(s)) }
+            if let c = nested["code"]?.number.flatMap(Int.init(wholeNumber:)) { numbers.append(c) }
+            if let s = nested["error_subcode"]?.number.flatMap(Int.init(wholeNumber:)) { numbers.append(s) }
             return ErrorReport(code: nested["type"]?.string ?? "error", description: nested["message"]?.string,
                                numericCodes: numbers, dialect: "json-nested")
         }
         if let code = json["error"]?.string {
             let description = json["error_description"]?.string ?? json["message"]?.string
             var numbers: [Int] = []
-            if case .array(let codes) = json["error_codes"] ?? .null { numbers = codes.compactMap { $0.number.map(Int.init) } }
+            if case .array(let codes) = json["error_codes"] ?? .null { numbers = codes.compactMap { $0.number.flatMap(Int.init(wholeNumber:)) } }
             numbers += aadstsCodes(in: description ?? "")
             let dialect = json["ok"] == .bool(false) ? "slack" : "json"
             return ErrorReport(code: code, description: description, numericCodes: numbers, dialect: dialect)

@@ -88,7 +88,7 @@ enum TransactionBuilder {
         var transactions: [Transaction] = []
         var membership: [Int64: Int] = [:]
         for root in order.sorted(by: { facts[$0].id < facts[$1].id }) {
-            let members = groups[root]!.sorted { facts[$0].id < facts[$1].id }
+            let members = (groups[root] ?? []).sorted { facts[$0].id < facts[$1].id }
             let index = transactions.count + 1
             let memberFacts = members.map { facts[$0] }
             let tokenLeg = memberFacts.first { $0.roles.contains(.token) }

@@ -281,19 +281,19 @@ public final class HandshakeTracker {
             let overlap = -Int(delta)
             guard overlap < payload.count else { return }
             append(c, st, fromClient: fromClient, Array(payload[overlap...]), at: micros)
-            st.nextSeq = next &+ UInt32(payload.count - overlap)
+            st.nextSeq = next &+ UInt32(truncatingIfNeeded: payload.count - overlap)
         } else if delta > 0 {
             if st.outOfOrder.count < limits.maxOutOfOrder { st.outOfOrder[seq] = Array(payload) } else { st.overflow = true }
             return
         } else {
             if st.firstPayloadSeq == nil { st.firstPayloadSeq = seq }
             append(c, st, fromClient: fromClient, Array(payload), at: micros)
-            st.nextSeq = next &+ UInt32(payload.count)
+            st.nextSeq = next &+ UInt32(truncatingIfNeeded: payload.count)
         }
         // Drain segments that are now in order.
         while let n = st.nextSeq, let data = st.outOfOrder.removeValue(forKey: n) {
             append(c, st, fromClient: fromClient, data, at: micros)
-            st.nextSeq = n &+ UInt32(data.count)
+            st.nextSeq = n &+ UInt32(truncatingIfNeeded: data.count)
         }
     }
 

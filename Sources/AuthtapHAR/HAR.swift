@@ -85,10 +85,10 @@ public enum HARExport {
         let setupEnd = tlsEnd ?? connectEnd ?? 0
         // HAR: ssl is included in connect; -1 where a phase did not happen (a reused connection).
         let connect = connectEnd.map { _ in setupEnd } ?? -1
-        let ssl = (tlsEnd != nil && connectEnd != nil) ? tlsEnd! - connectEnd! : -1
+        let ssl = tlsEnd.flatMap { tls in connectEnd.map { tls - $0 } } ?? -1
         let send = t.requestSent.map { max(0, $0 - setupEnd) } ?? 0
-        let wait = (t.firstByte != nil && t.requestSent != nil) ? max(0, t.firstByte! - t.requestSent!) : 0
-        let receive = (t.end != nil && t.firstByte != nil) ? max(0, t.end! - t.firstByte!) : 0
+        let wait = t.firstByte.flatMap { first in t.requestSent.map { max(0, first - $0) } } ?? 0
+        let receive = t.end.flatMap { end in t.firstByte.map { max(0, end - $0) } } ?? 0
         let timings: [String: Any] = ["blocked": -1, "dns": -1, "connect": round3(connect), "ssl": round3(ssl), "send": round3(send),
                                       "wait": round3(wait), "receive": round3(receive)]
         let time = [connect, send, wait, receive].filter { $0 >= 0 }.reduce(0, +)

@@ -172,6 +172,8 @@ public enum TLSFailureReason: String, Codable, Sendable, CaseIterable {
     case protocolVersion = "protocol-version"
     case handshakeAlert = "handshake-alert"
     case closedDuringHandshake = "closed-during-handshake"
+    /// The peer opened the connection but did not finish the handshake within `--tls-handshake-timeout`.
+    case handshakeTimeout = "handshake-timeout"
     case other
 }
 

@@ -63,6 +63,12 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
     private var awaitingRequestEnd: Exchange?
     /// Requests seen on this connection (the first one decides "not HTTP inside the tunnel").
     private var exchangeCountOnConnection = 0
+    /// Whether a request on this connection carried the proxy credentials: until then, with --proxy-auth,
+    /// nothing from it is recorded (only counted).
+    private var authenticated = false
+    /// With --allow-remote, this connection's own idle upstream connections: one client's upstream
+    /// connection (and whatever a server sends on it) never serves another client.
+    private var ownPool: UpstreamPool?
 
     init(shared: ProxyShared, mode: Mode, connectionID: UInt64, clientAddress: String,
          decoder: ByteToMessageHandler<HTTPRequestDecoder>, encoder: HTTPResponseEncoder,
@@ -79,7 +85,19 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        ownPool?.closeAll()
+    }
+
+    /// Where idle upstream connections of this client wait: per event loop, or per client with --allow-remote.
+    private func upstreamPool(for loop: any EventLoop) -> UpstreamPool {
+        guard shared.config.allowRemote else { return shared.pool(for: loop) }
+        if let ownPool { return ownPool }
+        let pool = UpstreamPool()
+        ownPool = pool
+        return pool
+    }
 
     private func ms(_ at: NIODeadline) -> Double { Double((at - started).nanoseconds) / 1e6 }
 
@@ -220,7 +238,15 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             } else {
                 kind = parserError == .headerOverflow ? .headersTooLarge : .malformedRequest
             }
-            if exchange == nil { exchange = newExchange(method: "?", scheme: .http, host: "", port: 0, target: "") }
+            if case .forward = mode, shared.config.proxyAuth != nil, !authenticated {
+                // Bytes from a client that never authenticated: counted, not recorded.
+                shared.config.counters.countUnauthenticated()
+                if exchange != nil { shared.inflight.subtract(1, ordering: .relaxed) }
+                exchange = nil
+            } else if exchange == nil {
+                exchange = newExchange(method: "?", scheme: .http, host: "", port: 0, target: "")
+                shared.inflight.add(1, ordering: .relaxed)
+            }
             clientKeepAlive = false
             upstream?.delegate = nil
             upstream?.channel?.close(promise: nil)
@@ -253,6 +279,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         upstream?.delegate = nil
         upstream?.channel?.close(promise: nil)
         upstream = nil
+        ownPool?.closeAll()
         if var tunnel {
             tunnel.durationMs = Date().timeIntervalSince(tunnel.start) * 1000
             tunnel.bytesFromClient = facts?.bytesIn ?? 0
@@ -307,6 +334,17 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         requestBody = BodyCapture(limit: shared.config.bodyLimit)
         responseBody = BodyCapture(limit: shared.config.bodyLimit)
         let version = "HTTP/\(head.version.major).\(head.version.minor)"
+        if case .forward = mode, let auth = shared.config.proxyAuth {
+            guard ProxyCredentials(user: auth.user, password: auth.password).accepts(head.headers) else {
+                // Counted, never recorded: whoever can reach a remote listener could fill the database.
+                shared.config.counters.countUnauthenticated()
+                exchange = nil
+                return respondWithError(.proxyAuthRequired, status: .proxyAuthenticationRequired,
+                                        detail: "missing or wrong Proxy-Authorization",
+                                        extraHeaders: [("Proxy-Authenticate", "Basic realm=\"authtap\"")])
+            }
+            authenticated = true
+        }
 
         var target: (scheme: Scheme, host: String, port: Int, path: String)?
         if head.method == .CONNECT {
@@ -330,11 +368,15 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             clientKeepAlive = false
             return respondWithError(.headersTooLarge, status: .badRequest, detail: "request headers are \(headerBytes) bytes; the limit is \(shared.config.maxHeaderBytes)")
         }
-        if let auth = shared.config.proxyAuth, !Self.authorized(head.headers, user: auth.user, password: auth.password) {
-            if case .forward = mode {
-                return respondWithError(.proxyAuthRequired, status: .proxyAuthenticationRequired, detail: "missing or wrong Proxy-Authorization",
-                              extraHeaders: [("Proxy-Authenticate", "Basic realm=\"authtap\"")])
-            }
+        let framing: RequestFraming.Body
+        switch RequestFraming.check(method: head.method, version: head.version, headers: head.headers) {
+        case .success(let body):
+            framing = body
+        case .failure(let violation):
+            // RFC 9112 §6.3: where this request ends is unknown, so nothing after it on the connection is read.
+            clientKeepAlive = false
+            return respondWithError(.malformedRequest, status: .badRequest,
+                                    detail: "ambiguous request framing (request smuggling): \(violation.detail)")
         }
         if head.method == .CONNECT {
             guard case .forward = mode else {
@@ -348,9 +390,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             exchange?.host = host
             exchange?.port = port
             exchange?.target = ""
-            if isSelf(host: host, port: port) {
-                return respondWithError(.forbiddenTarget, status: .badRequest, detail: "CONNECT to authtap's own address")
-            }
+            if let denial = checkTarget(host: host, port: port) { return deny(denial, host: host) }
             // The upgrade starts at the CONNECT's `.end`: after it, the decoder only forwards raw bytes.
             pendingConnect = (host, port)
             return
@@ -359,11 +399,17 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             return respondWithError(.malformedRequest, status: .badRequest,
                           detail: "authtap is a proxy: send absolute-form requests (http://host/path) or use CONNECT")
         }
-        if isSelf(host: target.host, port: target.port) {
-            return respondWithError(.forbiddenTarget, status: .badRequest, detail: "request to authtap's own address")
-        }
+        if let denial = checkTarget(host: target.host, port: target.port) { return deny(denial, host: target.host) }
 
-        var headers = Self.endToEnd(head.headers)
+        var headers = RequestFraming.forwarded(Self.endToEnd(head.headers), body: framing, method: head.method)
+        // The framing upstream reads must be the one authtap decoded, whatever hop-by-hop removal took away.
+        guard case .success(let sent) = RequestFraming.check(method: head.method, version: .http1_1, headers: headers),
+              sent == framing
+        else {
+            clientKeepAlive = false
+            return respondWithError(.malformedRequest, status: .badRequest,
+                                    detail: "ambiguous request framing: removing hop-by-hop fields would change it")
+        }
         if !headers.contains(name: "host") {
             let defaultPort = target.scheme == .https ? 443 : 80
             let hostValue = target.host.contains(":") ? "[\(target.host)]" : target.host
@@ -380,7 +426,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         pending = [.head(upstreamHead)]
         let origin = Origin(scheme: target.scheme, host: target.host, port: target.port, key: key)
         current = (origin, upstreamHead, false)
-        if let idle = shared.pool(for: context.eventLoop).take(key) {
+        if let idle = upstreamPool(for: context.eventLoop).take(key) {
             // Inside channelRead: the body that follows in this read joins the head, and
             // channelReadComplete (or the request's end) flushes both in one write.
             attach(idle, flush: false)
@@ -404,7 +450,14 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
 
     private func connect(_ target: Origin, context: ChannelHandlerContext) {
         state = .connecting
-        shared.connector.connect(scheme: target.scheme, host: target.host, port: target.port, key: target.key, on: context.eventLoop)
+        resolveChecked(host: target.host, port: target.port, context: context) { addresses in
+            self.open(target, addresses: addresses, context: context)
+        }
+    }
+
+    private func open(_ target: Origin, addresses: [[UInt8]]?, context: ChannelHandlerContext) {
+        shared.connector.connect(scheme: target.scheme, host: target.host, port: target.port, key: target.key,
+                                 addresses: addresses, on: context.eventLoop)
             .assumeIsolated().whenComplete { result in
                 guard case .connecting = self.state else {
                     if case .success(let handler) = result { handler.channel?.close(promise: nil) }
@@ -538,9 +591,11 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
 
     /// Answers the current request from authtap itself; what is left of its body is read and dropped
     /// (or the connection closes when the client asked for that).
-    private func respondWithError(_ kind: ErrorKind, status: HTTPResponseStatus, detail: String, extraHeaders: [(String, String)] = []) {
+    private func respondWithError(_ kind: ErrorKind, status: HTTPResponseStatus, detail: String,
+                                  extraHeaders: [(String, String)] = [], sentence custom: String? = nil)
+    {
         guard let context else { return }
-        let sentence = "\(kind.sentence.dropLast()): \(detail).\n"
+        let sentence = "\((custom ?? kind.sentence).dropLast()): \(detail).\n"
         var headers = HTTPHeaders([
             ("Content-Type", "text/plain; charset=utf-8"),
             ("Content-Length", String(sentence.utf8.count)),
@@ -588,7 +643,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             upstream = nil
             handler.delegate = nil
             if releaseUpstream && ex.error == nil, let loop = handler.context?.eventLoop {
-                shared.pool(for: loop).put(handler)
+                upstreamPool(for: loop).put(handler)
             } else {
                 handler.channel?.close(promise: nil)
             }
@@ -623,6 +678,13 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
     // MARK: CONNECT
 
     private func handleConnect(host: String, port: Int, context: ChannelHandlerContext) {
+        // Checked before the 200: an intercepted tunnel's requests are checked again when they connect.
+        resolveChecked(host: host, port: port, context: context) { addresses in
+            self.openTunnel(host: host, port: port, addresses: addresses, context: context)
+        }
+    }
+
+    private func openTunnel(host: String, port: Int, addresses: [[UInt8]]?, context: ChannelHandlerContext) {
         if shared.config.shouldIntercept(host: host, port: port) {
             // An intercepted CONNECT is not an exchange of its own: its tunnel row records it.
             exchange = nil
@@ -638,12 +700,14 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
                     handler.rejectNonTLS(bytes, context: ctx)
                 }
                 try pipeline.addHandlers([TLSObserver(facts: facts), gate, decoder, encoder, handler], position: .first)
+                try ClientTimeoutHandler.tunnelStarted(pipeline, intercepted: true, before: handler)
             }
         } else {
             state = .connecting
             let start = Date()
             let stats = TunnelStats(tunnel: Tunnel(connectionID: connectionID, clientAddress: clientAddress, host: host, port: port, intercepted: false, start: start), writer: shared.writer)
             ClientBootstrap(group: context.eventLoop)
+                .resolver(addresses.map { CheckedAddressResolver(addresses: $0, port: port, loop: context.eventLoop) })
                 .connectTimeout(shared.connector.connectTimeout)
                 .connect(host: host, port: port)
                 .assumeIsolated().whenComplete { result in
@@ -668,6 +732,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
                         }
                         self.upgrade(context: context) { pipeline in
                             try pipeline.addHandler(local, position: .first)
+                            try ClientTimeoutHandler.tunnelStarted(pipeline, intercepted: false)
                         }
                     }
                 }
@@ -730,9 +795,49 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
 
     // MARK: Helpers
 
-    private func isSelf(host: String, port: Int) -> Bool {
-        guard port == shared.listenPort.load(ordering: .relaxed) else { return false }
-        return ProxyConfiguration.isLoopback(host) || host == shared.config.host || host == "0.0.0.0"
+    /// The address the listener is bound to, when `--listen` names one.
+    private lazy var listenAddress: [UInt8]? = HostAddress.parse(shared.config.host)
+
+    /// The target checks that need no DNS (and the only ones on a loopback-only listener).
+    private func checkTarget(host: String, port: Int) -> TargetPolicy.Denial? {
+        let listenPort = shared.listenPort.load(ordering: .relaxed)
+        return shared.config.targetPolicy.check(host: host, port: port, listenPort: listenPort, listenAddress: listenAddress)
+    }
+
+    private func checkResolved(_ addresses: [[UInt8]], port: Int) -> TargetPolicy.Denial? {
+        let listenPort = shared.listenPort.load(ordering: .relaxed)
+        return shared.config.targetPolicy.check(resolved: addresses, port: port, listenPort: listenPort,
+                                                listenAddress: listenAddress)
+    }
+
+    private func deny(_ denial: TargetPolicy.Denial, host: String) {
+        let detail = TargetPolicy.describe(denial, host: host)
+        if denial == .selfLoop { return respondWithError(.forbiddenTarget, status: .badRequest, detail: detail) }
+        respondWithError(.forbiddenTarget, status: .forbidden, detail: detail,
+                         sentence: "authtap's target policy does not allow this destination.")
+    }
+
+    /// With the policy enforced: resolves `host` off the event loop and checks every address, then hands the
+    /// checked addresses to `proceed` (a denial or a failed lookup has been answered already).
+    private func resolveChecked(host: String, port: Int, context: ChannelHandlerContext,
+                                proceed: @escaping ([[UInt8]]?) -> Void)
+    {
+        guard shared.config.targetPolicy.enforced else { return proceed(nil) }
+        state = .connecting
+        TargetResolution.resolve(host: host, on: context.eventLoop).assumeIsolated().whenComplete { result in
+            guard case .connecting = self.state, self.exchange != nil else { return }
+            switch result {
+            case .failure:
+                self.pending = []
+                self.respondWithError(.dnsFailure, status: .badGateway, detail: "no address found for \(host)")
+            case .success(let addresses):
+                if let denial = self.checkResolved(addresses, port: port) {
+                    self.pending = []
+                    return self.deny(denial, host: host)
+                }
+                proceed(addresses)
+            }
+        }
     }
 
     static let hopByHop: Set<String> = [
@@ -788,17 +893,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
     }
 
     static func authorized(_ headers: HTTPHeaders, user: String, password: String) -> Bool {
-        guard let value = headers.first(name: "proxy-authorization") else { return false }
-        let parts = value.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "basic",
-              let data = Data(base64Encoded: String(parts[1]).trimmingCharacters(in: .whitespaces)),
-              let decoded = String(data: data, encoding: .utf8)
-        else { return false }
-        let expected = "\(user):\(password)"
-        // Constant-time comparison.
-        let a = Array(decoded.utf8), b = Array(expected.utf8)
-        guard a.count == b.count else { return false }
-        return zip(a, b).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+        ProxyCredentials(user: user, password: password).accepts(headers)
     }
 
     /// `http://host[:port]/path?query` → parts; `https://` too (authtap then speaks TLS upstream).

@@ -69,6 +69,10 @@ enum FailureClassifier {
 
     /// A handshake failure, as seen from one leg.
     static func tls(_ error: any Error, leg: String) -> (TLSFailureReason, String) {
+        if let timeout = error as? ProxyTimeout, timeout.code == .tlsHandshake {
+            return (.handshakeTimeout, "the \(leg) did not finish the TLS handshake within \(ProxyTimeout.seconds(timeout.seconds)) "
+                + "(--tls-handshake-timeout)")
+        }
         if let e = error as? NIOSSLError {
             switch e {
             case .uncleanShutdown:

@@ -10,9 +10,15 @@ public struct ProxyConfiguration: Sendable {
     public var allowRemote = false
     /// `user:pass` required in Proxy-Authorization (Basic) when set.
     public var proxyAuth: (user: String, password: String)?
+    /// Which upstream targets are reachable; enforced with `allowRemote` (see `TargetPolicy`).
+    public var targetPolicy = TargetPolicy()
+    /// Shared by every copy of this configuration: read by the command when the proxy stops.
+    public var counters = ProxyCounters()
     public var bodyLimit = 1 << 20
     /// Seconds.
     public var connectTimeout: Double = 10
+    /// Timeouts on both legs and the client connection cap (see `ProxyLimits`).
+    public var limits = ProxyLimits()
     /// Host globs to intercept; empty means intercept every CONNECT.
     public var intercept: [String] = []
     public var insecureUpstream = false

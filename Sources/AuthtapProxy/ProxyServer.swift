@@ -26,15 +26,17 @@ final class ProxyShared: Sendable {
     let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
     let decoderLimits: NIOHTTPDecoderLimitConfiguration
 
-    init(config: ProxyConfiguration, writer: CaptureWriter, contexts: ServerContextCacheRef, connector: UpstreamConnector, group: MultiThreadedEventLoopGroup) {
+    init(config: ProxyConfiguration, writer: CaptureWriter, contexts: ServerContextCacheRef, connector: UpstreamConnector, group: any EventLoopGroup) {
         self.config = config
         self.writer = writer
         self.contexts = contexts
         self.connector = connector
         var loopLocals: [ObjectIdentifier: NIOLoopBound<LoopLocal>] = [:]
         for loop in group.makeIterator() {
-            // A loop-bound value must be created on its loop.
-            loopLocals[ObjectIdentifier(loop)] = try? loop.submit { NIOLoopBound(LoopLocal(), eventLoop: loop) }.wait()
+            // A loop-bound value must be created on its loop (already there for an embedded loop in tests).
+            loopLocals[ObjectIdentifier(loop)] = loop.inEventLoop
+                ? NIOLoopBound(LoopLocal(), eventLoop: loop)
+                : try? loop.submit { NIOLoopBound(LoopLocal(), eventLoop: loop) }.wait()
         }
         self.loopLocals = loopLocals
         var limits = NIOHTTPDecoderLimitConfiguration()
@@ -42,6 +44,9 @@ final class ProxyShared: Sendable {
         limits.maxHeaderFieldSize = config.maxHeaderBytes
         self.decoderLimits = limits
     }
+
+    /// The client leg's deadlines, from the configuration.
+    var clientTimeouts: ConnectionDeadlines.Timeouts { .client(config.limits) }
 
     func pool(for loop: any EventLoop) -> UpstreamPool {
         loopLocals[ObjectIdentifier(loop)]!.value.pool
@@ -70,7 +75,8 @@ public final class ProxyServer: Sendable {
         let clientContext = try NIOSSLContext(configuration: clientConfig)
         let connector = UpstreamConnector(
             clientTLS: clientContext, trust: trust, insecure: config.insecureUpstream,
-            connectTimeout: .nanoseconds(Int64(config.connectTimeout * 1e9)))
+            connectTimeout: .nanoseconds(Int64(config.connectTimeout * 1e9)),
+            timeouts: .upstream(config.limits))
         shared = ProxyShared(
             config: config, writer: writer, contexts: ServerContextCacheRef(cache: try ServerContextCache(ca: ca, keyLog: config.keyLog)),
             connector: connector, group: group)
@@ -84,6 +90,13 @@ public final class ProxyServer: Sendable {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 4)
+            // One accept per read, so that the gate can hold accepting exactly at --max-connections.
+            .serverChannelOption(ChannelOptions.maxMessagesPerRead, value: 1)
+            .serverChannelInitializer { channel in
+                let governor = AcceptGovernor(maxConnections: shared.config.limits.effectiveMaxConnections)
+                let gate = AcceptGate(governor: governor, log: ProxyServer.logLine)
+                return channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(gate) }
+            }
             .childChannelInitializer { channel in
                 let id = shared.connectionIDs.add(1, ordering: .relaxed).newValue
                 let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .drop, limitConfiguration: shared.decoderLimits))
@@ -94,7 +107,10 @@ public final class ProxyServer: Sendable {
                 shared.channels.withLock { $0[key] = channel }
                 channel.closeFuture.whenComplete { _ in _ = shared.channels.withLock { $0.removeValue(forKey: key) } }
                 do {
-                    try channel.pipeline.syncOperations.addHandlers([decoder, encoder, handler])
+                    let timer = ClientTimeoutHandler(timeouts: shared.clientTimeouts)
+                    try channel.pipeline.syncOperations.addHandlers([
+                        timer, decoder, encoder, ClientRequestTimeoutHandler(timer: timer), handler,
+                    ])
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)
@@ -108,6 +124,11 @@ public final class ProxyServer: Sendable {
     }
 
     public var inflight: Int { shared.inflight.load(ordering: .relaxed) }
+
+    /// Where the listener's own conditions (descriptors exhausted, the connection cap reached) are reported.
+    @Sendable static func logLine(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
 
     /// Stops accepting, waits up to `grace` for in-flight exchanges, closes connections,
     /// then flushes the writer (every completed exchange is on disk when this returns).

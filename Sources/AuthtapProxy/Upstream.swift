@@ -198,13 +198,22 @@ struct UpstreamConnector: Sendable {
     let trust: UpstreamTrust
     let insecure: Bool
     let connectTimeout: TimeAmount
+    /// The TLS handshake and pool idle deadlines of each upstream connection.
+    var timeouts = ConnectionDeadlines.Timeouts()
 
-    func connect(scheme: Scheme, host: String, port: Int, key: String, on eventLoop: any EventLoop) -> EventLoopFuture<UpstreamHandler> {
+    /// `addresses`, when given, are the only ones tried: those the target policy checked.
+    func connect(scheme: Scheme, host: String, port: Int, key: String, addresses: [[UInt8]]? = nil,
+                 on eventLoop: any EventLoop) -> EventLoopFuture<UpstreamHandler> {
         let isTLS = scheme == .https
-        let bootstrap = ClientBootstrap(group: eventLoop)
+        // A loop that cannot open sockets (an embedded one in tests) fails the connection instead of trapping.
+        guard let base = ClientBootstrap(validatingGroup: eventLoop) else {
+            return eventLoop.makeFailedFuture(ChannelError.operationUnsupported)
+        }
+        let bootstrap = base
+            .resolver(addresses.map { CheckedAddressResolver(addresses: $0, port: port, loop: eventLoop) })
             .connectTimeout(connectTimeout)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { [clientTLS, trust, insecure] channel in
+            .channelInitializer { [clientTLS, trust, insecure, timeouts] channel in
                 do {
                     let handler = UpstreamHandler(key: key, isTLS: isTLS, insecure: insecure)
                     let sync = channel.pipeline.syncOperations
@@ -233,6 +242,7 @@ struct UpstreamConnector: Sendable {
                     }
                     try sync.addHandler(HTTPRequestEncoder())
                     try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward)))
+                    try sync.addHandler(UpstreamTimeoutHandler(timeouts: timeouts, tls: isTLS))
                     try sync.addHandler(handler)
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {

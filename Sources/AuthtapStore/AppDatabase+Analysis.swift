@@ -6,6 +6,14 @@ import GRDB
 extension AppDatabase {
     /// Replaces the stored analysis of a session (re-analysis is idempotent).
     public func save(analysis: Analysis, session: Int64) throws {
+        do {
+            try write(analysis: analysis, session: session)
+        } catch {
+            throw StoreError.wrap(error, path: writer.path)
+        }
+    }
+
+    private func write(analysis: Analysis, session: Int64) throws {
         try writer.write { db in
             try db.execute(sql: "DELETE FROM finding WHERE session_id = ?", arguments: [session])
             try db.execute(sql: "DELETE FROM oauth_transaction WHERE session_id = ?", arguments: [session])
@@ -37,28 +45,69 @@ extension AppDatabase {
         }
     }
 
-    /// The stored analysis of a session.
+    /// The stored analysis of a session. A damaged transaction, member or finding row is skipped and reported
+    /// (`readProblems`); a finding whose evidence or exchange list is not JSON keeps the rest.
     public func analysis(session: Int64) throws -> Analysis {
-        try writer.read { db in
+        try reading { db in
             var numbers: [Int64: Int] = [:]
             var transactions: [Transaction] = []
-            for row in try Row.fetchAll(db, sql: "SELECT * FROM oauth_transaction WHERE session_id = ? ORDER BY number", arguments: [session]) {
-                let id: Int64 = row["id"]
-                let number: Int = row["number"]
-                numbers[id] = number
-                let members = try Row.fetchAll(db, sql: "SELECT exchange_id, leg FROM transaction_member WHERE transaction_id = ? ORDER BY exchange_id", arguments: [id])
-                    .map { Transaction.Member(exchange: $0["exchange_id"], leg: Leg(rawValue: $0["leg"]) ?? .other) }
-                transactions.append(Transaction(
-                    index: number, clientID: row["client_id"], serverHost: row["server_host"], grantType: row["grant_type"],
-                    state: row["state"], startedAt: Date(timeIntervalSince1970: row["started_at"]), outcome: row["outcome"], members: members))
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT id, number, client_id, server_host, grant_type, state, started_at, outcome
+                FROM oauth_transaction WHERE session_id = ? ORDER BY number
+                """, arguments: [session])
+            for row in rows {
+                let r = StoredRow(row)
+                do {
+                    let id = try r.int64(0, "id")
+                    let number = try r.int(1, "number")
+                    let members = try Row.fetchAll(
+                        db, sql: """
+                            SELECT exchange_id, leg FROM transaction_member
+                            WHERE transaction_id = ? ORDER BY exchange_id
+                            """,
+                        arguments: [id]
+                    ).compactMap { row -> Transaction.Member? in
+                        let m = StoredRow(row)
+                        do {
+                            return Transaction.Member(exchange: try m.int64(0, "exchange_id"),
+                                                      leg: Leg(rawValue: try m.text(1, "leg")) ?? .other)
+                        } catch let bad {
+                            readProblems.skipped("member of transaction", id: String(id), bad)
+                            return nil
+                        }
+                    }
+                    let t = Transaction(
+                        index: number, clientID: try r.optionalText(2, "client_id"),
+                        serverHost: try r.optionalText(3, "server_host"),
+                        grantType: try r.optionalText(4, "grant_type"), state: try r.optionalText(5, "state"),
+                        startedAt: try r.date(6, "started_at"), outcome: try r.text(7, "outcome"), members: members)
+                    numbers[id] = number
+                    transactions.append(t)
+                } catch let bad as BadColumn {
+                    readProblems.skipped("transaction", id: r.label(0), bad)
+                }
             }
-            let findings = try Row.fetchAll(db, sql: "SELECT * FROM finding WHERE session_id = ? ORDER BY id", arguments: [session]).map { row in
-                Finding(
-                    rule: row["rule"], severity: Severity(rawValue: row["severity"]) ?? .info, title: row["title"],
-                    explanation: row["explanation"], fix: row["fix"],
-                    exchanges: (try? JSONDecoder().decode([Int64].self, from: Data((row["exchanges"] as String).utf8))) ?? [],
-                    transaction: (row["transaction_id"] as Int64?).flatMap { numbers[$0] },
-                    evidence: (try? JSONDecoder().decode([String: String].self, from: Data((row["evidence"] as String).utf8))) ?? [:])
+            let findingRows = try Row.fetchAll(db, sql: """
+                SELECT id, rule, severity, title, explanation, fix, exchanges, transaction_id, evidence
+                FROM finding WHERE session_id = ? ORDER BY id
+                """, arguments: [session])
+            let findings = findingRows.compactMap { row -> Finding? in
+                let r = StoredRow(row)
+                let id = r.label(0)
+                do {
+                    return Finding(
+                        rule: try r.text(1, "rule"), severity: Severity(rawValue: try r.text(2, "severity")) ?? .info,
+                        title: try r.text(3, "title"), explanation: try r.text(4, "explanation"),
+                        fix: try r.text(5, "fix"),
+                        exchanges: decodeJSON([Int64].self, try r.optionalText(6, "exchanges"), fallback: [],
+                                              table: "finding", id: id, column: "exchanges", readAs: "no exchanges"),
+                        transaction: try r.optionalInt64(7, "transaction_id").flatMap { numbers[$0] },
+                        evidence: decodeJSON([String: String].self, try r.optionalText(8, "evidence"), fallback: [:],
+                                             table: "finding", id: id, column: "evidence", readAs: "no evidence"))
+                } catch let bad {
+                    readProblems.skipped("finding", id: id, bad)
+                    return nil
+                }
             }
             return Analysis(transactions: transactions, findings: findings)
         }
@@ -66,35 +115,49 @@ extension AppDatabase {
 
     /// How many exchanges of a session the analyzer reads (those with an OAuth role or an error).
     public func analyzableCount(session: Int64) throws -> Int {
-        try writer.read { db in
+        try reading { db in
             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM exchange WHERE session_id = ? AND (oauth_roles IS NOT NULL OR error_kind IS NOT NULL)",
                              arguments: [session]) ?? 0
         }
     }
 
     /// Per session: transactions, and findings by severity (for listings).
+    /// Per session: transactions, and findings by severity (for listings). Rows whose session id is not a
+    /// whole number (damaged) are left out of the counts.
     public func analysisCounts() throws -> [Int64: (transactions: Int, errors: Int, warnings: Int, info: Int)] {
-        try writer.read { db in
+        try reading { db in
             var result: [Int64: (Int, Int, Int, Int)] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT session_id, COUNT(*) FROM oauth_transaction GROUP BY session_id") {
-                result[row[0], default: (0, 0, 0, 0)].0 = row[1]
+                let r = StoredRow(row)
+                guard let id = try? r.int64(0, "session_id"), let n = try? r.count(1, "count") else { continue }
+                result[id, default: (0, 0, 0, 0)].0 = n
             }
-            for row in try Row.fetchAll(db, sql: "SELECT session_id, severity, COUNT(*) FROM finding GROUP BY session_id, severity") {
-                let id: Int64 = row[0]
-                let n: Int = row[2]
-                switch row[1] as String {
-                case "error": result[id, default: (0, 0, 0, 0)].1 = n
-                case "warning": result[id, default: (0, 0, 0, 0)].2 = n
-                default: result[id, default: (0, 0, 0, 0)].3 = n
+            let sql = "SELECT session_id, severity, COUNT(*) FROM finding GROUP BY session_id, severity"
+            for row in try Row.fetchAll(db, sql: sql) {
+                let r = StoredRow(row)
+                guard let id = try? r.int64(0, "session_id"), let n = try? r.count(2, "count") else { continue }
+                switch try? r.text(1, "severity") {
+                case "error": result[id, default: (0, 0, 0, 0)].1 += n
+                case "warning": result[id, default: (0, 0, 0, 0)].2 += n
+                default: result[id, default: (0, 0, 0, 0)].3 += n
                 }
             }
             return result.mapValues { (transactions: $0.0, errors: $0.1, warnings: $0.2, info: $0.3) }
         }
     }
 
-    /// Session ids, oldest first.
+    /// Session ids, oldest first (an id that is not a whole number is skipped and reported).
     public func sessionIDs() throws -> [Int64] {
-        try writer.read { db in try Int64.fetchAll(db, sql: "SELECT id FROM session ORDER BY id") }
+        try reading { db in
+            try Row.fetchAll(db, sql: "SELECT id FROM session ORDER BY id").compactMap { row in
+                do {
+                    return try StoredRow(row).int64(0, "id")
+                } catch let bad {
+                    readProblems.skipped("session", id: "?", bad)
+                    return nil
+                }
+            }
+        }
     }
 
     static func json<T: Encodable>(_ value: T) -> String {

@@ -97,7 +97,7 @@ extension AppDatabase {
     }
 
     public func browseSessions() throws -> [SessionRow] {
-        try writer.read { db in
+        try reading { db in
             try Row.fetchAll(db, sql: """
                 SELECT s.id, s.started_at, s.ended_at, s.arguments,
                   (SELECT COUNT(*) FROM exchange WHERE session_id = s.id),
@@ -107,32 +107,63 @@ extension AppDatabase {
                   (SELECT COUNT(*) FROM finding WHERE session_id = s.id AND severity = 'info'),
                   (SELECT COUNT(*) FROM handshake WHERE session_id = s.id)
                 FROM session s ORDER BY s.id DESC
-                """).map { r in
-                SessionRow(id: r[0], startedAt: Date(timeIntervalSince1970: r[1]), endedAt: (r[2] as Double?).map(Date.init(timeIntervalSince1970:)),
-                           exchanges: r[4], transactions: r[5], errors: r[6], warnings: r[7], info: r[8], handshakes: r[9], arguments: r[3])
+                """).compactMap { row in
+                let r = StoredRow(row)
+                do {
+                    return SessionRow(
+                        id: try r.int64(0, "id"), startedAt: try r.date(1, "started_at"),
+                        endedAt: try r.optionalDate(2, "ended_at"),
+                        exchanges: try r.count(4, "exchanges"), transactions: try r.count(5, "transactions"),
+                        errors: try r.count(6, "errors"), warnings: try r.count(7, "warnings"),
+                        info: try r.count(8, "info"),
+                        handshakes: try r.count(9, "handshakes"), arguments: try r.text(3, "arguments"))
+                } catch let bad {
+                    readProblems.skipped("session", id: r.label(0), bad)
+                    return nil
+                }
             }
         }
     }
 
     public func countExchanges(session: Int64, filter: BrowseFilter) throws -> Int {
         let (whereSQL, args) = Self.conditions(filter, session: session)
-        return try writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM exchange e WHERE \(whereSQL)", arguments: args) ?? 0 }
+        return try reading { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM exchange e WHERE \(whereSQL)", arguments: args) ?? 0
+        }
     }
 
     public func exchangePage(session: Int64, filter: BrowseFilter, offset: Int, limit: Int) throws -> [ExchangeRow] {
         let (whereSQL, args) = Self.conditions(filter, session: session)
-        return try writer.read { db in
+        return try reading { db in
             let rows = try Row.fetchAll(db, sql: """
                 SELECT e.id, e.started_at, e.method, e.host, e.port, e.target, e.status, e.end_ms, e.oauth_roles, e.error_kind, e.tls_failure,
                   (SELECT group_concat(fi.rule || '/' || fi.severity) FROM finding_exchange fe JOIN finding fi ON fi.id = fe.finding_id WHERE fe.exchange_id = e.id)
                 FROM exchange e WHERE \(whereSQL) ORDER BY e.id LIMIT ? OFFSET ?
                 """, arguments: args + [limit, offset])
-            return rows.map { r in
-                ExchangeRow(id: r[0], startedAt: Date(timeIntervalSince1970: r[1]), method: r[2], host: r[3], port: r[4], target: r[5], status: r[6],
-                            durationMs: r[7], roles: ((r[8] as String?) ?? "").split(separator: ",").map(String.init), error: r[9], tlsFailure: r[10],
-                            findings: Self.badges(r[11]))
+            return rows.compactMap { row in
+                let r = StoredRow(row)
+                do {
+                    var e = try Self.exchangeRow(r, from: 0)
+                    e.findings = Self.badges(try r.optionalText(11, "findings"))
+                    return e
+                } catch let bad {
+                    readProblems.skipped("exchange", id: r.label(0), bad)
+                    return nil
+                }
             }
         }
+    }
+
+    /// The list columns of an exchange (`e.id … e.tls_failure`, 11 of them) starting at column `first`.
+    static func exchangeRow(_ r: StoredRow, from first: Int) throws -> ExchangeRow {
+        let i = first
+        return ExchangeRow(
+            id: try r.int64(i, "id"), startedAt: try r.date(i + 1, "started_at"), method: try r.text(i + 2, "method"),
+            host: try r.text(i + 3, "host"), port: try r.int(i + 4, "port"), target: try r.text(i + 5, "target"),
+            status: try r.optionalInt(i + 6, "status"), durationMs: try r.optionalDouble(i + 7, "end_ms"),
+            roles: (try r.optionalText(i + 8, "oauth_roles") ?? "").split(separator: ",").map(String.init),
+            error: try r.optionalText(i + 9, "error_kind"), tlsFailure: try r.optionalText(i + 10, "tls_failure"),
+            findings: [])
     }
 
     static func badges(_ text: String?) -> [(rule: String, severity: String)] {
@@ -142,13 +173,29 @@ extension AppDatabase {
         }
     }
 
+    /// One exchange by id, or nil when there is none or its row is damaged (reported).
     public func exchange(id: Int64) throws -> Exchange? {
-        try writer.read { db in try Int64.fetchOne(db, sql: "SELECT session_id FROM exchange WHERE id = ?", arguments: [id]) }
-            .flatMap { session in try exchanges(session: session, limit: 1, after: id - 1).first }
+        guard id > Int64.min else { return nil }
+        let session = try reading { db -> Int64?? in
+            let sql = "SELECT session_id FROM exchange WHERE id = ?"
+            guard let row = try Row.fetchOne(db, sql: sql, arguments: [id]) else { return nil }
+            do {
+                return .some(try StoredRow(row).optionalInt64(0, "session_id"))
+            } catch let bad {
+                readProblems.skipped("exchange", id: String(id), bad)
+                return nil
+            }
+        }
+        guard let session else { return nil }
+        return try exchanges(session: session, limit: 1, after: id - 1).first { $0.id == id }
     }
 
     public func maxExchangeID(session: Int64) throws -> Int64 {
-        try writer.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM exchange WHERE session_id = ?", arguments: [session]) ?? 0 }
+        try reading { db in
+            let sql = "SELECT MAX(id) FROM exchange WHERE session_id = ?"
+            let row = try Row.fetchOne(db, sql: sql, arguments: [session])
+            return row.flatMap { try? StoredRow($0).optionalInt64(0, "id") } ?? 0
+        }
     }
 
     static func transactionConditions(_ filter: BrowseFilter, session: Int64) -> (String, StatementArguments) {
@@ -164,31 +211,48 @@ extension AppDatabase {
 
     public func countTransactions(session: Int64, filter: BrowseFilter) throws -> Int {
         let (w, args) = Self.transactionConditions(filter, session: session)
-        return try writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM oauth_transaction t WHERE \(w)", arguments: args) ?? 0 }
+        return try reading { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM oauth_transaction t WHERE \(w)", arguments: args) ?? 0
+        }
     }
 
     public func transactionPage(session: Int64, filter: BrowseFilter, offset: Int, limit: Int) throws -> [TransactionRow] {
         let (w, args) = Self.transactionConditions(filter, session: session)
-        return try writer.read { db in
+        return try reading { db in
             try Row.fetchAll(db, sql: """
                 SELECT t.number, t.id, t.client_id, t.server_host, t.grant_type, t.outcome, t.started_at,
                   (SELECT group_concat(rule || '/' || severity) FROM finding WHERE transaction_id = t.id)
                 FROM oauth_transaction t WHERE \(w) ORDER BY t.number LIMIT ? OFFSET ?
-                """, arguments: args + [limit, offset]).map { r in
-                TransactionRow(number: r[0], rowID: r[1], clientID: r[2], serverHost: r[3], grantType: r[4], outcome: r[5],
-                               startedAt: Date(timeIntervalSince1970: r[6]), findings: Self.badges(r[7]))
+                """, arguments: args + [limit, offset]).compactMap { row in
+                let r = StoredRow(row)
+                do {
+                    return TransactionRow(
+                        number: try r.int(0, "number"), rowID: try r.int64(1, "id"),
+                        clientID: try r.optionalText(2, "client_id"), serverHost: try r.optionalText(3, "server_host"),
+                        grantType: try r.optionalText(4, "grant_type"),
+                        outcome: try r.text(5, "outcome"), startedAt: try r.date(6, "started_at"),
+                        findings: Self.badges(try r.optionalText(7, "findings")))
+                } catch let bad {
+                    readProblems.skipped("transaction", id: r.label(1), bad)
+                    return nil
+                }
             }
         }
     }
 
     public func transactionMembers(rowID: Int64) throws -> [(leg: String, row: ExchangeRow)] {
-        try writer.read { db in
+        try reading { db in
             try Row.fetchAll(db, sql: """
                 SELECT m.leg, e.id, e.started_at, e.method, e.host, e.port, e.target, e.status, e.end_ms, e.oauth_roles, e.error_kind, e.tls_failure
                 FROM transaction_member m JOIN exchange e ON e.id = m.exchange_id WHERE m.transaction_id = ? ORDER BY e.id
-                """, arguments: [rowID]).map { r in
-                (r[0], ExchangeRow(id: r[1], startedAt: Date(timeIntervalSince1970: r[2]), method: r[3], host: r[4], port: r[5], target: r[6], status: r[7],
-                                   durationMs: r[8], roles: ((r[9] as String?) ?? "").split(separator: ",").map(String.init), error: r[10], tlsFailure: r[11], findings: []))
+                """, arguments: [rowID]).compactMap { row in
+                let r = StoredRow(row)
+                do {
+                    return (try r.text(0, "leg"), try Self.exchangeRow(r, from: 1))
+                } catch let bad {
+                    readProblems.skipped("exchange", id: r.label(1), bad)
+                    return nil
+                }
             }
         }
     }
@@ -205,22 +269,37 @@ extension AppDatabase {
 
     public func countFindings(session: Int64, filter: BrowseFilter) throws -> Int {
         let (w, args) = Self.findingConditions(filter, session: session, exchange: nil)
-        return try writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM finding f WHERE \(w)", arguments: args) ?? 0 }
+        return try reading { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM finding f WHERE \(w)", arguments: args) ?? 0
+        }
     }
 
     /// Findings, errors first; a page at a time (or those of one exchange).
     public func browseFindings(session: Int64, filter: BrowseFilter, exchange: Int64? = nil, offset: Int = 0, limit: Int = -1) throws -> [FindingRow] {
         let (w, args) = Self.findingConditions(filter, session: session, exchange: exchange)
-        return try writer.read { db in
+        return try reading { db in
             let sql = """
                 SELECT f.id, f.rule, f.severity, f.title, f.explanation, f.fix, f.evidence, f.exchanges, t.number
                 FROM finding f LEFT JOIN oauth_transaction t ON t.id = f.transaction_id WHERE \(w)
                 ORDER BY CASE f.severity WHEN 'error' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, f.id LIMIT ? OFFSET ?
                 """
-            return try Row.fetchAll(db, sql: sql, arguments: args + [limit, offset]).map { r in
-                FindingRow(id: r[0], rule: r[1], severity: r[2], title: r[3], explanation: r[4], fix: r[5],
-                           evidence: (try? JSONDecoder().decode([String: String].self, from: Data((r[6] as String).utf8))) ?? [:],
-                           exchanges: (try? JSONDecoder().decode([Int64].self, from: Data((r[7] as String).utf8))) ?? [], transaction: r[8])
+            return try Row.fetchAll(db, sql: sql, arguments: args + [limit, offset]).compactMap { row in
+                let r = StoredRow(row)
+                let id = r.label(0)
+                do {
+                    return FindingRow(
+                        id: try r.int64(0, "id"), rule: try r.text(1, "rule"), severity: try r.text(2, "severity"),
+                        title: try r.text(3, "title"), explanation: try r.text(4, "explanation"),
+                        fix: try r.text(5, "fix"),
+                        evidence: decodeJSON([String: String].self, try r.optionalText(6, "evidence"), fallback: [:],
+                                             table: "finding", id: id, column: "evidence", readAs: "no evidence"),
+                        exchanges: decodeJSON([Int64].self, try r.optionalText(7, "exchanges"), fallback: [],
+                                              table: "finding", id: id, column: "exchanges", readAs: "no exchanges"),
+                        transaction: try r.optionalInt(8, "number"))
+                } catch let bad {
+                    readProblems.skipped("finding", id: id, bad)
+                    return nil
+                }
             }
         }
     }

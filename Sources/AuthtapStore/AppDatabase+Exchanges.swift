@@ -91,9 +91,9 @@ extension AppDatabase {
     }
 
     /// Exchanges in id order, optionally for one session; `analyzable` keeps only those with an
-    /// OAuth role or an error (what the analyzer reads).
+    /// OAuth role or an error (what the analyzer reads). A damaged row is skipped and reported (`readProblems`).
     public func exchanges(session: Int64? = nil, limit: Int? = nil, analyzable: Bool = false, after: Int64? = nil) throws -> [Exchange] {
-        try writer.read { db in
+        try reading { db in
             // Columns by position, in this order: name lookups dominate the cost of large loads.
             var sql = """
                 SELECT id, session_id, connection_id, client_address, scheme, host, port, method, target, http_version, status,
@@ -114,71 +114,100 @@ extension AppDatabase {
             if let limit { sql += " LIMIT ?"; args += [limit] }
             // Exchanges of one connection share TLS facts: decode each distinct text once.
             var tlsCache: [String: TLSFacts] = [:]
-            func tls(_ text: String?) -> TLSFacts? {
-                guard let text else { return nil }
+            func tls(_ r: StoredRow, _ i: Int, _ column: String) throws -> TLSFacts? {
+                guard let text = try r.optionalText(i, column) else { return nil }
                 if let hit = tlsCache[text] { return hit }
-                let facts: TLSFacts? = JSONText.decode(text)
-                if let facts, tlsCache.count < 4096 { tlsCache[text] = facts }
+                guard let facts: TLSFacts = JSONText.decode(text) else {
+                    readProblems.defaulted("exchange", id: r.label(0), column: column, found: "invalid JSON",
+                                           readAs: "none")
+                    return nil
+                }
+                if tlsCache.count < 4096 { tlsCache[text] = facts }
                 return facts
             }
             var result: [Exchange] = []
             let cursor = try Row.fetchCursor(db, sql: sql, arguments: args)
             while let row = try cursor.next() {
-                var e = Exchange(
-                    connectionID: UInt64(bitPattern: row[2]), clientAddress: row[3],
-                    scheme: Scheme(rawValue: row[4]) ?? .http, host: row[5], port: row[6],
-                    method: row[7], target: row[8], httpVersion: row[9],
-                    start: Date(timeIntervalSince1970: row[21]))
-                e.id = row[0]
-                e.sessionID = row[1]
-                e.status = row[10]
-                e.requestHeaders = JSONText.decodeHeaders(row[11])
-                e.responseHeaders = JSONText.decodeHeaders(row[12])
-                e.requestBody = CapturedBody(
-                    bytes: (row[13] as Data?).map(Array.init) ?? [], size: row[14], truncated: row[32],
-                    encoding: row[33], decodedSize: row[34], note: row[35])
-                e.responseBody = CapturedBody(
-                    bytes: (row[15] as Data?).map(Array.init) ?? [], size: row[16], truncated: row[36],
-                    encoding: row[37], decodedSize: row[38], note: row[39])
-                e.clientTLS = tls(row[17])
-                e.upstreamTLS = tls(row[18])
-                e.insecureUpstream = row[19]
-                e.connectionReused = row[20]
-                e.timings.connect = row[22]
-                e.timings.tls = row[23]
-                e.timings.requestSent = row[24]
-                e.timings.firstByte = row[25]
-                e.timings.end = row[26]
-                e.error = (row[27] as String?).flatMap(ErrorKind.init(rawValue:))
-                e.tlsFailure = (row[28] as String?).flatMap(TLSFailureReason.init(rawValue:))
-                e.errorDetail = row[29]
-                e.roles = ((row[30] as String?) ?? "").split(separator: ",").compactMap { OAuthRole(rawValue: String($0)) }
-                e.oauthParams = JSONText.decodeParams(row[31])
-                result.append(e)
+                let r = StoredRow(row)
+                do {
+                    var e = Exchange(
+                        connectionID: UInt64(bitPattern: try r.int64(2, "connection_id")),
+                        clientAddress: try r.text(3, "client_address"),
+                        scheme: Scheme(rawValue: try r.text(4, "scheme")) ?? .http, host: try r.text(5, "host"),
+                        port: try r.int(6, "port"), method: try r.text(7, "method"), target: try r.text(8, "target"),
+                        httpVersion: try r.text(9, "http_version"), start: try r.date(21, "started_at"))
+                    e.id = try r.int64(0, "id")
+                    e.sessionID = try r.optionalInt64(1, "session_id")
+                    e.status = try r.optionalInt(10, "status")
+                    e.requestHeaders = JSONText.decodeHeaders(try r.text(11, "request_headers"))
+                    e.responseHeaders = JSONText.decodeHeaders(try r.text(12, "response_headers"))
+                    e.requestBody = CapturedBody(
+                        bytes: try r.bytes(13, "request_body"), size: try r.count(14, "request_body_size"),
+                        truncated: try r.bool(32, "request_body_truncated"),
+                        encoding: try r.optionalText(33, "request_body_encoding"),
+                        decodedSize: try r.optionalCount(34, "request_body_decoded_size"),
+                        note: try r.optionalText(35, "request_body_note"))
+                    e.responseBody = CapturedBody(
+                        bytes: try r.bytes(15, "response_body"), size: try r.count(16, "response_body_size"),
+                        truncated: try r.bool(36, "response_body_truncated"),
+                        encoding: try r.optionalText(37, "response_body_encoding"),
+                        decodedSize: try r.optionalCount(38, "response_body_decoded_size"),
+                        note: try r.optionalText(39, "response_body_note"))
+                    e.clientTLS = try tls(r, 17, "client_tls")
+                    e.upstreamTLS = try tls(r, 18, "upstream_tls")
+                    e.insecureUpstream = try r.bool(19, "insecure_upstream")
+                    e.connectionReused = try r.bool(20, "connection_reused")
+                    e.timings.connect = try r.optionalDouble(22, "connect_ms")
+                    e.timings.tls = try r.optionalDouble(23, "tls_ms")
+                    e.timings.requestSent = try r.optionalDouble(24, "request_sent_ms")
+                    e.timings.firstByte = try r.optionalDouble(25, "first_byte_ms")
+                    e.timings.end = try r.optionalDouble(26, "end_ms")
+                    e.error = try r.optionalText(27, "error_kind").flatMap(ErrorKind.init(rawValue:))
+                    e.tlsFailure = try r.optionalText(28, "tls_failure").flatMap(TLSFailureReason.init(rawValue:))
+                    e.errorDetail = try r.optionalText(29, "error_detail")
+                    e.roles = (try r.optionalText(30, "oauth_roles") ?? "").split(separator: ",")
+                        .compactMap { OAuthRole(rawValue: String($0)) }
+                    e.oauthParams = JSONText.decodeParams(try r.optionalText(31, "oauth_params"))
+                    result.append(e)
+                } catch let bad {
+                    readProblems.skipped("exchange", id: r.label(0), bad)
+                }
             }
             return result
         }
     }
 
+    /// CONNECT tunnels in id order; a damaged row is skipped and reported (`readProblems`).
     public func tunnels(session: Int64? = nil) throws -> [Tunnel] {
-        try writer.read { db in
+        try reading { db in
             let rows = try Row.fetchAll(
-                db, sql: "SELECT * FROM tunnel" + (session == nil ? "" : " WHERE session_id = ?") + " ORDER BY id",
+                db, sql: """
+                    SELECT id, session_id, connection_id, client_address, host, port, intercepted, started_at,
+                      duration_ms, bytes_from_client, bytes_from_upstream, ending, error_kind, error_detail
+                    FROM tunnel
+                    """ + (session == nil ? "" : " WHERE session_id = ?") + " ORDER BY id",
                 arguments: session == nil ? [] : [session])
-            return rows.map { row in
-                var t = Tunnel(
-                    connectionID: UInt64(bitPattern: row["connection_id"]), clientAddress: row["client_address"],
-                    host: row["host"], port: row["port"], intercepted: row["intercepted"],
-                    start: Date(timeIntervalSince1970: row["started_at"]))
-                t.id = row["id"]
-                t.sessionID = row["session_id"]
-                t.durationMs = row["duration_ms"]
-                t.bytesFromClient = row["bytes_from_client"]
-                t.bytesFromUpstream = row["bytes_from_upstream"]
-                t.ending = row["ending"]
-                t.error = (row["error_kind"] as String?).flatMap(ErrorKind.init(rawValue:))
-                t.errorDetail = row["error_detail"]
-                return t
+            return rows.compactMap { row in
+                let r = StoredRow(row)
+                do {
+                    var t = Tunnel(
+                        connectionID: UInt64(bitPattern: try r.int64(2, "connection_id")),
+                        clientAddress: try r.text(3, "client_address"), host: try r.text(4, "host"),
+                        port: try r.int(5, "port"), intercepted: try r.bool(6, "intercepted"),
+                        start: try r.date(7, "started_at"))
+                    t.id = try r.int64(0, "id")
+                    t.sessionID = try r.optionalInt64(1, "session_id")
+                    t.durationMs = try r.double(8, "duration_ms")
+                    t.bytesFromClient = try r.count(9, "bytes_from_client")
+                    t.bytesFromUpstream = try r.count(10, "bytes_from_upstream")
+                    t.ending = try r.text(11, "ending")
+                    t.error = try r.optionalText(12, "error_kind").flatMap(ErrorKind.init(rawValue:))
+                    t.errorDetail = try r.optionalText(13, "error_detail")
+                    return t
+                } catch let bad {
+                    readProblems.skipped("tunnel", id: r.label(0), bad)
+                    return nil
+                }
             }
         }
     }

@@ -74,16 +74,26 @@ extension AppDatabase {
         return "\(tm.tm_year + 1900)-\(two(tm.tm_mon + 1))-\(two(tm.tm_mday))T\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec))Z"
     }
 
-    /// Handshake records with their row ids, oldest first.
+    /// Handshake records with their row ids, oldest first. A row whose ids or facts are damaged is skipped and
+    /// reported (`readProblems`).
     public func handshakes(session: Int64? = nil) throws -> [(id: Int64, session: Int64, record: HandshakeRecord)] {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
-        return try writer.read { db in
+        return try reading { db in
             let rows = try Row.fetchAll(db, sql: "SELECT id, session_id, facts FROM handshake" + (session == nil ? "" : " WHERE session_id = ?") + " ORDER BY id",
                                         arguments: session.map { [$0] } ?? [])
             return rows.compactMap { row in
-                guard let record = try? decoder.decode(HandshakeRecord.self, from: Data((row[2] as String).utf8)) else { return nil }
-                return (row[0], row[1], record)
+                let r = StoredRow(row)
+                do {
+                    let facts = try r.text(2, "facts")
+                    guard let record = try? decoder.decode(HandshakeRecord.self, from: Data(facts.utf8)) else {
+                        throw BadColumn(column: "facts", found: "invalid JSON")
+                    }
+                    return (try r.int64(0, "id"), try r.int64(1, "session_id"), record)
+                } catch let bad {
+                    readProblems.skipped("handshake", id: r.label(0), bad)
+                    return nil
+                }
             }
         }
     }

@@ -5,13 +5,25 @@ import GRDB
 /// The capture store: owns the `DatabaseWriter` and runs the migrator on open.
 public final class AppDatabase: Sendable {
     public let writer: any DatabaseWriter
+    /// Rows that reads skipped because a column held what it cannot hold (see `StoredRow`).
+    public let readProblems: ReadProblems
 
-    public init(_ writer: any DatabaseWriter) throws {
+    /// Refuses a database that is not authtap's (see `checkIsAuthtap`), then migrates it. `echoProblems` prints
+    /// skipped rows on standard error as reads find them.
+    public init(_ writer: any DatabaseWriter, echoProblems: Bool = false) throws {
         self.writer = writer
-        try Self.migrator.migrate(writer)
+        readProblems = ReadProblems(source: writer.path, echo: echoProblems)
+        do {
+            try writer.read { db in try Self.checkIsAuthtap(db, path: writer.path) }
+            try Self.migrator.migrate(writer)
+        } catch {
+            throw StoreError.wrap(error, path: writer.path)
+        }
     }
 
     /// A WAL database file (creating its directory), private to its owner: see `prepareOwnerOnly`.
+    /// A file that is not SQLite, is damaged, or is another program's database throws a one-line `StoreError`
+    /// before anything is written to it.
     public static func open(path: String) throws -> AppDatabase {
         try prepareOwnerOnly(databasePath: path)
         var config = Configuration()
@@ -22,11 +34,38 @@ public final class AppDatabase: Sendable {
         // (bench-record: ~43 → ~25 µs per /token exchange). It only takes effect when the file is
         // created; an existing database keeps its page size.
         config.prepareDatabase { db in
+            // On the writer, before GRDB switches the file to WAL: another program's database is left as it was.
+            if !db.configuration.readonly { try checkIsAuthtap(db, path: path) }
             try db.execute(sql: "PRAGMA page_size = 32768; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384")
         }
-        let pool = try DatabasePool(path: path, configuration: config)
+        let pool: DatabasePool
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+        } catch {
+            throw StoreError.wrap(error, path: path)
+        }
         tightenDatabaseFiles(path)
-        return try AppDatabase(pool)
+        return try AppDatabase(pool, echoProblems: true)
+    }
+
+    /// An empty file becomes a new capture database; one with tables must have authtap's first migration and
+    /// its two main tables, so that another program's database is never migrated into.
+    static func checkIsAuthtap(_ db: Database, path: String) throws {
+        let names = try Row.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'")
+            .compactMap { row -> String? in
+                if case .string(let s) = (row[0] as DatabaseValue).storage { return s }
+                return nil
+            }
+        let tables = Set(names)
+        if tables.isEmpty { return }
+        guard tables.isSuperset(of: ["grdb_migrations", "session", "exchange"]) else {
+            throw StoreError.notAuthtap(path)
+        }
+        let applied = try Row.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations").compactMap { row -> String? in
+            if case .string(let s) = (row[0] as DatabaseValue).storage { return s }
+            return nil
+        }
+        guard applied.contains("v1") else { throw StoreError.notAuthtap(path) }
     }
 
     /// An in-memory database for tests.
@@ -275,8 +314,9 @@ extension AppDatabase {
 
     /// The port a proxy session listened on, if it was one.
     public func proxyPort(session: Int64) throws -> Int? {
-        try writer.read { db in
-            guard let listen = try String.fetchOne(db, sql: "SELECT listen FROM session WHERE id = ?", arguments: [session]),
+        try reading { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT listen FROM session WHERE id = ?", arguments: [session]),
+                  let listen = try? StoredRow(row).optionalText(0, "listen"),
                   let colon = listen.lastIndex(of: ":") else { return nil }
             return Int(listen[listen.index(after: colon)...])
         }
@@ -288,13 +328,29 @@ extension AppDatabase {
         }
     }
 
+    /// Every session, oldest first; a damaged row is skipped and reported (see `readProblems`).
     public func sessions() throws -> [SessionRecord] {
-        try writer.read { db in
-            try SessionRecord.fetchAll(db, sql: """
+        try reading { db in
+            try Row.fetchAll(db, sql: """
                 SELECT id, started_at, ended_at, version, arguments, listen,
                        (SELECT COUNT(*) FROM exchange WHERE session_id = session.id) AS recorded, dropped
                 FROM session ORDER BY id
-                """)
+                """).compactMap { row in
+                let r = StoredRow(row)
+                do {
+                    var s = SessionRecord(startedAt: try r.date(1, "started_at"), version: try r.text(3, "version"),
+                                          arguments: try r.text(4, "arguments"),
+                                          listen: try r.optionalText(5, "listen"))
+                    s.id = try r.int64(0, "id")
+                    s.endedAt = try r.optionalDate(2, "ended_at")
+                    s.recorded = try r.count(6, "recorded")
+                    s.dropped = try r.count(7, "dropped")
+                    return s
+                } catch let bad {
+                    readProblems.skipped("session", id: r.label(0), bad)
+                    return nil
+                }
+            }
         }
     }
 }

@@ -11,9 +11,11 @@ public final class CaptureWriter: Sendable {
         public var maxPending: Int
         public var maxPendingBytes: Int
         public var batchSize: Int
-        /// Above this many queued exchanges the writer asks producers to pause (`isBackedUp`).
+        /// Above this many queued exchanges the writer asks producers to pause (`isBackedUp`). One batch by
+        /// default: what a `kill -9` or a crash can lose is what is not yet in the database, so the backlog is
+        /// kept to about the batch being written.
         public var highWater: Int
-        /// Above this many queued body bytes producers pause too (large bodies).
+        /// Above this many queued body bytes producers pause too (large bodies); one batch's bytes by default.
         public var highWaterBytes: Int
         /// At most this many body bytes go to the database in one batch.
         public var batchBytes: Int
@@ -21,8 +23,10 @@ public final class CaptureWriter: Sendable {
         /// priority than its event loops: recording is asynchronous, so the writer takes the CPU the
         /// request path leaves idle, and when it falls behind, `isBackedUp` holds new requests.
         public var niceness: Int32
-        public init(maxPending: Int = 50_000, maxPendingBytes: Int = 256 << 20, batchSize: Int = 1024, highWater: Int = 8192,
-                    highWaterBytes: Int = 48 << 20, batchBytes: Int = 16 << 20, niceness: Int32 = 0) {
+        public init(
+            maxPending: Int = 50_000, maxPendingBytes: Int = 256 << 20, batchSize: Int = 1024, highWater: Int = 1024,
+            highWaterBytes: Int = 16 << 20, batchBytes: Int = 16 << 20, niceness: Int32 = 0
+        ) {
             self.niceness = niceness
             self.maxPending = maxPending
             self.maxPendingBytes = maxPendingBytes

@@ -20,6 +20,8 @@ public final class TUIApp {
 
     let db: AppDatabase
     var stack: [Screen]
+    /// The screen on top. `stack` never empties (back on the last screen quits), but a default costs nothing.
+    var current: Screen { stack.last ?? .sessions }
     var session: Int64?
     /// Selection and scroll per screen depth.
     var selected: [Int] = [0]
@@ -97,7 +99,7 @@ public final class TUIApp {
         case .resize: return true
         default: break
         }
-        switch stack.last! {
+        switch current {
         case .detail:
             if key == .tab { detailTab = (detailTab + 1) % Self.tabs.count; detailScroll = 0; return true }
             if key == .backTab { detailTab = (detailTab + Self.tabs.count - 1) % Self.tabs.count; detailScroll = 0; return true }
@@ -122,7 +124,7 @@ public final class TUIApp {
             let handshakes = try db.handshakes(session: session).map(\.record)
             var context = HARExport.Context(exchanges: try db.exchanges(session: session), analysis: stored, handshakes: handshakes, creatorVersion: "tui")
             var name = "authtap-session-\(session)"
-            if case .timeline(let t) = stack.last!,
+            if case .timeline(let t) = current,
                let one = HARExport.transaction(t.number, of: stored, exchanges: context.exchanges, handshakes: handshakes, creatorVersion: "tui") {
                 context = one
                 name += "-transaction-\(t.number)"
@@ -190,7 +192,7 @@ public final class TUIApp {
     }
 
     func open() {
-        switch stack.last! {
+        switch current {
         case .sessions:
             guard let rows = try? sessions(), cursor < rows.count else { return }
             session = rows[cursor].id
@@ -214,7 +216,7 @@ public final class TUIApp {
     }
 
     func listCount() -> Int {
-        switch stack.last! {
+        switch current {
         case .sessions: return (try? sessions().count) ?? 0
         case .transactions: return (try? transactions().total()) ?? 0
         case .timeline(let t): return (try? timeline(t).count) ?? 0
@@ -250,7 +252,7 @@ public final class TUIApp {
         exchangePager = nil
         transactionPager = nil
         findingPager = nil
-        if changed, case .exchanges = stack.last!, let n = try? exchanges().total(), n > 0 {
+        if changed, case .exchanges = current, let n = try? exchanges().total(), n > 0 {
             cursor = n - 1 // follow the tail
         }
     }

@@ -41,8 +41,10 @@ extension TUIApp {
 
     func detailLines(_ e: Exchange, findings: [FindingRow], width: Int) -> [(String, Style)] {
         var out: [(String, Style)] = []
+        // Every line quotes what a client or a server sent: escaped in full, so that a literal `\x1b` and a real
+        // ESC never look alike.
         func add(_ s: String, _ style: Style = .plain) {
-            for piece in wrap(s, width) { out.append((piece, style)) }
+            for piece in wrap(TerminalText.escape(s), width) { out.append((piece, style)) }
         }
         switch Self.tabs[detailTab] {
         case "Request":
@@ -72,7 +74,9 @@ extension TUIApp {
                 add("  header: " + compact(decoded.header))
                 for (k, v) in decoded.claims.sorted(by: { $0.key < $1.key }) {
                     var line = "  \(k): \(v)"
-                    if ["exp", "iat", "nbf", "auth_time"].contains(k), let n = (v as? NSNumber)?.doubleValue {
+                    if ["exp", "iat", "nbf", "auth_time"].contains(k), let n = (v as? NSNumber)?.doubleValue,
+                       Self.plausibleEpoch(n)
+                    {
                         let date = Date(timeIntervalSince1970: n)
                         line += "  = " + TUIApp.time(date, date: true) + " (" + relative(date, to: e.timings.start) + ")"
                     }
@@ -154,8 +158,8 @@ extension TUIApp {
             for (i, (k, value)) in members.enumerated() {
                 let inner = pretty(value, indent: indent + 1)
                 let comma = i < members.count - 1 ? "," : ""
-                out.append(pad + "  \"\(k)\": " + inner[0] + (inner.count == 1 ? comma : ""))
-                if inner.count > 1 { out += inner.dropFirst().dropLast().map { $0 }; out.append(inner.last! + comma) }
+                out.append(pad + "  \"\(k)\": " + (inner.first ?? "") + (inner.count == 1 ? comma : ""))
+                if inner.count > 1 { out += inner.dropFirst().dropLast().map { $0 }; out.append((inner.last ?? "") + comma) }
             }
             out.append(pad + "}")
             return out
@@ -165,8 +169,8 @@ extension TUIApp {
             for (i, item) in items.enumerated() {
                 let inner = pretty(item, indent: indent + 1)
                 let comma = i < items.count - 1 ? "," : ""
-                out.append(pad + "  " + inner[0] + (inner.count == 1 ? comma : ""))
-                if inner.count > 1 { out += inner.dropFirst().dropLast().map { $0 }; out.append(inner.last! + comma) }
+                out.append(pad + "  " + (inner.first ?? "") + (inner.count == 1 ? comma : ""))
+                if inner.count > 1 { out += inner.dropFirst().dropLast().map { $0 }; out.append((inner.last ?? "") + comma) }
             }
             out.append(pad + "]")
             return out
@@ -193,8 +197,14 @@ extension TUIApp {
         d.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
     }
 
+    /// Seconds since 1970 that a date formatter and `relative` handle: year 0 to 9999. A claim is the token
+    /// issuer's to choose, `1e300` included.
+    static func plausibleEpoch(_ n: Double) -> Bool { n.isFinite && abs(n) < 253_402_300_800 }
+
     func relative(_ date: Date, to reference: Date) -> String {
-        let s = Int(date.timeIntervalSince(reference))
+        let seconds = date.timeIntervalSince(reference)
+        guard seconds.isFinite, abs(seconds) < 1e15 else { return "far off" }
+        let s = Int(saturating: seconds)
         let a = abs(s)
         let text = a < 120 ? "\(a) s" : a < 7200 ? "\(a / 60) min" : a < 172_800 ? "\(a / 3600) h" : "\(a / 86400) days"
         return s >= 0 ? "in \(text)" : "\(text) ago"

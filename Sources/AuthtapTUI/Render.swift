@@ -35,7 +35,7 @@ extension TUIApp {
 
     func title() -> String {
         let s = session.map { "session \($0)" } ?? "authtap"
-        switch stack.last! {
+        switch current {
         case .sessions: return "authtap › Sessions"
         case .transactions: return "authtap › \(s) › Transactions"
         case .timeline(let t): return "authtap › \(s) › Transaction \(t.number)"
@@ -47,14 +47,14 @@ extension TUIApp {
     }
 
     func footer() -> String {
-        switch stack.last! {
+        switch current {
         case .detail: return "Tab next tab · j/k scroll · q back · ? help"
         default: return "↑↓/jk move · Enter open · / filter · f follow · 1-4 views · e export · ? help · q " + (stack.count <= 1 ? "quit" : "back")
         }
     }
 
     func renderBody(_ buf: inout ScreenBuffer, top row0: Int, height: Int) throws {
-        switch stack.last! {
+        switch current {
         case .sessions:
             let rows = try sessions()
             header(&buf, row0 - 1, "  #  started               duration  exchanges  transactions  findings")
@@ -113,13 +113,18 @@ extension TUIApp {
             }
             if total == 0 { buf.put(row0, 2, "No findings.", .ok) }
         case .finding(let f):
-            var lines: [(String, Style)] = [(f.severity.uppercased() + "  " + f.rule + ": " + f.title, Self.severityStyle(f.severity)), ("", .plain)]
-            lines += wrap("Why: " + f.explanation, buf.cols - 2).map { ($0, .plain) }
+            // Titles, explanations and evidence quote servers: escaped in full before wrapping.
+            let t: (String) -> String = { TerminalText.escape($0) }
+            let heading = f.severity.uppercased() + "  " + t(f.rule) + ": " + t(f.title)
+            var lines: [(String, Style)] = [(heading, Self.severityStyle(f.severity)), ("", .plain)]
+            lines += wrap("Why: " + t(f.explanation), buf.cols - 2).map { ($0, .plain) }
             lines.append(("", .plain))
             lines.append(("Evidence:", .key))
-            for (k, v) in f.evidence.sorted(by: { $0.key < $1.key }) { lines += wrap("  \(k): \(v)", buf.cols - 2).map { ($0, Self.maskedStyle($0)) } }
+            for (k, v) in f.evidence.sorted(by: { $0.key < $1.key }) {
+                lines += wrap("  \(t(k)): \(t(v))", buf.cols - 2).map { ($0, Self.maskedStyle($0)) }
+            }
             lines.append(("", .plain))
-            lines += wrap("Fix: " + f.fix, buf.cols - 2).map { ($0, .ok) }
+            lines += wrap("Fix: " + t(f.fix), buf.cols - 2).map { ($0, .ok) }
             lines.append(("", .plain))
             lines.append(("Exchanges (Enter opens):", .key))
             let fixed = lines.count

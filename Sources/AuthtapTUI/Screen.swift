@@ -1,3 +1,5 @@
+import AuthtapModel
+
 /// A terminal screen as plain data: the views draw into it, tests read it, ncurses copies it out.
 public struct Style: Equatable, Sendable {
     public enum Color: Int, Sendable, CaseIterable { case red = 1, yellow, green, cyan, magenta, blue }
@@ -59,10 +61,12 @@ public struct ScreenBuffer: Sendable {
     public static func width(_ s: String) -> Int { s.reduce(0) { $0 + width($1) } }
 
     /// Writes `text` from (row, col), clipped at `maxWidth` columns (default: to the edge).
-    /// Returns the column after the last one written.
+    /// Returns the column after the last one written. Control characters (ESC, C1, bidi overrides) are drawn as
+    /// visible escapes: whatever a server sent, the cells never hold a byte the terminal would obey.
     @discardableResult
     public mutating func put(_ row: Int, _ col: Int, _ text: String, _ style: Style = .plain, maxWidth: Int? = nil) -> Int {
         guard row >= 0, row < rows, col < cols else { return col }
+        let text = TerminalText.escapeIfControls(text)
         var c = max(col, 0)
         let limit = min(cols, maxWidth.map { col + $0 } ?? cols)
         for ch in text {
@@ -106,6 +110,8 @@ public struct ScreenBuffer: Sendable {
 /// Clips or pads to exactly `width` columns, with an ellipsis when cut.
 public func fit(_ s: String, _ width: Int) -> String {
     guard width > 0 else { return "" }
+    // Measured as drawn: a control character takes the columns of its escape.
+    let s = TerminalText.escapeIfControls(s)
     let total = ScreenBuffer.width(s)
     if total <= width { return s + String(repeating: " ", count: width - total) }
     var out = ""

@@ -153,17 +153,18 @@ enum Report {
         let counts = Dictionary(grouping: analysis.findings, by: \.severity).mapValues(\.count)
         out += "Session \(session): \(analysis.transactions.count) transactions, \(counts[.error] ?? 0) errors, \(counts[.warning] ?? 0) warnings, \(counts[.info] ?? 0) info\n"
         for t in analysis.transactions {
-            out += "\nTransaction \(t.index)  client_id=\(t.clientID ?? "?")  server=\(t.serverHost ?? "?")  \(t.grantType ?? "")  → \(t.outcome)\n"
+            out += "\nTransaction \(t.index)  client_id=\(safe(t.clientID ?? "?"))  server=\(safe(t.serverHost ?? "?"))  "
+                + "\(safe(t.grantType ?? ""))  → \(safe(t.outcome))\n"
             let start = t.startedAt
             for m in t.members {
                 guard let e = exchanges[m.exchange] else { continue }
                 let offset = e.timings.start.timeIntervalSince(start)
                 let status = e.status.map(String.init) ?? (e.error?.rawValue ?? "---")
-                let hostPort = e.host + ((e.scheme == .https && e.port == 443) || (e.scheme == .http && e.port == 80) ? "" : ":\(e.port)")
-                let path = String(e.target.prefix { $0 != "?" && $0 != "#" })
+                let hostPort = safe(e.host) + ((e.scheme == .https && e.port == 443) || (e.scheme == .http && e.port == 80) ? "" : ":\(e.port)")
+                let path = safe(String(e.target.prefix { $0 != "?" && $0 != "#" }))
                 let id = "#\(m.exchange)".padding(toLength: 7, withPad: " ", startingAt: 0)
                 out += String(format: "  +%8.3fs  ", offset) + id + " " + m.leg.rawValue.padding(toLength: 23, withPad: " ", startingAt: 0)
-                    + " " + e.method + " " + hostPort + path + "  " + status + "\n"
+                    + " " + safe(e.method) + " " + hostPort + path + "  " + status + "\n"
             }
             for f in analysis.findings where f.transaction == t.index { out += finding(f) }
         }
@@ -177,17 +178,23 @@ enum Report {
     }
 
     static func finding(_ f: Finding) -> String {
-        var s = "  [\(f.severity.rawValue.uppercased())] \(f.rule): \(f.title)  (exchanges \(f.exchanges.map { "#\($0)" }.joined(separator: ", ")))\n"
-        s += "    Why: \(f.explanation)\n"
-        for (k, v) in f.evidence.sorted(by: { $0.key < $1.key }) { s += "    \(k): \(v)\n" }
-        s += "    Fix: \(f.fix)\n"
+        let ids = f.exchanges.map { "#\($0)" }.joined(separator: ", ")
+        var s = "  [\(f.severity.rawValue.uppercased())] \(safe(f.rule)): \(safe(f.title))  (exchanges \(ids))\n"
+        s += "    Why: \(safe(f.explanation))\n"
+        for (k, v) in f.evidence.sorted(by: { $0.key < $1.key }) { s += "    \(safe(k)): \(safe(v))\n" }
+        s += "    Fix: \(safe(f.fix))\n"
         return s
     }
 
     /// One line for a live finding on the proxy's console.
     static func line(_ f: Finding) -> String {
-        "FINDING [\(f.severity.rawValue)] \(f.rule): \(f.title) (exchanges \(f.exchanges.map { "#\($0)" }.joined(separator: ", ")))\n  fix: \(f.fix)"
+        let ids = f.exchanges.map { "#\($0)" }.joined(separator: ", ")
+        return "FINDING [\(f.severity.rawValue)] \(safe(f.rule)): \(safe(f.title)) (exchanges \(ids))\n  fix: \(safe(f.fix))"
     }
+
+    /// Titles, explanations and evidence quote what servers sent (error_description, headers, claims):
+    /// printed with their control characters escaped.
+    static func safe(_ s: String) -> String { TerminalText.escape(s) }
 }
 
 /// Live analysis while the proxy runs: keeps the OAuth-relevant exchanges of the session in memory

@@ -40,7 +40,7 @@ struct Audit: ParsableCommand {
             }
             switch HARImport.parse(Array(data)) {
             case .failure(let f):
-                FileHandle.standardError.write(Data("authtap: \(file): \(f.description)\n".utf8))
+                FileHandle.standardError.write(Data("authtap: \(file): \(TerminalText.escape(f.description))\n".utf8))
                 throw ExitCode(2)
             case .success(let result):
                 entries = result.exchanges.enumerated().map { ("entry \($0.offset + 1)", $0.element) }
@@ -56,11 +56,12 @@ struct Audit: ParsableCommand {
             guard !hits.isEmpty else { continue }
             var ignored: [OAuthParam] = []
             let url = masker.maskURL(exchange.target, location: "", params: &ignored)
-            let place = "\(exchange.method) \(exchange.host)\(url)"
+            // The file's words (method, host, URL, field names) are escaped for the terminal.
+            let place = TerminalText.escape(String("\(exchange.method) \(exchange.host)\(url)".prefix(100)))
             for hit in hits {
                 found += 1
                 let kinds = hit.kinds.isEmpty ? "secret" : hit.kinds.joined(separator: ", ")
-                print("\(label) \(String(place.prefix(100))): \(hit.location): \(kinds)")
+                print("\(label) \(place): \(TerminalText.escape(hit.location)): \(TerminalText.escape(kinds))")
             }
         }
         if found == 0 {

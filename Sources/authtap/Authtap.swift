@@ -26,6 +26,7 @@ struct Authtap: AsyncParsableCommand {
     /// libpcap's dump), and the folders; the creators that are ours also set 0600 explicitly.
     static func main() async {
         umask(0o077)
+        CrashGuard.install(version: authtapVersion)
         await main(nil)
     }
 }
@@ -126,7 +127,8 @@ struct Sessions: ParsableCommand {
             if sessions.isEmpty { print("no sessions in \(db)") }
             for s in sessions {
                 let end = s.endedAt.map { iso($0) } ?? "running or interrupted"
-                var line = "#\(s.id ?? 0)  \(iso(s.startedAt)) → \(end)  \(s.recorded) exchanges  \(s.dropped) dropped  \(s.listen ?? "")  v\(s.version)"
+                var line = "#\(s.id ?? 0)  \(iso(s.startedAt)) → \(end)  \(s.recorded) exchanges  \(s.dropped) dropped  "
+                    + "\(TerminalText.escape(s.listen ?? ""))  v\(TerminalText.escape(s.version))"
                 if let c = counts[s.id ?? 0] {
                     line += "  \(c.transactions) transactions, \(c.errors) errors, \(c.warnings) warnings"
                 } else {
@@ -169,7 +171,7 @@ struct Exchanges: ParsableCommand {
             for e in exchanges { print(ConsoleLine.format(e)) }
             if tunnels {
                 for t in try database.tunnels(session: session) {
-                    print("tunnel #\(t.id ?? 0) \(t.intercepted ? "intercepted" : "relayed") \(t.host):\(t.port) ↑\(t.bytesFromClient)B ↓\(t.bytesFromUpstream)B \(Int(t.durationMs))ms \(t.ending)\(t.error.map { " " + $0.rawValue } ?? "")")
+                    print("tunnel #\(t.id ?? 0) \(t.intercepted ? "intercepted" : "relayed") \(TerminalText.escape(t.host)):\(t.port) ↑\(t.bytesFromClient)B ↓\(t.bytesFromUpstream)B \(String(format: "%.0f", t.durationMs))ms \(TerminalText.escape(t.ending))\(t.error.map { " " + $0.rawValue } ?? "")")
                 }
             }
         }
@@ -253,7 +255,7 @@ func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     encoder.dateEncodingStrategy = .iso8601
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    print(TerminalText.escapeJSON(String(decoding: try encoder.encode(value), as: UTF8.self)))
 }
 
 /// One formatter for the process: creating one per call dominated large reports.
@@ -274,7 +276,9 @@ enum ConsoleLine {
         let formatter = DateFormatter()
         formatter.dateFormat = "HH:mm:ss.SSS"
         formatter.timeZone = TimeZone.current
-        var line = "\(formatter.string(from: e.timings.start)) \(e.method) \(e.method == "CONNECT" ? "\(e.host):\(e.port)" : e.url)"
+        // Method, host and URL are the client's and the server's words: escaped for the terminal.
+        let target = TerminalText.escape(e.method == "CONNECT" ? "\(e.host):\(e.port)" : e.url)
+        var line = "\(formatter.string(from: e.timings.start)) \(TerminalText.escape(e.method)) \(target)"
         line += " " + (e.status.map(String.init) ?? "---")
         line += " " + (e.timings.end.map { String(format: "%.1fms", $0) } ?? "-")
         if !e.roles.isEmpty { line += " [" + e.roles.map(\.rawValue).joined(separator: ",") + "]" }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AuthtapCapture
 import AuthtapDissector
+import AuthtapModel
 import AuthtapStore
 import Foundation
 
@@ -48,7 +49,7 @@ struct Capture: ParsableCommand {
         let result: OfflineDissection.Result
         // Validate the file before creating a session for it.
         do { _ = try PcapFile(path: path) } catch let error as CaptureError {
-            FileHandle.standardError.write(Data("authtap: \(error.description)\n".utf8))
+            FileHandle.standardError.write(Data("authtap: \(TerminalText.escape(error.description))\n".utf8))
             throw ExitCode(2)
         }
         let database = try AppDatabase.open(path: db)
@@ -57,10 +58,10 @@ struct Capture: ParsableCommand {
         let storeErrors = LockedValue<String?>(nil)
         do {
             result = try OfflineDissection.run(path: path) { batch in
-                do { try database.insert(handshakes: batch, session: sessionID) } catch { storeErrors.set("\(error)") }
+                do { try database.insert(handshakes: batch, session: sessionID) } catch { storeErrors.set(TerminalText.escape("\(error)")) }
             }
         } catch let error as CaptureError {
-            FileHandle.standardError.write(Data("authtap: \(error.description)\n".utf8))
+            FileHandle.standardError.write(Data("authtap: \(TerminalText.escape(error.description))\n".utf8))
             throw ExitCode(2)
         }
         if let error = storeErrors.get() { throw ValidationError("could not store handshakes: \(error)") }
@@ -69,7 +70,7 @@ struct Capture: ParsableCommand {
         let counts = Dictionary(grouping: result.records, by: \.outcome).map { "\($0.value.count) \($0.key.rawValue)" }.sorted().joined(separator: ", ")
         FileHandle.standardError.write(Data("authtap: \(path): \(result.packets) packets, \(result.records.count) handshakes\(counts.isEmpty ? "" : " (\(counts))") → session \(session.id!)\n".utf8))
         if let error = result.error {
-            FileHandle.standardError.write(Data("authtap: \(error); the handshakes before it are stored\n".utf8))
+            FileHandle.standardError.write(Data("authtap: \(TerminalText.escape("\(error)")); the handshakes before it are stored\n".utf8))
         }
     }
 
@@ -78,7 +79,7 @@ struct Capture: ParsableCommand {
         do {
             capture = try LiveCapture(interface: interface, filter: bpf, write: write)
         } catch let error as CaptureError {
-            FileHandle.standardError.write(Data("authtap: \(error.description)\n".utf8))
+            FileHandle.standardError.write(Data("authtap: \(TerminalText.escape(error.description))\n".utf8))
             throw ExitCode(2)
         }
         let database = try AppDatabase.open(path: db)
@@ -138,7 +139,7 @@ final class HandshakeSink: @unchecked Sendable {
         pending.removeAll()
         lock.unlock()
         do { try database.insert(handshakes: batch, session: session) } catch {
-            FileHandle.standardError.write(Data("authtap: could not store \(batch.count) handshakes: \(error)\n".utf8))
+            FileHandle.standardError.write(Data("authtap: could not store \(batch.count) handshakes: \(TerminalText.escape("\(error)"))\n".utf8))
         }
     }
 }
@@ -153,11 +154,13 @@ final class LockedValue<T>: @unchecked Sendable {
 
 enum HandshakeLine {
     static func format(_ r: HandshakeRecord) -> String {
-        var s = "\(r.client):\(r.clientPort) → \(r.server):\(r.serverPort)  \(r.outcome.rawValue)"
-        if let side = r.side { s += " by \(side)" }
-        if let alert = r.alert { s += " [\(alert)]" }
-        if let sni = r.sni { s += "  sni=\(sni)" }
-        if let v = r.serverVersion { s += "  \(v)" }
+        // SNI, alerts and certificate names come from the packets: escaped for the terminal.
+        let t: (String) -> String = { TerminalText.escape($0) }
+        var s = "\(t(r.client)):\(r.clientPort) → \(t(r.server)):\(r.serverPort)  \(r.outcome.rawValue)"
+        if let side = r.side { s += " by \(t(side))" }
+        if let alert = r.alert { s += " [\(t(alert))]" }
+        if let sni = r.sni { s += "  sni=\(t(sni))" }
+        if let v = r.serverVersion { s += "  \(t(v))" }
         if let d = r.durationMs { s += String(format: "  %.1fms", d) }
         s += "  packets \(r.firstPacket)-\(r.lastPacket)"
         return s
@@ -185,7 +188,7 @@ struct Handshakes: ParsableCommand {
             }
             try printJSON(rows.map { Row(id: $0.id, session: $0.session, record: $0.record) })
         case .text:
-            for r in rows { print("#\(r.id) " + HandshakeLine.format(r.record) + "  — \(r.record.detail)") }
+            for r in rows { print("#\(r.id) " + HandshakeLine.format(r.record) + "  — \(TerminalText.escape(r.record.detail))") }
         }
     }
 }

@@ -54,8 +54,8 @@ struct Export: ParsableCommand {
         }
         let data = try HARExport.data(.init(exchanges: exchanges, analysis: analysis, handshakes: handshakes, creatorVersion: authtapVersion))
         if output == "-" {
-            FileHandle.standardOutput.write(data)
-            FileHandle.standardOutput.write(Data("\n".utf8))
+            // The same document, with C1 and bidi characters as \u escapes: stdout may be a terminal.
+            FileHandle.standardOutput.write(Data((TerminalText.escapeJSON(String(decoding: data, as: UTF8.self)) + "\n").utf8))
         } else {
             try Self.writeOwnerOnly(data, to: output)
             FileHandle.standardError.write(Data("authtap: wrote \(exchanges.count) entries, \(analysis.findings.count) findings to \(output)\n".utf8))

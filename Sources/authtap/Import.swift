@@ -44,7 +44,7 @@ struct Import: ParsableCommand {
         }
         let result: HARImport.Result
         switch parsed {
-        case .failure(let f): throw fail(f.description)
+        case .failure(let f): throw fail(TerminalText.escape(f.description))
         case .success(let r): result = r
         }
         // Masking on import is the capture's: same masker, same key, same capture-time checks.
@@ -54,6 +54,7 @@ struct Import: ParsableCommand {
         let ledger = JWTLedger()
         let database = try AppDatabase.open(path: db)
         let session = try database.startSession(version: authtapVersion, arguments: ["import", file], listen: nil)
+        guard let sessionID = session.id else { throw fail("the database did not number the new session") }
         var batch: [Exchange] = []
         for raw in result.exchanges {
             var e = masker.record(raw, ledger: ledger)
@@ -66,13 +67,13 @@ struct Import: ParsableCommand {
             }
         }
         try database.insert(exchanges: batch, tunnels: [])
-        try database.endSession(session.id!, dropped: 0)
-        let analysis = Analyzer(caPath: absolute(certs + "/authtap-ca.pem")).analyze(try database.exchanges(session: session.id!, analyzable: true))
-        try database.save(analysis: analysis, session: session.id!)
+        try database.endSession(sessionID, dropped: 0)
+        let analysis = Analyzer(caPath: absolute(certs + "/authtap-ca.pem")).analyze(try database.exchanges(session: sessionID, analyzable: true))
+        try database.save(analysis: analysis, session: sessionID)
         for (index, reason) in result.skipped {
-            FileHandle.standardError.write(Data("authtap: \(file): entry \(index) skipped: \(reason)\n".utf8))
+            FileHandle.standardError.write(Data("authtap: \(file): entry \(index) skipped: \(TerminalText.escape(reason))\n".utf8))
         }
         let errors = analysis.findings.filter { $0.severity == .error }.count
-        print("imported \(result.exchanges.count) of \(result.exchanges.count + result.skipped.count) entries from \(file) (\(result.creator)) as session \(session.id!): \(analysis.transactions.count) OAuth transactions, \(errors) errors, \(analysis.findings.count - errors) other findings")
+        print("imported \(result.exchanges.count) of \(result.exchanges.count + result.skipped.count) entries from \(file) (\(TerminalText.escape(result.creator))) as session \(sessionID): \(analysis.transactions.count) OAuth transactions, \(errors) errors, \(analysis.findings.count - errors) other findings")
     }
 }

@@ -27,6 +27,17 @@ struct Proxy: AsyncParsableCommand {
     @Flag(help: "Allow a non-loopback --listen address (requires --proxy-auth).")
     var allowRemote = false
 
+    @Flag(help: """
+        With --allow-remote: also reach loopback, private, link-local (cloud metadata) and other non-public \
+        addresses, which are refused by default.
+        """)
+    var allowPrivateTargets = false
+
+    @Option(help: """
+        With --allow-remote: upstream ports clients may reach, as LIST like 80,443,8000-8100 (default 80,443,8443).
+        """)
+    var allowPorts: String?
+
     @Option(name: .customLong("proxy-auth"), help: "Require Proxy-Authorization Basic USER:PASS (or set AUTHTAP_PROXY_AUTH).")
     var proxyAuthOption: String?
 
@@ -43,6 +54,8 @@ struct Proxy: AsyncParsableCommand {
 
     @Option(help: "Seconds to wait for an upstream TCP connection.")
     var connectTimeout: Double = 10
+
+    @OptionGroup var limits: LimitOptions
 
     @Option(help: "PEM file of extra trust anchors for upstream servers (repeatable).")
     var upstreamCa: [String] = []
@@ -97,6 +110,13 @@ struct Proxy: AsyncParsableCommand {
         if let auth = proxyAuth, !auth.contains(":") || auth.hasPrefix(":") {
             throw ValidationError("--proxy-auth must be USER:PASS")
         }
+        if let auth = proxyAuth, ProxyCredentials(auth) == nil {
+            throw ValidationError("--proxy-auth needs a non-empty password: USER:PASS")
+        }
+        if let allowPorts, TargetPolicy.parsePorts(allowPorts) == nil {
+            throw ValidationError(
+                "--allow-ports must be a comma-separated list of ports or ranges in 1-65535, like 80,443,8000-8100")
+        }
         if bodyLimit < 0 { throw ValidationError("--body-limit must be ≥ 0") }
         // SQLite stores at most 1,000,000,000 bytes in one value (SQLITE_MAX_LENGTH).
         if bodyLimit > 512 << 20 { throw ValidationError("--body-limit must be at most 536870912 (512 MiB): each body prefix is one SQLite value") }
@@ -139,11 +159,16 @@ struct Proxy: AsyncParsableCommand {
         config.host = host
         config.port = port
         config.allowRemote = allowRemote
+        config.targetPolicy.enforced = allowRemote
+        config.targetPolicy.allowPrivateTargets = allowPrivateTargets
+        if let allowPorts { config.targetPolicy.allowedPorts = TargetPolicy.parsePorts(allowPorts) }
+        config.targetPolicy.ownAddresses = TargetPolicy.machineAddresses()
         if let auth = proxyAuth, let colon = auth.firstIndex(of: ":") {
             config.proxyAuth = (String(auth[..<colon]), String(auth[auth.index(after: colon)...]))
         }
         config.bodyLimit = bodyLimit
         config.connectTimeout = connectTimeout
+        config.limits = limits.value
         config.intercept = intercept
         config.insecureUpstream = insecureUpstream
         if let threads { config.threads = threads }
@@ -165,7 +190,8 @@ struct Proxy: AsyncParsableCommand {
                 capture = try LiveCapture(interface: pcap, filter: filter, write: pcapWrite)
                 if !pcapWritePlaintext { capture?.redactPayload(onPorts: [port]) }
             } catch let error as CaptureError {
-                FileHandle.standardError.write(Data("authtap: \(error.description)\n".utf8))
+                // libpcap's words can quote a file's or an interface's name: escaped for the terminal.
+                FileHandle.standardError.write(Data("authtap: \(TerminalText.escape(error.description))\n".utf8))
                 throw ExitCode(2)
             }
         }
@@ -199,7 +225,8 @@ struct Proxy: AsyncParsableCommand {
             address = "\(bound.ipAddress ?? host):\(bound.port ?? port)"
         } catch {
             writer.close()
-            throw ValidationError("cannot listen on \(listen.listen): \(error)")
+            let reason = TerminalText.escape("\(error)")
+            throw ValidationError("cannot listen on \(TerminalText.escape(listen.listen)): \(reason)")
         }
         let boundPort = Int(address[address.index(after: address.lastIndex(of: ":")!)...]) ?? port
         try database.setListen(session.id!, listen: "\(host.contains(":") ? "[\(host)]" : host):\(boundPort)")
@@ -270,9 +297,13 @@ struct Proxy: AsyncParsableCommand {
                 let warnings = analysis.findings.filter { $0.severity == .warning }.count
                 summary = "; \(analysis.transactions.count) OAuth transactions, \(errors) errors, \(warnings) warnings (authtap analyze --session \(session.id!) explains them)"
             } catch {
-                summary = "; analysis failed: \(error)"
+                // A store error can quote the database's own text: escaped for the terminal.
+                summary = "; analysis failed: \(TerminalText.escape("\(error)"))"
             }
         }
-        FileHandle.standardError.write(Data("authtap: stopped; \(dropped) records dropped\(captureSummary)\(summary)\n".utf8))
+        let refused = proxyAuth == nil
+            ? "" : "; \(config.counters.unauthenticated) unauthenticated requests refused (not recorded)"
+        FileHandle.standardError.write(Data(
+            "authtap: stopped; \(dropped) records dropped\(refused)\(captureSummary)\(summary)\n".utf8))
     }
 }

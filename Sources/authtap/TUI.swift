@@ -1,4 +1,5 @@
 import ArgumentParser
+import AuthtapModel
 import AuthtapStore
 import AuthtapTUI
 import CNCurses
@@ -15,11 +16,16 @@ struct TUI: ParsableCommand {
 
     func run() throws {
         let database = try openExisting(db)
+        // ncurses owns the screen: damaged rows are listed after it is given back, not written across it.
+        database.readProblems.setEcho(false)
         if let session, !(try database.sessionIDs().contains(session)) {
             throw ValidationError("no session \(session) in \(db)")
         }
         let app = TUIApp(db: database, session: session, exportDirectory: (absolute(db) as NSString).deletingLastPathComponent)
         Terminal.run(app)
+        for line in database.readProblems.lines() {
+            FileHandle.standardError.write(Data("authtap: \(TerminalText.escape(db)): \(line)\n".utf8))
+        }
     }
 }
 

@@ -235,7 +235,10 @@ func nonJSONResponses(_ c: NonJSONCase) {
     #expect(finding.evidence["title"] == "Not Found")
 }
 
-@Test(arguments: [TLSFailureReason.untrustedIssuer, .expired, .notYetValid, .hostnameMismatch, .protocolVersion, .closedDuringHandshake])
+@Test(arguments: [
+    TLSFailureReason.untrustedIssuer, .expired, .notYetValid, .hostnameMismatch, .protocolVersion, .closedDuringHandshake,
+    .handshakeTimeout,
+])
 func tlsFaultsAreClassified(_ reason: TLSFailureReason) throws {
     var f = Flow()
     f.add("POST", "\(asBase)/token", status: nil, body: "grant_type=client_credentials&client_id=svc&client_secret=s", error: .upstreamTLS, tlsFailure: reason)
@@ -251,6 +254,16 @@ func tlsFaultsAreClassified(_ reason: TLSFailureReason) throws {
     #expect(finding.fix.contains("keytool -importcert"))
     #expect(finding.fix.contains("/x/certs/authtap-ca.pem"))
     #expect(finding.fix.contains("authtap env"))
+}
+
+/// A client that stalls in the handshake is not a client that distrusts the CA.
+@Test func aClientHandshakeTimeoutIsNotBlamedOnTheCA() throws {
+    var f = Flow()
+    f.add("CONNECT", "https://as.example/", status: nil, error: .clientTLS, tlsFailure: .handshakeTimeout)
+    let finding = try #require(f.analyze().findings.first { $0.rule == "tls-fault" })
+    #expect(finding.title == "The client did not finish the TLS handshake in time")
+    #expect(finding.severity == .warning)
+    #expect(!finding.fix.contains("keytool"))
 }
 
 struct RedirectCase: Sendable, CustomStringConvertible {
