@@ -17,7 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
-        // Sendable values shared by every layer.
+        // Pure, at the bottom: the Sendable values modules share, and the ExchangeSink the proxy records into.
         .target(name: "AuthtapModel"),
         // zlib, brotli and zstd decoders, as GRDB wraps SQLite: a module map and a shim header each.
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
@@ -35,11 +35,12 @@ let package = Package(
             ]
         ),
         // Pure: rebuilds OAuth transactions and classifies failures (rules, provider dialects). Never imports NIO.
-        .target(name: "AuthtapAnalyzer", dependencies: ["AuthtapModel", "AuthtapOAuth", "AuthtapDissector"]),
-        // Pure: TLS record / handshake dissector (ClientHello, ServerHello, alerts).
+        .target(name: "AuthtapAnalyzer", dependencies: ["AuthtapModel", "AuthtapOAuth"]),
+        // Pure: TLS records and handshakes (ClientHello, ServerHello, alerts) -> handshake records.
         .target(
             name: "AuthtapDissector",
             dependencies: [
+                "AuthtapModel",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
@@ -47,15 +48,18 @@ let package = Package(
         // libpcap, as GRDB wraps SQLite: a module map and a shim header.
         .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
         // The thin libpcap-facing layer: offline files, live capture on its own thread, dumps.
-        .target(name: "AuthtapCapture", dependencies: ["CPcap", "AuthtapDissector"]),
-        // Pure: the HAR 1.2 model and export (import comes with the HAR issue's second half).
-        .target(name: "AuthtapHAR", dependencies: ["AuthtapModel", "AuthtapAnalyzer", "AuthtapDissector"]),
+        .target(name: "AuthtapCapture", dependencies: ["CPcap", "AuthtapDissector", "AuthtapModel"]),
+        // Pure: HAR 1.2 export and import (the analyzer lends its JSON reader).
+        .target(name: "AuthtapHAR", dependencies: ["AuthtapModel", "AuthtapAnalyzer"]),
         // ncursesw, the same way: a module map and static inline shims for its macros and globals.
         .systemLibrary(name: "CNCurses", providers: [.apt(["libncurses-dev"])]),
         // prctl and an async-signal-safe crash handler, which Swift cannot express: static inline C in a header.
         .systemLibrary(name: "CSysGuard"),
         // The terminal UI's views, keys and filters, drawing into a plain screen buffer (testable without a terminal).
-        .target(name: "AuthtapTUI", dependencies: ["AuthtapStore", "AuthtapModel", "AuthtapOAuth", "AuthtapAnalyzer", "AuthtapHAR"]),
+        .target(
+            name: "AuthtapTUI",
+            dependencies: ["AuthtapStore", "AuthtapModel", "AuthtapOAuth", "AuthtapAnalyzer", "AuthtapHAR"]
+        ),
         // Certificate authority, leaf issuance and cache, NIOSSL bridge.
         .target(
             name: "AuthtapCA",
@@ -68,21 +72,21 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
-        // SQLite capture store: migrations, records, the batching writer.
+        // SQLite capture store: migrations, records, the batching writer (the proxy's sink). Model values only.
         .target(
             name: "AuthtapStore",
             dependencies: [
-                "AuthtapModel", "AuthtapAnalyzer", "AuthtapDissector",
+                "AuthtapModel",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 // GRDB's own SQLite module: the exchange insert binds its values in place (see insert(exchanges:)).
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ]
         ),
-        // The NIO proxy: listener, CONNECT, MITM, tunnel, upstream pool, recorder.
+        // The NIO proxy: listener, CONNECT, MITM, tunnel, upstream pool; hands records to an ExchangeSink.
         .target(
             name: "AuthtapProxy",
             dependencies: [
-                "AuthtapModel", "AuthtapOAuth", "AuthtapDissector", "AuthtapCA", "AuthtapStore",
+                "AuthtapModel", "AuthtapDissector", "AuthtapCA",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -91,6 +95,7 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
             ]
         ),
+        // The command line: parses arguments and wires the modules together (the store's writer into the proxy).
         .executableTarget(
             name: "authtap",
             dependencies: [
@@ -98,6 +103,14 @@ let package = Package(
                 "AuthtapCapture", "AuthtapDissector", "AuthtapTUI", "CNCurses", "CSysGuard", "AuthtapHAR",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
+            ]
+        ),
+        // Benchmark tools kept out of the product binary: `generate` (a synthetic capture) and `record`.
+        .executableTarget(
+            name: "authtap-bench",
+            dependencies: [
+                "AuthtapModel", "AuthtapOAuth", "AuthtapCA", "AuthtapStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
@@ -108,10 +121,13 @@ let package = Package(
                 .product(name: "CryptoExtras", package: "swift-crypto"),
             ]
         ),
+        .testTarget(name: "AuthtapModelTests", dependencies: ["AuthtapModel"]),
         .testTarget(name: "AuthtapCodecTests", dependencies: ["AuthtapCodec"]),
         .testTarget(name: "AuthtapAnalyzerTests", dependencies: ["AuthtapAnalyzer", "AuthtapOAuth", "AuthtapModel"]),
-        .testTarget(name: "AuthtapTUITests", dependencies: ["AuthtapTUI", "AuthtapStore", "AuthtapModel", "AuthtapAnalyzer"]),
-        .testTarget(name: "AuthtapDissectorTests", dependencies: ["AuthtapDissector"]),
+        .testTarget(
+            name: "AuthtapTUITests", dependencies: ["AuthtapTUI", "AuthtapStore", "AuthtapModel", "AuthtapAnalyzer"]
+        ),
+        .testTarget(name: "AuthtapDissectorTests", dependencies: ["AuthtapDissector", "AuthtapModel"]),
         .testTarget(name: "AuthtapStoreTests", dependencies: ["AuthtapStore", "AuthtapModel", "AuthtapDissector"]),
         .testTarget(
             name: "AuthtapProxyTests",

@@ -1,4 +1,3 @@
-import AuthtapDissector
 import AuthtapModel
 import AuthtapOAuth
 import Foundation
@@ -103,20 +102,20 @@ struct RuleRun {
         var verdicts: [String: (verdict: String, at: ExchangeFacts)] = [:]
         for f in facts {
             byID[f.id] = f
-            for p in f.ex.oauthParams where p.name == "jwt_signature" && p.location == "derived" {
+            for p in f.ex.oauthParams where p.name == "jwt_signature" && p.location == .derived {
                 if let fp = p.fingerprint { verdicts[fp] = (p.value, f) }
             }
-            if f.roles.contains(.authorizationResponse), let fp = f.fingerprint("code", "response.location") {
+            if f.roles.contains(.authorizationResponse), let fp = f.fingerprint("code", .responseLocation) {
                 issued[fp, default: []].append(f)
-            } else if f.roles.contains(.callback), let fp = f.fingerprint("code", "request.") {
+            } else if f.roles.contains(.callback), let fp = f.fingerprint("code", .request) {
                 issued[fp, default: []].append(f)
             }
-            if f.roles.contains(.token), f.isCodeGrant, let fp = f.fingerprint("code", "request.") {
+            if f.roles.contains(.token), f.isCodeGrant, let fp = f.fingerprint("code", .request) {
                 redeemed[fp, default: []].append(f)
             }
             if f.roles.contains(.authorizationRequest) {
                 if let t = membership[f.id] { authorize[t, default: []].append(f) }
-                if let s = f.value("state", "request.") { states.insert(s) }
+                if let s = f.value("state", .request) { states.insert(s) }
             }
             if f.roles.contains(.discovery), case .success(let v)? = f.json, let iss = v["issuer"]?.string { issuers.insert(iss) }
             if f.roles.contains(.jwks), case .success(let v)? = f.json, case .array(let keys)? = v["keys"] {
@@ -245,7 +244,7 @@ struct RuleRun {
 
     func transaction(of f: ExchangeFacts) -> Int? { membership[f.id] }
 
-    mutating func add(_ rule: String, _ severity: Severity, _ title: String, _ f: ExchangeFacts, more: [ExchangeFacts] = [],
+    mutating func add(_ rule: RuleID, _ severity: Severity, _ title: String, _ f: ExchangeFacts, more: [ExchangeFacts] = [],
                       explanation: String, fix: String, evidence: [String: String] = [:]) {
         let ids = Array(Set(([f] + more).map(\.id))).sorted()
         var evidence = evidence
@@ -261,7 +260,7 @@ struct RuleRun {
 
     /// The authorization request of the transaction a token request belongs to.
     func authorizeFor(_ f: ExchangeFacts) -> ExchangeFacts? {
-        if let code = f.fingerprint("code", "request."), let issuer = codeIssued[code]?.first,
+        if let code = f.fingerprint("code", .request), let issuer = codeIssued[code]?.first,
            let auth = issuer.roles.contains(.authorizationRequest) ? issuer : nil {
             return auth
         }
@@ -281,7 +280,7 @@ struct RuleRun {
             let winner = sorted.first { $0.tokenSucceeded }
             let gap = sorted[1].start.timeIntervalSince(sorted[0].start)
             let simultaneous = gap < options.duplicateWindow
-            var evidence = ["code": sorted[0].value("code", "request.") ?? fp, "code_fingerprint": fp,
+            var evidence = ["code": sorted[0].value("code", .request) ?? fp, "code_fingerprint": fp,
                             "attempts": sorted.map { "#\($0.id) \($0.status.map(String.init) ?? "no response")\($0.error.map { " " + $0.code } ?? "")" }.joined(separator: ", "),
                             "gap": Self.seconds(gap)]
             evidence["succeeded"] = winner.map { "#\($0.id)" } ?? "none"
@@ -301,7 +300,7 @@ struct RuleRun {
 
     mutating func tokenErrors(_ f: ExchangeFacts) {
         guard let cls = f.errorClass, let report = f.error else { return }
-        let codeFP = f.fingerprint("code", "request.")
+        let codeFP = f.fingerprint("code", .request)
         let reused = codeFP.map { (codeRedeemed[$0]?.count ?? 0) > 1 } ?? false
         switch cls {
         case .codeReused where !reused:
@@ -337,12 +336,12 @@ struct RuleRun {
                 evidence: ["grant_type": f.grantType ?? "(missing)"])
         case .invalidScope:
             add("invalid-scope", .error, "Scope rejected by \(f.ex.host)", f,
-                explanation: "The server answered \(report.summary). Requested scope: \(f.value("scope", "request.") ?? "(none in this request)").",
+                explanation: "The server answered \(report.summary). Requested scope: \(f.value("scope", .request) ?? "(none in this request)").",
                 fix: "Request only scopes the server defines and this client is allowed; check the client's allowed scopes and any API permissions that need admin consent.",
-                evidence: ["requested_scope": f.value("scope", "request.") ?? "(none)"])
+                evidence: ["requested_scope": f.value("scope", .request) ?? "(none)"])
         case .invalidRequest:
             add("invalid-request", .error, "The server says the token request is malformed", f,
-                explanation: "\(f.ex.host) answered \(report.summary). The request carried: \(f.ex.oauthParams.filter { $0.location.hasPrefix("request.") }.map(\.name).joined(separator: ", ")).",
+                explanation: "\(f.ex.host) answered \(report.summary). The request carried: \(f.ex.oauthParams.filter { $0.location.isRequest }.map(\.name).joined(separator: ", ")).",
                 fix: "Compare the parameters with what the grant type requires (RFC 6749 §4), send them once each, form-encoded.",
                 evidence: [:])
         default:
@@ -354,13 +353,13 @@ struct RuleRun {
     func hasSpecificCause(_ f: ExchangeFacts) -> Bool {
         if let cls = f.errorClass, [.pkceMismatch, .redirectURIMismatch, .codeReused, .codeExpired].contains(cls) { return true }
         if let auth = authorizeFor(f) {
-            let challenge = auth.param("code_challenge", "request.")
-            let s256 = f.value("code_verifier_s256", "derived")
+            let challenge = auth.param("code_challenge", .request)
+            let s256 = f.value("code_verifier_s256", .derived)
             // A plain challenge is masked (it is the verifier): compared by fingerprint.
             if let plain = challenge?.fingerprint {
-                if plain != f.fingerprint("code_verifier", "request.") { return true }
+                if plain != f.fingerprint("code_verifier", .request) { return true }
             } else if challenge != nil && s256 != challenge?.value { return true }
-            if let a = auth.value("redirect_uri", "request."), let t = f.value("redirect_uri", "request."), a != t { return true }
+            if let a = auth.value("redirect_uri", .request), let t = f.value("redirect_uri", .request), a != t { return true }
         }
         return false
     }
@@ -383,10 +382,10 @@ struct RuleRun {
             let text = (report.map { "\($0.code) \($0.description ?? "")" } ?? f.bodyText).lowercased()
             let title = f.htmlTitle
             let shown = report?.summary ?? title ?? "HTTP \(status)"
-            let redirect = f.value("redirect_uri", "request.") ?? "(none)"
+            let redirect = f.value("redirect_uri", .request) ?? "(none)"
             if text.has("redirect_uri") || text.has("redirect uri") || text.has("redirect url") || text.has("callback url") {
                 add("redirect-uri-mismatch", .error, "The server rejected the redirect_uri at /authorize", f,
-                    explanation: "\(f.ex.host) answered the authorization request with an error page (\(shown)) instead of redirecting: it does not accept redirect_uri=\(redirect) for client \(f.value("client_id", "request.") ?? "?"). The user never gets back to the app.",
+                    explanation: "\(f.ex.host) answered the authorization request with an error page (\(shown)) instead of redirecting: it does not accept redirect_uri=\(redirect) for client \(f.value("client_id", .request) ?? "?"). The user never gets back to the app.",
                     fix: "Register exactly \(redirect) for this client (scheme, host, port, path and trailing slash must match), or send the registered one.",
                     evidence: ["redirect_uri": redirect, "status": String(status), "server_says": shown])
             } else {
@@ -396,20 +395,20 @@ struct RuleRun {
                     evidence: ["status": String(status), "server_says": shown])
             }
         }
-        let state = f.value("state", "request.")
-        let challenge = f.value("code_challenge", "request.")
-        if state == nil && challenge == nil, f.value("response_type", "request.")?.has("code") ?? false {
+        let state = f.value("state", .request)
+        let challenge = f.value("code_challenge", .request)
+        if state == nil && challenge == nil, f.value("response_type", .request)?.has("code") ?? false {
             add("state-mismatch", .warning, "Authorization request without state or PKCE: no CSRF protection", f,
                 explanation: "The authorization request to \(f.ex.host)\(f.path) carries neither state nor a PKCE code_challenge. Nothing ties the callback to this browser session, so an attacker can inject their own code (login CSRF, RFC 6749 §10.12).",
                 fix: "Send an unguessable state bound to the user's session and check it on the callback, and use PKCE (S256) as OAuth 2.1 requires for every client.",
-                evidence: ["client_id": f.value("client_id", "request.") ?? "(none)"])
+                evidence: ["client_id": f.value("client_id", .request) ?? "(none)"])
         }
-        if challenge != nil, f.value("code_challenge_method", "request.") == nil {
+        if challenge != nil, f.value("code_challenge_method", .request) == nil {
             add("pkce-mismatch", .warning, "code_challenge sent without code_challenge_method: the server assumes plain", f,
                 explanation: "RFC 7636 §4.3: without code_challenge_method the server treats the challenge as plain, so a client that computed S256 will fail verification, and plain gives no protection if the challenge leaks.",
                 fix: "Send code_challenge_method=S256 with the challenge.",
                 evidence: ["code_challenge": challenge ?? ""])
-        } else if f.value("code_challenge_method", "request.") == "plain" {
+        } else if f.value("code_challenge_method", .request) == "plain" {
             add("pkce-mismatch", .warning, "PKCE uses the plain method", f,
                 explanation: "code_challenge_method=plain sends the verifier itself as the challenge; anyone who sees the authorization URL can redeem the code. Many servers reject plain outright.",
                 fix: "Use S256: code_challenge = BASE64URL(SHA256(code_verifier)).",
@@ -423,8 +422,8 @@ struct RuleRun {
             if f.errorClass == .redirectURIMismatch {
                 add("redirect-uri-mismatch", .error, "The server rejected the redirect_uri at /authorize", f,
                     explanation: "\(f.ex.host) answered the authorization request with \(report.summary). The redirect_uri sent must match one registered for the client exactly, character for character.",
-                    fix: "Register \(authorizeFor(f)?.value("redirect_uri", "request.") ?? "the redirect_uri") for this client, or send the one that is registered (watch scheme, host, port, trailing slash and case).",
-                    evidence: ["redirect_uri": f.value("redirect_uri", "request.") ?? "(not in this exchange)"])
+                    fix: "Register \(authorizeFor(f)?.value("redirect_uri", .request) ?? "the redirect_uri") for this client, or send the one that is registered (watch scheme, host, port, trailing slash and case).",
+                    evidence: ["redirect_uri": f.value("redirect_uri", .request) ?? "(not in this exchange)"])
             } else if f.roles.contains(.callback) || !f.roles.contains(.authorizationRequest) {
                 add("authorization-error", f.errorClass == .accessDenied || f.errorClass == .interactionRequired ? .warning : .error,
                     "Authorization returned \(report.code)", f,
@@ -435,13 +434,13 @@ struct RuleRun {
         }
         // state-mismatch on the callback.
         guard f.roles.contains(.callback) else { return }
-        let callbackState = f.value("state", "request.")
-        let code = f.fingerprint("code", "request.")
+        let callbackState = f.value("state", .request)
+        let code = f.fingerprint("code", .request)
         // The authorization request this callback answers: via the code's authorization response, or the transaction.
         let issuer = code.flatMap { codeIssued[$0]?.first { $0.roles.contains(.authorizationResponse) } }
         let auth = issuer.flatMap { i in i.roles.contains(.authorizationRequest) ? i : nil }
             ?? transaction(of: f).flatMap { authorizeByTransaction[$0]?.last { $0.id < f.id } }
-        let sentState = auth?.value("state", "request.")
+        let sentState = auth?.value("state", .request)
         if let auth, let sentState {
             if callbackState == nil {
                 add("state-mismatch", .error, "Callback arrived without the state sent to /authorize", f, more: [auth],
@@ -467,10 +466,10 @@ struct RuleRun {
     mutating func pkce(_ f: ExchangeFacts) {
         guard f.isCodeGrant else { return }
         let auth = authorizeFor(f)
-        let challenge = auth?.value("code_challenge", "request.")
-        let method = auth?.value("code_challenge_method", "request.") ?? (challenge == nil ? nil : "plain")
-        let verifier = f.param("code_verifier", "request.")
-        let s256 = f.value("code_verifier_s256", "derived")
+        let challenge = auth?.value("code_challenge", .request)
+        let method = auth?.value("code_challenge_method", .request) ?? (challenge == nil ? nil : "plain")
+        let verifier = f.param("code_verifier", .request)
+        let s256 = f.value("code_verifier_s256", .derived)
         let serverSaysPKCE = f.errorClass == .pkceMismatch
         var evidence: [String: String] = [:]
         if let challenge { evidence["code_challenge"] = challenge }
@@ -485,7 +484,7 @@ struct RuleRun {
                 fix: "Generate 32 random bytes and base64url-encode them without padding (43 characters).",
                 evidence: evidence)
         }
-        if f.value("code_verifier_charset", "derived") == "invalid" {
+        if f.value("code_verifier_charset", .derived) == "invalid" {
             add("pkce-mismatch", .error, "code_verifier has characters outside [A-Za-z0-9-._~]", f, more: more,
                 explanation: "RFC 7636 §4.1 allows only unreserved characters in code_verifier; '+', '/', '=' (standard base64) are the usual culprits.",
                 fix: "Use base64url without padding for the verifier.",
@@ -496,7 +495,7 @@ struct RuleRun {
                 explanation: "The authorization request #\(authID) sent code_challenge=\(challenge); SHA-256 of the code_verifier sent to /token is \(s256). The verifier is not the one the challenge was made from: it was regenerated (a new PKCE pair per render or per page load), read from the wrong storage, or belongs to another sign-in tab.",
                 fix: "Generate the verifier once per authorization, store it with the state (sessionStorage or server session), and send that same verifier to /token; derive the challenge as BASE64URL(SHA256(verifier)) with no padding.",
                 evidence: evidence)
-        } else if method == "plain", let plain = auth?.fingerprint("code_challenge", "request."), let verifier,
+        } else if method == "plain", let plain = auth?.fingerprint("code_challenge", .request), let verifier,
                   let verifierPrint = verifier.fingerprint, plain != verifierPrint {
             add("pkce-mismatch", .error, "code_verifier is not the plain code_challenge", f, more: more,
                 explanation: "The authorization request #\(authID) sent a plain code_challenge (fingerprint \(plain)); "
@@ -528,8 +527,8 @@ struct RuleRun {
     mutating func redirectURI(_ f: ExchangeFacts) {
         guard f.isCodeGrant else { return }
         let auth = authorizeFor(f)
-        let sent = auth?.value("redirect_uri", "request.")
-        let token = f.value("redirect_uri", "request.")
+        let sent = auth?.value("redirect_uri", .request)
+        let token = f.value("redirect_uri", .request)
         let serverSays = f.errorClass == .redirectURIMismatch
         let authID = auth.map { "\($0.id)" } ?? "?"
         if let sent, let token, sent != token {
@@ -581,9 +580,9 @@ struct RuleRun {
     // MARK: client authentication
 
     mutating func clientAuth(_ f: ExchangeFacts) {
-        let basic = f.param("client_id", "request.header.authorization") != nil
-        let bodySecret = f.param("client_secret", "request.body") != nil
-        let assertion = f.param("client_assertion", "request.body") != nil
+        let basic = f.param("client_id", .requestHeaderAuthorization) != nil
+        let bodySecret = f.param("client_secret", .requestBody) != nil
+        let assertion = f.param("client_assertion", .requestBody) != nil
         let method = basic ? "client_secret_basic" : bodySecret ? "client_secret_post" : assertion ? "private_key_jwt / client_secret_jwt" : "none (public client)"
         if basic && (bodySecret || assertion) {
             add("invalid-client", f.is2xx ? .warning : .error, "Client credentials sent both in the Basic header and in the body", f,
@@ -592,7 +591,7 @@ struct RuleRun {
                 evidence: ["method": "client_secret_basic + body"])
         }
         if f.errorClass == .invalidClient || f.status == 401 {
-            let hasPKCE = f.param("code_verifier", "request.") != nil
+            let hasPKCE = f.param("code_verifier", .request) != nil
             var explanation = "\(f.ex.host) rejected the client's authentication (\(f.error?.summary ?? "HTTP \(f.status ?? 0)")). The client authenticated with \(method)."
             if hasPKCE && (basic || bodySecret) {
                 explanation += " It also uses PKCE: if the client is registered as public (SPA, mobile, CLI), it has no secret and must not send one."
@@ -605,7 +604,7 @@ struct RuleRun {
                 fix: "Check client_id and the secret for this environment (a rotated or expired secret, a secret from another tenant), and the authentication method the client is registered with (client_secret_basic vs client_secret_post vs none). In Basic, the id and secret must each be form-urlencoded before base64 (RFC 6749 §2.3.1).",
                 evidence: ["method": method, "client_id": f.clientID ?? "(none)"])
         }
-        if let auth = authorizeFor(f), let a = auth.value("client_id", "request."), let t = f.clientID, a != t {
+        if let auth = authorizeFor(f), let a = auth.value("client_id", .request), let t = f.clientID, a != t {
             add("invalid-client", .error, "client_id differs between /authorize and /token", f, more: [auth],
                 explanation: "The authorization request #\(auth.id) used client_id=\(a), the token request uses client_id=\(t). A code is bound to the client it was issued to.",
                 fix: "Use one client registration for both legs (check environment variables for dev vs prod IDs).",
@@ -630,7 +629,7 @@ struct RuleRun {
             "urn:ietf:params:oauth:grant-type:token-exchange": ["subject_token", "subject_token_type"],
         ]
         if let grant = f.grantType, let names = required[grant] {
-            let missing = names.filter { f.param($0, "request.") == nil }
+            let missing = names.filter { f.param($0, .request) == nil }
             if !missing.isEmpty {
                 add("invalid-request", .error, "Token request for \(grant) is missing \(missing.joined(separator: ", "))", f,
                     explanation: "grant_type=\(grant) requires \(names.joined(separator: ", ")); this request lacks \(missing.joined(separator: ", ")).",
@@ -644,7 +643,7 @@ struct RuleRun {
 
     mutating func scope(_ f: ExchangeFacts) {
         guard f.tokenSucceeded, case .success(let v)? = f.json, let granted = v["scope"]?.string else { return }
-        let requested = f.value("scope", "request.") ?? authorizeFor(f)?.value("scope", "request.")
+        let requested = f.value("scope", .request) ?? authorizeFor(f)?.value("scope", .request)
         guard let requested else { return }
         let want = Set(requested.split(separator: " ").map(String.init))
         let got = Set(granted.split(separator: " ").map(String.init))
@@ -682,7 +681,7 @@ struct RuleRun {
                 continue
             }
             let alg = jwt.header["alg"]?.string ?? "(none)"
-            if let fp = f.fingerprint(name, "response.body"), let check = signatureVerdicts[fp], check.verdict == "invalid" {
+            if let fp = f.fingerprint(name, .responseBody), let check = signatureVerdicts[fp], check.verdict == "invalid" {
                 add("jwt-invalid", .error, "\(name) signature does not verify against the captured JWKS", f, more: check.at.id == f.id ? [] : [check.at],
                     explanation: "authtap checked the \(name) (alg \(alg), kid \(jwt.header["kid"]?.string ?? "none")) against the key the JWKS published under that kid\(check.at.id == f.id ? "" : " at #\(check.at.id)"), while it still had the raw token: the signature is wrong. The token was altered, signed with another key (a rotated or test key), or the JWKS belongs to another issuer.",
                     fix: "Compare the token's iss with the JWKS's issuer, and check the signing key configuration on the server (key rotation publishes the new key before signing with it).",
@@ -718,7 +717,7 @@ struct RuleRun {
             }
             guard name == "id_token" else { continue }
             let auth = authorizeFor(f)
-            let clientID = f.clientID ?? auth?.value("client_id", "request.")
+            let clientID = f.clientID ?? auth?.value("client_id", .request)
             if let clientID {
                 let aud: [String] = { switch jwt.claims["aud"] { case .string(let s)?: return [s]; case .array(let a)?: return a.compactMap(\.string); default: return [] } }()
                 if !aud.isEmpty, !aud.contains(clientID) {
@@ -734,7 +733,7 @@ struct RuleRun {
                     fix: "Make the server's configured issuer URL match its public URL exactly (behind a proxy, set the external URL / X-Forwarded-Proto).",
                     evidence: ["iss": iss, "discovered": discoveredIssuers.sorted().joined(separator: ", ")])
             }
-            if let sentNonce = auth?.value("nonce", "request."), let nonce = jwt.claims["nonce"]?.string, nonce != sentNonce {
+            if let sentNonce = auth?.value("nonce", .request), let nonce = jwt.claims["nonce"]?.string, nonce != sentNonce {
                 add("jwt-invalid", .error, "id_token nonce differs from the one sent to /authorize", f, more: auth.map { [$0] } ?? [],
                     explanation: "The authorization request sent nonce=\(sentNonce); the id_token carries nonce=\(nonce). The token belongs to another authorization (replay, or overlapping sign-ins).",
                     fix: "Store the nonce with the state for each authorization and compare it with the id_token's.",
@@ -910,15 +909,15 @@ struct RuleRun {
         var rotatedAt: [String: ExchangeFacts] = [:]
         var revokedAt: [String: ExchangeFacts] = [:]
         for f in facts {
-            if f.roles.contains(.revocation), let fp = f.fingerprint("token", "request.") { revokedAt[fp] = f }
+            if f.roles.contains(.revocation), let fp = f.fingerprint("token", .request) { revokedAt[fp] = f }
             guard f.roles.contains(.token) else { continue }
-            let sent = f.isRefresh ? f.fingerprint("refresh_token", "request.") : nil
+            let sent = f.isRefresh ? f.fingerprint("refresh_token", .request) : nil
             if let sent {
                 if let rotation = rotatedAt[sent] {
                     add("refresh-token-reuse", .error, "Refresh token used again after it was rotated", f, more: [rotation],
                         explanation: "This refresh token (fingerprint \(sent)) was already exchanged at #\(rotation.id), which returned a new refresh token. Using the old one again is what rotation detects as theft (RFC 9700 §4.14.2): the server rejects it\(f.tokenSucceeded ? " (this one accepted it, so rotation is not enforced)" : "") and may revoke the whole token family, signing the user out.",
                         fix: "Store the new refresh token from every refresh response before using it, and serialise refreshes: several tabs or parallel requests refreshing at once is the usual cause (use a lock or a single refresh promise).",
-                        evidence: ["refresh_token": f.value("refresh_token", "request.") ?? sent, "rotated_at": "#\(rotation.id)", "first_issued_at": issuedBy[sent].map { "#\($0.id)" } ?? "(not captured)"])
+                        evidence: ["refresh_token": f.value("refresh_token", .request) ?? sent, "rotated_at": "#\(rotation.id)", "first_issued_at": issuedBy[sent].map { "#\($0.id)" } ?? "(not captured)"])
                 } else if !f.tokenSucceeded, f.errorClass == .invalidGrant || f.errorClass == .refreshExpired || f.errorClass == .refreshRevoked || f.errorClass == .refreshInvalid {
                     let revoke = revokedAt[sent]
                     let cls = f.errorClass ?? .other
@@ -931,10 +930,10 @@ struct RuleRun {
                     add("refresh-token-reuse", .error, "Refresh token rejected: \(revoke != nil || cls == .refreshRevoked ? "revoked" : cls == .refreshExpired ? "expired" : "expired or revoked")", f, more: [revoke].compactMap { $0 },
                         explanation: "The refresh at \(f.ex.host) failed with \(f.error?.summary ?? "an error"): \(why).",
                         fix: "Treat invalid_grant on refresh as 'sign in again': clear the stored tokens and start a new authorization. If it happens early, check the server's refresh token lifetime and idle timeout.",
-                        evidence: ["refresh_token": f.value("refresh_token", "request.") ?? sent])
+                        evidence: ["refresh_token": f.value("refresh_token", .request) ?? sent])
                 }
             }
-            if f.tokenSucceeded, let new = f.fingerprint("refresh_token", "response.body") {
+            if f.tokenSucceeded, let new = f.fingerprint("refresh_token", .responseBody) {
                 issuedBy[new] = issuedBy[new] ?? f
                 if let sent, sent != new { rotatedAt[sent] = f }
             }

@@ -1,3 +1,5 @@
+import AuthtapModel
+
 /// A rule as `authtap rules` lists it.
 public struct RuleInfo: Sendable {
     public var id: String

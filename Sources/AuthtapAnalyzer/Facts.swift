@@ -29,7 +29,7 @@ final class ExchangeFacts {
         self.status = ex.status
         self.roles = Set(ex.roles)
         self.contentType = (ex.responseHeaders.value(of: "content-type") ?? "").lowercased()
-        self.grantType = ex.oauthParams.first { $0.name == "grant_type" && $0.location.hasPrefix("request.") }?.value
+        self.grantType = ex.oauthParams.first { $0.name == "grant_type" && $0.location.isRequest }?.value
         let first = ex.responseBody.bytes.first { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }
         if !roles.isDisjoint(with: Self.apiLike) && (contentType.has("json") || first == UInt8(ascii: "{") || first == UInt8(ascii: "[")) {
             json = JSONValue.parse(ex.responseBody.bytes)
@@ -43,11 +43,11 @@ final class ExchangeFacts {
             report = ProviderErrors.report(pairs: Self.pairs(ex.responseBody.bytes), dialect: "form")
         }
         if report == nil, roles.contains(.authorizationResponse) {
-            let location = ex.oauthParams.filter { $0.location.hasPrefix("response.location") }.map { ($0.name, $0.value) }
+            let location = ex.oauthParams.filter { $0.location.isWithin(.responseLocation) }.map { ($0.name, $0.value) }
             report = ProviderErrors.report(pairs: location, dialect: "location")
         }
         if report == nil, roles.contains(.callback) {
-            let query = ex.oauthParams.filter { $0.location.hasPrefix("request.") }.map { ($0.name, $0.value) }
+            let query = ex.oauthParams.filter { $0.location.isRequest }.map { ($0.name, $0.value) }
             report = ProviderErrors.report(pairs: query, dialect: "callback")
         }
         self.error = report
@@ -61,11 +61,11 @@ final class ExchangeFacts {
         }
     }
 
-    func param(_ name: String, _ prefix: String) -> OAuthParam? {
-        ex.oauthParams.first { $0.name == name && $0.location.hasPrefix(prefix) }
+    func param(_ name: String, _ prefix: ParamLocation) -> OAuthParam? {
+        ex.oauthParams.first { $0.name == name && $0.location.isWithin(prefix) }
     }
-    func value(_ name: String, _ prefix: String) -> String? { param(name, prefix)?.value }
-    func fingerprint(_ name: String, _ prefix: String) -> String? { param(name, prefix)?.fingerprint }
+    func value(_ name: String, _ prefix: ParamLocation) -> String? { param(name, prefix)?.value }
+    func fingerprint(_ name: String, _ prefix: ParamLocation) -> String? { param(name, prefix)?.fingerprint }
 
     var isRefresh: Bool { grantType == "refresh_token" }
     var isCodeGrant: Bool { grantType == "authorization_code" }
@@ -79,7 +79,7 @@ final class ExchangeFacts {
 
     /// The client_id this request presented (query, body, or Basic credentials).
     var clientID: String? {
-        value("client_id", "request.")
+        value("client_id", .request)
     }
 
     /// The title of an HTML body, if any.

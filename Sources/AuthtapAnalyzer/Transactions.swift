@@ -36,8 +36,8 @@ enum TransactionBuilder {
         return keys
     }
 
-    static func state(of f: ExchangeFacts, _ prefix: String) -> String? {
-        f.ex.oauthParams.first { $0.name == "state" && !$0.value.isEmpty && $0.location.hasPrefix(prefix) }?.value
+    static func state(of f: ExchangeFacts, _ prefix: ParamLocation) -> String? {
+        f.ex.oauthParams.first { $0.name == "state" && !$0.value.isEmpty && $0.location.isWithin(prefix) }?.value
     }
 
     /// Exchanges that take part in transactions (discovery and JWKS stand alone).
@@ -68,13 +68,13 @@ enum TransactionBuilder {
             for key in keys(of: f) {
                 if let j = owner[key] { union(i, j) } else { owner[key] = i }
             }
-            if f.roles.contains(.authorizationRequest), let state = state(of: f, "request.") {
+            if f.roles.contains(.authorizationRequest), let state = state(of: f, .request) {
                 openAuthorize[state] = i
             }
             let hasCode = f.ex.oauthParams.contains { $0.name == "code" && $0.fingerprint != nil }
-            if f.roles.contains(.authorizationResponse), let state = state(of: f, "response.location"), let j = openAuthorize[state] {
+            if f.roles.contains(.authorizationResponse), let state = state(of: f, .responseLocation), let j = openAuthorize[state] {
                 union(i, j)
-            } else if f.roles.contains(.callback), !hasCode, let state = state(of: f, "request."), let j = openAuthorize[state] {
+            } else if f.roles.contains(.callback), !hasCode, let state = state(of: f, .request), let j = openAuthorize[state] {
                 union(i, j)
             }
         }
@@ -99,7 +99,7 @@ enum TransactionBuilder {
                 clientID: memberFacts.lazy.compactMap(\.clientID).first,
                 serverHost: (tokenLeg ?? authorize)?.ex.host,
                 grantType: memberFacts.lazy.compactMap(\.grantType).first,
-                state: memberFacts.lazy.compactMap { $0.value("state", "request.target") }.first,
+                state: memberFacts.lazy.compactMap { $0.value("state", .requestTarget) }.first,
                 startedAt: memberFacts[0].start,
                 outcome: "incomplete",
                 members: memberFacts.map { Transaction.Member(exchange: $0.id, leg: leg(of: $0)) }))

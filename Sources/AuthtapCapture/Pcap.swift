@@ -1,4 +1,5 @@
 import AuthtapDissector
+import AuthtapModel
 import CPcap
 import Foundation
 

@@ -1,62 +1,7 @@
+import AuthtapModel
 import Foundation
 import SwiftASN1
 import X509
-
-/// How one TLS handshake attempt ended, as seen in packets.
-public struct HandshakeRecord: Codable, Sendable, Equatable {
-    public enum Outcome: String, Codable, Sendable, CaseIterable {
-        case completed
-        case synUnanswered = "syn-unanswered"
-        case refused
-        case resetDuringHandshake = "reset-during-handshake"
-        case closedDuringHandshake = "closed-during-handshake"
-        case alert
-        case noServerHello = "no-server-hello"
-        case versionMismatch = "version-mismatch"
-        case clientHelloRetransmitted = "clienthello-retransmitted"
-    }
-
-    public var client: String
-    public var clientPort: Int
-    public var server: String
-    public var serverPort: Int
-    public var outcome: Outcome
-    /// Who sent the alert, the RST or the FIN: `client` or `server`.
-    public var side: String?
-    public var alert: String?
-    public var encryptedAlert: Bool
-    public var sni: String?
-    public var alpnOffered: [String]
-    public var versionsOffered: [String]
-    public var cipherSuitesOffered: Int
-    public var serverVersion: String?
-    public var cipher: String?
-    public var alpn: String?
-    public var helloRetryRequest: Bool
-    public var certificateSubject: String?
-    public var certificateIssuer: String?
-    public var certificateSANs: [String]
-    public var certificateNotBefore: Date?
-    public var certificateNotAfter: Date?
-    /// Microseconds since the epoch.
-    public var startMicros: Int64
-    public var endMicros: Int64
-    /// ClientHello to completion, for completed handshakes.
-    public var durationMs: Double?
-    /// 1-based packet numbers, as Wireshark shows them.
-    public var firstPacket: Int
-    public var lastPacket: Int
-    public var clientHelloRetransmits: Int
-    public var detail: String
-
-    public var summary: String {
-        var s = "\(client):\(clientPort) → \(server):\(serverPort) \(outcome.rawValue)"
-        if let side { s += " (\(side))" }
-        if let alert { s += " \(alert)" }
-        if let sni { s += " sni=\(sni)" }
-        return s
-    }
-}
 
 /// Tracks TCP connections and the plaintext start of their TLS handshakes, and turns every
 /// attempt into one `HandshakeRecord`. Memory is bounded per connection and in total; idle

@@ -1,5 +1,4 @@
 import AuthtapAnalyzer
-import AuthtapDissector
 import AuthtapModel
 import Foundation
 
@@ -41,7 +40,7 @@ public enum HARExport {
         let entries = ordered.map { entry($0, transaction: transactionOf[$0.id ?? 0], findings: findingsOf[$0.id ?? 0] ?? []) }
         let findings: [[String: Any]] = c.analysis.findings.enumerated().map { i, f in
             var d: [String: Any] = [
-                "id": i, "rule": f.rule, "severity": f.severity.rawValue, "title": f.title, "explanation": f.explanation, "fix": f.fix,
+                "id": i, "rule": f.rule.rawValue, "severity": f.severity.rawValue, "title": f.title, "explanation": f.explanation, "fix": f.fix,
                 "exchanges": f.exchanges, "entries": f.exchanges.compactMap { entryIndex[$0] }, "evidence": f.evidence,
             ]
             if let t = f.transaction { d["transaction"] = t }
@@ -138,7 +137,7 @@ public enum HARExport {
         if let transaction { authtap["transaction"] = transaction }
         // Capture-time results (S256 of the verifier, JWT signature verdicts): the raw values are gone,
         // so an import of this file keeps these instead of recomputing them.
-        let derived = e.oauthParams.filter { $0.location == "derived" }
+        let derived = e.oauthParams.filter { $0.location == .derived }
         if !derived.isEmpty {
             authtap["derived"] = derived.map { p -> [String: Any] in
                 var d: [String: Any] = ["name": p.name, "value": p.value]

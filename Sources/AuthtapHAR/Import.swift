@@ -148,7 +148,7 @@ public enum HARImport {
         if case .array(let derived)? = entry["_authtap"]?["derived"] {
             e.oauthParams = derived.compactMap { d in
                 guard let name = d["name"]?.string, let value = d["value"]?.string else { return nil }
-                return OAuthParam(location: "derived", name: name, value: value, fingerprint: d["fingerprint"]?.string)
+                return OAuthParam(location: .derived, name: name, value: value, fingerprint: d["fingerprint"]?.string)
             }
         }
         // authtap's own exports and browsers' failed entries.

@@ -195,14 +195,14 @@ public enum OAuthRole: String, Codable, Sendable, CaseIterable {
 
 /// One OAuth parameter extracted from an exchange; secrets hold their masked marker and fingerprint.
 public struct OAuthParam: Codable, Sendable, Equatable {
-    /// Where it was found: `request.query`, `request.body`, `request.header`, `response.location`, `response.body`, `derived`.
-    public var location: String
+    /// Where it was found; stored and printed as its dotted path (`request.body`, `response.location.query`).
+    public var location: ParamLocation
     public var name: String
     /// Readable value, or the masked marker for secrets.
     public var value: String
     /// Keyed fingerprint for secrets, `nil` for readable values.
     public var fingerprint: String?
-    public init(location: String, name: String, value: String, fingerprint: String? = nil) {
+    public init(location: ParamLocation, name: String, value: String, fingerprint: String? = nil) {
         self.location = location
         self.name = name
         self.value = value
@@ -212,7 +212,7 @@ public struct OAuthParam: Codable, Sendable, Equatable {
     /// A secret's short marker and its fingerprint.
     public typealias Secret = (marker: String, fingerprint: String)
 
-    public init(location: String, name: String, secret: Secret) {
+    public init(location: ParamLocation, name: String, secret: Secret) {
         self.init(location: location, name: name, value: secret.marker, fingerprint: secret.fingerprint)
     }
 }

@@ -21,13 +21,13 @@ extension Masker {
         raw.responseBody = decodedBody(captured.responseBody, headers: captured.responseHeaders)
         var ex = raw
         var params: [OAuthParam] = []
-        ex.target = maskURL(raw.target, location: "request.target", params: &params)
-        ex.requestHeaders = maskHeaders(raw.requestHeaders, location: "request.header", params: &params)
-        ex.requestBody = maskDecoded(raw.requestBody, headers: raw.requestHeaders, location: "request.body",
+        ex.target = maskURL(raw.target, location: .requestTarget, params: &params)
+        ex.requestHeaders = maskHeaders(raw.requestHeaders, location: .requestHeader, params: &params)
+        ex.requestBody = maskDecoded(raw.requestBody, headers: raw.requestHeaders, location: .requestBody,
                                      params: &params)
         var responseParams: [OAuthParam] = []
-        ex.responseHeaders = maskHeaders(raw.responseHeaders, location: "response", params: &responseParams)
-        ex.responseBody = maskDecoded(raw.responseBody, headers: raw.responseHeaders, location: "response.body",
+        ex.responseHeaders = maskHeaders(raw.responseHeaders, location: .response, params: &responseParams)
+        ex.responseBody = maskDecoded(raw.responseBody, headers: raw.responseHeaders, location: .responseBody,
                                       params: &responseParams)
         params += responseParams
         if let detail = raw.errorDetail {
@@ -36,18 +36,18 @@ extension Masker {
 
         // PKCE: S256(code_verifier) is public; keep it so a later check can compare it with code_challenge.
         // Results of capture-time checks carried by the source (an imported authtap HAR) are kept as they are.
-        let carried = raw.oauthParams.filter { $0.location == "derived" }
+        let carried = raw.oauthParams.filter { $0.location == .derived }
         params += carried
         if params.contains(where: { $0.name == "code_verifier" }), !carried.contains(where: { $0.name == "code_verifier_s256" }),
            let verifier = Masker.rawValue(named: "code_verifier", in: raw), Masker.alreadyMasked(verifier) == nil {
             let digest = SHA256.hash(data: Array(verifier.utf8))
-            params.append(OAuthParam(location: "derived", name: "code_verifier_s256", value: JWT.base64URL(digest)))
+            params.append(OAuthParam(location: .derived, name: "code_verifier_s256", value: JWT.base64URL(digest)))
             // RFC 7636 §4.1: unreserved characters only. Only the verdict is kept.
             let valid = verifier.utf8.allSatisfy { c in
                 (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39)
                     || c == UInt8(ascii: "-") || c == UInt8(ascii: ".") || c == UInt8(ascii: "_") || c == UInt8(ascii: "~")
             }
-            params.append(OAuthParam(location: "derived", name: "code_verifier_charset", value: valid ? "valid" : "invalid"))
+            params.append(OAuthParam(location: .derived, name: "code_verifier_charset", value: valid ? "valid" : "invalid"))
         }
 
         let path = String(raw.target.prefix { $0 != "?" && $0 != "#" })

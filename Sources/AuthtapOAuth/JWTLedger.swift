@@ -50,7 +50,7 @@ public final class JWTLedger: @unchecked Sendable {
                 var still: [Pending] = []
                 for p in pending {
                     if let key = keys[p.kid] {
-                        out.append(OAuthParam(location: "derived", name: "jwt_signature", value: Self.verify(p.token, key: key).rawValue, fingerprint: p.fingerprint))
+                        out.append(OAuthParam(location: .derived, name: "jwt_signature", value: Self.verify(p.token, key: key).rawValue, fingerprint: p.fingerprint))
                     } else {
                         still.append(p)
                     }
@@ -66,12 +66,12 @@ public final class JWTLedger: @unchecked Sendable {
             guard let header = Self.header(of: token) else { continue }
             guard let kid = header["kid"] as? String else {
                 if let alg = header["alg"] as? String, alg != "none" {
-                    out.append(OAuthParam(location: "derived", name: "jwt_signature", value: Verdict.noKid.rawValue, fingerprint: fp))
+                    out.append(OAuthParam(location: .derived, name: "jwt_signature", value: Verdict.noKid.rawValue, fingerprint: fp))
                 }
                 continue
             }
             if let key = keys[kid] {
-                out.append(OAuthParam(location: "derived", name: "jwt_signature", value: Self.verify(token, key: key).rawValue, fingerprint: fp))
+                out.append(OAuthParam(location: .derived, name: "jwt_signature", value: Self.verify(token, key: key).rawValue, fingerprint: fp))
             } else {
                 pending.append(Pending(kid: kid, token: token, fingerprint: fp))
                 pendingFingerprints.insert(fp)

@@ -5,14 +5,14 @@ import Foundation
 extension Masker {
     /// Turns a captured body into what is recorded: decoded (`decodedBody`) and masked as every shape it has.
     public func recordBody(
-        _ raw: CapturedBody, headers: [HeaderField], location: String, params: inout [OAuthParam]
+        _ raw: CapturedBody, headers: [HeaderField], location: ParamLocation, params: inout [OAuthParam]
     ) -> CapturedBody {
         maskDecoded(decodedBody(raw, headers: headers), headers: headers, location: location, params: &params)
     }
 
     /// Masks a body `decodedBody` produced (UTF-8 text, not yet masked).
     func maskDecoded(
-        _ decoded: CapturedBody, headers: [HeaderField], location: String, params: inout [OAuthParam]
+        _ decoded: CapturedBody, headers: [HeaderField], location: ParamLocation, params: inout [OAuthParam]
     ) -> CapturedBody {
         var body = decoded
         guard !decoded.bytes.isEmpty else { return body }
@@ -75,7 +75,7 @@ extension Masker {
     /// Masks a captured body prefix (UTF-8 bytes). Works on truncated bodies too: JSON is masked lexically,
     /// so an unterminated string at the cut is still masked.
     public func maskBody(
-        _ bytes: [UInt8], headers: [HeaderField], location: String, params: inout [OAuthParam]
+        _ bytes: [UInt8], headers: [HeaderField], location: ParamLocation, params: inout [OAuthParam]
     ) -> [UInt8] {
         let raw = CapturedBody(bytes: bytes, size: bytes.count)
         return recordBody(raw, headers: headers, location: location, params: &params).bytes
@@ -83,7 +83,7 @@ extension Masker {
 
     /// Masks decoded text by what it is, whatever its Content-Type says: JSON, multipart, XML or HTML, a form,
     /// or free text. Each structural masker looks at every readable value again for URLs, JWTs and tokens.
-    func maskBodyText(_ text: String, contentType: String, location: String, params: inout [OAuthParam]) -> String {
+    func maskBodyText(_ text: String, contentType: String, location: ParamLocation, params: inout [OAuthParam]) -> String {
         if text.isEmpty { return text }
         if let boundary = Multipart.boundary(contentType: contentType, body: text) {
             return maskMultipart(text, boundary: boundary, location: location, params: &params)
@@ -194,7 +194,7 @@ extension Array where Element == HeaderField {
 /// Every value under a secret key is masked at any depth (an object or array whole); readable strings are
 /// looked at again (`maskReadable`, with the key they stand under); top-level members become params.
 enum JSONMasking {
-    static func mask(_ b: [UInt8], masker: Masker, location: String, params: inout [OAuthParam]) -> [UInt8] {
+    static func mask(_ b: [UInt8], masker: Masker, location: ParamLocation, params: inout [OAuthParam]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(b.count + 64)
         // Each open container and the key it stands under (array elements inherit it: `x5c`, `scopes`).

@@ -38,7 +38,7 @@ extension Masker {
 
     /// Masks each part by its field name: a secret field's content goes whole, a readable field's is masked
     /// as the body it is (JSON, form, text). A file part is kept only when it is text.
-    func maskMultipart(_ text: String, boundary: String, location: String, params: inout [OAuthParam]) -> String {
+    func maskMultipart(_ text: String, boundary: String, location: ParamLocation, params: inout [OAuthParam]) -> String {
         let delimiter = "--" + boundary
         let pieces = text.components(separatedBy: delimiter)
         guard pieces.count >= 2 else { return maskFreeText(text) }

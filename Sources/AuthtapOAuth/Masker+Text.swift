@@ -20,10 +20,10 @@ extension Masker {
         var ignored: [OAuthParam] = []
         let hasURLMarks = value.utf8Contains(byte: UInt8(ascii: "?")) || value.utf8Contains(byte: UInt8(ascii: "#"))
         if hasURLMarks {
-            return maskURL(value, location: "", params: &ignored, depth: depth + 1)
+            return maskURL(value, location: .unrecorded, params: &ignored, depth: depth + 1)
         }
         guard FormCoding.looksLikePairs(value) else { return value }
-        return maskPairs(Substring(value), location: "", params: &ignored, depth: depth + 1)
+        return maskPairs(Substring(value), location: .unrecorded, params: &ignored, depth: depth + 1)
     }
 
     // MARK: Shapes: JWTs, token formats, random-looking runs

@@ -191,7 +191,7 @@ public struct Masker: Sendable {
 
     /// Masks `a=b&code=...` pairs. Readable values and secret markers are appended to `params`.
     /// A readable value is looked at again (`maskReadable`): a URL, JWT or token can stand under any name.
-    public func maskPairs(_ text: Substring, location: String, params: inout [OAuthParam], depth: Int = 0) -> String {
+    public func maskPairs(_ text: Substring, location: ParamLocation, params: inout [OAuthParam], depth: Int = 0) -> String {
         if text.isEmpty { return "" }
         // On the bytes: split at `&`, then at the first `=`; only secret values are rewritten.
         // Copied in one go from contiguous storage (element by element, the copy cost as much as the split).
@@ -254,7 +254,7 @@ public struct Masker: Sendable {
 
     /// Masks the query and fragment of a URL or origin-form target, and what its path may carry
     /// (a JWT or a token as a path segment).
-    public func maskURL(_ url: String, location: String, params: inout [OAuthParam], depth: Int = 0) -> String {
+    public func maskURL(_ url: String, location: ParamLocation, params: inout [OAuthParam], depth: Int = 0) -> String {
         var rest = Substring(url)
         var fragment: Substring? = nil
         if let hash = rest.firstIndex(of: "#") {
@@ -264,12 +264,12 @@ public struct Masker: Sendable {
         var result: String
         if let q = rest.firstIndex(of: "?") {
             result = maskShapes(String(rest[...q]), sweep: true)
-                + maskPairs(rest[rest.index(after: q)...], location: location + ".query", params: &params, depth: depth)
+                + maskPairs(rest[rest.index(after: q)...], location: location.query, params: &params, depth: depth)
         } else {
             result = maskShapes(String(rest), sweep: true)
         }
         if let fragment {
-            result += "#" + maskPairs(fragment, location: location + ".fragment", params: &params, depth: depth)
+            result += "#" + maskPairs(fragment, location: location.fragment, params: &params, depth: depth)
         }
         return result
     }
@@ -278,7 +278,7 @@ public struct Masker: Sendable {
 
     /// Masks credential headers whole (Authorization and Proxy-Authorization keep their scheme, cookies their
     /// names), URLs in URL headers, and anything secret-shaped in every other header (`maskReadable`).
-    public func maskHeaders(_ headers: [HeaderField], location: String, params: inout [OAuthParam]) -> [HeaderField] {
+    public func maskHeaders(_ headers: [HeaderField], location: ParamLocation, params: inout [OAuthParam]) -> [HeaderField] {
         // Copied only when a header is rewritten: most response headers are not.
         var out: [HeaderField]? = nil
         for (i, field) in headers.enumerated() {
@@ -313,7 +313,7 @@ public struct Masker: Sendable {
                 value = secret(kind: "dpop", value: field.value).masked
             default:
                 if Masker.urlHeaders.contains(lower) {
-                    value = maskURL(field.value, location: location + "." + lower, params: &params)
+                    value = maskURL(field.value, location: location.header(lower), params: &params)
                 } else if SecretNames.isSecret(field.name) {
                     value = secret(kind: lower, value: field.value).masked
                 } else {
@@ -334,7 +334,7 @@ public struct Masker: Sendable {
     }
 
     /// Masks an Authorization-style header value; returns the masked value and the OAuth params it carried.
-    private func maskAuthorization(_ value: String, kind: String, location: String) -> (String, [OAuthParam]) {
+    private func maskAuthorization(_ value: String, kind: String, location: ParamLocation) -> (String, [OAuthParam]) {
         var trimmedBytes = value.utf8[...]
         while trimmedBytes.first == 0x20 { trimmedBytes = trimmedBytes.dropFirst() }
         while trimmedBytes.last == 0x20 { trimmedBytes = trimmedBytes.dropLast() }
@@ -356,8 +356,8 @@ public struct Masker: Sendable {
             guard let (length, fp) = Self.maskedBasicSecret(credential) else { return (value, []) }
             let marker = Self.markerText(kind: "client_secret", length: length, fingerprint: fp)
             return ("\(scheme) \(credential)", [
-                OAuthParam(location: location + ".authorization", name: "client_id", value: user),
-                OAuthParam(location: location + ".authorization", name: "client_secret", secret: (marker, fp)),
+                OAuthParam(location: location.authorization, name: "client_id", value: user),
+                OAuthParam(location: location.authorization, name: "client_secret", secret: (marker, fp)),
             ])
         case "basic" where kind == "authorization":
             // RFC 6749 §2.3.1: client_id:client_secret, each form-urlencoded, then base64.
@@ -373,13 +373,13 @@ public struct Masker: Sendable {
             let fp = fingerprinter.fingerprint(secret)
             let maskedSecret = Self.markerText(kind: "client_secret", length: secret.utf8.count, fingerprint: fp)
             return ("\(scheme) \(user):\(maskedSecret)", [
-                OAuthParam(location: location + ".authorization", name: "client_id", value: user),
-                OAuthParam(location: location + ".authorization", name: "client_secret", secret: (maskedSecret, fp)),
+                OAuthParam(location: location.authorization, name: "client_id", value: user),
+                OAuthParam(location: location.authorization, name: "client_secret", secret: (maskedSecret, fp)),
             ])
         case "bearer", "dpop":
             let (masked, param) = self.secret(kind: "access_token", value: credential)
             return ("\(scheme) \(masked)", [
-                OAuthParam(location: location + ".authorization", name: "access_token", secret: param)
+                OAuthParam(location: location.authorization, name: "access_token", secret: param)
             ])
         default:
             return ("\(scheme) \(marker(kind: kind, value: credential))", [])

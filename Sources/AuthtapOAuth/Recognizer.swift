@@ -22,12 +22,15 @@ public enum Recognizer {
             self.responseHeaders = responseHeaders
         }
 
-        func has(_ name: String, in prefix: String) -> Bool {
-            for p in params where p.name == name && p.location.hasPrefix(prefix) { return true }
+        func has(_ name: String, in prefix: ParamLocation) -> Bool {
+            for p in params where p.name == name && p.location.isWithin(prefix) { return true }
             return false
         }
-        func value(_ name: String, in prefix: String) -> String? {
-            params.first { $0.name == name && $0.location.hasPrefix(prefix) }?.value
+        func hasInRequest(_ name: String) -> Bool {
+            params.contains { $0.name == name && $0.location.isRequest }
+        }
+        func value(_ name: String, in prefix: ParamLocation) -> String? {
+            params.first { $0.name == name && $0.location.isWithin(prefix) }?.value
         }
     }
 
@@ -35,10 +38,10 @@ public enum Recognizer {
         var roles: [OAuthRole] = []
         let path = f.path.lowercased()
         let method = f.method.uppercased()
-        let requestQuery = "request.target.query"
-        let requestBody = "request.body"
-        let response = "response.body"
-        let location = "response.location"
+        let requestQuery = ParamLocation.requestTargetQuery
+        let requestBody = ParamLocation.requestBody
+        let response = ParamLocation.responseBody
+        let location = ParamLocation.responseLocation
 
         // Discovery and JWKS: well-known paths, or a JWKS-shaped response.
         if path.hasSuffix("/.well-known/openid-configuration") || path.hasSuffix("/.well-known/oauth-authorization-server")
@@ -55,7 +58,7 @@ public enum Recognizer {
 
         // Authorization request: response_type + client_id in the query (or a form POST),
         // or a request_uri from PAR.
-        let authParamsIn: String? = {
+        let authParamsIn: ParamLocation? = {
             if f.has("response_type", in: requestQuery) && f.has("client_id", in: requestQuery) { return requestQuery }
             if f.has("request_uri", in: requestQuery) && f.has("client_id", in: requestQuery) { return requestQuery }
             return nil
@@ -80,7 +83,7 @@ public enum Recognizer {
         // Callback: the client's redirect_uri hit with code/error and state (query, or form_post body).
         if !roles.contains(.authorizationRequest) && !f.has("grant_type", in: requestBody) {
             // The fragment too: a browser's HAR shows the implicit flow's `#access_token=…&state=…`.
-            for source in [requestQuery, requestBody, "request.target.fragment"] {
+            for source in [requestQuery, requestBody, .requestTargetFragment] {
                 let hasCode = f.has("code", in: source)
                 let hasError = f.has("error", in: source)
                 let hasState = f.has("state", in: source)
@@ -101,7 +104,7 @@ public enum Recognizer {
         // Device authorization: POST client_id (no grant_type) answered with device_code + user_code.
         let devicePath = path.hasSuffix("/device_authorization") || path.hasSuffix("/devicecode") || path.hasSuffix("/device/code")
         if method == "POST", !roles.contains(.token),
-           (f.has("device_code", in: response) && f.has("user_code", in: response)) || (devicePath && f.has("client_id", in: "request."))
+           (f.has("device_code", in: response) && f.has("user_code", in: response)) || (devicePath && f.hasInRequest("client_id"))
         {
             roles.append(.deviceAuthorization)
         }

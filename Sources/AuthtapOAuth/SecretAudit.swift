@@ -20,17 +20,17 @@ public enum SecretAudit {
             hits.append(Hit(location: location, kinds: counts.filter { $0.value > 0 }.keys.sorted()))
         }
         var ignored: [OAuthParam] = []
-        check("request.url", exchange.target, masker.maskURL(exchange.target, location: "", params: &ignored))
+        check("request.url", exchange.target, masker.maskURL(exchange.target, location: .unrecorded, params: &ignored))
         for (side, headers) in [("request", exchange.requestHeaders), ("response", exchange.responseHeaders)] {
             for field in headers {
-                let masked = masker.maskHeaders([field], location: "", params: &ignored)
+                let masked = masker.maskHeaders([field], location: .unrecorded, params: &ignored)
                 check("\(side).header \(field.name)", field.value, masked.first?.value ?? field.value)
             }
         }
         for (side, body, headers) in [("request", exchange.requestBody, exchange.requestHeaders),
                                       ("response", exchange.responseBody, exchange.responseHeaders)] {
             let decoded = masker.decodedBody(body, headers: headers)
-            let masked = masker.maskDecoded(decoded, headers: headers, location: "", params: &ignored)
+            let masked = masker.maskDecoded(decoded, headers: headers, location: .unrecorded, params: &ignored)
             check("\(side).body", String(decoding: decoded.bytes, as: UTF8.self),
                   String(decoding: masked.bytes, as: UTF8.self))
         }

@@ -1,15 +1,14 @@
 import AuthtapModel
-import AuthtapStore
 import Foundation
 import NIOCore
 
 /// Byte counts and the ending of a relayed (not intercepted) tunnel; written once when it closes.
 final class TunnelStats {
     var tunnel: Tunnel
-    private let writer: CaptureWriter
+    private let writer: any ExchangeSink
     private var submitted = false
 
-    init(tunnel: Tunnel, writer: CaptureWriter) {
+    init(tunnel: Tunnel, writer: any ExchangeSink) {
         self.tunnel = tunnel
         self.writer = writer
     }

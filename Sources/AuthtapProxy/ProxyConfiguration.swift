@@ -24,8 +24,8 @@ public struct ProxyConfiguration: Sendable {
     public var insecureUpstream = false
     public var maxHeaderBytes = 64 * 1024
     /// Event loops: one per core but one, which the capture writer's thread (masking and inserts)
-    /// keeps busy under load; at least one. On the 2-core bench machine one loop used 8–10 % less
-    /// CPU per exchange than two, at the same or better throughput (README, Performance).
+    /// keeps busy under load; at least one. A loop per core would compete with the writer for the
+    /// same cores (docs/performance.md has the measurement).
     public var threads = max(1, System.coreCount - 1)
     /// NSS key-log lines for both TLS legs (for Wireshark), when set.
     public var keyLog: NIOSSLKeyLogCallback?

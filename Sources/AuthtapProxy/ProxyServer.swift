@@ -1,6 +1,5 @@
 import AuthtapCA
 import AuthtapModel
-import AuthtapStore
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -11,7 +10,7 @@ import Synchronization
 /// State shared by every connection: configuration, the writer, TLS material, per-loop pools and flushes, counters.
 final class ProxyShared: Sendable {
     let config: ProxyConfiguration
-    let writer: CaptureWriter
+    let writer: any ExchangeSink
     let contexts: ServerContextCacheRef
     let connector: UpstreamConnector
     /// What each event loop keeps for itself: its idle upstream connections and its turn's flushes.
@@ -26,7 +25,7 @@ final class ProxyShared: Sendable {
     let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
     let decoderLimits: NIOHTTPDecoderLimitConfiguration
 
-    init(config: ProxyConfiguration, writer: CaptureWriter, contexts: ServerContextCacheRef, connector: UpstreamConnector, group: any EventLoopGroup) {
+    init(config: ProxyConfiguration, writer: any ExchangeSink, contexts: ServerContextCacheRef, connector: UpstreamConnector, group: any EventLoopGroup) {
         self.config = config
         self.writer = writer
         self.contexts = contexts
@@ -65,7 +64,7 @@ public final class ProxyServer: Sendable {
     private let shared: ProxyShared
     private let serverChannel = Mutex<(any Channel)?>(nil)
 
-    public init(config: ProxyConfiguration, ca: CertificateAuthority, trust: UpstreamTrust, writer: CaptureWriter) throws {
+    public init(config: ProxyConfiguration, ca: CertificateAuthority, trust: UpstreamTrust, writer: any ExchangeSink) throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, config.threads))
         var clientConfig = TLSConfiguration.makeClientConfiguration()
         clientConfig.applicationProtocols = ["http/1.1"]

@@ -1,4 +1,3 @@
-import AuthtapAnalyzer
 import AuthtapModel
 import Foundation
 import GRDB
@@ -36,7 +35,7 @@ extension AppDatabase {
             let link = try db.cachedStatement(sql: "INSERT OR IGNORE INTO finding_exchange (finding_id, exchange_id) VALUES (?,?)")
             for f in analysis.findings {
                 try finding.execute(arguments: [
-                    session, f.transaction.flatMap { rowIDs[$0] }, f.rule, f.severity.rawValue, f.title, f.explanation, f.fix,
+                    session, f.transaction.flatMap { rowIDs[$0] }, f.rule.rawValue, f.severity.rawValue, f.title, f.explanation, f.fix,
                     Self.json(f.evidence), Self.json(f.exchanges),
                 ])
                 let id = db.lastInsertedRowID
@@ -96,7 +95,7 @@ extension AppDatabase {
                 let id = r.label(0)
                 do {
                     return Finding(
-                        rule: try r.text(1, "rule"), severity: Severity(rawValue: try r.text(2, "severity")) ?? .info,
+                        rule: RuleID(try r.text(1, "rule")), severity: Severity(rawValue: try r.text(2, "severity")) ?? .info,
                         title: try r.text(3, "title"), explanation: try r.text(4, "explanation"),
                         fix: try r.text(5, "fix"),
                         exchanges: decodeJSON([Int64].self, try r.optionalText(6, "exchanges"), fallback: [],

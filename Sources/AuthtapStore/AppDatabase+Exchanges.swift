@@ -1,4 +1,3 @@
-import AuthtapAnalyzer
 import AuthtapModel
 import Foundation
 import GRDB
@@ -325,8 +324,8 @@ enum JSONText {
     }
 
     /// `[["location","name","value"(,"fingerprint")],…]`, the shape the `oauth_param` view reads.
-    /// Arrays, not objects: the member names were 30 % of the column (1,406 → 972 bytes for the
-    /// bench's /token exchange), the largest one of a row, so 18 % less to insert, log and checkpoint.
+    /// Arrays, not objects: member names would repeat in every entry of what is the largest column of
+    /// a row, and every byte of it is inserted, logged and checkpointed.
     static func params(_ params: [OAuthParam]) -> String {
         var out: [UInt8] = []
         appendParams(params, to: &out)
@@ -335,7 +334,7 @@ enum JSONText {
 
     static func appendParams(_ params: [OAuthParam], to out: inout [UInt8]) {
         appendRows(params, to: &out) { p, field in
-            field(p.location)
+            field(p.location.rawValue)
             field(p.name)
             field(p.value)
             if let fp = p.fingerprint { field(fp) }
@@ -478,7 +477,7 @@ enum JSONText {
                 fields.append(s)
                 if endOfContainer {
                     if fields.count >= 3 {
-                        result.append(OAuthParam(location: fields[0], name: fields[1], value: fields[2], fingerprint: fields.count > 3 ? fields[3] : nil))
+                        result.append(OAuthParam(location: ParamLocation(rawValue: fields[0]), name: fields[1], value: fields[2], fingerprint: fields.count > 3 ? fields[3] : nil))
                     }
                     fields.removeAll(keepingCapacity: true)
                 }
@@ -496,7 +495,8 @@ enum JSONText {
             }
             if endOfObject {
                 if let location = fields["location"], let name = fields["name"], let value = fields["value"] {
-                    result.append(OAuthParam(location: location, name: name, value: value, fingerprint: fields["fingerprint"]))
+                    result.append(OAuthParam(location: ParamLocation(rawValue: location), name: name, value: value,
+                                              fingerprint: fields["fingerprint"]))
                 }
                 fields.removeAll(keepingCapacity: true)
                 key = nil

@@ -1,4 +1,4 @@
-import AuthtapDissector
+import AuthtapModel
 import Foundation
 import GRDB
 

@@ -30,9 +30,9 @@ public final class AppDatabase: Sendable {
         config.busyMode = .timeout(5)
         // WAL + NORMAL: a commit survives a crash of authtap (Ctrl-C, kill); only power loss can undo the last ones.
         // 32 KiB pages: rows of a few KB and 1 MiB body prefixes are appended in batches, and with
-        // 4 KiB pages the WAL's and the checkpoint's per-page writes were most of an insert's cost
-        // (bench-record: ~43 → ~25 µs per /token exchange). It only takes effect when the file is
-        // created; an existing database keeps its page size.
+        // small pages the WAL's and the checkpoint's per-page writes dominate an insert (measured in
+        // docs/performance.md). It only takes effect when the file is created; an existing database
+        // keeps its page size.
         config.prepareDatabase { db in
             // On the writer, before GRDB switches the file to WAL: another program's database is left as it was.
             if !db.configuration.readonly { try checkIsAuthtap(db, path: path) }

@@ -6,7 +6,7 @@ import Synchronization
 /// The one writer: producers enqueue without waiting; a dedicated thread masks (through
 /// `prepare`) and inserts in batches. The queue is bounded in count and bytes; what does not
 /// fit is dropped and counted, and the count is written to the session row.
-public final class CaptureWriter: Sendable {
+public final class CaptureWriter: ExchangeSink {
     public struct Limits: Sendable {
         public var maxPending: Int
         public var maxPendingBytes: Int

@@ -62,7 +62,7 @@ extension TUIApp {
             add("roles: " + (e.roles.isEmpty ? "none" : e.roles.map(\.rawValue).joined(separator: ", ")), .key)
             add("")
             for p in e.oauthParams {
-                add(fit(p.location, 30) + " " + fit(p.name, 22) + " " + p.value + (p.fingerprint.map { "  fp=\($0)" } ?? ""))
+                add(fit(p.location.rawValue, 30) + " " + fit(p.name, 22) + " " + p.value + (p.fingerprint.map { "  fp=\($0)" } ?? ""))
             }
             if e.oauthParams.isEmpty { add("no OAuth parameters") }
         case "JWT":

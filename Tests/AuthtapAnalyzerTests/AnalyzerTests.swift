@@ -79,7 +79,7 @@ func healthyFlow(code: String = "CODE-1", state: String = "st-1", callbackState:
 }
 
 func rules(_ a: Analysis, _ severity: Severity? = nil) -> [String] {
-    a.findings.filter { severity == nil || $0.severity == severity }.map(\.rule)
+    a.findings.filter { severity == nil || $0.severity == severity }.map(\.rule.rawValue)
 }
 
 // MARK: transactions

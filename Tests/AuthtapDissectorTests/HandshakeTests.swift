@@ -1,3 +1,4 @@
+import AuthtapModel
 import Testing
 
 @testable import AuthtapDissector

@@ -216,11 +216,11 @@ let maskCases: [MaskCase] = [
     @Test func jsonMaskingByteByByteEqualsWhole() {
         let text = #"{"access_token":"AAA","nested":{"refresh_token":"BBB"},"n":1}"#
         var whole: [OAuthParam] = []
-        let masked = JSONMasking.mask(Array(text.utf8), masker: masker, location: "b", params: &whole)
+        let masked = JSONMasking.mask(Array(text.utf8), masker: masker, location: .other("b"), params: &whole)
         // Any prefix (a truncated capture) masks what it has and never leaks a secret.
         for cut in 0...text.utf8.count {
             var p: [OAuthParam] = []
-            let out = String(decoding: JSONMasking.mask(Array(text.utf8.prefix(cut)), masker: masker, location: "b", params: &p), as: UTF8.self)
+            let out = String(decoding: JSONMasking.mask(Array(text.utf8.prefix(cut)), masker: masker, location: .other("b"), params: &p), as: UTF8.self)
             #expect(!out.contains("AAA") && !out.contains("BBB"), "prefix \(cut) leaked: \(out)")
         }
         #expect(whole.map(\.name) == ["access_token", "nested", "n"])
@@ -239,9 +239,9 @@ let maskCases: [MaskCase] = [
     #expect(again == maskedJWT && againParam.fingerprint == jwtParam.fingerprint && againParam.marker == jwtParam.marker)
     #expect(m.marker(kind: "cookie", value: m.marker(kind: "cookie", value: "c00kie")) == m.marker(kind: "cookie", value: "c00kie"))
     var params: [OAuthParam] = []
-    let header = m.maskHeaders([HeaderField("Authorization", "Basic " + Data("app:s3cret".utf8).base64EncodedString())], location: "request.header", params: &params)
+    let header = m.maskHeaders([HeaderField("Authorization", "Basic " + Data("app:s3cret".utf8).base64EncodedString())], location: .requestHeader, params: &params)
     var params2: [OAuthParam] = []
-    let header2 = m.maskHeaders(header, location: "request.header", params: &params2)
+    let header2 = m.maskHeaders(header, location: .requestHeader, params: &params2)
     #expect(header2 == header && params2 == params)
 }
 
@@ -288,7 +288,7 @@ func base64URLEncoderAgreesWithFoundation(_ count: Int) {
 ] as [(String, String, [(String, String)])])
 func formPairsMaskOnlySecretValues(_ input: String, _ expected: String, _ pairs: [(String, String)]) {
     var params: [OAuthParam] = []
-    #expect(masker.maskPairs(Substring(input), location: "q", params: &params) == expected)
+    #expect(masker.maskPairs(Substring(input), location: .other("q"), params: &params) == expected)
     #expect(params.map(\.name) == pairs.map(\.0))
     #expect(params.map(\.value) == pairs.map(\.1))
 }
@@ -326,7 +326,7 @@ func base64RefusesMisplacedPadding(_ text: String) {
     var t = text
     #expect(t.withUTF8 { JWT.base64StandardDecoded($0) } == nil)
     var params: [OAuthParam] = []
-    let masked = masker.maskHeaders([HeaderField("Authorization", "Basic \(text)")], location: "request.header", params: &params)
+    let masked = masker.maskHeaders([HeaderField("Authorization", "Basic \(text)")], location: .requestHeader, params: &params)
     #expect(masked[0].value == "Basic [masked basic-credentials len=\(text.utf8.count) fp=\(fp(text))]")
 }
 
@@ -360,7 +360,7 @@ func segmentsDecodeInEitherAlphabet(_ segment: String, _ text: String) {
 ] as [(String, String)])
 func everyMaskedHeaderLosesItsSecret(_ name: String, _ value: String) {
     var params: [OAuthParam] = []
-    let out = masker.maskHeaders([HeaderField("Accept", "*/*"), HeaderField(name, value)], location: "request.header", params: &params)
+    let out = masker.maskHeaders([HeaderField("Accept", "*/*"), HeaderField(name, value)], location: .requestHeader, params: &params)
     #expect(out[0] == HeaderField("Accept", "*/*"))
     #expect(out[1].name == name && !out[1].value.contains("HDRSECRET1") && !out[1].value.contains("SERSRVNFQ1JFVDE"), "\(name): \(out[1].value)")
 }
@@ -487,7 +487,7 @@ func asciiCaseInsensitiveEquality(_ a: String, _ b: String, _ equal: Bool) {
 @Test func headersWithNothingToMaskAreReturnedAsTheyCame() {
     var params: [OAuthParam] = []
     let headers = [HeaderField("Content-Type", "application/json"), HeaderField("Cache-Control", "no-store")]
-    #expect(masker.maskHeaders(headers, location: "response", params: &params) == headers)
+    #expect(masker.maskHeaders(headers, location: .response, params: &params) == headers)
     #expect(params.isEmpty)
 }
 
@@ -519,7 +519,7 @@ func rawParameterValue(_ target: String, _ form: String, _ expected: String?) {
 func basicCredentialSplit(_ credential: String, _ user: String, _ secret: String) {
     var params: [OAuthParam] = []
     let masked = masker.maskHeaders([HeaderField("Authorization", "  Basic   " + Data(credential.utf8).base64EncodedString() + " ")],
-                                    location: "request.header", params: &params)
+                                    location: .requestHeader, params: &params)
     #expect(masked[0].value == "Basic \(user):[masked client_secret len=\(secret.utf8.count) fp=\(fp(secret))]")
     #expect(params.first { $0.name == "client_id" }?.value == user)
     #expect(params.first { $0.name == "client_secret" }?.fingerprint == fp(secret))
@@ -529,7 +529,7 @@ func basicCredentialSplit(_ credential: String, _ user: String, _ secret: String
 @Test(arguments: ["bm9jb2xvbg==", "/w==", "////"])
 func basicCredentialWithoutUserIsMaskedWhole(_ encoded: String) {
     var params: [OAuthParam] = []
-    let masked = masker.maskHeaders([HeaderField("Authorization", "Basic " + encoded)], location: "request.header", params: &params)
+    let masked = masker.maskHeaders([HeaderField("Authorization", "Basic " + encoded)], location: .requestHeader, params: &params)
     #expect(masked[0].value == "Basic [masked basic-credentials len=\(encoded.utf8.count) fp=\(fp(encoded))]")
     #expect(params.isEmpty)
 }

@@ -29,8 +29,8 @@ func sampleExchange(_ i: Int) -> Exchange {
                                                                                        notBefore: Date(timeIntervalSince1970: 0), notAfter: Date(timeIntervalSince1970: 1e9), serial: "01"),
                              verification: "verified")
     e.roles = [.token]
-    e.oauthParams = [OAuthParam(location: "request.body", name: "grant_type", value: "client_credentials"),
-                     OAuthParam(location: "request.body", name: "client_secret", value: "[masked client_secret len=3 fp=abc]", fingerprint: "abc")]
+    e.oauthParams = [OAuthParam(location: .requestBody, name: "grant_type", value: "client_credentials"),
+                     OAuthParam(location: .requestBody, name: "client_secret", value: "[masked client_secret len=3 fp=abc]", fingerprint: "abc")]
     e.error = i % 2 == 0 ? nil : .upstreamTLS
     e.tlsFailure = i % 2 == 0 ? nil : .expired
     return e
@@ -90,7 +90,7 @@ func recorded(_ e: Exchange) -> Exchange {
         ("non-ASCII everywhere", { e in
             e.host = "bücher.example"; e.target = "/pfad?q=ü€𝄞"; e.errorDetail = "fehlgeschlagen: ü"
             e.requestHeaders = [HeaderField("X-Name", "Zoë 𝄞")]
-            e.oauthParams = [OAuthParam(location: "request.target.query", name: "q", value: "ü€𝄞")]
+            e.oauthParams = [OAuthParam(location: .requestTargetQuery, name: "q", value: "ü€𝄞")]
         }),
         ("a large body", { e in
             e.requestBody = CapturedBody(bytes: (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }, size: 1 << 20)
@@ -220,8 +220,8 @@ func recorded(_ e: Exchange) -> Exchange {
         let rows = try db.exchanges()
         #expect(rows.count == 2)
         #expect(rows[0].oauthParams == [
-            OAuthParam(location: "request.body", name: "grant_type", value: "client_credentials"),
-            OAuthParam(location: "request.header.authorization", name: "client_secret", value: "[masked client_secret len=3 fp=abc]", fingerprint: "abc"),
+            OAuthParam(location: .requestBody, name: "grant_type", value: "client_credentials"),
+            OAuthParam(location: .requestHeaderAuthorization, name: "client_secret", value: "[masked client_secret len=3 fp=abc]", fingerprint: "abc"),
         ])
         #expect(rows[1].oauthParams == fresh.oauthParams)
         let stored = try db.writer.read { try String.fetchOne($0, sql: "SELECT oauth_params FROM exchange WHERE id = ?", arguments: [rows[1].id]) }
@@ -233,7 +233,7 @@ func recorded(_ e: Exchange) -> Exchange {
         #expect(view[1]["fingerprint"] as String? == "abc" && view[1]["location"] as String? == "request.header.authorization")
         #expect(view[0]["fingerprint"] as String? == nil && view[0]["value"] as String? == "client_credentials")
         for (row, p) in zip(view.dropFirst(2), fresh.oauthParams) {
-            #expect(row["location"] as String? == p.location && row["name"] as String? == p.name)
+            #expect(row["location"] as String? == p.location.rawValue && row["name"] as String? == p.name)
             #expect(row["value"] as String? == p.value && row["fingerprint"] as String? == p.fingerprint)
         }
     }

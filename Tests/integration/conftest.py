@@ -21,6 +21,8 @@ from cryptography.x509.oid import NameOID
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTHTAP = Path(os.environ.get("AUTHTAP_BIN", ROOT / ".build" / "debug" / "authtap")).resolve()
+# The benchmark tools (generate, record) live in their own binary, built beside authtap.
+AUTHTAP_BENCH = Path(os.environ.get("AUTHTAP_BENCH_BIN", AUTHTAP.parent / "authtap-bench")).resolve()
 LARGE_SEED = b"authtap-large-body"
 
 

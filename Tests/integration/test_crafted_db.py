@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AUTHTAP
+from conftest import AUTHTAP, AUTHTAP_BENCH
 
 TIMEOUT = 120
 
@@ -41,7 +41,8 @@ def pristine(tmp_path_factory):
     schema so that the tests can write NULLs where a damaged file would hold them."""
     d = tmp_path_factory.mktemp("crafted")
     db = d / "pristine.sqlite"
-    r = run(["generate", "--db", str(db), "--exchanges", "200", "--certs", str(d / "certs")], d)
+    r = subprocess.run([str(AUTHTAP_BENCH), "generate", "--db", str(db), "--exchanges", "200", "--certs", str(d / "certs")],
+                       cwd=d, capture_output=True, text=True, timeout=TIMEOUT)
     assert r.returncode == 0, r.stderr
     r = run(["analyze", "--db", str(db), "--fail-on", "never", "--certs", str(d / "certs")], d)
     assert r.returncode == 0, r.stderr

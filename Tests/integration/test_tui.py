@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AUTHTAP
+from conftest import AUTHTAP, AUTHTAP_BENCH
 
 
 class Tmux:
@@ -58,7 +58,7 @@ class Tmux:
 @pytest.fixture
 def fixture_db(tmp_path):
     db = tmp_path / "tui.sqlite"
-    subprocess.run([str(AUTHTAP), "generate", "--db", str(db), "--certs", str(tmp_path / "certs"), "--exchanges", "400"],
+    subprocess.run([str(AUTHTAP_BENCH), "generate", "--db", str(db), "--certs", str(tmp_path / "certs"), "--exchanges", "400"],
                    check=True, capture_output=True)
     subprocess.run([str(AUTHTAP), "analyze", "--db", str(db), "--fail-on", "never"], check=True, capture_output=True)
     return db

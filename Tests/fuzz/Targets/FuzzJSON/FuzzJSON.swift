@@ -17,7 +17,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         _ = value["expires_in"]?.number
     }
     var params: [OAuthParam] = []
-    let masked = JSONMasking.mask(bytes, masker: masker, location: "response.body", params: &params)
+    let masked = JSONMasking.mask(bytes, masker: masker, location: .responseBody, params: &params)
     if case .success = parsed, case .failure(let e) = JSONValue.parse(masked) {
         fatalError("masking broke a valid JSON document at byte \(e.offset): \(e.message)")
     }

@@ -29,16 +29,16 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     case 0:
         let body = input.rest()
         _ = masker.recordBody(CapturedBody(bytes: body, size: body.count),
-                              headers: [HeaderField("Content-Type", contentType)], location: "request.body",
+                              headers: [HeaderField("Content-Type", contentType)], location: .requestBody,
                               params: &params)
     case 1:
         let text = String(decoding: input.rest(), as: UTF8.self)
-        _ = masker.maskBodyText(text, contentType: contentType, location: "response.body", params: &params)
+        _ = masker.maskBodyText(text, contentType: contentType, location: .responseBody, params: &params)
     case 2:
         _ = masker.maskHeaders(headerLines(String(decoding: input.rest(), as: UTF8.self)),
-                               location: "request.header", params: &params)
+                               location: .requestHeader, params: &params)
     case 3:
-        _ = masker.maskURL(String(decoding: input.rest(), as: UTF8.self), location: "request.target",
+        _ = masker.maskURL(String(decoding: input.rest(), as: UTF8.self), location: .requestTarget,
                            params: &params)
     case 4:
         _ = masker.maskFreeText(String(decoding: input.rest(), as: UTF8.self))

@@ -42,23 +42,33 @@ struct Export: ParsableCommand {
             try collect(database, session, &exchanges, &analysis, &handshakes)
         } else if let transaction {
             let parts = transaction.split(separator: ":")
-            guard let number = Int(parts.last ?? ""), let sessionID = parts.count == 2 ? Int64(parts[0]) : ids.last else {
+            guard let number = Int(parts.last ?? ""), let sessionID = parts.count == 2 ? Int64(parts[0]) : ids.last
+            else {
                 throw ValidationError("--transaction takes SESSION:NUMBER or NUMBER")
             }
-            guard let context = HARExport.transaction(number, of: try database.analysis(session: sessionID),
-                                                      exchanges: try database.exchanges(session: sessionID), creatorVersion: authtapVersion) else {
-                throw ValidationError("no transaction \(number) in session \(sessionID) (run `authtap analyze --session \(sessionID)` first)")
+            guard
+                let context = HARExport.transaction(
+                    number, of: try database.analysis(session: sessionID),
+                    exchanges: try database.exchanges(session: sessionID), creatorVersion: authtapVersion)
+            else {
+                throw ValidationError(
+                    "no transaction \(number) in session \(sessionID) "
+                        + "(run `authtap analyze --session \(sessionID)` first)")
             }
             exchanges = context.exchanges
             analysis = context.analysis
         }
-        let data = try HARExport.data(.init(exchanges: exchanges, analysis: analysis, handshakes: handshakes, creatorVersion: authtapVersion))
+        let data = try HARExport.data(
+            .init(exchanges: exchanges, analysis: analysis, handshakes: handshakes, creatorVersion: authtapVersion))
         if output == "-" {
             // The same document, with C1 and bidi characters as \u escapes: stdout may be a terminal.
-            FileHandle.standardOutput.write(Data((TerminalText.escapeJSON(String(decoding: data, as: UTF8.self)) + "\n").utf8))
+            let text = TerminalText.escapeJSON(String(decoding: data, as: UTF8.self))
+            FileHandle.standardOutput.write(Data((text + "\n").utf8))
         } else {
             try Self.writeOwnerOnly(data, to: output)
-            FileHandle.standardError.write(Data("authtap: wrote \(exchanges.count) entries, \(analysis.findings.count) findings to \(output)\n".utf8))
+            let summary = "authtap: wrote \(exchanges.count) entries, \(analysis.findings.count) findings "
+                + "to \(output)\n"
+            FileHandle.standardError.write(Data(summary.utf8))
         }
     }
 
@@ -80,7 +90,11 @@ struct Export: ParsableCommand {
         // Transactions are numbered per session: keep them apart when several sessions are exported.
         let offset = analysis.transactions.count
         analysis.transactions += stored.transactions.map { var t = $0; t.index += offset; return t }
-        analysis.findings += stored.findings.map { var f = $0; f.transaction = f.transaction.map { $0 + offset }; return f }
+        analysis.findings += stored.findings.map {
+            var f = $0
+            f.transaction = f.transaction.map { $0 + offset }
+            return f
+        }
         handshakes += try db.handshakes(session: id).map(\.record)
     }
 }

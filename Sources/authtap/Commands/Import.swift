@@ -10,7 +10,10 @@ import Foundation
 struct Import: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
-        abstract: "Import a HAR file (Chrome, Firefox, Safari, mitmproxy, Charles, Proxyman, authtap) as a new session, masked, and analyze it.")
+        abstract: """
+            Import a HAR file (Chrome, Firefox, Safari, mitmproxy, Charles, Proxyman, authtap) as a new session, \
+            masked, and analyze it.
+            """)
     @Argument(help: "The HAR file.")
     var file: String
     @Option(help: "The capture database.")
@@ -28,7 +31,10 @@ struct Import: ParsableCommand {
         let size = ((try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? NSNumber)?.intValue ?? -1
         guard size >= 0 else { throw fail("cannot read the file") }
         // The whole document is parsed in memory: refuse what would not fit rather than exhaust it.
-        guard size <= Self.maxBytes else { throw fail("too large: \(size) bytes (authtap imports HAR files up to \(Self.maxBytes >> 20) MiB; split it with jq)") }
+        guard size <= Self.maxBytes else {
+            let limit = Self.maxBytes >> 20
+            throw fail("too large: \(size) bytes (authtap imports HAR files up to \(limit) MiB; split it with jq)")
+        }
         guard let data = FileManager.default.contents(atPath: file) else { throw fail("cannot read the file") }
         let showProgress = data.count > 10 << 20 && isatty(2) != 0
         var lastShown = -1
@@ -68,12 +74,19 @@ struct Import: ParsableCommand {
         }
         try database.insert(exchanges: batch, tunnels: [])
         try database.endSession(sessionID, dropped: 0)
-        let analysis = Analyzer(caPath: absolute(certs + "/authtap-ca.pem")).analyze(try database.exchanges(session: sessionID, analyzable: true))
+        let analysis = Analyzer(caPath: absolute(certs + "/authtap-ca.pem"))
+            .analyze(try database.exchanges(session: sessionID, analyzable: true))
         try database.save(analysis: analysis, session: sessionID)
         for (index, reason) in result.skipped {
-            FileHandle.standardError.write(Data("authtap: \(file): entry \(index) skipped: \(TerminalText.escape(reason))\n".utf8))
+            let line = "authtap: \(file): entry \(index) skipped: \(TerminalText.escape(reason))\n"
+            FileHandle.standardError.write(Data(line.utf8))
         }
         let errors = analysis.findings.filter { $0.severity == .error }.count
-        print("imported \(result.exchanges.count) of \(result.exchanges.count + result.skipped.count) entries from \(file) (\(TerminalText.escape(result.creator))) as session \(sessionID): \(analysis.transactions.count) OAuth transactions, \(errors) errors, \(analysis.findings.count - errors) other findings")
+        let total = result.exchanges.count + result.skipped.count
+        print(
+            "imported \(result.exchanges.count) of \(total) entries from \(file) "
+                + "(\(TerminalText.escape(result.creator))) as session \(sessionID): "
+                + "\(analysis.transactions.count) OAuth transactions, \(errors) errors, "
+                + "\(analysis.findings.count - errors) other findings")
     }
 }

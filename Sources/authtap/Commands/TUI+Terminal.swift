@@ -1,33 +1,6 @@
-import ArgumentParser
-import AuthtapModel
-import AuthtapStore
 import AuthtapTUI
 import CNCurses
 import Foundation
-
-struct TUI: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "tui",
-        abstract: "Browse sessions, transactions, exchanges and findings in the terminal (? for keys).")
-    @Option(help: "The capture database.")
-    var db: String = "Captures/authtap.sqlite"
-    @Option(help: "Open this session's transactions directly.")
-    var session: Int64?
-
-    func run() throws {
-        let database = try openExisting(db)
-        // ncurses owns the screen: damaged rows are listed after it is given back, not written across it.
-        database.readProblems.setEcho(false)
-        if let session, !(try database.sessionIDs().contains(session)) {
-            throw ValidationError("no session \(session) in \(db)")
-        }
-        let app = TUIApp(db: database, session: session, exportDirectory: (absolute(db) as NSString).deletingLastPathComponent)
-        Terminal.run(app)
-        for line in database.readProblems.lines() {
-            FileHandle.standardError.write(Data("authtap: \(TerminalText.escape(db)): \(line)\n".utf8))
-        }
-    }
-}
 
 /// The ncurses backend: copies the screen buffer out, reads keys, and restores the terminal on
 /// every way out (quit, SIGINT/SIGTERM, a crash signal, an error).
@@ -52,8 +25,10 @@ enum Terminal {
         if useColor {
             start_color()
             use_default_colors()
-            let colors: [Style.Color: Int16] = [.red: Int16(COLOR_RED), .yellow: Int16(COLOR_YELLOW), .green: Int16(COLOR_GREEN),
-                                                .cyan: Int16(COLOR_CYAN), .magenta: Int16(COLOR_MAGENTA), .blue: Int16(COLOR_BLUE)]
+            let colors: [Style.Color: Int16] = [
+                .red: Int16(COLOR_RED), .yellow: Int16(COLOR_YELLOW), .green: Int16(COLOR_GREEN),
+                .cyan: Int16(COLOR_CYAN), .magenta: Int16(COLOR_MAGENTA), .blue: Int16(COLOR_BLUE),
+            ]
             for (c, n) in colors { init_pair(Int16(c.rawValue), n, -1) }
         }
         // Poll for keys every 250 ms so follow mode can pick up new rows.

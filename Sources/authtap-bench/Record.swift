@@ -8,12 +8,12 @@ import Foundation
 
 /// The recording half of the proxy, without the network: the exact `/token` exchange of
 /// `../shared/bench` pushed N times through the proxy's masking and its one writer.
-/// `scripts/bench-record` runs it; it reports CPU per exchange for each stage.
-struct BenchRecord: ParsableCommand {
+/// `scripts/bench-record` runs it (`authtap-bench record`); it reports CPU per exchange for each stage.
+struct Record: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench-record",
+        commandName: "record",
         abstract: "Measure masking and storing of bench /token exchanges (no network).",
-        shouldDisplay: false)
+        aliases: ["bench-record"])
     @Option(help: "The capture database to write into (it should not exist).")
     var db: String
     @Option(help: "Number of exchanges.")
@@ -23,8 +23,10 @@ struct BenchRecord: ParsableCommand {
 
     func run() throws {
         let database = try AppDatabase.open(path: db)
-        let masker = Masker(fingerprinter: Fingerprinter(key: try CertsDirectory(path: certs).loadOrCreateFingerprintKey()))
+        let key = try CertsDirectory(path: certs).loadOrCreateFingerprintKey()
+        let masker = Masker(fingerprinter: Fingerprinter(key: key))
         let session = try database.startSession(version: authtapVersion, arguments: ["bench-record"], listen: nil)
+        guard let sessionID = session.id else { throw BenchError("the database did not number the new session") }
         let raw = Self.tokenExchange()
 
         // Stage 1: masking alone, on this thread.
@@ -46,7 +48,9 @@ struct BenchRecord: ParsableCommand {
         // Stage 2: inserting masked exchanges in the writer's batches, on this thread (best of 3).
         let batch = CaptureWriter.Limits().batchSize
         var masked = masker.record(raw, ledger: JWTLedger())
-        masked.sessionID = try database.startSession(version: authtapVersion, arguments: ["bench-record", "insert"], listen: nil).id
+        masked.sessionID = try database.startSession(
+            version: authtapVersion, arguments: ["bench-record", "insert"], listen: nil
+        ).id
         var insertUs = Double.infinity
         for _ in 0..<3 {
             let c0 = Self.threadCPU()
@@ -63,7 +67,8 @@ struct BenchRecord: ParsableCommand {
         let writerLedger = JWTLedger()
         let p0 = Self.processCPU()
         let t0 = DispatchTime.now()
-        let writer = CaptureWriter(database: database, sessionID: session.id!, prepare: { masker.record($0, ledger: writerLedger) })
+        let writer = CaptureWriter(
+            database: database, sessionID: sessionID, prepare: { masker.record($0, ledger: writerLedger) })
         for i in 0..<exchanges {
             var e = raw
             e.connectionID = UInt64(i / 1000 + 1)
@@ -73,11 +78,14 @@ struct BenchRecord: ParsableCommand {
         writer.close()
         let wall = Double(DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1e9
         let cpuUs = (Self.processCPU() - p0) / Double(exchanges) * 1e6
-        let stored = try database.countExchanges(session: session.id!, filter: BrowseFilter())
+        let stored = try database.countExchanges(session: sessionID, filter: BrowseFilter())
         print(String(format: "mask: %.1f µs/exchange (%d params)", maskUs, sink / maskCount))
         print(String(format: "insert: %.1f µs/exchange (batches of %d)", insertUs, batch))
-        print(String(format: "submit+mask+insert: %.1f µs CPU/exchange, %.0f exchanges/s wall, %d of %d stored in the writer's session",
-                     cpuUs, Double(exchanges) / wall, stored, exchanges))
+        print(
+            String(
+                format: "submit+mask+insert: %.1f µs CPU/exchange, %.0f exchanges/s wall, "
+                    + "%d of %d stored in the writer's session",
+                cpuUs, Double(exchanges) / wall, stored, exchanges))
         if stored != exchanges { throw ExitCode(1) }
     }
 
@@ -95,37 +103,49 @@ struct BenchRecord: ParsableCommand {
 
     /// The bench's request (RFC 6749 §4.1.3 with PKCE and client_secret_basic) and nginx's answer.
     static func tokenExchange() -> Exchange {
-        var e = Exchange(connectionID: 1, clientAddress: "127.0.0.1:50000", scheme: .https, host: "127.0.0.1", port: 8443,
-                         method: "POST", target: "/token", start: Date())
+        var e = Exchange(
+            connectionID: 1, clientAddress: "127.0.0.1:50000", scheme: .https, host: "127.0.0.1", port: 8443,
+            method: "POST", target: "/token", start: Date())
         let body = "grant_type=authorization_code&code=SplxlOBeZQQYbYS6WxSbIA.Vb3tYx8Kq2pLmN0cR7wHdE1fGhJkLzX"
             + "&redirect_uri=https%3A%2F%2Fclient.example.com%2Foauth%2Fcallback&client_id=s6BhdRkqt3"
             + "&code_verifier=dBjftJeZ4CVP-mJ92K1qW-0nS7ywGpXe3kFz5TrL8aQ"
         e.requestHeaders = [
-            HeaderField("Host", "127.0.0.1:8443"), HeaderField("User-Agent", "curl/7.88.1"), HeaderField("Accept", "application/json"),
-            HeaderField("Content-Type", "application/x-www-form-urlencoded"),
-            HeaderField("Authorization", "Basic czZCaGRSa3F0MzpnWDFmQmF0M2JW"), HeaderField("Content-Length", String(body.utf8.count)),
+            HeaderField("Host", "127.0.0.1:8443"), HeaderField("User-Agent", "curl/7.88.1"),
+            HeaderField("Accept", "application/json"), HeaderField("Content-Type", "application/x-www-form-urlencoded"),
+            HeaderField("Authorization", "Basic czZCaGRSa3F0MzpnWDFmQmF0M2JW"),
+            HeaderField("Content-Length", String(body.utf8.count)),
         ]
         e.requestBody = CapturedBody(bytes: Array(body.utf8), size: body.utf8.count)
         let header = #"{"alg": "RS256", "typ": "JWT", "kid": "bench-key-2026"}"#
-        let claims = #"{"iss":"https://auth.example.com/","sub":"248289761001","aud":"https://api.example.com","azp":"s6BhdRkqt3","scope":"openid profile email offline_access","iat":1795339200,"exp":1795342800,"jti":"0f3a9c1d2e4b5a6978877665544332211","auth_time":1795339190,"amr":["pwd","mfa"]}"#
+        let claims = #"{"iss":"https://auth.example.com/","sub":"248289761001","aud":"https://api.example.com","#
+            + #""azp":"s6BhdRkqt3","scope":"openid profile email offline_access","iat":1795339200,"exp":1795342800,"#
+            + #""jti":"0f3a9c1d2e4b5a6978877665544332211","auth_time":1795339190,"amr":["pwd","mfa"]}"#
         let signature = JWT.base64URL((0..<256).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) })
-        let token = #"{"access_token":"\#(JWT.base64URL(Array(header.utf8))).\#(JWT.base64URL(Array(claims.utf8))).\#(signature)","token_type":"Bearer","expires_in":3600,"refresh_token":"Qm9vdHN0cmFwUmVmcmVzaFRva2VuMDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3Bx","scope":"openid profile email offline_access"}"#
+        let jwt = JWT.base64URL(Array(header.utf8)) + "." + JWT.base64URL(Array(claims.utf8)) + "." + signature
+        let token = #"{"access_token":"\#(jwt)","token_type":"Bearer","expires_in":3600,"#
+            + #""refresh_token":"Qm9vdHN0cmFwUmVmcmVzaFRva2VuMDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3Bx","#
+            + #""scope":"openid profile email offline_access"}"#
         e.status = 200
         e.responseHeaders = [
             HeaderField("Server", "nginx"), HeaderField("Date", "Mon, 23 Nov 2026 05:00:00 GMT"),
             HeaderField("Content-Type", "application/json"), HeaderField("Content-Length", String(token.utf8.count)),
-            HeaderField("Connection", "keep-alive"), HeaderField("Cache-Control", "no-store"), HeaderField("Pragma", "no-cache"),
+            HeaderField("Connection", "keep-alive"), HeaderField("Cache-Control", "no-store"),
+            HeaderField("Pragma", "no-cache"),
         ]
         e.responseBody = CapturedBody(bytes: Array(token.utf8), size: token.utf8.count)
         let tls = TLSFacts(version: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", alpn: "http/1.1", sni: "127.0.0.1")
         e.clientTLS = tls
         var up = tls
         up.verification = "verified"
-        up.peerCertificate = CertificateSummary(subject: "CN=127.0.0.1", issuer: "CN=bench test CA", sans: ["127.0.0.1", "::1", "localhost"],
-                                                notBefore: Date(timeIntervalSince1970: 1_790_000_000), notAfter: Date(timeIntervalSince1970: 1_800_000_000), serial: "01")
+        up.peerCertificate = CertificateSummary(
+            subject: "CN=127.0.0.1", issuer: "CN=bench test CA", sans: ["127.0.0.1", "::1", "localhost"],
+            notBefore: Date(timeIntervalSince1970: 1_790_000_000), notAfter: Date(timeIntervalSince1970: 1_800_000_000),
+            serial: "01")
         e.upstreamTLS = up
         e.connectionReused = true
-        e.timings.requestSent = 0.05; e.timings.firstByte = 0.2; e.timings.end = 0.21
+        e.timings.requestSent = 0.05
+        e.timings.firstByte = 0.2
+        e.timings.end = 0.21
         return e
     }
 }

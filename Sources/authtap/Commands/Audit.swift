@@ -55,7 +55,7 @@ struct Audit: ParsableCommand {
             let hits = SecretAudit.hits(in: exchange, masker: masker)
             guard !hits.isEmpty else { continue }
             var ignored: [OAuthParam] = []
-            let url = masker.maskURL(exchange.target, location: "", params: &ignored)
+            let url = masker.maskURL(exchange.target, location: .unrecorded, params: &ignored)
             // The file's words (method, host, URL, field names) are escaped for the terminal.
             let place = TerminalText.escape(String("\(exchange.method) \(exchange.host)\(url)".prefix(100)))
             for hit in hits {
@@ -73,14 +73,6 @@ struct Audit: ParsableCommand {
     }
 
     private func printRules() throws {
-        struct Name: Encodable { var family, source: String; var examples: [String] }
-        struct Format: Encodable { var id, source, example: String; var prefixes: [String] }
-        struct Tables: Encodable { var names: [Name]; var tokenFormats: [Format] }
-        let tables = Tables(
-            names: SecretFamily.all.map { Name(family: $0.id, source: $0.source, examples: $0.examples) },
-            tokenFormats: TokenFormats.all.map {
-                Format(id: $0.id, source: $0.source, example: $0.example, prefixes: $0.prefixes)
-            })
-        try printJSON(tables)
+        try printJSON(AuditRulesJSON())
     }
 }

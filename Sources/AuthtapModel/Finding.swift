@@ -6,9 +6,24 @@ public enum Severity: String, Codable, Sendable, CaseIterable, Comparable {
     public static func < (a: Severity, b: Severity) -> Bool { a.rank < b.rank }
 }
 
+/// A rule's id, such as `code-reuse`.
+///
+/// A struct, not an enum: the model does not know the rules, so adding one is a change to the analyzer alone.
+/// It encodes as the plain string and orders as the string does.
+public struct RuleID: RawRepresentable, Codable, Sendable, Hashable, Comparable, ExpressibleByStringLiteral,
+    CustomStringConvertible
+{
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public init(stringLiteral value: String) { self.rawValue = value }
+    public var description: String { rawValue }
+    public static func < (a: RuleID, b: RuleID) -> Bool { a.rawValue < b.rawValue }
+}
+
 /// One diagnosis: which rule, how bad, why, the proof, and what to do.
 public struct Finding: Codable, Sendable, Equatable {
-    public var rule: String
+    public var rule: RuleID
     public var severity: Severity
     public var title: String
     public var explanation: String
@@ -20,7 +35,7 @@ public struct Finding: Codable, Sendable, Equatable {
     /// The exact (masked) values or differences that prove it.
     public var evidence: [String: String]
 
-    public init(rule: String, severity: Severity, title: String, explanation: String, fix: String,
+    public init(rule: RuleID, severity: Severity, title: String, explanation: String, fix: String,
                 exchanges: [Int64], transaction: Int? = nil, evidence: [String: String] = [:]) {
         self.rule = rule
         self.severity = severity
@@ -33,7 +48,7 @@ public struct Finding: Codable, Sendable, Equatable {
     }
 
     /// Identity for de-duplication and for printing a live finding once.
-    public var key: String { "\(rule)|\(title)|\(exchanges.map(String.init).joined(separator: ","))" }
+    public var key: String { "\(rule.rawValue)|\(title)|\(exchanges.map(String.init).joined(separator: ","))" }
 }
 
 /// The part an exchange plays inside a transaction.
@@ -86,6 +101,7 @@ public struct Transaction: Codable, Sendable, Equatable {
     }
 }
 
+/// What the analyzer found in a set of exchanges: the transactions it rebuilt and the findings.
 public struct Analysis: Codable, Sendable, Equatable {
     public var transactions: [Transaction]
     public var findings: [Finding]
