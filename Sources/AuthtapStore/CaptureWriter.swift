@@ -51,6 +51,8 @@ public final class CaptureWriter: ExchangeSink {
     private let prepare: @Sendable (Exchange) -> Exchange
     private let onRecorded: (@Sendable ([Exchange]) -> Void)?
     private let queue = Mutex(Queue())
+    private var wakeCount: Int { max(1, min(limits.batchSize, limits.highWater) / 8) }
+    private var wakeBytes: Int { max(1, min(limits.batchBytes, limits.highWaterBytes) / 8) }
     /// Exchanges queued or being written; producers pause new requests while it is above `highWater`.
     private let backlog = Atomic<Int>(0)
     private let backlogBytes = Atomic<Int>(0)
@@ -91,7 +93,9 @@ public final class CaptureWriter: ExchangeSink {
             }
             q.exchanges.append(item.take()!)
             q.bytes += size
-            return (true, q.exchanges.count == limits.batchSize || q.bytes >= limits.batchBytes)
+            // Woken at an eighth of the high-water mark, not at a full batch: the batch being written counts
+            // toward the mark, so a writer that waited for a full one would hold every producer while it wrote.
+            return (true, q.exchanges.count == wakeCount || q.bytes >= wakeBytes)
         }
         // Only what was queued counts toward the backlog: the writer subtracts what it writes.
         guard queued else { return }
