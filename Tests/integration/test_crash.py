@@ -54,7 +54,11 @@ def test_the_proxy_is_not_dumpable():
             os.setgid(65534)
             os.setuid(65534)
 
-    proc = subprocess.Popen([str(AUTHTAP), "proxy", "--listen", "127.0.0.1:0", "--certs", f"{work}/certs",
+    # A copy in the world-readable work folder: the checkout may sit under a home that nobody cannot enter.
+    binary = os.path.join(work, "authtap")
+    shutil.copy2(AUTHTAP, binary)
+    os.chmod(binary, 0o755)
+    proc = subprocess.Popen([binary, "proxy", "--listen", "127.0.0.1:0", "--certs", f"{work}/certs",
                              "--db", f"{work}/authtap.sqlite"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             cwd=work, preexec_fn=drop)
     try:
