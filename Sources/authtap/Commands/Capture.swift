@@ -101,23 +101,14 @@ struct Capture: ParsableCommand {
         let sessionID = try insertedID(session.id, of: "session")
         let sink = HandshakeSink(database: database, session: sessionID, quiet: quiet)
         let finished = DispatchSemaphore(value: 0)
+        let stop = StopSignals()
         let banner = "authtap capturing on \(interface) (\(bpf))\(write.map { ", writing \($0)" } ?? ""), "
             + "session \(sessionID)\n"
         FileHandle.standardOutput.write(Data(banner.utf8))
         capture.startDissecting(emit: { sink.add($0) }, finished: { finished.signal() })
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        let stop = DispatchSemaphore(value: 0)
-        let sources = [SIGINT, SIGTERM].map { sig -> any DispatchSourceSignal in
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { stop.signal() }
-            s.resume()
-            return s
-        }
-        _ = stop.wait(timeout: duration.map { .now() + $0 } ?? .distantFuture)
+        _ = stop.wait(timeout: duration)
         capture.stop()
         finished.wait()
-        withExtendedLifetime(sources) {}
         sink.flush()
         let (received, kernelDrops) = capture.kernelStats
         try database.endSession(sessionID, dropped: kernelDrops + capture.queueDrops)

@@ -205,6 +205,7 @@ struct Proxy: AsyncParsableCommand {
         }
         try database.setListen(sessionID, listen: "\(host.contains(":") ? "[\(host)]" : host):\(boundPort)")
         if let capture { try follow(capture, boundPort: boundPort) }
+        let stop = StopSignals()
         let banner = self.banner(
             listening: boundHost, host: host, port: boundPort, certs: certs, sessionID: sessionID,
             keyLogging: keyLogFile != nil)
@@ -212,7 +213,9 @@ struct Proxy: AsyncParsableCommand {
         let pcapRun = capture.map { PcapRun(capture: $0, database: database, sessionID: sessionID) }
 
         // SIGINT / SIGTERM: stop accepting, drain, flush, exit 0.
-        await Self.waitForStop()
+        let name = await stop.next()
+        FileHandle.standardError.write(Data(
+            "authtap: \(name), finishing in-flight exchanges (up to 5 s; Ctrl-C again to quit now)\n".utf8))
         await server.shutdown(grace: 5)
         let captureSummary = pcapRun?.finish() ?? ""
         withExtendedLifetime(keyLogFile) {}
@@ -318,30 +321,6 @@ struct Proxy: AsyncParsableCommand {
             banner += "TLS key log: \(absolute(path)) (anyone holding it can decrypt both legs; delete it when done)\n"
         }
         return banner
-    }
-
-    /// Waits for SIGINT or SIGTERM, then gives both back their default action, so that a second one ends the
-    /// process at once.
-    private static func waitForStop() async {
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        let (stop, continuation) = AsyncStream<Int32>.makeStream()
-        let sources = [SIGINT, SIGTERM].map { sig -> any DispatchSourceSignal in
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { continuation.yield(sig) }
-            source.resume()
-            return source
-        }
-        for await sig in stop {
-            let name = sig == SIGINT ? "SIGINT" : "SIGTERM"
-            let line = "authtap: \(name), finishing in-flight exchanges (up to 5 s; Ctrl-C again to quit now)\n"
-            FileHandle.standardError.write(Data(line.utf8))
-            break
-        }
-        // A second signal takes the default action: the process ends at once.
-        signal(SIGINT, SIG_DFL)
-        signal(SIGTERM, SIG_DFL)
-        withExtendedLifetime(sources) {}
     }
 
     /// The stored analysis of the whole session, summed up for the last line; past the limit, a pointer to
