@@ -413,6 +413,35 @@ func secretNamesInAnyCase(_ name: String, _ secret: Bool) {
     }
 }
 
+/// A small cache over a counting classifier: a repeated name is classified once, a non-ASCII or long one
+/// every time, and a flood past the limit empties the cache instead of growing it.
+@Test func nameCacheKeepsOnlyWhatItMayAndStaysBounded() {
+    let cache = NameCache<Int>(limit: 8, maximumLength: 16)
+    var calls = 0
+    let count: (String) -> Int = { calls += 1; return $0.utf8.count }
+    #expect(cache.value(for: "x-request-id", compute: count) == 12)
+    #expect(cache.value(for: "x-request-id", compute: count) == 12)
+    #expect(calls == 1)
+    _ = cache.value(for: "pass\u{301}word", compute: count)
+    _ = cache.value(for: "pass\u{301}word", compute: count)
+    _ = cache.value(for: String(repeating: "a", count: 17), compute: count)
+    _ = cache.value(for: String(repeating: "a", count: 17), compute: count)
+    #expect(calls == 5)
+    for i in 0..<8 { _ = cache.value(for: "f\(i)", compute: count) }
+    calls = 0
+    #expect(cache.value(for: "x-request-id", compute: count) == 12)
+    #expect(calls == 1, "the ninth distinct name empties the cache")
+}
+
+@Test func sweepExemptionsAnswerTheSameFromTheCache() {
+    let names = ["ETag", "x-request-id", "X-Amzn-Trace-Id", "client_id", "commit_sha", "access_token", "note",
+                 "traceparent", "state", "password"]
+    let first = names.map { SweepExemptions.exempt($0) }
+    #expect(first == [true, true, true, true, true, false, false, true, true, false])
+    for i in 0..<5_000 { _ = SweepExemptions.exempt("header_\(i)") }
+    #expect(names.map { SweepExemptions.exempt($0) } == first)
+}
+
 /// Fingerprints are the first 6 bytes of HMAC-SHA256 in lower-case hex.
 @Test func fingerprintIsTruncatedHMACInHex() {
     let key = Array("fingerprint-test-key".utf8)

@@ -1,5 +1,3 @@
-import Synchronization
-
 /// Whether a parameter, JSON key, header, form field, cookie or XML element name holds a secret.
 ///
 /// A name is first normalised into lower-case words: camelCase, PascalCase, snake_case, kebab-case,
@@ -9,30 +7,12 @@ import Synchronization
 public enum SecretNames {
     /// The family a name belongs to, or `nil` for a readable name.
     public static func family(of name: some StringProtocol) -> SecretFamily? {
-        let key = String(name)
-        // String equality is canonical equivalence, which can join two non-ASCII names whose bytes split into
-        // different words, and a long name would make the cache's bound one of entries, not of bytes: such
-        // rare names are classified each time.
-        guard key.utf8.count <= cacheableLength, key.utf8.allSatisfy({ $0 < 0x80 }) else {
-            return classify(key).map { SecretFamily.all[$0] }
-        }
-        if let known = cache.withLock({ $0[key] }) { return known.map { SecretFamily.all[$0] } }
-        let index = classify(key)
-        cache.withLock { cache in
-            // Names come from the traffic: a flood of distinct ones empties the cache instead of growing it.
-            if cache.count >= cacheLimit { cache.removeAll(keepingCapacity: true) }
-            cache[key] = index
-        }
-        return index.map { SecretFamily.all[$0] }
+        cache.value(for: String(name), compute: classify).map { SecretFamily.all[$0] }
     }
 
     public static func isSecret(_ name: some StringProtocol) -> Bool { family(of: name) != nil }
 
-    /// Real traffic repeats a few hundred names; splitting and matching each one again is most of the
-    /// masker's work, so the answer per name is kept.
-    private static let cache = Mutex<[String: Int?]>([:])
-    private static let cacheLimit = 4096
-    private static let cacheableLength = 128
+    private static let cache = NameCache<Int?>()
 
     /// The index in `SecretFamily.all` of the family a name belongs to.
     static func classify(_ name: String) -> Int? {

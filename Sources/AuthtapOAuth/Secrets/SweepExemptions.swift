@@ -35,6 +35,12 @@ enum SweepExemptions {
 
     static func exempt(_ name: String?) -> Bool {
         guard let name else { return false }
+        return cache.value(for: name, compute: classify)
+    }
+
+    private static let cache = NameCache<Bool>()
+
+    private static func classify(_ name: String) -> Bool {
         let words = SecretNames.words(of: name)
         if names.contains(words.joined(separator: "_")) { return true }
         if words.count >= 2, let last = words.last, last == "id" || last == "ids" || last == "requestid",

@@ -4,21 +4,25 @@ extension TokenFormats {
     private struct Candidate {
         let format: Int
         let prefix: [UInt8]
+        let isPEMBlock: Bool
     }
 
-    /// First bytes of every prefix, and for each first byte the candidates, longest prefix first.
-    private static let index: (first: ByteClass, byFirst: [[Candidate]]) = {
+    /// First bytes of every prefix, those of PEM headers (which match off a boundary too), and for each first
+    /// byte the candidates, longest prefix first.
+    private static let index: (first: ByteClass, pemFirst: ByteClass, byFirst: [[Candidate]]) = {
         var byFirst = [[Candidate]](repeating: [], count: 256)
         var firsts = ""
+        var pemFirsts = ""
         for (f, format) in all.enumerated() {
             for prefix in format.prefixes {
                 let bytes = Array(prefix.utf8)
-                byFirst[Int(bytes[0])].append(Candidate(format: f, prefix: bytes))
+                byFirst[Int(bytes[0])].append(Candidate(format: f, prefix: bytes, isPEMBlock: format.isPEMBlock))
                 firsts.unicodeScalars.append(Unicode.Scalar(bytes[0]))
+                if format.isPEMBlock { pemFirsts.unicodeScalars.append(Unicode.Scalar(bytes[0])) }
             }
         }
         for b in 0..<256 { byFirst[b].sort { $0.prefix.count > $1.prefix.count } }
-        return (ByteClass(firsts), byFirst)
+        return (ByteClass(firsts), ByteClass(pemFirsts), byFirst)
     }()
 
     private static let word = ByteClass.base64url
@@ -29,21 +33,22 @@ extension TokenFormats {
     /// (when longer than maxBody it is not that format). PEM blocks match from BEGIN through END line.
     public static func scan(_ bytes: UnsafeBufferPointer<UInt8>) -> [(range: Range<Int>, format: TokenFormat)] {
         var hits: [(range: Range<Int>, format: TokenFormat)] = []
-        let (first, byFirst) = index
+        let (first, pemFirst, byFirst) = index
         let n = bytes.count
         var i = 0
         while i < n {
             let b = bytes[i]
-            guard first.contains(b) else {
+            // Most bytes of text start no prefix, or stand inside a word where only a PEM header may start.
+            let boundary = first.contains(b) && atBoundary(bytes, i)
+            guard boundary || pemFirst.contains(b) else {
                 i += 1
                 continue
             }
             var matched = false
-            let boundary = atBoundary(bytes, i)
             for candidate in byFirst[Int(b)] {
-                let format = all[candidate.format]
                 // Five dashes and BEGIN anchor a PEM header whatever precedes it.
-                guard boundary || format.isPEMBlock, hasPrefix(bytes, at: i, candidate.prefix) else { continue }
+                guard boundary || candidate.isPEMBlock, hasPrefix(bytes, at: i, candidate.prefix) else { continue }
+                let format = all[candidate.format]
                 let end = format.isPEMBlock
                     ? pemEnd(bytes, start: i, bodyStart: i + candidate.prefix.count, format: format)
                     : bodyEnd(bytes, bodyStart: i + candidate.prefix.count, format: format)

@@ -1,0 +1,30 @@
+import Synchronization
+
+/// The answer a classifier gave for a name, kept: real traffic repeats a few hundred parameter, header and key
+/// names, and splitting each one into words again is most of the masker's work.
+///
+/// Bounded by entries and bytes: only ASCII names of at most 128 bytes go in (String equality is canonical
+/// equivalence, which can join two non-ASCII names whose bytes split into different words), and a flood of
+/// distinct names, which the traffic can send, empties the cache instead of growing it.
+final class NameCache<Value: Sendable>: Sendable {
+    private let entries = Mutex<[String: Value]>([:])
+    private let limit: Int
+    private let maximumLength: Int
+
+    init(limit: Int = 4096, maximumLength: Int = 128) {
+        self.limit = limit
+        self.maximumLength = maximumLength
+    }
+
+    /// The kept answer for `name`, or `compute(name)`, kept when the name may be.
+    func value(for name: String, compute: (String) -> Value) -> Value {
+        guard name.utf8.count <= maximumLength, name.utf8.allSatisfy({ $0 < 0x80 }) else { return compute(name) }
+        if let known = entries.withLock({ $0[name] }) { return known }
+        let value = compute(name)
+        entries.withLock { entries in
+            if entries.count >= limit { entries.removeAll(keepingCapacity: true) }
+            entries[name] = value
+        }
+        return value
+    }
+}
