@@ -11,7 +11,9 @@ public enum FormCoding {
 
     public static func decode<S: StringProtocol>(_ text: S) -> String {
         let utf8 = text.utf8
-        if !utf8.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) { return String(text) }
+        let escaped: (UInt8) -> Bool = { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }
+        let hasEscapes = utf8.withContiguousStorageIfAvailable { $0.contains(where: escaped) } ?? utf8.contains(where: escaped)
+        if !hasEscapes { return String(text) }
         var out: [UInt8] = []
         out.reserveCapacity(utf8.count)
         var i = utf8.startIndex

@@ -119,11 +119,11 @@ extension FormCoding {
 
     /// `a=b&c=d` with no whitespace: a form body sent without a Content-Type.
     public static func looksLikeForm(_ text: String) -> Bool {
-        guard text.utf8.contains(UInt8(ascii: "=")), text.utf8.count < 1 << 20 else { return false }
+        guard text.utf8Contains(byte: UInt8(ascii: "=")), text.utf8.count < 1 << 20 else { return false }
         let isBreak: (UInt8) -> Bool = {
             $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 || $0 == UInt8(ascii: "<")
         }
-        guard text.utf8.contains(where: isBreak) else { return true }
+        guard text.utf8Contains(where: isBreak) else { return true }
         // A recorded form holds markers, and markers hold spaces: look at the text between them.
         guard text.utf8Contains("[masked ") else { return false }
         let bytes = Array(text.utf8)
@@ -181,6 +181,15 @@ extension String {
             return memchr(base, Int32(byte), b.count) != nil
         }
     }
+
+    /// `utf8.contains(where:)` over the contiguous bytes: the view's own iterator goes index by index.
+    func utf8Contains(where predicate: (UInt8) -> Bool) -> Bool {
+        var text = self
+        return text.withUTF8 { $0.contains(where: predicate) }
+    }
+
+    /// Every byte below 0x80.
+    var isASCII: Bool { !utf8Contains { $0 >= 0x80 } }
 }
 
 extension Array where Element == HeaderField {
@@ -353,8 +362,12 @@ enum JSONMasking {
     }
 
     static func escape(_ text: String) -> [UInt8] {
-        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
-            return Array(text.utf8)
+        var text = text
+        if let plain = text.withUTF8({ bytes -> [UInt8]? in
+            bytes.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") })
+                ? nil : Array(bytes)
+        }) {
+            return plain
         }
         var out: [UInt8] = []
         out.reserveCapacity(text.utf8.count + 8)

@@ -18,7 +18,7 @@ final class NameCache<Value: Sendable>: Sendable {
 
     /// The kept answer for `name`, or `compute(name)`, kept when the name may be.
     func value(for name: String, compute: (String) -> Value) -> Value {
-        guard name.utf8.count <= maximumLength, name.utf8.allSatisfy({ $0 < 0x80 }) else { return compute(name) }
+        guard name.utf8.count <= maximumLength, name.isASCII else { return compute(name) }
         if let known = entries.withLock({ $0[name] }) { return known }
         let value = compute(name)
         entries.withLock { entries in
