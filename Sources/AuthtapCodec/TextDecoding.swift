@@ -99,16 +99,24 @@ public enum TextDecoding {
     /// The lower-cased `charset` parameter of a Content-Type value, unquoted; nil when absent or empty.
     static func declaredCharset(_ contentType: String?) -> String? {
         guard let contentType else { return nil }
-        for parameter in contentType.split(separator: ";").dropFirst() {
-            guard let equals = parameter.firstIndex(of: "=") else { continue }
-            let name = parameter[..<equals].trimmingCharacters(in: .whitespaces).lowercased()
-            guard name == "charset" else { continue }
-            var value = parameter[parameter.index(after: equals)...].trimmingCharacters(in: .whitespaces)
-            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") {
-                value = String(value.dropFirst().dropLast())
+        // Bytes, not Foundation's trimming: it runs for every body the writer decodes.
+        let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 }
+        func trimmed(_ part: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+            var part = part
+            while let first = part.first, isSpace(first) { part = part.dropFirst() }
+            while let last = part.last, isSpace(last) { part = part.dropLast() }
+            return part
+        }
+        let bytes = Array(contentType.utf8)
+        for parameter in bytes.split(separator: UInt8(ascii: ";"), omittingEmptySubsequences: false).dropFirst() {
+            guard let equals = parameter.firstIndex(of: UInt8(ascii: "=")) else { continue }
+            let name = trimmed(parameter[..<equals])
+            guard name.count == 7, name.map({ $0 | 0x20 }).elementsEqual("charset".utf8) else { continue }
+            var value = trimmed(parameter[(equals + 1)...])
+            if value.count >= 2, value.first == UInt8(ascii: "\""), value.last == UInt8(ascii: "\"") {
+                value = trimmed(value.dropFirst().dropLast())
             }
-            value = value.trimmingCharacters(in: .whitespaces).lowercased()
-            return value.isEmpty ? nil : value
+            return value.isEmpty ? nil : String(decoding: value, as: UTF8.self).lowercased()
         }
         return nil
     }

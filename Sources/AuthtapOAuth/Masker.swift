@@ -317,7 +317,7 @@ public struct Masker: Sendable {
                 } else if SecretNames.isSecret(field.name) {
                     value = secret(kind: lower, value: field.value).masked
                 } else {
-                    value = maskReadable(field.value, name: lower)
+                    value = maskReadableHeader(field.value, name: lower)
                 }
             }
             guard value != field.value else { continue }
@@ -325,6 +325,21 @@ public struct Masker: Sendable {
             out?[i] = HeaderField(field.name, value)
         }
         return out ?? headers
+    }
+
+    /// Header values in which the masker found nothing, by lower-cased name: traffic repeats the same few
+    /// (`Content-Type`, `User-Agent`, `Server`, `Cache-Control`), and sweeping each one again for shapes is a
+    /// large part of the work per exchange. Only values found clean are kept, so no secret stays here; a clean
+    /// value is clean for every masker, as only a marker carries the fingerprint key.
+    private static let cleanHeaderValues = NameCache<Bool>(limit: 4096, maximumLength: 256)
+
+    private func maskReadableHeader(_ value: String, name: String) -> String {
+        // The name's length first: a name or value from a HAR may hold any character.
+        let key = "\(name.utf8.count):" + name + value
+        if Self.cleanHeaderValues.known(key) != nil { return value }
+        let masked = maskReadable(value, name: name)
+        if masked == value { Self.cleanHeaderValues.keep(true, for: key) }
+        return masked
     }
 
     /// `client_id:[masked …]`, as a recorded Basic credential reads: the marker after the first colon.

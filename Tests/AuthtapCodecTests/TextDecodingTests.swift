@@ -151,6 +151,10 @@ private let textCases: [TextCase] = [
         ("text/plain", nil),
         ("text/plain; charset=", nil),
         ("text/plain; charset=\"\"", nil),
+        // Spring's MediaType.APPLICATION_JSON_UTF8_VALUE, as Spring Authorization Server sends it.
+        ("application/json;charset=UTF-8", "utf-8"),
+        ("text/html;\tcharset=\t\" utf-8 \"", "utf-8"),
+        ("text/plain; charsets=utf-16; xcharset=utf-16", nil),
     ] as [(String, String?)])
     func declaredCharset(contentType: String, charset: String?) {
         #expect(TextDecoding.declaredCharset(contentType) == charset)

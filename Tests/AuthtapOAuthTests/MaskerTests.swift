@@ -562,3 +562,23 @@ func basicCredentialWithoutUserIsMaskedWhole(_ encoded: String) {
     #expect(masked[0].value == "Basic [masked basic-credentials len=\(encoded.utf8.count) fp=\(fp(encoded))]")
     #expect(params.isEmpty)
 }
+
+/// Clean header values are remembered; a value with a secret shape is masked every time it comes, under any
+/// header name, and a remembered clean value never hides a secret sent under another name.
+@Test func repeatedHeadersAreMaskedEveryTime() {
+    let token = "ghp_" + String(repeating: "aB3dE5fG7h", count: 3) + "123456"
+    let headers = [HeaderField("User-Agent", "curl/7.88.1"), HeaderField("X-Debug", "token " + token),
+                   HeaderField("Content-Type", "application/json;charset=UTF-8")]
+    for _ in 0..<3 {
+        var params: [OAuthParam] = []
+        let out = masker.maskHeaders(headers, location: .requestHeader, params: &params)
+        #expect(out[0].value == "curl/7.88.1")
+        #expect(!out[1].value.contains(token) && out[1].value.contains("[masked"), "\(out[1].value)")
+        #expect(out[2].value == "application/json;charset=UTF-8")
+    }
+    // The same bytes split differently between name and value are another key.
+    var params: [OAuthParam] = []
+    let shifted = masker.maskHeaders([HeaderField("X-Debug-token", " " + token)], location: .requestHeader,
+                                     params: &params)
+    #expect(!shifted[0].value.contains(token))
+}

@@ -18,13 +18,24 @@ final class NameCache<Value: Sendable>: Sendable {
 
     /// The kept answer for `name`, or `compute(name)`, kept when the name may be.
     func value(for name: String, compute: (String) -> Value) -> Value {
-        guard name.utf8.count <= maximumLength, name.isASCII else { return compute(name) }
-        if let known = entries.withLock({ $0[name] }) { return known }
+        if let known = known(name) { return known }
         let value = compute(name)
+        keep(value, for: name)
+        return value
+    }
+
+    func known(_ name: String) -> Value? {
+        guard mayKeep(name) else { return nil }
+        return entries.withLock { $0[name] }
+    }
+
+    func keep(_ value: Value, for name: String) {
+        guard mayKeep(name) else { return }
         entries.withLock { entries in
             if entries.count >= limit { entries.removeAll(keepingCapacity: true) }
             entries[name] = value
         }
-        return value
     }
+
+    private func mayKeep(_ name: String) -> Bool { name.utf8.count <= maximumLength && name.isASCII }
 }
