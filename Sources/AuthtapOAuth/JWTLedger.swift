@@ -43,7 +43,7 @@ public final class JWTLedger: @unchecked Sendable {
         var out: [OAuthParam] = []
         lock.lock()
         defer { lock.unlock() }
-        if roles.contains(.jwks) || (roles.isEmpty && body.count < 262_144 && Self.contains(body, "\"keys\"")) {
+        if roles.contains(.jwks) || (roles.isEmpty && body.count < 262_144 && ByteSearch.contains(body, "\"keys\"")) {
             let published = parseJWKS(body)
             if !published.isEmpty {
                 for (kid, key) in published { keys[kid] = key }
@@ -184,14 +184,5 @@ public final class JWTLedger: @unchecked Sendable {
             }
             return result
         }
-    }
-
-    static func contains(_ hay: [UInt8], _ needle: String) -> Bool {
-        let n = Array(needle.utf8)
-        guard hay.count >= n.count else { return false }
-        for start in 0...(hay.count - n.count) where hay[start] == n[0] {
-            if hay[start..<(start + n.count)].elementsEqual(n) { return true }
-        }
-        return false
     }
 }

@@ -137,23 +137,6 @@ extension FormCoding {
 }
 
 extension String {
-    /// Substring search on UTF-8 bytes: no Foundation bridging, no copy (Foundation's
-    /// `contains` goes through NSString, and it runs on the writer's path for every exchange).
-    func utf8Contains(_ needle: String) -> Bool {
-        var hay = self, needle = needle
-        return hay.withUTF8 { h in
-            needle.withUTF8 { n in
-                guard !n.isEmpty else { return true }
-                guard h.count >= n.count, let hb = h.baseAddress, let nb = n.baseAddress else { return false }
-                let first = n[0]
-                for start in 0...(h.count - n.count) where h[start] == first {
-                    if memcmp(hb + start, nb, n.count) == 0 { return true }
-                }
-                return false
-            }
-        }
-    }
-
     /// `utf8Contains` ignoring ASCII case; `needle` must be lower case.
     func utf8ContainsASCIICaseInsensitive(_ needle: StaticString) -> Bool {
         var hay = self

@@ -89,7 +89,10 @@ extension TokenFormats {
         while j < limit, format.body.contains(bytes[j]) { j += 1 }
         let length = j - bodyStart
         guard length >= format.minBody, length <= format.maxBody else { return nil }
-        if let infix = format.infix, !contains(bytes, bodyStart..<j, Array(infix.utf8)) { return nil }
+        if var infix = format.infix,
+           !infix.withUTF8({ ByteSearch.contains(UnsafeBufferPointer(rebasing: bytes[bodyStart..<j]), $0) }) {
+            return nil
+        }
         return j
     }
 
@@ -131,15 +134,5 @@ extension TokenFormats {
         var tail = blockStart
         while tail < searchLimit, format.body.contains(bytes[tail]) { tail += 1 }
         return tail - blockStart >= format.minBody ? tail : nil
-    }
-
-    private static func contains(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ needle: [UInt8]) -> Bool {
-        guard range.count >= needle.count else { return false }
-        var i = range.lowerBound
-        while i + needle.count <= range.upperBound {
-            if hasPrefix(bytes, at: i, needle) { return true }
-            i += 1
-        }
-        return false
     }
 }
