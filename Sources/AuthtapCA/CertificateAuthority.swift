@@ -8,10 +8,18 @@ public struct CAError: Error, CustomStringConvertible {
     private enum Code { case unreadable, unwritable, badKey, badCertificate }
     private let code: Code
     public let description: String
-    public static func unreadable(_ path: String, _ why: String) -> CAError { .init(code: .unreadable, description: "cannot read \(path): \(why)") }
-    public static func unwritable(_ path: String, _ why: String) -> CAError { .init(code: .unwritable, description: "cannot write \(path): \(why)") }
-    public static func badKey(_ path: String) -> CAError { .init(code: .badKey, description: "\(path) does not hold a P-256 private key in PEM") }
-    public static func badCertificate(_ path: String) -> CAError { .init(code: .badCertificate, description: "\(path) does not hold a PEM certificate") }
+    public static func unreadable(_ path: String, _ why: String) -> CAError {
+        .init(code: .unreadable, description: "cannot read \(path): \(why)")
+    }
+    public static func unwritable(_ path: String, _ why: String) -> CAError {
+        .init(code: .unwritable, description: "cannot write \(path): \(why)")
+    }
+    public static func badKey(_ path: String) -> CAError {
+        .init(code: .badKey, description: "\(path) does not hold a P-256 private key in PEM")
+    }
+    public static func badCertificate(_ path: String) -> CAError {
+        .init(code: .badCertificate, description: "\(path) does not hold a PEM certificate")
+    }
 }
 
 /// The local certificate authority: created once under `certs/`, key at mode 0600.
@@ -25,17 +33,22 @@ public final class CertificateAuthority: Sendable {
     public let leafKey: P256.Signing.PrivateKey
     private let subjectKeyID: ArraySlice<UInt8>
 
-    public init(certificate: Certificate, key: P256.Signing.PrivateKey, leafKey: P256.Signing.PrivateKey = .init()) throws {
+    public init(certificate: Certificate, key: P256.Signing.PrivateKey, leafKey: P256.Signing.PrivateKey = .init())
+        throws
+    {
         self.certificate = certificate
         self.key = key
         self.leafKey = leafKey
         self.certificatePEM = try certificate.serializeAsPEM().pemString
-        self.subjectKeyID = (try? certificate.extensions.subjectKeyIdentifier?.keyIdentifier)
+        self.subjectKeyID =
+            (try? certificate.extensions.subjectKeyIdentifier?.keyIdentifier)
             ?? SubjectKeyIdentifier(hash: certificate.publicKey).keyIdentifier
     }
 
     /// A new self-signed CA.
-    public static func generate(commonName: String = "authtap local CA", now: Date = Date()) throws -> (Certificate, P256.Signing.PrivateKey) {
+    public static func generate(commonName: String = "authtap local CA", now: Date = Date()) throws -> (
+        Certificate, P256.Signing.PrivateKey
+    ) {
         let key = P256.Signing.PrivateKey()
         let certKey = Certificate.PrivateKey(key)
         let name = try DistinguishedName {

@@ -27,8 +27,12 @@ public struct CertsDirectory: Sendable {
         try fm.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         if fm.fileExists(atPath: caKeyPath), fm.fileExists(atPath: caCertificatePath) {
             let keyPEM = try read(caKeyPath)
-            guard let key = try? P256.Signing.PrivateKey(pemRepresentation: keyPEM) else { throw CAError.badKey(caKeyPath) }
-            guard let cert = try? Certificate(pemEncoded: try read(caCertificatePath)) else { throw CAError.badCertificate(caCertificatePath) }
+            guard let key = try? P256.Signing.PrivateKey(pemRepresentation: keyPEM) else {
+                throw CAError.badKey(caKeyPath)
+            }
+            guard let cert = try? Certificate(pemEncoded: try read(caCertificatePath)) else {
+                throw CAError.badCertificate(caCertificatePath)
+            }
             try Self.enforceOwnerOnly(caKeyPath)
             let ca = try CertificateAuthority(certificate: cert, key: key)
             try writeBundleIfNeeded(ca)
@@ -59,7 +63,8 @@ public struct CertsDirectory: Sendable {
     private func writeBundleIfNeeded(_ ca: CertificateAuthority, force: Bool = false) throws {
         if !force, let existing = try? read(bundlePath), existing.contains(ca.certificatePEM) { return }
         var bundle = ""
-        if let system = Self.systemBundleCandidates.lazy.compactMap({ try? String(contentsOfFile: $0, encoding: .utf8) }).first {
+        if let system = Self.systemBundleCandidates.lazy.compactMap({ try? String(contentsOfFile: $0, encoding: .utf8) }
+        ).first {
             bundle = system.hasSuffix("\n") ? system : system + "\n"
         }
         bundle += "# authtap local CA\n" + ca.certificatePEM + "\n"
@@ -71,7 +76,9 @@ public struct CertsDirectory: Sendable {
     }
 
     private func write(_ text: String, to p: String, mode: Int) throws {
-        guard FileManager.default.createFile(atPath: p, contents: Data(text.utf8), attributes: [.posixPermissions: mode]) else {
+        guard
+            FileManager.default.createFile(atPath: p, contents: Data(text.utf8), attributes: [.posixPermissions: mode])
+        else {
             throw CAError.unwritable(p, String(cString: strerror(errno)))
         }
     }

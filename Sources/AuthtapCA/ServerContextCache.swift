@@ -1,8 +1,8 @@
 import Dispatch
 import NIOCore
 import NIOSSL
-import Synchronization
 import SwiftASN1
+import Synchronization
 import X509
 
 /// Server-side TLS contexts for intercepted hosts, one per host, built off the event loop
@@ -60,7 +60,8 @@ public final class ServerContextCache: Sendable {
         var serializer = DER.Serializer()
         try serializer.serialize(leaf)
         let nioLeaf = try NIOSSLCertificate(bytes: serializer.serializedBytes, format: .der)
-        var config = TLSConfiguration.makeServerConfiguration(certificateChain: [.certificate(nioLeaf)], privateKey: .privateKey(leafKey))
+        var config = TLSConfiguration.makeServerConfiguration(
+            certificateChain: [.certificate(nioLeaf)], privateKey: .privateKey(leafKey))
         config.keyLogCallback = keyLog
         config.applicationProtocols = ["http/1.1"]
         config.minimumTLSVersion = .tlsv1

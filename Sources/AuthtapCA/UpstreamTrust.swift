@@ -17,8 +17,9 @@ public struct UpstreamTrust: Sendable {
     public init(extraAnchors: [Certificate], includeSystem: Bool = true) {
         var roots = extraAnchors
         if includeSystem,
-           let path = CertsDirectory.systemBundleCandidates.first(where: { FileManager.default.fileExists(atPath: $0) }),
-           let system = try? loadPEMCertificates(path: path)
+            let path = CertsDirectory.systemBundleCandidates.first(where: { FileManager.default.fileExists(atPath: $0) }
+            ),
+            let system = try? loadPEMCertificates(path: path)
         {
             roots += system
         }
@@ -28,14 +29,18 @@ public struct UpstreamTrust: Sendable {
     public func verify(chain: [Certificate], host: String, now: Date = Date()) async -> Verdict {
         guard let leaf = chain.first else { return .failed(.other, "the server sent no certificate") }
         if now < leaf.notValidBefore {
-            return .failed(.notYetValid, "certificate for \(leaf.subject) is not valid before \(iso(leaf.notValidBefore))")
+            return .failed(
+                .notYetValid, "certificate for \(leaf.subject) is not valid before \(iso(leaf.notValidBefore))")
         }
         if now > leaf.notValidAfter {
             return .failed(.expired, "certificate for \(leaf.subject) expired at \(iso(leaf.notValidAfter))")
         }
         let names = Self.subjectAlternativeNames(leaf)
         if !Self.matches(host: host, names: names) {
-            return .failed(.hostnameMismatch, "certificate names \(names.isEmpty ? "no subject alternative names" : names.joined(separator: ", ")), not \(host)")
+            return .failed(
+                .hostnameMismatch,
+                "certificate names \(names.isEmpty ? "no subject alternative names" : names.joined(separator: ", ")), not \(host)"
+            )
         }
         var verifier = Verifier(rootCertificates: CertificateStore(roots)) {
             RFC5280Policy()
@@ -85,7 +90,9 @@ public struct UpstreamTrust: Sendable {
         if bytes.count == 4 { return bytes.map(String.init).joined(separator: ".") }
         if bytes.count == 16 {
             var out = [String]()
-            for i in stride(from: 0, to: 16, by: 2) { out.append(String(UInt16(bytes[i]) << 8 | UInt16(bytes[i + 1]), radix: 16)) }
+            for i in stride(from: 0, to: 16, by: 2) {
+                out.append(String(UInt16(bytes[i]) << 8 | UInt16(bytes[i + 1]), radix: 16))
+            }
             return out.joined(separator: ":")
         }
         return nil

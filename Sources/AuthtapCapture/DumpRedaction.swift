@@ -22,7 +22,7 @@ public struct DumpRedaction: Sendable {
         // the listen port: nothing of it is written, but it is still counted.
         guard let segment = PacketDecoder.tcp(packet, linkType: linkType) else { return 0 }
         guard ports.contains(segment.source.port) || ports.contains(segment.destination.port),
-              segment.payloadLength > 0
+            segment.payloadLength > 0
         else { return packet.count }
         let start = segment.payloadOffset
         let payload = UnsafeRawBufferPointer(rebasing: packet[start..<(start + segment.payloadLength)])

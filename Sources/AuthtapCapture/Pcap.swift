@@ -29,7 +29,8 @@ public final class PcapFile {
             throw CaptureError(description: "\(path): no such file", isPermission: false)
         }
         guard let h = pcap_open_offline_with_tstamp_precision(path, UInt32(PCAP_TSTAMP_PRECISION_MICRO), &errbuf) else {
-            throw CaptureError(description: "\(path): not a pcap or pcapng file (\(String(cString: errbuf)))", isPermission: false)
+            throw CaptureError(
+                description: "\(path): not a pcap or pcapng file (\(String(cString: errbuf)))", isPermission: false)
         }
         self.handle = h
         self.linkType = pcap_datalink(h)
@@ -53,7 +54,10 @@ public final class PcapFile {
             let rc = pcap_next_ex(handle, &header, &data)
             if rc == 1, let header, let data {
                 n += 1
-                body(RawPacket(number: n, micros: authtap_pcap_ts_usec(header), bytes: UnsafeRawBufferPointer(start: data, count: Int(authtap_pcap_caplen(header)))))
+                body(
+                    RawPacket(
+                        number: n, micros: authtap_pcap_ts_usec(header),
+                        bytes: UnsafeRawBufferPointer(start: data, count: Int(authtap_pcap_caplen(header)))))
             } else if rc == PCAP_ERROR_BREAK {
                 return (n, nil)
             } else {
@@ -114,17 +118,23 @@ struct ChunkedPcap {
             var offset = 0
             while filled - offset >= 16 {
                 let caplen = Int(u32(offset + 8))
-                guard caplen <= 262_144 * 4 else { return (n, "\(path): packet \(n + 1) claims \(caplen) bytes: the file is corrupt after packet \(n)") }
+                guard caplen <= 262_144 * 4 else {
+                    return (n, "\(path): packet \(n + 1) claims \(caplen) bytes: the file is corrupt after packet \(n)")
+                }
                 guard filled - offset >= 16 + caplen else { break }
                 let seconds = Int64(u32(offset)), fraction = Int64(u32(offset + 4))
                 n += 1
-                body(RawPacket(number: n, micros: seconds * 1_000_000 + (nanos ? fraction / 1000 : fraction),
-                               bytes: UnsafeRawBufferPointer(start: buffer.baseAddress! + offset + 16, count: caplen)))
+                body(
+                    RawPacket(
+                        number: n, micros: seconds * 1_000_000 + (nanos ? fraction / 1000 : fraction),
+                        bytes: UnsafeRawBufferPointer(start: buffer.baseAddress! + offset + 16, count: caplen)))
                 offset += 16 + caplen
             }
             if offset > 0 {
                 let rest = filled - offset
-                if rest > 0 { (buffer.baseAddress! + 0).copyMemory(from: buffer.baseAddress! + offset, byteCount: rest) }
+                if rest > 0 {
+                    (buffer.baseAddress! + 0).copyMemory(from: buffer.baseAddress! + offset, byteCount: rest)
+                }
                 filled = rest
             }
             if eof {
@@ -167,7 +177,10 @@ public final class LiveCapture: @unchecked Sendable {
         let rc = pcap_activate(h)
         if rc == PCAP_ERROR_PERM_DENIED || rc == PCAP_ERROR_PROMISC_PERM_DENIED {
             pcap_close(h)
-            throw CaptureError(description: "authtap may not capture on \(interface): it needs root or CAP_NET_RAW; run it as root, or grant the capability once: sudo setcap cap_net_raw,cap_net_admin=eip \(CommandLine.arguments[0])", isPermission: true)
+            throw CaptureError(
+                description:
+                    "authtap may not capture on \(interface): it needs root or CAP_NET_RAW; run it as root, or grant the capability once: sudo setcap cap_net_raw,cap_net_admin=eip \(CommandLine.arguments[0])",
+                isPermission: true)
         }
         if rc == PCAP_ERROR_NO_SUCH_DEVICE {
             pcap_close(h)
@@ -177,9 +190,10 @@ public final class LiveCapture: @unchecked Sendable {
             let text = String(cString: pcap_geterr(h))
             pcap_close(h)
             let permission = text.contains("ermission") || text.contains("not permitted")
-            throw CaptureError(description: permission
-                ? "authtap may not capture on \(interface) (\(text)): it needs root or CAP_NET_RAW; run it as root, or grant the capability once: sudo setcap cap_net_raw,cap_net_admin=eip \(CommandLine.arguments[0])"
-                : "cannot capture on \(interface): \(text)", isPermission: permission)
+            throw CaptureError(
+                description: permission
+                    ? "authtap may not capture on \(interface) (\(text)): it needs root or CAP_NET_RAW; run it as root, or grant the capability once: sudo setcap cap_net_raw,cap_net_admin=eip \(CommandLine.arguments[0])"
+                    : "cannot capture on \(interface): \(text)", isPermission: permission)
         }
         var program = bpf_program()
         if pcap_compile(h, &program, filter, 1, PCAP_NETMASK_UNKNOWN) != 0 {
@@ -231,11 +245,14 @@ public final class LiveCapture: @unchecked Sendable {
     public func setFilter(_ filter: String) throws {
         var program = bpf_program()
         guard pcap_compile(handle, &program, filter, 1, PCAP_NETMASK_UNKNOWN) == 0 else {
-            throw CaptureError(description: "bad filter \"\(filter)\": \(String(cString: pcap_geterr(handle)))", isPermission: false)
+            throw CaptureError(
+                description: "bad filter \"\(filter)\": \(String(cString: pcap_geterr(handle)))", isPermission: false)
         }
         defer { pcap_freecode(&program) }
         guard pcap_setfilter(handle, &program) == 0 else {
-            throw CaptureError(description: "cannot set filter \"\(filter)\": \(String(cString: pcap_geterr(handle)))", isPermission: false)
+            throw CaptureError(
+                description: "cannot set filter \"\(filter)\": \(String(cString: pcap_geterr(handle)))",
+                isPermission: false)
         }
     }
 
@@ -275,12 +292,16 @@ public final class LiveCapture: @unchecked Sendable {
 
     /// Starts capturing and dissecting: every finished handshake attempt goes to `emit` (on the
     /// dissector thread); `finished` runs once the capture has stopped and every open attempt got its record.
-    public func startDissecting(emit: @escaping @Sendable (HandshakeRecord) -> Void, finished: @escaping @Sendable () -> Void) {
+    public func startDissecting(
+        emit: @escaping @Sendable (HandshakeRecord) -> Void, finished: @escaping @Sendable () -> Void
+    ) {
         let dissector = Dissector(linkType: linkType, emit: emit)
-        start(consume: { dissector.feed($0) }, finished: {
-            dissector.finish()
-            finished()
-        })
+        start(
+            consume: { dissector.feed($0) },
+            finished: {
+                dissector.finish()
+                finished()
+            })
     }
 
     /// The tracker and the last timestamp, used by the dissector thread alone.
@@ -326,7 +347,7 @@ public final class LiveCapture: @unchecked Sendable {
                     lock.unlock()
                 }
             } else if rc == 0 {
-                continue // timeout: look at the stop flag
+                continue  // timeout: look at the stop flag
             } else {
                 break
             }
@@ -337,8 +358,10 @@ public final class LiveCapture: @unchecked Sendable {
     }
 
     /// Writes the packet, or its first `keep` bytes with the original length kept in the record header.
-    private func dump(_ dumper: OpaquePointer, _ header: UnsafePointer<pcap_pkthdr>, _ data: UnsafePointer<UInt8>,
-                      keep: Int) {
+    private func dump(
+        _ dumper: OpaquePointer, _ header: UnsafePointer<pcap_pkthdr>, _ data: UnsafePointer<UInt8>,
+        keep: Int
+    ) {
         let user = UnsafeMutableRawPointer(dumper).assumingMemoryBound(to: UInt8.self)
         guard keep < Int(authtap_pcap_caplen(header)) else { return pcap_dump(user, header, data) }
         var cut = header.pointee
@@ -373,7 +396,10 @@ public enum OfflineDissection {
     public static func run(path: String, store: (@Sendable ([HandshakeRecord]) -> Void)? = nil) throws -> Result {
         let file = try PcapFile(path: path)
         guard PacketDecoder.LinkType(rawValue: file.linkType) != nil else {
-            throw CaptureError(description: "\(path): link type \(file.linkType) is not supported (Ethernet, Linux cooked v1/v2, BSD loopback/NULL and raw IP are)", isPermission: false)
+            throw CaptureError(
+                description:
+                    "\(path): link type \(file.linkType) is not supported (Ethernet, Linux cooked v1/v2, BSD loopback/NULL and raw IP are)",
+                isPermission: false)
         }
         var records: [HandshakeRecord] = []
         var pending: [HandshakeRecord] = []
@@ -402,7 +428,8 @@ public enum OfflineDissection {
             storeQueue.async { store(batch) }
             storeQueue.sync {}
         }
-        return Result(records: records.sorted { ($0.firstPacket, $0.startMicros) < ($1.firstPacket, $1.startMicros) },
-                      packets: count, tcpPackets: tcp, error: error)
+        return Result(
+            records: records.sorted { ($0.firstPacket, $0.startMicros) < ($1.firstPacket, $1.startMicros) },
+            packets: count, tcpPackets: tcp, error: error)
     }
 }

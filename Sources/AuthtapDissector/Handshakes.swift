@@ -111,7 +111,8 @@ public final class HandshakeTracker {
             // A connection already open when the capture started: follow it only if the client's
             // first bytes are a TLS handshake record.
             guard s.payloadLength >= 6, !s.rst, packet[s.payloadOffset] == 0x16, packet[s.payloadOffset + 1] == 3,
-                  packet[s.payloadOffset + 5] == 1 else { return }
+                packet[s.payloadOffset + 5] == 1
+            else { return }
             let c = Connection(client: s.source, server: s.destination, packet: packetNumber, at: micros)
             c.streams[0].nextSeq = s.seq
             connections[key] = c
@@ -134,8 +135,10 @@ public final class HandshakeTracker {
             return
         }
         if s.payloadLength > 0 {
-            absorb(c, stream: c.streams[fromClient ? 0 : 1], fromClient: fromClient, seq: s.seq,
-                   payload: UnsafeRawBufferPointer(rebasing: packet[s.payloadOffset..<(s.payloadOffset + s.payloadLength)]), at: micros)
+            absorb(
+                c, stream: c.streams[fromClient ? 0 : 1], fromClient: fromClient, seq: s.seq,
+                payload: UnsafeRawBufferPointer(
+                    rebasing: packet[s.payloadOffset..<(s.payloadOffset + s.payloadLength)]), at: micros)
             if c.done || c.notTLS {
                 if c.notTLS { connections[key] = nil }
                 return
@@ -143,18 +146,25 @@ public final class HandshakeTracker {
         }
         if s.rst {
             if !fromClient && c.synAckAt == nil && !c.streams[0].sentAny {
-                record(c, .refused, side: "server", at: micros, detail: "the server answered the SYN with a RST: nothing listens on \(c.server.port)")
+                record(
+                    c, .refused, side: "server", at: micros,
+                    detail: "the server answered the SYN with a RST: nothing listens on \(c.server.port)")
             } else if c.clientHello != nil && !c.streams[1].sentAny && fromClient {
-                noServerHello(c, at: micros, detail: "the client reset the connection after its ClientHello got no answer")
+                noServerHello(
+                    c, at: micros, detail: "the client reset the connection after its ClientHello got no answer")
             } else {
-                record(c, .resetDuringHandshake, side: side, at: micros, detail: "the \(side) reset the connection \(stage(c))")
+                record(
+                    c, .resetDuringHandshake, side: side, at: micros,
+                    detail: "the \(side) reset the connection \(stage(c))")
             }
             connections[key] = nil
         } else if s.fin {
             if c.clientHello != nil && !c.streams[1].sentAny && fromClient {
                 noServerHello(c, at: micros, detail: "the client closed after its ClientHello got no answer")
             } else {
-                record(c, .closedDuringHandshake, side: side, at: micros, detail: "the \(side) closed the connection \(stage(c))")
+                record(
+                    c, .closedDuringHandshake, side: side, at: micros,
+                    detail: "the \(side) closed the connection \(stage(c))")
             }
         }
     }
@@ -168,26 +178,42 @@ public final class HandshakeTracker {
     enum EndReason { case endOfCapture, idle, closed }
 
     private func finish(_ c: Connection, at micros: Int64, reason: EndReason) {
-        let why = reason == .idle ? "no packet for \(limits.idleMicros / 1_000_000) s" : reason == .endOfCapture ? "the capture ended" : "a new connection reused the ports"
+        let why =
+            reason == .idle
+            ? "no packet for \(limits.idleMicros / 1_000_000) s"
+            : reason == .endOfCapture ? "the capture ended" : "a new connection reused the ports"
         if c.synAt != nil && c.synAckAt == nil && !c.streams[0].sentAny {
-            record(c, .synUnanswered, side: nil, at: c.lastMicros, detail: "no SYN-ACK (\(c.synRetransmits) SYN retransmissions) before \(why)")
+            record(
+                c, .synUnanswered, side: nil, at: c.lastMicros,
+                detail: "no SYN-ACK (\(c.synRetransmits) SYN retransmissions) before \(why)")
         } else if c.clientHello != nil && !c.streams[1].sentAny {
             noServerHello(c, at: c.lastMicros, detail: "no answer to the ClientHello before \(why)")
         } else if c.clientHello == nil {
             // TCP only, no TLS seen: not a handshake attempt worth a record unless the server accepted and nothing followed.
-            if c.synAckAt != nil { record(c, .closedDuringHandshake, side: nil, at: c.lastMicros, detail: "TCP connected but no ClientHello before \(why)") }
+            if c.synAckAt != nil {
+                record(
+                    c, .closedDuringHandshake, side: nil, at: c.lastMicros,
+                    detail: "TCP connected but no ClientHello before \(why)")
+            }
             c.done = true
         } else {
-            record(c, .closedDuringHandshake, side: nil, at: c.lastMicros, detail: "the handshake did not finish before \(why) \(stage(c))")
+            record(
+                c, .closedDuringHandshake, side: nil, at: c.lastMicros,
+                detail: "the handshake did not finish before \(why) \(stage(c))")
         }
     }
 
     private func noServerHello(_ c: Connection, at micros: Int64, detail: String) {
         if c.clientHelloRetransmits > 0 {
-            record(c, .clientHelloRetransmitted, side: nil, at: micros,
-                   detail: "the ClientHello was sent \(c.clientHelloRetransmits + 1) times and never answered: a middlebox or firewall drops it (often by SNI or size)")
+            record(
+                c, .clientHelloRetransmitted, side: nil, at: micros,
+                detail:
+                    "the ClientHello was sent \(c.clientHelloRetransmits + 1) times and never answered: a middlebox or firewall drops it (often by SNI or size)"
+            )
         } else {
-            record(c, .noServerHello, side: nil, at: micros, detail: detail + ": a middlebox or firewall dropped it, or the server does not speak TLS")
+            record(
+                c, .noServerHello, side: nil, at: micros,
+                detail: detail + ": a middlebox or firewall dropped it, or the server does not speak TLS")
         }
     }
 
@@ -216,19 +242,28 @@ public final class HandshakeTracker {
 
     // MARK: streams
 
-    private func absorb(_ c: Connection, stream st: Stream, fromClient: Bool, seq: UInt32, payload: UnsafeRawBufferPointer, at micros: Int64) {
+    private func absorb(
+        _ c: Connection, stream st: Stream, fromClient: Bool, seq: UInt32, payload: UnsafeRawBufferPointer,
+        at micros: Int64
+    ) {
         if st.nextSeq == nil { st.nextSeq = seq }
         guard let next = st.nextSeq else { return }
         let delta = Int32(bitPattern: seq &- next)
         if delta < 0 {
             // Old data: a retransmission (possibly overlapping new bytes).
-            if fromClient, st.firstPayloadSeq == seq, c.serverHello == nil, !c.streams[1].sentAny { c.clientHelloRetransmits += 1 }
+            if fromClient, st.firstPayloadSeq == seq, c.serverHello == nil, !c.streams[1].sentAny {
+                c.clientHelloRetransmits += 1
+            }
             let overlap = -Int(delta)
             guard overlap < payload.count else { return }
             append(c, st, fromClient: fromClient, Array(payload[overlap...]), at: micros)
             st.nextSeq = next &+ UInt32(truncatingIfNeeded: payload.count - overlap)
         } else if delta > 0 {
-            if st.outOfOrder.count < limits.maxOutOfOrder { st.outOfOrder[seq] = Array(payload) } else { st.overflow = true }
+            if st.outOfOrder.count < limits.maxOutOfOrder {
+                st.outOfOrder[seq] = Array(payload)
+            } else {
+                st.overflow = true
+            }
             return
         } else {
             if st.firstPayloadSeq == nil { st.firstPayloadSeq = seq }
@@ -275,12 +310,23 @@ public final class HandshakeTracker {
             case 21:
                 if !st.encrypted && body.count == 2 {
                     let name = TLSDissector.alertName(body[1])
-                    if body[1] == 0 { record(c, .closedDuringHandshake, side: side, at: micros, detail: "the \(side) sent close_notify \(stage(c))"); return }
+                    if body[1] == 0 {
+                        record(
+                            c, .closedDuringHandshake, side: side, at: micros,
+                            detail: "the \(side) sent close_notify \(stage(c))");
+                        return
+                    }
                     let outcome: HandshakeRecord.Outcome = body[1] == 70 ? .versionMismatch : .alert
-                    record(c, outcome, side: side, at: micros, alert: name, detail: "the \(side) sent a \(body[0] == 2 ? "fatal" : "warning") \(name) alert \(stage(c))")
+                    record(
+                        c, outcome, side: side, at: micros, alert: name,
+                        detail: "the \(side) sent a \(body[0] == 2 ? "fatal" : "warning") \(name) alert \(stage(c))")
                 } else {
-                    record(c, .alert, side: side, at: micros, alert: "encrypted", encrypted: true,
-                           detail: "the \(side) sent an encrypted alert \(stage(c))" + (fromClient ? ": usually the client rejecting the server's certificate (bad_certificate / unknown_ca)" : ""))
+                    record(
+                        c, .alert, side: side, at: micros, alert: "encrypted", encrypted: true,
+                        detail: "the \(side) sent an encrypted alert \(stage(c))"
+                            + (fromClient
+                                ? ": usually the client rejecting the server's certificate (bad_certificate / unknown_ca)"
+                                : ""))
                 }
                 return
             case 20:
@@ -317,9 +363,14 @@ public final class HandshakeTracker {
                     continue
                 }
                 c.serverHello = hello
-                if let offered = c.clientHello, !offered.supportedVersions.isEmpty, !offered.supportedVersions.contains(hello.selectedVersion) {
-                    record(c, .versionMismatch, side: "server", at: micros,
-                           detail: "the server chose \(TLSDissector.versionName(hello.selectedVersion)), which the client did not offer")
+                if let offered = c.clientHello, !offered.supportedVersions.isEmpty,
+                    !offered.supportedVersions.contains(hello.selectedVersion)
+                {
+                    record(
+                        c, .versionMismatch, side: "server", at: micros,
+                        detail:
+                            "the server chose \(TLSDissector.versionName(hello.selectedVersion)), which the client did not offer"
+                    )
                     return
                 }
                 if hello.selectedVersion == 0x0304 { st.encrypted = true }
@@ -327,7 +378,9 @@ public final class HandshakeTracker {
                 // TLS ≤ 1.2: certificate_list<3> of cert_data<3>.
                 if message.count >= 6 {
                     let first = Int(message[3]) << 16 | Int(message[4]) << 8 | Int(message[5])
-                    if message.count >= 6 + first { c.certificate = try? Certificate(derEncoded: Array(message[6..<(6 + first)])) }
+                    if message.count >= 6 + first {
+                        c.certificate = try? Certificate(derEncoded: Array(message[6..<(6 + first)]))
+                    }
                 }
             default:
                 break
@@ -352,8 +405,10 @@ public final class HandshakeTracker {
         record(c, .completed, side: nil, at: micros, detail: "handshake completed")
     }
 
-    private func record(_ c: Connection, _ outcome: HandshakeRecord.Outcome, side: String?, at micros: Int64,
-                        alert: String? = nil, encrypted: Bool = false, detail: String) {
+    private func record(
+        _ c: Connection, _ outcome: HandshakeRecord.Outcome, side: String?, at micros: Int64,
+        alert: String? = nil, encrypted: Bool = false, detail: String
+    ) {
         guard !c.done else { return }
         var outcome = outcome
         var alert = alert
@@ -361,12 +416,15 @@ public final class HandshakeTracker {
         var side = side
         var detail = detail
         // TLS 1.3: a short encrypted client record then a close is the client's alert.
-        if c.isTLS13, outcome != .completed, outcome != .alert, c.streams[0].encryptedRecords == 1, c.streams[0].firstEncryptedLength <= 24 {
+        if c.isTLS13, outcome != .completed, outcome != .alert, c.streams[0].encryptedRecords == 1,
+            c.streams[0].firstEncryptedLength <= 24
+        {
             outcome = .alert
             alert = "encrypted"
             encrypted = true
             side = "client"
-            detail = "the client sent an encrypted alert after the server's certificate, then closed: it does not trust the certificate (bad_certificate / unknown_ca)"
+            detail =
+                "the client sent an encrypted alert after the server's certificate, then closed: it does not trust the certificate (bad_certificate / unknown_ca)"
         }
         c.done = true
         let hello = c.clientHello
@@ -378,24 +436,37 @@ public final class HandshakeTracker {
                 for name in ext {
                     switch name {
                     case .dnsName(let d): sans.append(d)
-                    case .ipAddress(let ip): sans.append(ip.bytes.count == 4 ? ip.bytes.map(String.init).joined(separator: ".") : ip.bytes.map { String($0, radix: 16) }.joined(separator: ":"))
+                    case .ipAddress(let ip):
+                        sans.append(
+                            ip.bytes.count == 4
+                                ? ip.bytes.map(String.init).joined(separator: ".")
+                                : ip.bytes.map { String($0, radix: 16) }.joined(separator: ":"))
                     default: break
                     }
                 }
             }
-            cert = (certificate.subject.description, certificate.issuer.description, sans, certificate.notValidBefore, certificate.notValidAfter)
+            cert = (
+                certificate.subject.description, certificate.issuer.description, sans, certificate.notValidBefore,
+                certificate.notValidAfter
+            )
         }
-        emit(HandshakeRecord(
-            client: c.client.address, clientPort: Int(c.client.port), server: c.server.address, serverPort: Int(c.server.port),
-            outcome: outcome, side: side, alert: alert, encryptedAlert: encrypted,
-            sni: hello?.serverName, alpnOffered: hello?.alpn ?? [], versionsOffered: (hello?.supportedVersions ?? []).map(TLSDissector.versionName),
-            cipherSuitesOffered: hello?.cipherSuites.count ?? 0,
-            serverVersion: server.map { TLSDissector.versionName($0.selectedVersion) }, cipher: server.map { TLSDissector.cipherName($0.cipherSuite) },
-            alpn: server?.alpn, helloRetryRequest: c.helloRetry,
-            certificateSubject: cert?.0, certificateIssuer: cert?.1, certificateSANs: cert?.2 ?? [], certificateNotBefore: cert?.3, certificateNotAfter: cert?.4,
-            startMicros: c.startMicros, endMicros: micros,
-            durationMs: outcome == .completed ? c.clientHelloAt.map { Double(micros - $0) / 1000 } : nil,
-            firstPacket: c.firstPacket, lastPacket: c.lastPacket, clientHelloRetransmits: c.clientHelloRetransmits, detail: detail))
+        emit(
+            HandshakeRecord(
+                client: c.client.address, clientPort: Int(c.client.port), server: c.server.address,
+                serverPort: Int(c.server.port),
+                outcome: outcome, side: side, alert: alert, encryptedAlert: encrypted,
+                sni: hello?.serverName, alpnOffered: hello?.alpn ?? [],
+                versionsOffered: (hello?.supportedVersions ?? []).map(TLSDissector.versionName),
+                cipherSuitesOffered: hello?.cipherSuites.count ?? 0,
+                serverVersion: server.map { TLSDissector.versionName($0.selectedVersion) },
+                cipher: server.map { TLSDissector.cipherName($0.cipherSuite) },
+                alpn: server?.alpn, helloRetryRequest: c.helloRetry,
+                certificateSubject: cert?.0, certificateIssuer: cert?.1, certificateSANs: cert?.2 ?? [],
+                certificateNotBefore: cert?.3, certificateNotAfter: cert?.4,
+                startMicros: c.startMicros, endMicros: micros,
+                durationMs: outcome == .completed ? c.clientHelloAt.map { Double(micros - $0) / 1000 } : nil,
+                firstPacket: c.firstPacket, lastPacket: c.lastPacket, clientHelloRetransmits: c.clientHelloRetransmits,
+                detail: detail))
         // Drop buffers now: a finished attempt keeps only its identity until its FIN/RST.
         c.streams = [Stream(), Stream()]
     }

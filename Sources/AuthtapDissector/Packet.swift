@@ -29,8 +29,12 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
             return "\(v >> 24).\(v >> 16 & 0xFF).\(v >> 8 & 0xFF).\(v & 0xFF)"
         }
         var groups: [UInt16] = []
-        for shift in stride(from: 48, through: 0, by: -16) { groups.append(UInt16(truncatingIfNeeded: hi >> UInt64(shift))) }
-        for shift in stride(from: 48, through: 0, by: -16) { groups.append(UInt16(truncatingIfNeeded: lo >> UInt64(shift))) }
+        for shift in stride(from: 48, through: 0, by: -16) {
+            groups.append(UInt16(truncatingIfNeeded: hi >> UInt64(shift)))
+        }
+        for shift in stride(from: 48, through: 0, by: -16) {
+            groups.append(UInt16(truncatingIfNeeded: lo >> UInt64(shift)))
+        }
         // RFC 5952: compress the longest run of zero groups.
         var bestStart = -1, bestLen = 0, i = 0
         while i < 8 {
@@ -54,7 +58,8 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
 public enum PacketDecoder {
     /// Link-layer types (LINKTYPE_* values as pcap files carry them).
     public enum LinkType: Int32, Sendable {
-        case null = 0, ethernet = 1, raw = 101, raw12 = 12, loop = 108, linuxSLL = 113, linuxSLL2 = 276, ipv4 = 228, ipv6 = 229
+        case null = 0, ethernet = 1, raw = 101, raw12 = 12, loop = 108, linuxSLL = 113, linuxSLL2 = 276, ipv4 = 228,
+            ipv6 = 229
     }
 
     /// The TCP segment in a packet, or nil (not IP/TCP, a non-first fragment, or cut short).
@@ -88,7 +93,8 @@ public enum PacketDecoder {
             let le = UInt32(p[0]) | UInt32(p[1]) << 8 | UInt32(p[2]) << 16 | UInt32(p[3]) << 24
             let beFamily = UInt32(p[0]) << 24 | UInt32(p[1]) << 16 | UInt32(p[2]) << 8 | UInt32(p[3])
             let family = link == .loop ? beFamily : (le < 256 ? le : beFamily)
-            etherType = family == 2 ? 0x0800 : (family == 10 || family == 24 || family == 28 || family == 30) ? 0x86DD : 0
+            etherType =
+                family == 2 ? 0x0800 : (family == 10 || family == 24 || family == 28 || family == 30) ? 0x86DD : 0
             offset = 4
         case .raw, .raw12, .ipv4, .ipv6:
             guard p.count >= 1 else { return nil }
@@ -149,7 +155,9 @@ public enum PacketDecoder {
         return tcpHeader(p, h, end: end, src: src, dst: dst)
     }
 
-    static func tcpHeader(_ p: UnsafeRawBufferPointer, _ t: Int, end: Int, src: (UInt64, UInt64, Bool), dst: (UInt64, UInt64, Bool)) -> TCPSegment? {
+    static func tcpHeader(
+        _ p: UnsafeRawBufferPointer, _ t: Int, end: Int, src: (UInt64, UInt64, Bool), dst: (UInt64, UInt64, Bool)
+    ) -> TCPSegment? {
         guard end >= t + 20 else { return nil }
         let dataOffset = Int(p[t + 12] >> 4) * 4
         guard dataOffset >= 20, end >= t + dataOffset else { return nil }
@@ -160,9 +168,13 @@ public enum PacketDecoder {
             payloadOffset: t + dataOffset, payloadLength: end - t - dataOffset)
     }
 
-    @inline(__always) static func be16(_ p: UnsafeRawBufferPointer, _ i: Int) -> UInt16 { UInt16(p[i]) << 8 | UInt16(p[i + 1]) }
+    @inline(__always) static func be16(_ p: UnsafeRawBufferPointer, _ i: Int) -> UInt16 {
+        UInt16(p[i]) << 8 | UInt16(p[i + 1])
+    }
     @inline(__always) static func be32(_ p: UnsafeRawBufferPointer, _ i: Int) -> UInt32 {
         UInt32(p[i]) << 24 | UInt32(p[i + 1]) << 16 | UInt32(p[i + 2]) << 8 | UInt32(p[i + 3])
     }
-    @inline(__always) static func be64(_ p: UnsafeRawBufferPointer, _ i: Int) -> UInt64 { UInt64(be32(p, i)) << 32 | UInt64(be32(p, i + 4)) }
+    @inline(__always) static func be64(_ p: UnsafeRawBufferPointer, _ i: Int) -> UInt64 {
+        UInt64(be32(p, i)) << 32 | UInt64(be32(p, i + 4))
+    }
 }

@@ -75,13 +75,14 @@ public enum TLSDissector {
     static func parseClientHello(_ m: [UInt8]) -> ClientHello? {
         var r = Reader(m)
         guard let version = r.u16(), r.skip(32), let sidLen = r.u8(), r.skip(Int(sidLen)),
-              let csLen = r.u16(), let cs = r.bytes(Int(csLen)),
-              let compLen = r.u8(), r.skip(Int(compLen))
+            let csLen = r.u16(), let cs = r.bytes(Int(csLen)),
+            let compLen = r.u8(), r.skip(Int(compLen))
         else { return nil }
         var suites: [UInt16] = []
         var i = 0
         while i + 1 < cs.count { suites.append(UInt16(cs[i]) << 8 | UInt16(cs[i + 1])); i += 2 }
-        var hello = ClientHello(legacyVersion: version, serverName: nil, alpn: [], supportedVersions: [], cipherSuites: suites)
+        var hello = ClientHello(
+            legacyVersion: version, serverName: nil, alpn: [], supportedVersions: [], cipherSuites: suites)
         guard let extLen = r.u16(), let exts = r.bytes(Int(extLen)) else { return hello }
         var e = Reader(exts)
         while let type = e.u16(), let len = e.u16(), let data = e.bytes(Int(len)) {
@@ -94,7 +95,9 @@ public enum TLSDissector {
             case 16:  // ALPN
                 if let listLen = d.u16(), let list = d.bytes(Int(listLen)) {
                     var l = Reader(list)
-                    while let pl = l.u8(), let p = l.bytes(Int(pl)) { hello.alpn.append(String(decoding: p, as: UTF8.self)) }
+                    while let pl = l.u8(), let p = l.bytes(Int(pl)) {
+                        hello.alpn.append(String(decoding: p, as: UTF8.self))
+                    }
                 }
             case 43:  // supported_versions
                 if let listLen = d.u8(), let list = d.bytes(Int(listLen)) {
@@ -110,7 +113,7 @@ public enum TLSDissector {
     static func parseServerHello(_ m: [UInt8]) -> ServerHello? {
         var r = Reader(m)
         guard let version = r.u16(), r.skip(32), let sidLen = r.u8(), r.skip(Int(sidLen)),
-              let suite = r.u16(), r.skip(1)
+            let suite = r.u16(), r.skip(1)
         else { return nil }
         var hello = ServerHello(legacyVersion: version, cipherSuite: suite, selectedVersion: version, alpn: nil)
         guard let extLen = r.u16(), let exts = r.bytes(Int(extLen)) else { return hello }
@@ -120,7 +123,9 @@ public enum TLSDissector {
             switch type {
             case 43: if let v = d.u16() { hello.selectedVersion = v }
             case 16:
-                if d.u16() != nil, let pl = d.u8(), let p = d.bytes(Int(pl)) { hello.alpn = String(decoding: p, as: UTF8.self) }
+                if d.u16() != nil, let pl = d.u8(), let p = d.bytes(Int(pl)) {
+                    hello.alpn = String(decoding: p, as: UTF8.self)
+                }
             default: break
             }
         }

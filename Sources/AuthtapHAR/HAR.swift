@@ -10,7 +10,9 @@ public enum HARExport {
         public var analysis: Analysis
         public var handshakes: [HandshakeRecord]
         public var creatorVersion: String
-        public init(exchanges: [Exchange], analysis: Analysis, handshakes: [HandshakeRecord] = [], creatorVersion: String) {
+        public init(
+            exchanges: [Exchange], analysis: Analysis, handshakes: [HandshakeRecord] = [], creatorVersion: String
+        ) {
             self.exchanges = exchanges
             self.analysis = analysis
             self.handshakes = handshakes
@@ -19,13 +21,16 @@ public enum HARExport {
     }
 
     /// One transaction of a session's stored analysis: its exchanges, itself and its findings.
-    public static func transaction(_ number: Int, of analysis: Analysis, exchanges: [Exchange], handshakes: [HandshakeRecord] = [],
-                                   creatorVersion: String) -> Context? {
+    public static func transaction(
+        _ number: Int, of analysis: Analysis, exchanges: [Exchange], handshakes: [HandshakeRecord] = [],
+        creatorVersion: String
+    ) -> Context? {
         guard let t = analysis.transactions.first(where: { $0.index == number }) else { return nil }
         let members = Set(t.members.map(\.exchange))
-        return Context(exchanges: exchanges.filter { members.contains($0.id ?? 0) },
-                       analysis: Analysis(transactions: [t], findings: analysis.findings.filter { $0.transaction == number }),
-                       handshakes: handshakes, creatorVersion: creatorVersion)
+        return Context(
+            exchanges: exchanges.filter { members.contains($0.id ?? 0) },
+            analysis: Analysis(transactions: [t], findings: analysis.findings.filter { $0.transaction == number }),
+            handshakes: handshakes, creatorVersion: creatorVersion)
     }
 
     /// The HAR document as a JSON object tree (`[String: Any]`), ready for JSONSerialization.
@@ -37,44 +42,58 @@ public enum HARExport {
         let ordered = c.exchanges.sorted { ($0.id ?? 0) < ($1.id ?? 0) }
         var entryIndex: [Int64: Int] = [:]
         for (i, e) in ordered.enumerated() { entryIndex[e.id ?? 0] = i }
-        let entries = ordered.map { entry($0, transaction: transactionOf[$0.id ?? 0], findings: findingsOf[$0.id ?? 0] ?? []) }
+        let entries = ordered.map {
+            entry($0, transaction: transactionOf[$0.id ?? 0], findings: findingsOf[$0.id ?? 0] ?? [])
+        }
         let findings: [[String: Any]] = c.analysis.findings.enumerated().map { i, f in
             var d: [String: Any] = [
-                "id": i, "rule": f.rule.rawValue, "severity": f.severity.rawValue, "title": f.title, "explanation": f.explanation, "fix": f.fix,
+                "id": i, "rule": f.rule.rawValue, "severity": f.severity.rawValue, "title": f.title,
+                "explanation": f.explanation, "fix": f.fix,
                 "exchanges": f.exchanges, "entries": f.exchanges.compactMap { entryIndex[$0] }, "evidence": f.evidence,
             ]
             if let t = f.transaction { d["transaction"] = t }
             return d
         }
         let transactions: [[String: Any]] = c.analysis.transactions.map { t in
-            var d: [String: Any] = ["id": t.index, "outcome": t.outcome, "startedDateTime": iso(t.startedAt),
-                                    "entries": t.members.compactMap { entryIndex[$0.exchange] }, "legs": t.members.map(\.leg.rawValue)]
+            var d: [String: Any] = [
+                "id": t.index, "outcome": t.outcome, "startedDateTime": iso(t.startedAt),
+                "entries": t.members.compactMap { entryIndex[$0.exchange] }, "legs": t.members.map(\.leg.rawValue),
+            ]
             if let v = t.clientID { d["client_id"] = v }
             if let v = t.serverHost { d["server_host"] = v }
             if let v = t.grantType { d["grant_type"] = v }
             return d
         }
         let handshakes: [[String: Any]] = c.handshakes.map { h in
-            var d: [String: Any] = ["client": "\(h.client):\(h.clientPort)", "server": "\(h.server):\(h.serverPort)", "outcome": h.outcome.rawValue,
-                                    "firstPacket": h.firstPacket, "lastPacket": h.lastPacket, "detail": h.detail,
-                                    "startedDateTime": iso(Date(timeIntervalSince1970: Double(h.startMicros) / 1e6))]
+            var d: [String: Any] = [
+                "client": "\(h.client):\(h.clientPort)", "server": "\(h.server):\(h.serverPort)",
+                "outcome": h.outcome.rawValue,
+                "firstPacket": h.firstPacket, "lastPacket": h.lastPacket, "detail": h.detail,
+                "startedDateTime": iso(Date(timeIntervalSince1970: Double(h.startMicros) / 1e6)),
+            ]
             if let v = h.side { d["side"] = v }
             if let v = h.alert { d["alert"] = v }
             if let v = h.sni { d["sni"] = v }
             return d
         }
-        return ["log": [
-            "version": "1.2",
-            "creator": ["name": "authtap", "version": c.creatorVersion],
-            "pages": [],
-            "entries": entries,
-            "comment": "Exported by authtap: every secret is masked ([masked KIND len=N fp=…]); safe to attach to a ticket.",
-            "_authtap": ["masked": true, "findings": findings, "transactions": transactions, "handshakes": handshakes],
-        ] as [String: Any]]
+        return [
+            "log": [
+                "version": "1.2",
+                "creator": ["name": "authtap", "version": c.creatorVersion],
+                "pages": [],
+                "entries": entries,
+                "comment":
+                    "Exported by authtap: every secret is masked ([masked KIND len=N fp=…]); safe to attach to a ticket.",
+                "_authtap": [
+                    "masked": true, "findings": findings, "transactions": transactions, "handshakes": handshakes,
+                ],
+            ] as [String: Any]
+        ]
     }
 
     public static func data(_ c: Context) throws -> Data {
-        try JSONSerialization.data(withJSONObject: document(c), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        try JSONSerialization.data(
+            withJSONObject: document(c), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
     }
 
     static func entry(_ e: Exchange, transaction: Int?, findings: [Int]) -> [String: Any] {
@@ -88,14 +107,17 @@ public enum HARExport {
         let send = t.requestSent.map { max(0, $0 - setupEnd) } ?? 0
         let wait = t.firstByte.flatMap { first in t.requestSent.map { max(0, first - $0) } } ?? 0
         let receive = t.end.flatMap { end in t.firstByte.map { max(0, end - $0) } } ?? 0
-        let timings: [String: Any] = ["blocked": -1, "dns": -1, "connect": round3(connect), "ssl": round3(ssl), "send": round3(send),
-                                      "wait": round3(wait), "receive": round3(receive)]
+        let timings: [String: Any] = [
+            "blocked": -1, "dns": -1, "connect": round3(connect), "ssl": round3(ssl), "send": round3(send),
+            "wait": round3(wait), "receive": round3(receive),
+        ]
         let time = [connect, send, wait, receive].filter { $0 >= 0 }.reduce(0, +)
 
         let url = e.method == "CONNECT" ? "https://\(e.host.contains(":") ? "[\(e.host)]" : e.host):\(e.port)/" : e.url
         var request: [String: Any] = [
             "method": e.method, "url": url, "httpVersion": e.httpVersion,
-            "cookies": cookies(e.requestHeaders.filter { $0.name.lowercased() == "cookie" }.map(\.value), response: false),
+            "cookies": cookies(
+                e.requestHeaders.filter { $0.name.lowercased() == "cookie" }.map(\.value), response: false),
             "headers": e.requestHeaders.map { ["name": $0.name, "value": $0.value] },
             "queryString": query(e.target),
             "headersSize": -1, "bodySize": e.requestBody.size,
@@ -110,7 +132,9 @@ public enum HARExport {
             if let comment = bodyComment(e.requestBody) { post["comment"] = comment }
             request["postData"] = post
         }
-        let mime = e.responseHeaders.value(of: "content-type") ?? (e.responseBody.bytes.isEmpty ? "x-unknown" : "application/octet-stream")
+        let mime =
+            e.responseHeaders.value(of: "content-type")
+            ?? (e.responseBody.bytes.isEmpty ? "x-unknown" : "application/octet-stream")
         // HAR 1.2: content.size is the decoded length, compression the bytes the coding saved, bodySize
         // what crossed the wire.
         let body = e.responseBody
@@ -126,14 +150,17 @@ public enum HARExport {
         let response: [String: Any] = [
             "status": e.status ?? 0, "statusText": e.status.map(statusText) ?? "",
             "httpVersion": e.status == nil ? "" : "HTTP/1.1",
-            "cookies": cookies(e.responseHeaders.filter { $0.name.lowercased() == "set-cookie" }.map(\.value), response: true),
+            "cookies": cookies(
+                e.responseHeaders.filter { $0.name.lowercased() == "set-cookie" }.map(\.value), response: true),
             "headers": e.responseHeaders.map { ["name": $0.name, "value": $0.value] },
             "content": content,
             "redirectURL": e.responseHeaders.value(of: "location") ?? "",
             "headersSize": -1, "bodySize": e.responseBody.size,
         ]
-        var authtap: [String: Any] = ["exchange": e.id ?? 0, "roles": e.roles.map(\.rawValue), "findings": findings,
-                                      "connectionReused": e.connectionReused]
+        var authtap: [String: Any] = [
+            "exchange": e.id ?? 0, "roles": e.roles.map(\.rawValue), "findings": findings,
+            "connectionReused": e.connectionReused,
+        ]
         if let transaction { authtap["transaction"] = transaction }
         // Capture-time results (S256 of the verifier, JWT signature verdicts): the raw values are gone,
         // so an import of this file keeps these instead of recomputing them.
@@ -186,7 +213,9 @@ public enum HARExport {
     static func formParams(_ text: String) -> [[String: String]] {
         text.split(separator: "&").map { pair in
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            func decode(_ s: Substring) -> String { s.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(s) }
+            func decode(_ s: Substring) -> String {
+                s.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(s)
+            }
             return ["name": decode(parts[0]), "value": parts.count > 1 ? decode(parts[1]) : ""]
         }
     }
@@ -194,11 +223,15 @@ public enum HARExport {
     static func cookies(_ values: [String], response: Bool) -> [[String: Any]] {
         var out: [[String: Any]] = []
         for value in values {
-            let crumbs = response ? [Substring(value.split(separator: ";", maxSplits: 1).first ?? "")] : value.split(separator: ";")
+            let crumbs =
+                response
+                ? [Substring(value.split(separator: ";", maxSplits: 1).first ?? "")] : value.split(separator: ";")
             for crumb in crumbs {
                 let trimmed = crumb.trimmingCharacters(in: .whitespaces)
                 guard let eq = trimmed.firstIndex(of: "=") else { continue }
-                var c: [String: Any] = ["name": String(trimmed[..<eq]), "value": String(trimmed[trimmed.index(after: eq)...])]
+                var c: [String: Any] = [
+                    "name": String(trimmed[..<eq]), "value": String(trimmed[trimmed.index(after: eq)...]),
+                ]
                 if response {
                     for attr in value.split(separator: ";").dropFirst() {
                         let a = attr.trimmingCharacters(in: .whitespaces)
@@ -223,17 +256,25 @@ public enum HARExport {
         if let v = t.sni { d["sni"] = v }
         if let v = t.verification { d["verification"] = v }
         if let c = t.peerCertificate {
-            d["certificate"] = ["subject": c.subject, "issuer": c.issuer, "sans": c.sans, "notBefore": iso(c.notBefore), "notAfter": iso(c.notAfter)]
+            d["certificate"] = [
+                "subject": c.subject, "issuer": c.issuer, "sans": c.sans, "notBefore": iso(c.notBefore),
+                "notAfter": iso(c.notAfter),
+            ]
         }
         return d
     }
 
     static func statusText(_ code: Int) -> String {
-        let texts = [200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 301: "Moved Permanently", 302: "Found",
-                     303: "See Other", 304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request",
-                     401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 407: "Proxy Authentication Required",
-                     409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-                     504: "Gateway Timeout"]
+        let texts = [
+            200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 301: "Moved Permanently", 302: "Found",
+            303: "See Other", 304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect",
+            400: "Bad Request",
+            401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+            407: "Proxy Authentication Required",
+            409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
+            503: "Service Unavailable",
+            504: "Gateway Timeout",
+        ]
         return texts[code] ?? ""
     }
 

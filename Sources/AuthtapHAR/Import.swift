@@ -35,7 +35,8 @@ public enum HARImport {
         guard case .array(let entries)? = log["entries"] else {
             return .failure(Failure(description: "not a HAR file: \"log\" has no \"entries\" array"))
         }
-        let creator = [log["creator"]?["name"]?.string, log["creator"]?["version"]?.string].compactMap { $0 }.joined(separator: " ")
+        let creator = [log["creator"]?["name"]?.string, log["creator"]?["version"]?.string].compactMap { $0 }.joined(
+            separator: " ")
         var exchanges: [Exchange] = []
         var skipped: [(Int, String)] = []
         for (i, entry) in entries.enumerated() {
@@ -57,28 +58,42 @@ public enum HARImport {
     }
 
     static func exchange(_ entry: JSONValue, index: Int) -> Swift.Result<Exchange, Failure> {
-        guard let request = entry["request"], case .object = request else { return .failure(Failure(description: "no request")) }
-        guard let method = request["method"]?.string, !method.isEmpty else { return .failure(Failure(description: "no request.method")) }
-        guard let urlText = request["url"]?.string, let url = URLComponents(string: urlText), let host = url.host, !host.isEmpty else {
+        guard let request = entry["request"], case .object = request else {
+            return .failure(Failure(description: "no request"))
+        }
+        guard let method = request["method"]?.string, !method.isEmpty else {
+            return .failure(Failure(description: "no request.method"))
+        }
+        guard let urlText = request["url"]?.string, let url = URLComponents(string: urlText), let host = url.host,
+            !host.isEmpty
+        else {
             return .failure(Failure(description: "request.url is missing or not an absolute URL"))
         }
         let scheme: Scheme = url.scheme?.lowercased() == "http" ? .http : .https
         // The target as the file spells it: URLComponents would percent-encode a recorded marker's spaces and
         // brackets and encode escapes twice, and the record would no longer read as masked.
-        var target = rawTarget(urlText) ?? {
-            var t = url.percentEncodedPath.isEmpty ? "/" : url.percentEncodedPath
-            if let q = url.percentEncodedQuery { t += "?" + q }
-            if let f = url.percentEncodedFragment { t += "#" + f }
-            return t
-        }()
+        var target =
+            rawTarget(urlText)
+            ?? {
+                var t = url.percentEncodedPath.isEmpty ? "/" : url.percentEncodedPath
+                if let q = url.percentEncodedQuery { t += "?" + q }
+                if let f = url.percentEncodedFragment { t += "#" + f }
+                return t
+            }()
         if target.first == "?" || target.first == "#" { target = "/" + target }
         let start = date(entry["startedDateTime"]?.string) ?? Date(timeIntervalSince1970: 0)
         let connection = entry["connection"]?.string.flatMap { UInt64($0) } ?? UInt64(index + 1)
-        var e = Exchange(connectionID: connection, clientAddress: "har", scheme: scheme, host: host.lowercased(), port: url.port ?? (scheme == .https ? 443 : 80),
-                         method: method.uppercased(), target: target, httpVersion: request["httpVersion"]?.string.map(normalizeVersion) ?? "HTTP/1.1", start: start)
+        var e = Exchange(
+            connectionID: connection, clientAddress: "har", scheme: scheme, host: host.lowercased(),
+            port: url.port ?? (scheme == .https ? 443 : 80),
+            method: method.uppercased(), target: target,
+            httpVersion: request["httpVersion"]?.string.map(normalizeVersion) ?? "HTTP/1.1", start: start)
         e.requestHeaders = headers(request["headers"])
-        if e.requestHeaders.value(of: "cookie") == nil, case .array(let cookies)? = request["cookies"], !cookies.isEmpty {
-            let pairs = cookies.compactMap { c -> String? in c["name"]?.string.map { "\($0)=\(c["value"]?.string ?? "")" } }
+        if e.requestHeaders.value(of: "cookie") == nil, case .array(let cookies)? = request["cookies"], !cookies.isEmpty
+        {
+            let pairs = cookies.compactMap { c -> String? in
+                c["name"]?.string.map { "\($0)=\(c["value"]?.string ?? "")" }
+            }
             if !pairs.isEmpty { e.requestHeaders.append(HeaderField("Cookie", pairs.joined(separator: "; "))) }
         }
         if let post = request["postData"], case .object = post {
@@ -87,9 +102,10 @@ public enum HARImport {
             if let text = post["text"]?.string {
                 body = base64 ? Array(Data(base64Encoded: text) ?? Data(text.utf8)) : Array(text.utf8)
             } else if case .array(let params)? = post["params"] {
-                body = Array(params.compactMap { p -> String? in
-                    p["name"]?.string.map { formEncode($0) + "=" + formEncode(p["value"]?.string ?? "") }
-                }.joined(separator: "&").utf8)
+                body = Array(
+                    params.compactMap { p -> String? in
+                        p["name"]?.string.map { formEncode($0) + "=" + formEncode(p["value"]?.string ?? "") }
+                    }.joined(separator: "&").utf8)
             } else {
                 body = []
             }
@@ -105,9 +121,15 @@ public enum HARImport {
             e.status = status > 0 ? status : nil
             e.responseHeaders = headers(response["headers"])
             if e.responseHeaders.value(of: "set-cookie") == nil, case .array(let cookies)? = response["cookies"] {
-                for c in cookies { if let name = c["name"]?.string { e.responseHeaders.append(HeaderField("Set-Cookie", "\(name)=\(c["value"]?.string ?? "")")) } }
+                for c in cookies {
+                    if let name = c["name"]?.string {
+                        e.responseHeaders.append(HeaderField("Set-Cookie", "\(name)=\(c["value"]?.string ?? "")"))
+                    }
+                }
             }
-            if e.responseHeaders.value(of: "location") == nil, let redirect = response["redirectURL"]?.string, !redirect.isEmpty {
+            if e.responseHeaders.value(of: "location") == nil, let redirect = response["redirectURL"]?.string,
+                !redirect.isEmpty
+            {
                 e.responseHeaders.append(HeaderField("Location", redirect))
             }
             if let content = response["content"], case .object = content {
@@ -116,13 +138,17 @@ public enum HARImport {
                 if let text = content["text"]?.string {
                     body = base64 ? Array(Data(base64Encoded: text) ?? Data()) : Array(text.utf8)
                 }
-                if e.responseHeaders.value(of: "content-type") == nil, let mime = content["mimeType"]?.string, !mime.isEmpty {
+                if e.responseHeaders.value(of: "content-type") == nil, let mime = content["mimeType"]?.string,
+                    !mime.isEmpty
+                {
                     e.responseHeaders.append(HeaderField("Content-Type", mime))
                 }
                 let decodedSize = checkedInt(content["size"]?.number)
-                let wireSize = checkedInt(response["bodySize"]?.number).flatMap { $0 >= 0 ? $0 : nil }
+                let wireSize =
+                    checkedInt(response["bodySize"]?.number).flatMap { $0 >= 0 ? $0 : nil }
                     ?? checkedInt(content["compression"]?.number).flatMap { c in
-                        decodedSize.flatMap { d in d.subtractingReportingOverflow(c).overflow ? nil : d - c } }
+                        decodedSize.flatMap { d in d.subtractingReportingOverflow(c).overflow ? nil : d - c }
+                    }
                     ?? decodedSize ?? -1
                 e.responseBody = importedBody(
                     body, base64: base64, wireSize: wireSize, decodedSize: decodedSize, headers: e.responseHeaders)
@@ -158,7 +184,9 @@ public enum HARImport {
             e.errorDetail = detail
             if e.error == nil, e.status == nil { e.error = .connectFailed }
         }
-        if e.status == nil, e.error == nil { e.error = .clientGone; e.errorDetail = e.errorDetail ?? "the HAR entry has no response" }
+        if e.status == nil, e.error == nil {
+            e.error = .clientGone; e.errorDetail = e.errorDetail ?? "the HAR entry has no response"
+        }
         return .success(e)
     }
 

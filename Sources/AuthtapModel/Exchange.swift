@@ -67,7 +67,10 @@ public struct Timings: Codable, Sendable, Equatable {
     public var requestSent: Double?
     public var firstByte: Double?
     public var end: Double?
-    public init(start: Date, connect: Double? = nil, tls: Double? = nil, requestSent: Double? = nil, firstByte: Double? = nil, end: Double? = nil) {
+    public init(
+        start: Date, connect: Double? = nil, tls: Double? = nil, requestSent: Double? = nil, firstByte: Double? = nil,
+        end: Double? = nil
+    ) {
         self.start = start
         self.connect = connect
         self.tls = tls
@@ -105,7 +108,10 @@ public struct TLSFacts: Codable, Sendable, Hashable {
     public var peerCertificate: CertificateSummary?
     /// Upstream leg only: `verified`, `insecure` (verification off) or `failed`.
     public var verification: String?
-    public init(version: String? = nil, cipher: String? = nil, alpn: String? = nil, sni: String? = nil, peerCertificate: CertificateSummary? = nil, verification: String? = nil) {
+    public init(
+        version: String? = nil, cipher: String? = nil, alpn: String? = nil, sni: String? = nil,
+        peerCertificate: CertificateSummary? = nil, verification: String? = nil
+    ) {
         self.version = version
         self.cipher = cipher
         self.alpn = alpn

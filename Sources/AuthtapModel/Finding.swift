@@ -35,8 +35,10 @@ public struct Finding: Codable, Sendable, Equatable {
     /// The exact (masked) values or differences that prove it.
     public var evidence: [String: String]
 
-    public init(rule: RuleID, severity: Severity, title: String, explanation: String, fix: String,
-                exchanges: [Int64], transaction: Int? = nil, evidence: [String: String] = [:]) {
+    public init(
+        rule: RuleID, severity: Severity, title: String, explanation: String, fix: String,
+        exchanges: [Int64], transaction: Int? = nil, evidence: [String: String] = [:]
+    ) {
         self.rule = rule
         self.severity = severity
         self.title = title
@@ -88,8 +90,10 @@ public struct Transaction: Codable, Sendable, Equatable {
     public var outcome: String
     public var members: [Member]
 
-    public init(index: Int, clientID: String?, serverHost: String?, grantType: String?, state: String?,
-                startedAt: Date, outcome: String, members: [Member]) {
+    public init(
+        index: Int, clientID: String?, serverHost: String?, grantType: String?, state: String?,
+        startedAt: Date, outcome: String, members: [Member]
+    ) {
         self.index = index
         self.clientID = clientID
         self.serverHost = serverHost

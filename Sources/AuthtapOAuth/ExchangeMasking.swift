@@ -23,12 +23,14 @@ extension Masker {
         var params: [OAuthParam] = []
         ex.target = maskURL(raw.target, location: .requestTarget, params: &params)
         ex.requestHeaders = maskHeaders(raw.requestHeaders, location: .requestHeader, params: &params)
-        ex.requestBody = maskDecoded(raw.requestBody, headers: raw.requestHeaders, location: .requestBody,
-                                     params: &params)
+        ex.requestBody = maskDecoded(
+            raw.requestBody, headers: raw.requestHeaders, location: .requestBody,
+            params: &params)
         var responseParams: [OAuthParam] = []
         ex.responseHeaders = maskHeaders(raw.responseHeaders, location: .response, params: &responseParams)
-        ex.responseBody = maskDecoded(raw.responseBody, headers: raw.responseHeaders, location: .responseBody,
-                                      params: &responseParams)
+        ex.responseBody = maskDecoded(
+            raw.responseBody, headers: raw.responseHeaders, location: .responseBody,
+            params: &responseParams)
         params += responseParams
         if let detail = raw.errorDetail {
             ex.errorDetail = maskFreeText(detail)
@@ -38,22 +40,27 @@ extension Masker {
         // Results of capture-time checks carried by the source (an imported authtap HAR) are kept as they are.
         let carried = raw.oauthParams.filter { $0.location == .derived }
         params += carried
-        if params.contains(where: { $0.name == "code_verifier" }), !carried.contains(where: { $0.name == "code_verifier_s256" }),
-           let verifier = Masker.rawValue(named: "code_verifier", in: raw), Masker.alreadyMasked(verifier) == nil {
+        if params.contains(where: { $0.name == "code_verifier" }),
+            !carried.contains(where: { $0.name == "code_verifier_s256" }),
+            let verifier = Masker.rawValue(named: "code_verifier", in: raw), Masker.alreadyMasked(verifier) == nil
+        {
             let digest = SHA256.hash(data: Array(verifier.utf8))
             params.append(OAuthParam(location: .derived, name: "code_verifier_s256", value: JWT.base64URL(digest)))
             // RFC 7636 §4.1: unreserved characters only. Only the verdict is kept.
             let valid = verifier.utf8.allSatisfy { c in
                 (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39)
-                    || c == UInt8(ascii: "-") || c == UInt8(ascii: ".") || c == UInt8(ascii: "_") || c == UInt8(ascii: "~")
+                    || c == UInt8(ascii: "-") || c == UInt8(ascii: ".") || c == UInt8(ascii: "_")
+                    || c == UInt8(ascii: "~")
             }
-            params.append(OAuthParam(location: .derived, name: "code_verifier_charset", value: valid ? "valid" : "invalid"))
+            params.append(
+                OAuthParam(location: .derived, name: "code_verifier_charset", value: valid ? "valid" : "invalid"))
         }
 
         let path = String(raw.target.prefix { $0 != "?" && $0 != "#" })
-        ex.roles = Recognizer.roles(for: .init(
-            method: raw.method, path: path, status: raw.status, params: params,
-            requestHeaders: ex.requestHeaders, responseHeaders: ex.responseHeaders))
+        ex.roles = Recognizer.roles(
+            for: .init(
+                method: raw.method, path: path, status: raw.status, params: params,
+                requestHeaders: ex.requestHeaders, responseHeaders: ex.responseHeaders))
         if let ledger {
             // Roles are needed first; a verdict param does not change them.
             let verdicts = ledger.observe(raw, roles: ex.roles) { token in
@@ -79,7 +86,10 @@ extension Masker {
 
     /// A raw request parameter value (query or form body), read in memory only.
     static func rawValue(named name: String, in raw: Exchange) -> String? {
-        let query = raw.target.utf8.firstIndex(of: UInt8(ascii: "?")).map { Array(raw.target.utf8[raw.target.utf8.index(after: $0)...]) } ?? []
+        let query =
+            raw.target.utf8.firstIndex(of: UInt8(ascii: "?")).map {
+                Array(raw.target.utf8[raw.target.utf8.index(after: $0)...])
+            } ?? []
         let wanted = Array(name.utf8)
         for source in [query, raw.requestBody.bytes] {
             // Pair by pair without splitting into an array; a name is decoded only when it is escaped.

@@ -12,7 +12,8 @@ public enum FormCoding {
     public static func decode<S: StringProtocol>(_ text: S) -> String {
         let utf8 = text.utf8
         let escaped: (UInt8) -> Bool = { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }
-        let hasEscapes = utf8.withContiguousStorageIfAvailable { $0.contains(where: escaped) } ?? utf8.contains(where: escaped)
+        let hasEscapes =
+            utf8.withContiguousStorageIfAvailable { $0.contains(where: escaped) } ?? utf8.contains(where: escaped)
         if !hasEscapes { return String(text) }
         var out: [UInt8] = []
         out.reserveCapacity(utf8.count)
@@ -21,9 +22,10 @@ public enum FormCoding {
             let c = utf8[i]
             if c == UInt8(ascii: "+") {
                 out.append(0x20)
-            } else if c == UInt8(ascii: "%"), let h1 = utf8.index(i, offsetBy: 1, limitedBy: utf8.endIndex), h1 != utf8.endIndex,
-                      let h2 = utf8.index(h1, offsetBy: 1, limitedBy: utf8.endIndex), h2 != utf8.endIndex,
-                      let hi = hexValue(utf8[h1]), let lo = hexValue(utf8[h2])
+            } else if c == UInt8(ascii: "%"), let h1 = utf8.index(i, offsetBy: 1, limitedBy: utf8.endIndex),
+                h1 != utf8.endIndex,
+                let h2 = utf8.index(h1, offsetBy: 1, limitedBy: utf8.endIndex), h2 != utf8.endIndex,
+                let hi = hexValue(utf8[h1]), let lo = hexValue(utf8[h2])
             {
                 out.append(hi << 4 | lo)
                 i = h2
@@ -42,7 +44,8 @@ public enum FormCoding {
         out.reserveCapacity(text.utf8.count + 16)
         let hex = Array("0123456789ABCDEF".utf8)
         for c in text.utf8 {
-            let unreserved = (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39)
+            let unreserved =
+                (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39)
                 || c == UInt8(ascii: "-") || c == UInt8(ascii: ".") || c == UInt8(ascii: "_") || c == UInt8(ascii: "~")
                 || c == UInt8(ascii: "[") || c == UInt8(ascii: "]") || c == UInt8(ascii: "=")
             if unreserved {

@@ -9,32 +9,38 @@ public enum JWT {
         // are base64url `e`: anything else is not a JWT, without scanning it.
         guard value.utf8.first == UInt8(ascii: "e") else { return false }
         var text = value
-        let (dots, firstDot, secondDot) = text.withUTF8 { b in compactBytes.withUnsafeBufferPointer { table -> (Int, Int, Int) in
-            guard let base = b.baseAddress else { return (0, 0, 0) }
-            // Every byte must be base64url or a dot. Checked without a branch per byte (a token is
-            // hundreds of bytes); the dots are then found with memchr.
-            var invalid: UInt8 = 0
-            for i in 0..<b.count { invalid |= table[Int(b[i])] }
-            guard invalid == 0 else { return (0, 0, 0) }
-            var dots = 0, firstDot = -1, secondDot = -1
-            var from = 0
-            while from < b.count, let hit = memchr(base + from, Int32(UInt8(ascii: ".")), b.count - from) {
-                let at = base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
-                dots += 1
-                if dots == 1 { firstDot = at } else if dots == 2 { secondDot = at } else { return (3, 0, 0) }
-                from = at + 1
+        let (dots, firstDot, secondDot) = text.withUTF8 { b in
+            compactBytes.withUnsafeBufferPointer { table -> (Int, Int, Int) in
+                guard let base = b.baseAddress else { return (0, 0, 0) }
+                // Every byte must be base64url or a dot. Checked without a branch per byte (a token is
+                // hundreds of bytes); the dots are then found with memchr.
+                var invalid: UInt8 = 0
+                for i in 0..<b.count { invalid |= table[Int(b[i])] }
+                guard invalid == 0 else { return (0, 0, 0) }
+                var dots = 0, firstDot = -1, secondDot = -1
+                var from = 0
+                while from < b.count, let hit = memchr(base + from, Int32(UInt8(ascii: ".")), b.count - from) {
+                    let at = base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+                    dots += 1
+                    if dots == 1 { firstDot = at } else if dots == 2 { secondDot = at } else { return (3, 0, 0) }
+                    from = at + 1
+                }
+                return (dots, firstDot, secondDot)
             }
-            return (dots, firstDot, secondDot)
-        } }
+        }
         guard dots == 2, firstDot >= 10, secondDot - firstDot > 2 else { return false }
         // A JOSE header is a JSON object naming its algorithm.
         return text.withUTF8 { b -> Bool in
             guard let header = base64URLDecoded(UnsafeBufferPointer(rebasing: b[..<firstDot])),
-                  header.first == UInt8(ascii: "{"), header.count >= 5
+                header.first == UInt8(ascii: "{"), header.count >= 5
             else { return false }
             for i in 0...(header.count - 5) where header[i] == UInt8(ascii: "\"") {
-                if header[i + 1] == UInt8(ascii: "a"), header[i + 2] == UInt8(ascii: "l"), header[i + 3] == UInt8(ascii: "g"),
-                   header[i + 4] == UInt8(ascii: "\"") { return true }
+                if header[i + 1] == UInt8(ascii: "a"), header[i + 2] == UInt8(ascii: "l"),
+                    header[i + 3] == UInt8(ascii: "g"),
+                    header[i + 4] == UInt8(ascii: "\"")
+                {
+                    return true
+                }
             }
             return false
         }
@@ -80,14 +86,18 @@ public enum JWT {
     /// Sextet values by byte, 0xFF where the byte is not in the alphabet.
     private static func values(_ last2: String) -> [UInt8] {
         var table = [UInt8](repeating: 0xFF, count: 256)
-        for (i, c) in Array(("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789" + last2).utf8).enumerated() {
+        for (i, c) in Array(("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789" + last2).utf8)
+            .enumerated()
+        {
             table[Int(c)] = UInt8(i)
         }
         return table
     }
     private static let urlValues = values("-_")
     /// 0 for the bytes of a JWS compact string (base64url and `.`), 1 for any other.
-    private static let compactBytes: [UInt8] = urlValues.enumerated().map { c, v in v == 0xFF && c != Int(UInt8(ascii: ".")) ? 1 : 0 }
+    private static let compactBytes: [UInt8] = urlValues.enumerated().map { c, v in
+        v == 0xFF && c != Int(UInt8(ascii: ".")) ? 1 : 0
+    }
     private static let standardValues = values("+/")
     /// Both alphabets: what `decodeSegment` accepts.
     private static let lenientValues: [UInt8] = {
@@ -101,9 +111,9 @@ public enum JWT {
     public static func decode(_ value: String) -> (header: [String: Any], claims: [String: Any])? {
         let parts = value.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count >= 2,
-              let h = decodeSegment(parts[0]), let c = decodeSegment(parts[1]),
-              let header = try? JSONSerialization.jsonObject(with: h) as? [String: Any],
-              let claims = try? JSONSerialization.jsonObject(with: c) as? [String: Any]
+            let h = decodeSegment(parts[0]), let c = decodeSegment(parts[1]),
+            let header = try? JSONSerialization.jsonObject(with: h) as? [String: Any],
+            let claims = try? JSONSerialization.jsonObject(with: c) as? [String: Any]
         else { return nil }
         return (header, claims)
     }

@@ -50,7 +50,10 @@ public final class JWTLedger: @unchecked Sendable {
                 var still: [Pending] = []
                 for p in pending {
                     if let key = keys[p.kid] {
-                        out.append(OAuthParam(location: .derived, name: "jwt_signature", value: Self.verify(p.token, key: key).rawValue, fingerprint: p.fingerprint))
+                        out.append(
+                            OAuthParam(
+                                location: .derived, name: "jwt_signature",
+                                value: Self.verify(p.token, key: key).rawValue, fingerprint: p.fingerprint))
                     } else {
                         still.append(p)
                     }
@@ -66,12 +69,17 @@ public final class JWTLedger: @unchecked Sendable {
             guard let header = Self.header(of: token) else { continue }
             guard let kid = header["kid"] as? String else {
                 if let alg = header["alg"] as? String, alg != "none" {
-                    out.append(OAuthParam(location: .derived, name: "jwt_signature", value: Verdict.noKid.rawValue, fingerprint: fp))
+                    out.append(
+                        OAuthParam(
+                            location: .derived, name: "jwt_signature", value: Verdict.noKid.rawValue, fingerprint: fp))
                 }
                 continue
             }
             if let key = keys[kid] {
-                out.append(OAuthParam(location: .derived, name: "jwt_signature", value: Self.verify(token, key: key).rawValue, fingerprint: fp))
+                out.append(
+                    OAuthParam(
+                        location: .derived, name: "jwt_signature", value: Self.verify(token, key: key).rawValue,
+                        fingerprint: fp))
             } else {
                 pending.append(Pending(kid: kid, token: token, fingerprint: fp))
                 pendingFingerprints.insert(fp)
@@ -94,16 +102,19 @@ public final class JWTLedger: @unchecked Sendable {
     static func verify(_ token: String, key: Key) -> Verdict {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let header = header(of: token), let alg = header["alg"] as? String,
-              let signature = JWT.decodeSegment(parts[2])
+            let signature = JWT.decodeSegment(parts[2])
         else { return .invalid }
         let input = Data(token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count))
         switch (alg, key) {
-        case ("RS256", .rsa(let k)), ("RS384", .rsa(let k)), ("RS512", .rsa(let k)), ("PS256", .rsa(let k)), ("PS384", .rsa(let k)), ("PS512", .rsa(let k)):
+        case ("RS256", .rsa(let k)), ("RS384", .rsa(let k)), ("RS512", .rsa(let k)), ("PS256", .rsa(let k)),
+            ("PS384", .rsa(let k)), ("PS512", .rsa(let k)):
             let sig = _RSA.Signing.RSASignature(rawRepresentation: signature)
             let padding: _RSA.Signing.Padding = alg.hasPrefix("PS") ? .PSS : .insecurePKCS1v1_5
             switch alg.suffix(3) {
-            case "256": return k.isValidSignature(sig, for: SHA256.hash(data: input), padding: padding) ? .valid : .invalid
-            case "384": return k.isValidSignature(sig, for: SHA384.hash(data: input), padding: padding) ? .valid : .invalid
+            case "256":
+                return k.isValidSignature(sig, for: SHA256.hash(data: input), padding: padding) ? .valid : .invalid
+            case "384":
+                return k.isValidSignature(sig, for: SHA384.hash(data: input), padding: padding) ? .valid : .invalid
             default: return k.isValidSignature(sig, for: SHA512.hash(data: input), padding: padding) ? .valid : .invalid
             }
         case ("ES256", .p256(let k)):
@@ -112,8 +123,9 @@ public final class JWTLedger: @unchecked Sendable {
         case ("ES384", .p384(let k)):
             guard let sig = try? P384.Signing.ECDSASignature(rawRepresentation: signature) else { return .invalid }
             return k.isValidSignature(sig, for: input) ? .valid : .invalid
-        case ("RS256", _), ("RS384", _), ("RS512", _), ("PS256", _), ("PS384", _), ("PS512", _), ("ES256", _), ("ES384", _):
-            return .invalid // the key published under this kid is of another type
+        case ("RS256", _), ("RS384", _), ("RS512", _), ("PS256", _), ("PS384", _), ("PS512", _), ("ES256", _),
+            ("ES384", _):
+            return .invalid  // the key published under this kid is of another type
         default:
             return .unsupportedAlg
         }
@@ -121,15 +133,15 @@ public final class JWTLedger: @unchecked Sendable {
 
     static func header(of token: String) -> [String: Any]? {
         guard let dot = token.utf8.firstIndex(of: UInt8(ascii: ".")),
-              let data = JWT.decodeSegment(token.utf8[..<dot]),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+            let data = JWT.decodeSegment(token.utf8[..<dot]),
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         else { return nil }
         return object
     }
 
     func parseJWKS(_ body: [UInt8]) -> [(String, Key)] {
         guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
-              let list = object["keys"] as? [[String: Any]]
+            let list = object["keys"] as? [[String: Any]]
         else { return [] }
         var result: [(String, Key)] = []
         for jwk in list {
@@ -138,12 +150,16 @@ public final class JWTLedger: @unchecked Sendable {
             func b(_ name: String) -> Data? { (jwk[name] as? String).flatMap { JWT.decodeSegment($0) } }
             switch kty {
             case "RSA":
-                if let n = b("n"), let e = b("e"), let key = try? _RSA.Signing.PublicKey(n: n, e: e) { result.append((kid, .rsa(key))) }
+                if let n = b("n"), let e = b("e"), let key = try? _RSA.Signing.PublicKey(n: n, e: e) {
+                    result.append((kid, .rsa(key)))
+                }
             case "EC":
                 guard let x = b("x"), let y = b("y") else { continue }
                 if jwk["crv"] as? String == "P-256", let key = try? P256.Signing.PublicKey(rawRepresentation: x + y) {
                     result.append((kid, .p256(key)))
-                } else if jwk["crv"] as? String == "P-384", let key = try? P384.Signing.PublicKey(rawRepresentation: x + y) {
+                } else if jwk["crv"] as? String == "P-384",
+                    let key = try? P384.Signing.PublicKey(rawRepresentation: x + y)
+                {
                     result.append((kid, .p384(key)))
                 }
             default:
@@ -175,7 +191,10 @@ public final class JWTLedger: @unchecked Sendable {
                             dots += 1
                             k = base.distance(to: hit.assumingMemoryBound(to: UInt8.self)) + 1
                         }
-                        if dots == 2 { result.append(String(decoding: UnsafeBufferPointer(rebasing: b[(i + 1)..<j]), as: UTF8.self)) }
+                        if dots == 2 {
+                            result.append(
+                                String(decoding: UnsafeBufferPointer(rebasing: b[(i + 1)..<j]), as: UTF8.self))
+                        }
                     }
                     i = nextQuote(j + 1)
                     continue

@@ -38,7 +38,8 @@ extension Masker {
                     raw.bytes, contentEncoding: contentEncoding, transferEncoding: transferEncoding,
                     limit: bodyLimit, inputComplete: !raw.truncated)
                 if !decoded.codings.isEmpty || decoded.failure != nil {
-                    body.encoding = decoded.codings.isEmpty
+                    body.encoding =
+                        decoded.codings.isEmpty
                         ? [contentEncoding, transferEncoding].compactMap { $0 }.joined(separator: ", ")
                         : decoded.codings.joined(separator: ", ")
                     if let failure = decoded.failure {
@@ -83,7 +84,9 @@ extension Masker {
 
     /// Masks decoded text by what it is, whatever its Content-Type says: JSON, multipart, XML or HTML, a form,
     /// or free text. Each structural masker looks at every readable value again for URLs, JWTs and tokens.
-    func maskBodyText(_ text: String, contentType: String, location: ParamLocation, params: inout [OAuthParam]) -> String {
+    func maskBodyText(_ text: String, contentType: String, location: ParamLocation, params: inout [OAuthParam])
+        -> String
+    {
         if text.isEmpty { return text }
         if let boundary = Multipart.boundary(contentType: contentType, body: text) {
             return maskMultipart(text, boundary: boundary, location: location, params: &params)
@@ -111,7 +114,7 @@ extension FormCoding {
         guard looksLikeForm(text) else { return false }
         for pair in text.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
             guard let eq = pair.firstIndex(of: UInt8(ascii: "=")), eq > pair.startIndex,
-                  pair[..<eq].allSatisfy({ Masker.isNameByte($0) || Masker.isNameJoiner($0) })
+                pair[..<eq].allSatisfy({ Masker.isNameByte($0) || Masker.isNameJoiner($0) })
             else { return false }
         }
         return true
@@ -256,7 +259,8 @@ enum JSONMasking {
                     continue
                 }
                 if let key = pendingKey, stack.count == 1 {
-                    params.append(OAuthParam(location: location, name: key, value: c == UInt8(ascii: "{") ? "{…}" : "[…]"))
+                    params.append(
+                        OAuthParam(location: location, name: key, value: c == UInt8(ascii: "{") ? "{…}" : "[…]"))
                 }
                 let inherited = pendingKey ?? (stack.last?.bracket == UInt8(ascii: "[") ? stack.last?.key : nil)
                 stack.append((c, inherited))

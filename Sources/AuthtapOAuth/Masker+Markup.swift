@@ -21,7 +21,7 @@ enum Multipart {
         }
         let line = body[body.index(body.startIndex, offsetBy: 2)..<lineEnd]
         guard !line.isEmpty, line.utf8.count <= 200, !line.contains(" "),
-              body[lineEnd...].prefix(200).lowercased().contains("content-disposition")
+            body[lineEnd...].prefix(200).lowercased().contains("content-disposition")
         else { return nil }
         return String(line)
     }
@@ -38,7 +38,8 @@ extension Masker {
 
     /// Masks each part by its field name: a secret field's content goes whole, a readable field's is masked
     /// as the body it is (JSON, form, text). A file part is kept only when it is text.
-    func maskMultipart(_ text: String, boundary: String, location: ParamLocation, params: inout [OAuthParam]) -> String {
+    func maskMultipart(_ text: String, boundary: String, location: ParamLocation, params: inout [OAuthParam]) -> String
+    {
         let delimiter = "--" + boundary
         let pieces = text.components(separatedBy: delimiter)
         guard pieces.count >= 2 else { return maskFreeText(text) }
@@ -56,8 +57,12 @@ extension Masker {
             let head = String(piece[..<split.lowerBound])
             var content = String(piece[split.upperBound...])
             var trailer = ""
-            if content.hasSuffix("\r\n") { content.removeLast(); trailer = "\r\n" } // "\r\n" is one Character
-            else if content.hasSuffix("\n") { content.removeLast(); trailer = "\n" }
+            if content.hasSuffix("\r\n") {
+                content.removeLast(); trailer = "\r\n"
+            }  // "\r\n" is one Character
+            else if content.hasSuffix("\n") {
+                content.removeLast(); trailer = "\n"
+            }
             let disposition = Self.headerValue("content-disposition", in: head) ?? ""
             let name = Self.dispositionParameter("name", in: disposition)
             let isFile = Self.dispositionParameter("filename", in: disposition) != nil
@@ -108,7 +113,7 @@ extension Masker {
         var controls = 0
         for c in content.utf8 {
             if c == 0 { return false }
-            if c == 0xEF, content.utf8Contains("\u{FFFD}") { return false } // bytes that were not text
+            if c == 0xEF, content.utf8Contains("\u{FFFD}") { return false }  // bytes that were not text
             if c < 0x20 && c != 0x09 && c != 0x0A && c != 0x0D { controls += 1 }
         }
         return controls * 20 <= content.utf8.count
@@ -123,7 +128,8 @@ extension Masker {
     func maskMarkup(_ text: String) -> String {
         let b = Array(text.utf8)
         // In HTML, <code> is the element for source code, not an authorization code.
-        let isHTML = text.utf8ContainsASCIICaseInsensitive("<html")
+        let isHTML =
+            text.utf8ContainsASCIICaseInsensitive("<html")
             || text.utf8ContainsASCIICaseInsensitive("<!doctype html")
         var out: [UInt8] = []
         out.reserveCapacity(b.count + 64)
@@ -144,7 +150,8 @@ extension Masker {
             flushText(upTo: i)
             // Comments, CDATA, doctype and processing instructions: their text is scanned like text.
             if b[i...].starts(with: Array("<!--".utf8)) || b[i...].starts(with: Array("<![CDATA[".utf8))
-                || (i + 1 < b.count && (b[i + 1] == UInt8(ascii: "!") || b[i + 1] == UInt8(ascii: "?"))) {
+                || (i + 1 < b.count && (b[i + 1] == UInt8(ascii: "!") || b[i + 1] == UInt8(ascii: "?")))
+            {
                 let end = b[i...].firstIndex(of: UInt8(ascii: ">")).map { $0 + 1 } ?? b.count
                 out += Array(maskShapes(String(decoding: b[i..<end], as: UTF8.self), sweep: true).utf8)
                 i = end
@@ -195,15 +202,19 @@ extension Masker {
         var closing = false
         if i < b.count, b[i] == UInt8(ascii: "/") { closing = true; i += 1 }
         let nameStart = i
-        while i < b.count, isNameByte(b[i]) || b[i] == UInt8(ascii: ":") || b[i] == UInt8(ascii: "-")
-            || b[i] == UInt8(ascii: ".") { i += 1 }
+        while i < b.count,
+            isNameByte(b[i]) || b[i] == UInt8(ascii: ":") || b[i] == UInt8(ascii: "-")
+                || b[i] == UInt8(ascii: ".")
+        { i += 1 }
         let name = i > nameStart ? String(decoding: b[nameStart..<i], as: UTF8.self) : nil
         var attributes: [(name: String, value: Range<Int>)] = []
         while i < b.count, b[i] != UInt8(ascii: ">") {
             if isNameStart(b[i]) {
                 let attrStart = i
-                while i < b.count, isNameByte(b[i]) || b[i] == UInt8(ascii: ":") || b[i] == UInt8(ascii: "-")
-                    || b[i] == UInt8(ascii: ".") { i += 1 }
+                while i < b.count,
+                    isNameByte(b[i]) || b[i] == UInt8(ascii: ":") || b[i] == UInt8(ascii: "-")
+                        || b[i] == UInt8(ascii: ".")
+                { i += 1 }
                 let attrName = String(decoding: b[attrStart..<i], as: UTF8.self)
                 var k = i
                 while k < b.count, b[k] == 0x20 || b[k] == 0x09 || b[k] == 0x0A || b[k] == 0x0D { k += 1 }
@@ -229,8 +240,9 @@ extension Masker {
             }
         }
         let selfClosing = i > start && i - 1 < b.count && b[i - 1] == UInt8(ascii: "/")
-        return Tag(start: start, end: min(i + 1, b.count), name: name, closing: closing, selfClosing: selfClosing,
-                   attributes: attributes)
+        return Tag(
+            start: start, end: min(i + 1, b.count), name: name, closing: closing, selfClosing: selfClosing,
+            attributes: attributes)
     }
 
     /// The tag's text with secret attribute values masked and the others looked at again.

@@ -58,8 +58,10 @@ extension Masker {
         bytes.withUnsafeBufferPointer { b in
             for hit in TokenFormats.scan(b) { candidates.append((hit.range, hit.format.id)) }
         }
-        candidates.sort { $0.range.lowerBound != $1.range.lowerBound
-            ? $0.range.lowerBound < $1.range.lowerBound : $0.range.count > $1.range.count }
+        candidates.sort {
+            $0.range.lowerBound != $1.range.lowerBound
+                ? $0.range.lowerBound < $1.range.lowerBound : $0.range.count > $1.range.count
+        }
         var kept: [(range: Range<Int>, kind: String)] = []
         for span in candidates {
             if let last = kept.last, span.range.lowerBound < last.range.upperBound { continue }
@@ -95,7 +97,8 @@ extension Masker {
         var i = 0
         while i + open.count <= bytes.count {
             if bytes[i] == UInt8(ascii: "["), bytes[i..<(i + open.count)].elementsEqual(open),
-               let close = bytes[i...].firstIndex(of: UInt8(ascii: "]")) {
+                let close = bytes[i...].firstIndex(of: UInt8(ascii: "]"))
+            {
                 ranges.append(i..<(close + 1))
                 i = close + 1
             } else {
@@ -117,7 +120,7 @@ extension Masker {
         var i = 0
         while i + 3 <= b.count {
             guard b[i] == UInt8(ascii: "e"), b[i + 1] == UInt8(ascii: "y"), b[i + 2] == UInt8(ascii: "J"),
-                  i == 0 || !isBase64URL(b[i - 1])
+                i == 0 || !isBase64URL(b[i - 1])
             else {
                 i += 1
                 continue
@@ -168,7 +171,8 @@ extension Masker {
             while j > i, Self.isNameJoiner(b[j - 1]), b[j - 1] != UInt8(ascii: "]") { j -= 1 }
             let name = String(decoding: b[i..<j], as: UTF8.self)
             if j < b.count, Self.followsName(b[j]), SecretNames.isSecret(name),
-               let span = Self.valueSpan(after: j, nameStart: i, in: b) {
+                let span = Self.valueSpan(after: j, nameStart: i, in: b)
+            {
                 spans.append((span.lowerBound, span.upperBound, name))
                 i = max(j, span.upperBound)
             } else {
@@ -235,7 +239,8 @@ extension Masker {
                     var k = tagStart
                     while k + valueAttr.count < tagEnd {
                         if b[k..<(k + valueAttr.count)].map({ $0 | 0x20 }).elementsEqual(valueAttr),
-                           k == 0 || !isNameByte(b[k - 1]) {
+                            k == 0 || !isNameByte(b[k - 1])
+                        {
                             return nonEmpty(quoted(from: k + valueAttr.count))
                         }
                         k += 1
@@ -256,7 +261,10 @@ extension Masker {
             if let q = quoted(from: j + 1) { return nonEmpty(q) }
             // A marker holds spaces: a value that is one whole marker is masked already.
             if let marker = markerRanges(in: b).first(where: { $0.lowerBound == j + 1 }),
-               alreadyMasked(String(decoding: b[marker], as: UTF8.self)) != nil { return nil }
+                alreadyMasked(String(decoding: b[marker], as: UTF8.self)) != nil
+            {
+                return nil
+            }
             var e = j + 1
             while e < b.count, !Self.valueDelimiters.contains(b[e]) { e += 1 }
             return nonEmpty((j + 1)..<e)

@@ -78,7 +78,7 @@ public struct Masker: Sendable {
         // memcpy at an offset passed along, not by a nested function capturing the offset (whose
         // every byte paid a dynamic exclusivity check).
         var kind = Self.markerKind(kind), fingerprint = fingerprint
-        var digits = String(length) // a small string: no allocation
+        var digits = String(length)  // a small string: no allocation
         return kind.withUTF8 { k in
             fingerprint.withUTF8 { f in
                 digits.withUTF8 { d in
@@ -97,7 +97,9 @@ public struct Masker: Sendable {
     }
 
     /// Copies `bytes` into `out` at `offset`; returns the offset after them.
-    private static func put(_ bytes: UnsafeBufferPointer<UInt8>, into out: UnsafeMutableBufferPointer<UInt8>, at offset: Int) -> Int {
+    private static func put(
+        _ bytes: UnsafeBufferPointer<UInt8>, into out: UnsafeMutableBufferPointer<UInt8>, at offset: Int
+    ) -> Int {
         precondition(offset + bytes.count <= out.count)
         if let source = bytes.baseAddress, let target = out.baseAddress {
             (target + offset).update(from: source, count: bytes.count)
@@ -135,9 +137,9 @@ public struct Masker: Sendable {
         let inner = value.dropFirst(8).dropLast()
         let parts = inner.split(separator: " ", omittingEmptySubsequences: false)
         guard parts.count == 3, !parts[0].isEmpty, parts[0].utf8.allSatisfy(isKindByte),
-              parts[1].hasPrefix("len="), let length = Int(parts[1].dropFirst(4)), length >= 0,
-              parts[2].hasPrefix("fp="), case let fp = parts[2].dropFirst(3), !fp.isEmpty, fp.utf8.count <= 64,
-              fp.allSatisfy(\.isHexDigit)
+            parts[1].hasPrefix("len="), let length = Int(parts[1].dropFirst(4)), length >= 0,
+            parts[2].hasPrefix("fp="), case let fp = parts[2].dropFirst(3), !fp.isEmpty, fp.utf8.count <= 64,
+            fp.allSatisfy(\.isHexDigit)
         else { return nil }
         return (length, String(fp))
     }
@@ -145,12 +147,12 @@ public struct Masker: Sendable {
     /// A JWS whose signature is already one whole marker: `HEADER.PAYLOAD.[masked KIND-signature …]`.
     static func alreadyMaskedJWT(_ value: String) -> (length: Int, fingerprint: String)? {
         guard value.utf8.first == UInt8(ascii: "e"), value.utf8.last == UInt8(ascii: "]"),
-              let open = value.utf8.firstIndex(of: UInt8(ascii: "[")), open > value.utf8.startIndex
+            let open = value.utf8.firstIndex(of: UInt8(ascii: "[")), open > value.utf8.startIndex
         else { return nil }
         let head = value.utf8[..<open]
         guard head.last == UInt8(ascii: "."),
-              head.dropLast().allSatisfy({ isBase64URL($0) || $0 == UInt8(ascii: ".") }),
-              head.filter({ $0 == UInt8(ascii: ".") }).count == 2
+            head.dropLast().allSatisfy({ isBase64URL($0) || $0 == UInt8(ascii: ".") }),
+            head.filter({ $0 == UInt8(ascii: ".") }).count == 2
         else { return nil }
         return alreadyMasked(String(Substring(value.utf8[open...])))
     }
@@ -191,7 +193,9 @@ public struct Masker: Sendable {
 
     /// Masks `a=b&code=...` pairs. Readable values and secret markers are appended to `params`.
     /// A readable value is looked at again (`maskReadable`): a URL, JWT or token can stand under any name.
-    public func maskPairs(_ text: Substring, location: ParamLocation, params: inout [OAuthParam], depth: Int = 0) -> String {
+    public func maskPairs(_ text: Substring, location: ParamLocation, params: inout [OAuthParam], depth: Int = 0)
+        -> String
+    {
         if text.isEmpty { return "" }
         // On the bytes: split at `&`, then at the first `=`; only secret values are rewritten.
         // Copied in one go from contiguous storage (element by element, the copy cost as much as the split).
@@ -263,7 +267,8 @@ public struct Masker: Sendable {
         }
         var result: String
         if let q = rest.firstIndex(of: "?") {
-            result = maskShapes(String(rest[...q]), sweep: true)
+            result =
+                maskShapes(String(rest[...q]), sweep: true)
                 + maskPairs(rest[rest.index(after: q)...], location: location.query, params: &params, depth: depth)
         } else {
             result = maskShapes(String(rest), sweep: true)
@@ -278,7 +283,9 @@ public struct Masker: Sendable {
 
     /// Masks credential headers whole (Authorization and Proxy-Authorization keep their scheme, cookies their
     /// names), URLs in URL headers, and anything secret-shaped in every other header (`maskReadable`).
-    public func maskHeaders(_ headers: [HeaderField], location: ParamLocation, params: inout [OAuthParam]) -> [HeaderField] {
+    public func maskHeaders(_ headers: [HeaderField], location: ParamLocation, params: inout [OAuthParam])
+        -> [HeaderField]
+    {
         // Copied only when a header is rewritten: most response headers are not.
         var out: [HeaderField]? = nil
         for (i, field) in headers.enumerated() {
@@ -297,14 +304,16 @@ public struct Masker: Sendable {
                     let lead = String(crumb.prefix(crumb.count - trimmed.count))
                     guard let eq = trimmed.firstIndex(of: "=") else { return String(crumb) }
                     let name = trimmed[..<eq]
-                    return lead + name + "=" + marker(kind: "cookie", value: String(trimmed[trimmed.index(after: eq)...]))
+                    return lead + name + "="
+                        + marker(kind: "cookie", value: String(trimmed[trimmed.index(after: eq)...]))
                 }.joined(separator: ";")
             case "set-cookie":
                 let semi = field.value.firstIndex(of: ";") ?? field.value.endIndex
                 let pair = field.value[..<semi]
                 let attributes = maskReadable(String(field.value[semi...]), name: "set-cookie-attributes")
                 if let eq = pair.firstIndex(of: "=") {
-                    value = pair[..<eq] + "=" + marker(kind: "cookie", value: String(pair[pair.index(after: eq)...]))
+                    value =
+                        pair[..<eq] + "=" + marker(kind: "cookie", value: String(pair[pair.index(after: eq)...]))
                         + attributes
                 } else {
                     value = marker(kind: "cookie", value: String(pair)) + attributes
@@ -370,16 +379,19 @@ public struct Masker: Sendable {
             let user = String(credential[..<colon])
             guard let (length, fp) = Self.maskedBasicSecret(credential) else { return (value, []) }
             let marker = Self.markerText(kind: "client_secret", length: length, fingerprint: fp)
-            return ("\(scheme) \(credential)", [
-                OAuthParam(location: location.authorization, name: "client_id", value: user),
-                OAuthParam(location: location.authorization, name: "client_secret", secret: (marker, fp)),
-            ])
+            return (
+                "\(scheme) \(credential)",
+                [
+                    OAuthParam(location: location.authorization, name: "client_id", value: user),
+                    OAuthParam(location: location.authorization, name: "client_secret", secret: (marker, fp)),
+                ]
+            )
         case "basic" where kind == "authorization":
             // RFC 6749 §2.3.1: client_id:client_secret, each form-urlencoded, then base64.
             var encoded = credential
             guard let data = encoded.withUTF8({ JWT.base64StandardDecoded($0) }),
-                  let colon = data.firstIndex(of: UInt8(ascii: ":")),
-                  String(validating: data, as: UTF8.self) != nil
+                let colon = data.firstIndex(of: UInt8(ascii: ":")),
+                String(validating: data, as: UTF8.self) != nil
             else {
                 return ("\(scheme) \(marker(kind: "basic-credentials", value: credential))", [])
             }
@@ -387,15 +399,21 @@ public struct Masker: Sendable {
             let secret = FormCoding.decode(bytes: data[(colon + 1)...])
             let fp = fingerprinter.fingerprint(secret)
             let maskedSecret = Self.markerText(kind: "client_secret", length: secret.utf8.count, fingerprint: fp)
-            return ("\(scheme) \(user):\(maskedSecret)", [
-                OAuthParam(location: location.authorization, name: "client_id", value: user),
-                OAuthParam(location: location.authorization, name: "client_secret", secret: (maskedSecret, fp)),
-            ])
+            return (
+                "\(scheme) \(user):\(maskedSecret)",
+                [
+                    OAuthParam(location: location.authorization, name: "client_id", value: user),
+                    OAuthParam(location: location.authorization, name: "client_secret", secret: (maskedSecret, fp)),
+                ]
+            )
         case "bearer", "dpop":
             let (masked, param) = self.secret(kind: "access_token", value: credential)
-            return ("\(scheme) \(masked)", [
-                OAuthParam(location: location.authorization, name: "access_token", secret: param)
-            ])
+            return (
+                "\(scheme) \(masked)",
+                [
+                    OAuthParam(location: location.authorization, name: "access_token", secret: param)
+                ]
+            )
         default:
             return ("\(scheme) \(marker(kind: kind, value: credential))", [])
         }
@@ -421,7 +439,9 @@ extension StringProtocol {
         x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= UInt8(ascii: "a") && (x | 0x20) <= UInt8(ascii: "z"))
     }
 
-    private static func asciiCaseInsensitiveEquals(_ x: UnsafeBufferPointer<UInt8>, _ y: UnsafeBufferPointer<UInt8>) -> Bool {
+    private static func asciiCaseInsensitiveEquals(_ x: UnsafeBufferPointer<UInt8>, _ y: UnsafeBufferPointer<UInt8>)
+        -> Bool
+    {
         for i in 0..<x.count where !asciiCaseInsensitiveEquals(x[i], y[i]) { return false }
         return true
     }

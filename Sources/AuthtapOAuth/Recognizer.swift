@@ -13,7 +13,10 @@ public enum Recognizer {
         public var requestHeaders: [HeaderField]
         public var responseHeaders: [HeaderField]
 
-        public init(method: String, path: String, status: Int?, params: [OAuthParam], requestHeaders: [HeaderField], responseHeaders: [HeaderField]) {
+        public init(
+            method: String, path: String, status: Int?, params: [OAuthParam], requestHeaders: [HeaderField],
+            responseHeaders: [HeaderField]
+        ) {
             self.method = method
             self.path = path
             self.status = status
@@ -44,8 +47,10 @@ public enum Recognizer {
         let location = ParamLocation.responseLocation
 
         // Discovery and JWKS: well-known paths, or a JWKS-shaped response.
-        if path.hasSuffix("/.well-known/openid-configuration") || path.hasSuffix("/.well-known/oauth-authorization-server")
-            || path.utf8Contains("/.well-known/openid-configuration/") || path.utf8Contains("/.well-known/oauth-authorization-server/")
+        if path.hasSuffix("/.well-known/openid-configuration")
+            || path.hasSuffix("/.well-known/oauth-authorization-server")
+            || path.utf8Contains("/.well-known/openid-configuration/")
+            || path.utf8Contains("/.well-known/oauth-authorization-server/")
         {
             roles.append(.discovery)
         }
@@ -63,18 +68,26 @@ public enum Recognizer {
             if f.has("request_uri", in: requestQuery) && f.has("client_id", in: requestQuery) { return requestQuery }
             return nil
         }()
-        let isPAR = method == "POST" && f.has("response_type", in: requestBody) && f.has("client_id", in: requestBody)
+        let isPAR =
+            method == "POST" && f.has("response_type", in: requestBody) && f.has("client_id", in: requestBody)
             && (f.has("request_uri", in: response) || path.hasSuffix("/par") || path.utf8Contains("pushed"))
         if isPAR {
             roles.append(.pushedAuthorizationRequest)
-        } else if authParamsIn != nil || (method == "POST" && f.has("response_type", in: requestBody) && f.has("client_id", in: requestBody) && f.has("redirect_uri", in: requestBody)) {
+        } else if authParamsIn != nil
+            || (method == "POST" && f.has("response_type", in: requestBody) && f.has("client_id", in: requestBody)
+                && f.has("redirect_uri", in: requestBody))
+        {
             roles.append(.authorizationRequest)
         }
 
         // Authorization response: a redirect whose Location carries code / error (+ state), query or fragment.
         if let status = f.status, (300..<400).contains(status) {
-            let carriesCode = f.has("code", in: location) || f.has("access_token", in: location) || f.has("id_token", in: location)
-            let carriesError = f.has("error", in: location) && (f.has("state", in: location) || f.has("error_description", in: location) || roles.contains(.authorizationRequest))
+            let carriesCode =
+                f.has("code", in: location) || f.has("access_token", in: location) || f.has("id_token", in: location)
+            let carriesError =
+                f.has("error", in: location)
+                && (f.has("state", in: location) || f.has("error_description", in: location)
+                    || roles.contains(.authorizationRequest))
             if carriesCode || carriesError || (f.has("state", in: location) && roles.contains(.authorizationRequest)) {
                 roles.append(.authorizationResponse)
             }
@@ -97,14 +110,18 @@ public enum Recognizer {
         }
 
         // Token endpoint: POST with grant_type, or grant_type in the query (a GET there is a client bug the analyzer reports).
-        if (method == "POST" && f.has("grant_type", in: requestBody)) || (f.has("grant_type", in: requestQuery) && !roles.contains(.authorizationRequest)) {
+        if (method == "POST" && f.has("grant_type", in: requestBody))
+            || (f.has("grant_type", in: requestQuery) && !roles.contains(.authorizationRequest))
+        {
             roles.append(.token)
         }
 
         // Device authorization: POST client_id (no grant_type) answered with device_code + user_code.
-        let devicePath = path.hasSuffix("/device_authorization") || path.hasSuffix("/devicecode") || path.hasSuffix("/device/code")
+        let devicePath =
+            path.hasSuffix("/device_authorization") || path.hasSuffix("/devicecode") || path.hasSuffix("/device/code")
         if method == "POST", !roles.contains(.token),
-           (f.has("device_code", in: response) && f.has("user_code", in: response)) || (devicePath && f.hasInRequest("client_id"))
+            (f.has("device_code", in: response) && f.has("user_code", in: response))
+                || (devicePath && f.hasInRequest("client_id"))
         {
             roles.append(.deviceAuthorization)
         }
@@ -113,15 +130,20 @@ public enum Recognizer {
         if method == "POST", f.has("token", in: requestBody), !roles.contains(.token) {
             if f.has("active", in: response) || path.utf8Contains("introspect") {
                 roles.append(.introspection)
-            } else if path.utf8Contains("revoke") || path.utf8Contains("revocation") || (f.status == 200 && !f.params.contains { $0.location == response }) {
+            } else if path.utf8Contains("revoke") || path.utf8Contains("revocation")
+                || (f.status == 200 && !f.params.contains { $0.location == response })
+            {
                 roles.append(.revocation)
             }
         }
 
         // Userinfo: a bearer-authenticated call answered with `sub`, or the conventional path.
-        let bearer = f.requestHeaders.value(of: "authorization").map { $0.lowercased().hasPrefix("bearer ") || $0.lowercased().hasPrefix("dpop ") } ?? false
+        let bearer =
+            f.requestHeaders.value(of: "authorization").map {
+                $0.lowercased().hasPrefix("bearer ") || $0.lowercased().hasPrefix("dpop ")
+            } ?? false
         if roles.isEmpty, method == "GET" || method == "POST",
-           (bearer && f.has("sub", in: response) && !f.has("active", in: response)) || path.hasSuffix("/userinfo")
+            (bearer && f.has("sub", in: response) && !f.has("active", in: response)) || path.hasSuffix("/userinfo")
         {
             roles.append(.userinfo)
         }

@@ -27,12 +27,15 @@ public enum SecretAudit {
                 check("\(side).header \(field.name)", field.value, masked.first?.value ?? field.value)
             }
         }
-        for (side, body, headers) in [("request", exchange.requestBody, exchange.requestHeaders),
-                                      ("response", exchange.responseBody, exchange.responseHeaders)] {
+        for (side, body, headers) in [
+            ("request", exchange.requestBody, exchange.requestHeaders),
+            ("response", exchange.responseBody, exchange.responseHeaders),
+        ] {
             let decoded = masker.decodedBody(body, headers: headers)
             let masked = masker.maskDecoded(decoded, headers: headers, location: .unrecorded, params: &ignored)
-            check("\(side).body", String(decoding: decoded.bytes, as: UTF8.self),
-                  String(decoding: masked.bytes, as: UTF8.self))
+            check(
+                "\(side).body", String(decoding: decoded.bytes, as: UTF8.self),
+                String(decoding: masked.bytes, as: UTF8.self))
         }
         if let detail = exchange.errorDetail { check("error", detail, masker.maskFreeText(detail)) }
         return hits

@@ -17,25 +17,33 @@ extension AppDatabase {
             try db.execute(sql: "DELETE FROM finding WHERE session_id = ?", arguments: [session])
             try db.execute(sql: "DELETE FROM oauth_transaction WHERE session_id = ?", arguments: [session])
             var rowIDs: [Int: Int64] = [:]
-            let tx = try db.cachedStatement(sql: """
-                INSERT INTO oauth_transaction (session_id, number, client_id, server_host, grant_type, state, started_at, outcome)
-                VALUES (?,?,?,?,?,?,?,?)
-                """)
-            let member = try db.cachedStatement(sql: "INSERT OR IGNORE INTO transaction_member (transaction_id, exchange_id, leg) VALUES (?,?,?)")
+            let tx = try db.cachedStatement(
+                sql: """
+                    INSERT INTO oauth_transaction (session_id, number, client_id, server_host, grant_type, state, started_at, outcome)
+                    VALUES (?,?,?,?,?,?,?,?)
+                    """)
+            let member = try db.cachedStatement(
+                sql: "INSERT OR IGNORE INTO transaction_member (transaction_id, exchange_id, leg) VALUES (?,?,?)")
             for t in analysis.transactions {
-                try tx.execute(arguments: [session, t.index, t.clientID, t.serverHost, t.grantType, t.state, t.startedAt.timeIntervalSince1970, t.outcome])
+                try tx.execute(arguments: [
+                    session, t.index, t.clientID, t.serverHost, t.grantType, t.state, t.startedAt.timeIntervalSince1970,
+                    t.outcome,
+                ])
                 let id = db.lastInsertedRowID
                 rowIDs[t.index] = id
                 for m in t.members { try member.execute(arguments: [id, m.exchange, m.leg.rawValue]) }
             }
-            let finding = try db.cachedStatement(sql: """
-                INSERT INTO finding (session_id, transaction_id, rule, severity, title, explanation, fix, evidence, exchanges)
-                VALUES (?,?,?,?,?,?,?,?,?)
-                """)
-            let link = try db.cachedStatement(sql: "INSERT OR IGNORE INTO finding_exchange (finding_id, exchange_id) VALUES (?,?)")
+            let finding = try db.cachedStatement(
+                sql: """
+                    INSERT INTO finding (session_id, transaction_id, rule, severity, title, explanation, fix, evidence, exchanges)
+                    VALUES (?,?,?,?,?,?,?,?,?)
+                    """)
+            let link = try db.cachedStatement(
+                sql: "INSERT OR IGNORE INTO finding_exchange (finding_id, exchange_id) VALUES (?,?)")
             for f in analysis.findings {
                 try finding.execute(arguments: [
-                    session, f.transaction.flatMap { rowIDs[$0] }, f.rule.rawValue, f.severity.rawValue, f.title, f.explanation, f.fix,
+                    session, f.transaction.flatMap { rowIDs[$0] }, f.rule.rawValue, f.severity.rawValue, f.title,
+                    f.explanation, f.fix,
                     Self.json(f.evidence), Self.json(f.exchanges),
                 ])
                 let id = db.lastInsertedRowID
@@ -50,17 +58,20 @@ extension AppDatabase {
         try reading { db in
             var numbers: [Int64: Int] = [:]
             var transactions: [Transaction] = []
-            let rows = try Row.fetchAll(db, sql: """
-                SELECT id, number, client_id, server_host, grant_type, state, started_at, outcome
-                FROM oauth_transaction WHERE session_id = ? ORDER BY number
-                """, arguments: [session])
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT id, number, client_id, server_host, grant_type, state, started_at, outcome
+                    FROM oauth_transaction WHERE session_id = ? ORDER BY number
+                    """, arguments: [session])
             for row in rows {
                 let r = StoredRow(row)
                 do {
                     let id = try r.int64(0, "id")
                     let number = try r.int(1, "number")
                     let members = try Row.fetchAll(
-                        db, sql: """
+                        db,
+                        sql: """
                             SELECT exchange_id, leg FROM transaction_member
                             WHERE transaction_id = ? ORDER BY exchange_id
                             """,
@@ -68,8 +79,9 @@ extension AppDatabase {
                     ).compactMap { row -> Transaction.Member? in
                         let m = StoredRow(row)
                         do {
-                            return Transaction.Member(exchange: try m.int64(0, "exchange_id"),
-                                                      leg: Leg(rawValue: try m.text(1, "leg")) ?? .other)
+                            return Transaction.Member(
+                                exchange: try m.int64(0, "exchange_id"),
+                                leg: Leg(rawValue: try m.text(1, "leg")) ?? .other)
                         } catch let bad {
                             readProblems.skipped("member of transaction", id: String(id), bad)
                             return nil
@@ -86,23 +98,28 @@ extension AppDatabase {
                     readProblems.skipped("transaction", id: r.label(0), bad)
                 }
             }
-            let findingRows = try Row.fetchAll(db, sql: """
-                SELECT id, rule, severity, title, explanation, fix, exchanges, transaction_id, evidence
-                FROM finding WHERE session_id = ? ORDER BY id
-                """, arguments: [session])
+            let findingRows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT id, rule, severity, title, explanation, fix, exchanges, transaction_id, evidence
+                    FROM finding WHERE session_id = ? ORDER BY id
+                    """, arguments: [session])
             let findings = findingRows.compactMap { row -> Finding? in
                 let r = StoredRow(row)
                 let id = r.label(0)
                 do {
                     return Finding(
-                        rule: RuleID(try r.text(1, "rule")), severity: Severity(rawValue: try r.text(2, "severity")) ?? .info,
+                        rule: RuleID(try r.text(1, "rule")),
+                        severity: Severity(rawValue: try r.text(2, "severity")) ?? .info,
                         title: try r.text(3, "title"), explanation: try r.text(4, "explanation"),
                         fix: try r.text(5, "fix"),
-                        exchanges: decodeJSON([Int64].self, try r.optionalText(6, "exchanges"), fallback: [],
-                                              table: "finding", id: id, column: "exchanges", readAs: "no exchanges"),
+                        exchanges: decodeJSON(
+                            [Int64].self, try r.optionalText(6, "exchanges"), fallback: [],
+                            table: "finding", id: id, column: "exchanges", readAs: "no exchanges"),
                         transaction: try r.optionalInt64(7, "transaction_id").flatMap { numbers[$0] },
-                        evidence: decodeJSON([String: String].self, try r.optionalText(8, "evidence"), fallback: [:],
-                                             table: "finding", id: id, column: "evidence", readAs: "no evidence"))
+                        evidence: decodeJSON(
+                            [String: String].self, try r.optionalText(8, "evidence"), fallback: [:],
+                            table: "finding", id: id, column: "evidence", readAs: "no evidence"))
                 } catch let bad {
                     readProblems.skipped("finding", id: id, bad)
                     return nil
@@ -115,8 +132,11 @@ extension AppDatabase {
     /// How many exchanges of a session the analyzer reads (those with an OAuth role or an error).
     public func analyzableCount(session: Int64) throws -> Int {
         try reading { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM exchange WHERE session_id = ? AND (oauth_roles IS NOT NULL OR error_kind IS NOT NULL)",
-                             arguments: [session]) ?? 0
+            try Int.fetchOne(
+                db,
+                sql:
+                    "SELECT COUNT(*) FROM exchange WHERE session_id = ? AND (oauth_roles IS NOT NULL OR error_kind IS NOT NULL)",
+                arguments: [session]) ?? 0
         }
     }
 
@@ -126,7 +146,9 @@ extension AppDatabase {
     public func analysisCounts() throws -> [Int64: (transactions: Int, errors: Int, warnings: Int, info: Int)] {
         try reading { db in
             var result: [Int64: (Int, Int, Int, Int)] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT session_id, COUNT(*) FROM oauth_transaction GROUP BY session_id") {
+            for row in try Row.fetchAll(
+                db, sql: "SELECT session_id, COUNT(*) FROM oauth_transaction GROUP BY session_id")
+            {
                 let r = StoredRow(row)
                 guard let id = try? r.int64(0, "session_id"), let n = try? r.count(1, "count") else { continue }
                 result[id, default: (0, 0, 0, 0)].0 = n

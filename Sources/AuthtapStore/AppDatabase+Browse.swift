@@ -33,7 +33,9 @@ public struct ExchangeRow: Sendable, Equatable {
     /// Finding rules on this exchange, with their severities.
     public var findings: [(rule: String, severity: String)]
 
-    public static func == (a: ExchangeRow, b: ExchangeRow) -> Bool { a.id == b.id && a.findings.count == b.findings.count }
+    public static func == (a: ExchangeRow, b: ExchangeRow) -> Bool {
+        a.id == b.id && a.findings.count == b.findings.count
+    }
 }
 
 public struct SessionRow: Sendable {
@@ -86,9 +88,12 @@ extension AppDatabase {
         if f.statusNone { sql.append("(e.status IS NULL OR e.error_kind IS NOT NULL)") }
         if let h = f.host { sql.append("e.host LIKE ?"); args += ["%\(h)%"] }
         if let r = f.role { sql.append("(',' || e.oauth_roles) LIKE ?"); args += ["%,\(r)%"] }
-        if let e = f.error { sql.append("(e.error_kind LIKE ? OR e.tls_failure LIKE ?)"); args += ["%\(e)%", "%\(e)%"] }
+        if let e = f.error {
+            sql.append("(e.error_kind LIKE ? OR e.tls_failure LIKE ?)"); args += ["%\(e)%", "%\(e)%"]
+        }
         if f.rule != nil || f.severity != nil {
-            var sub = "EXISTS (SELECT 1 FROM finding_exchange fe JOIN finding fi ON fi.id = fe.finding_id WHERE fe.exchange_id = e.id"
+            var sub =
+                "EXISTS (SELECT 1 FROM finding_exchange fe JOIN finding fi ON fi.id = fe.finding_id WHERE fe.exchange_id = e.id"
             if let r = f.rule { sub += " AND fi.rule = ?"; args += [r] }
             if let s = f.severity { sub += " AND fi.severity = ?"; args += [s] }
             sql.append(sub + ")")
@@ -98,16 +103,19 @@ extension AppDatabase {
 
     public func browseSessions() throws -> [SessionRow] {
         try reading { db in
-            try Row.fetchAll(db, sql: """
-                SELECT s.id, s.started_at, s.ended_at, s.arguments,
-                  (SELECT COUNT(*) FROM exchange WHERE session_id = s.id),
-                  (SELECT COUNT(*) FROM oauth_transaction WHERE session_id = s.id),
-                  (SELECT COUNT(*) FROM finding WHERE session_id = s.id AND severity = 'error'),
-                  (SELECT COUNT(*) FROM finding WHERE session_id = s.id AND severity = 'warning'),
-                  (SELECT COUNT(*) FROM finding WHERE session_id = s.id AND severity = 'info'),
-                  (SELECT COUNT(*) FROM handshake WHERE session_id = s.id)
-                FROM session s ORDER BY s.id DESC
-                """).compactMap { row in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT s.id, s.started_at, s.ended_at, s.arguments,
+                      (SELECT COUNT(*) FROM exchange WHERE session_id = s.id),
+                      (SELECT COUNT(*) FROM oauth_transaction WHERE session_id = s.id),
+                      (SELECT COUNT(*) FROM finding WHERE session_id = s.id AND severity = 'error'),
+                      (SELECT COUNT(*) FROM finding WHERE session_id = s.id AND severity = 'warning'),
+                      (SELECT COUNT(*) FROM finding WHERE session_id = s.id AND severity = 'info'),
+                      (SELECT COUNT(*) FROM handshake WHERE session_id = s.id)
+                    FROM session s ORDER BY s.id DESC
+                    """
+            ).compactMap { row in
                 let r = StoredRow(row)
                 do {
                     return SessionRow(
@@ -135,11 +143,13 @@ extension AppDatabase {
     public func exchangePage(session: Int64, filter: BrowseFilter, offset: Int, limit: Int) throws -> [ExchangeRow] {
         let (whereSQL, args) = Self.conditions(filter, session: session)
         return try reading { db in
-            let rows = try Row.fetchAll(db, sql: """
-                SELECT e.id, e.started_at, e.method, e.host, e.port, e.target, e.status, e.end_ms, e.oauth_roles, e.error_kind, e.tls_failure,
-                  (SELECT group_concat(fi.rule || '/' || fi.severity) FROM finding_exchange fe JOIN finding fi ON fi.id = fe.finding_id WHERE fe.exchange_id = e.id)
-                FROM exchange e WHERE \(whereSQL) ORDER BY e.id LIMIT ? OFFSET ?
-                """, arguments: args + [limit, offset])
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT e.id, e.started_at, e.method, e.host, e.port, e.target, e.status, e.end_ms, e.oauth_roles, e.error_kind, e.tls_failure,
+                      (SELECT group_concat(fi.rule || '/' || fi.severity) FROM finding_exchange fe JOIN finding fi ON fi.id = fe.finding_id WHERE fe.exchange_id = e.id)
+                    FROM exchange e WHERE \(whereSQL) ORDER BY e.id LIMIT ? OFFSET ?
+                    """, arguments: args + [limit, offset])
             return rows.compactMap { row in
                 let r = StoredRow(row)
                 do {
@@ -202,10 +212,20 @@ extension AppDatabase {
         var sql = "t.session_id = ?"
         var args: StatementArguments = [session]
         if let h = filter.host { sql += " AND t.server_host LIKE ?"; args += ["%\(h)%"] }
-        if let r = filter.rule { sql += " AND EXISTS (SELECT 1 FROM finding WHERE transaction_id = t.id AND rule = ?)"; args += [r] }
-        if let s = filter.severity { sql += " AND EXISTS (SELECT 1 FROM finding WHERE transaction_id = t.id AND severity = ?)"; args += [s] }
-        if let r = filter.role { sql += " AND EXISTS (SELECT 1 FROM transaction_member WHERE transaction_id = t.id AND leg LIKE ?)"; args += ["%\(r)%"] }
-        for w in filter.words { sql += " AND (t.client_id LIKE ? OR t.server_host LIKE ? OR t.outcome LIKE ?)"; args += ["%\(w)%", "%\(w)%", "%\(w)%"] }
+        if let r = filter.rule {
+            sql += " AND EXISTS (SELECT 1 FROM finding WHERE transaction_id = t.id AND rule = ?)"; args += [r]
+        }
+        if let s = filter.severity {
+            sql += " AND EXISTS (SELECT 1 FROM finding WHERE transaction_id = t.id AND severity = ?)"; args += [s]
+        }
+        if let r = filter.role {
+            sql += " AND EXISTS (SELECT 1 FROM transaction_member WHERE transaction_id = t.id AND leg LIKE ?)";
+            args += ["%\(r)%"]
+        }
+        for w in filter.words {
+            sql += " AND (t.client_id LIKE ? OR t.server_host LIKE ? OR t.outcome LIKE ?)";
+            args += ["%\(w)%", "%\(w)%", "%\(w)%"]
+        }
         return (sql, args)
     }
 
@@ -216,14 +236,19 @@ extension AppDatabase {
         }
     }
 
-    public func transactionPage(session: Int64, filter: BrowseFilter, offset: Int, limit: Int) throws -> [TransactionRow] {
+    public func transactionPage(session: Int64, filter: BrowseFilter, offset: Int, limit: Int) throws
+        -> [TransactionRow]
+    {
         let (w, args) = Self.transactionConditions(filter, session: session)
         return try reading { db in
-            try Row.fetchAll(db, sql: """
-                SELECT t.number, t.id, t.client_id, t.server_host, t.grant_type, t.outcome, t.started_at,
-                  (SELECT group_concat(rule || '/' || severity) FROM finding WHERE transaction_id = t.id)
-                FROM oauth_transaction t WHERE \(w) ORDER BY t.number LIMIT ? OFFSET ?
-                """, arguments: args + [limit, offset]).compactMap { row in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT t.number, t.id, t.client_id, t.server_host, t.grant_type, t.outcome, t.started_at,
+                      (SELECT group_concat(rule || '/' || severity) FROM finding WHERE transaction_id = t.id)
+                    FROM oauth_transaction t WHERE \(w) ORDER BY t.number LIMIT ? OFFSET ?
+                    """, arguments: args + [limit, offset]
+            ).compactMap { row in
                 let r = StoredRow(row)
                 do {
                     return TransactionRow(
@@ -242,10 +267,13 @@ extension AppDatabase {
 
     public func transactionMembers(rowID: Int64) throws -> [(leg: String, row: ExchangeRow)] {
         try reading { db in
-            try Row.fetchAll(db, sql: """
-                SELECT m.leg, e.id, e.started_at, e.method, e.host, e.port, e.target, e.status, e.end_ms, e.oauth_roles, e.error_kind, e.tls_failure
-                FROM transaction_member m JOIN exchange e ON e.id = m.exchange_id WHERE m.transaction_id = ? ORDER BY e.id
-                """, arguments: [rowID]).compactMap { row in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT m.leg, e.id, e.started_at, e.method, e.host, e.port, e.target, e.status, e.end_ms, e.oauth_roles, e.error_kind, e.tls_failure
+                    FROM transaction_member m JOIN exchange e ON e.id = m.exchange_id WHERE m.transaction_id = ? ORDER BY e.id
+                    """, arguments: [rowID]
+            ).compactMap { row in
                 let r = StoredRow(row)
                 do {
                     return (try r.text(0, "leg"), try Self.exchangeRow(r, from: 1))
@@ -257,12 +285,17 @@ extension AppDatabase {
         }
     }
 
-    static func findingConditions(_ filter: BrowseFilter, session: Int64, exchange: Int64?) -> (String, StatementArguments) {
+    static func findingConditions(_ filter: BrowseFilter, session: Int64, exchange: Int64?) -> (
+        String, StatementArguments
+    ) {
         var sql = "f.session_id = ?"
         var args: StatementArguments = [session]
         if let r = filter.rule { sql += " AND f.rule = ?"; args += [r] }
         if let s = filter.severity { sql += " AND f.severity = ?"; args += [s] }
-        if let e = exchange { sql += " AND EXISTS (SELECT 1 FROM finding_exchange WHERE finding_id = f.id AND exchange_id = ?)"; args += [e] }
+        if let e = exchange {
+            sql += " AND EXISTS (SELECT 1 FROM finding_exchange WHERE finding_id = f.id AND exchange_id = ?)";
+            args += [e]
+        }
         for w in filter.words { sql += " AND (f.title LIKE ? OR f.rule LIKE ?)"; args += ["%\(w)%", "%\(w)%"] }
         return (sql, args)
     }
@@ -275,7 +308,9 @@ extension AppDatabase {
     }
 
     /// Findings, errors first; a page at a time (or those of one exchange).
-    public func browseFindings(session: Int64, filter: BrowseFilter, exchange: Int64? = nil, offset: Int = 0, limit: Int = -1) throws -> [FindingRow] {
+    public func browseFindings(
+        session: Int64, filter: BrowseFilter, exchange: Int64? = nil, offset: Int = 0, limit: Int = -1
+    ) throws -> [FindingRow] {
         let (w, args) = Self.findingConditions(filter, session: session, exchange: exchange)
         return try reading { db in
             let sql = """
@@ -291,10 +326,12 @@ extension AppDatabase {
                         id: try r.int64(0, "id"), rule: try r.text(1, "rule"), severity: try r.text(2, "severity"),
                         title: try r.text(3, "title"), explanation: try r.text(4, "explanation"),
                         fix: try r.text(5, "fix"),
-                        evidence: decodeJSON([String: String].self, try r.optionalText(6, "evidence"), fallback: [:],
-                                             table: "finding", id: id, column: "evidence", readAs: "no evidence"),
-                        exchanges: decodeJSON([Int64].self, try r.optionalText(7, "exchanges"), fallback: [],
-                                              table: "finding", id: id, column: "exchanges", readAs: "no exchanges"),
+                        evidence: decodeJSON(
+                            [String: String].self, try r.optionalText(6, "evidence"), fallback: [:],
+                            table: "finding", id: id, column: "evidence", readAs: "no evidence"),
+                        exchanges: decodeJSON(
+                            [Int64].self, try r.optionalText(7, "exchanges"), fallback: [],
+                            table: "finding", id: id, column: "exchanges", readAs: "no exchanges"),
                         transaction: try r.optionalInt(8, "number"))
                 } catch let bad {
                     readProblems.skipped("finding", id: id, bad)

@@ -16,23 +16,24 @@ extension AppDatabase {
     static func insert(exchanges: [Exchange], tunnels: [Tunnel], db: Database) throws -> [Int64] {
         var ids: [Int64] = []
         ids.reserveCapacity(exchanges.count)
-        let ex = try db.cachedStatement(sql: """
-            INSERT INTO exchange (session_id, connection_id, client_address, scheme, host, port, method, target,
-              http_version, status, request_headers, response_headers, request_body, request_body_size,
-              request_body_truncated, response_body, response_body_size, response_body_truncated, client_tls,
-              upstream_tls, insecure_upstream, connection_reused, started_at, connect_ms, tls_ms, request_sent_ms,
-              first_byte_ms, end_ms, error_kind, tls_failure, error_detail, oauth_roles, oauth_params,
-              request_body_encoding, request_body_decoded_size, request_body_note,
-              response_body_encoding, response_body_decoded_size, response_body_note)
-            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-            """)
+        let ex = try db.cachedStatement(
+            sql: """
+                INSERT INTO exchange (session_id, connection_id, client_address, scheme, host, port, method, target,
+                  http_version, status, request_headers, response_headers, request_body, request_body_size,
+                  request_body_truncated, response_body, response_body_size, response_body_truncated, client_tls,
+                  upstream_tls, insecure_upstream, connection_reused, started_at, connect_ms, tls_ms, request_sent_ms,
+                  first_byte_ms, end_ms, error_kind, tls_failure, error_detail, oauth_roles, oauth_params,
+                  request_body_encoding, request_body_decoded_size, request_body_note,
+                  response_body_encoding, response_body_decoded_size, response_body_note)
+                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                """)
         // Exchanges on one connection share their TLS facts: encode each distinct value once. Found by
         // equality in a short list, not by hashing: the facts of one connection share their strings'
         // storage, which compares at once, while a hash reads every byte (the certificate's too).
         var tlsCache: [(facts: TLSFacts, json: String?)] = []
         func tlsJSON(_ facts: TLSFacts?) -> String? {
             guard let facts else { return nil }
-            for i in tlsCache.indices.reversed() where tlsCache[i].facts == facts { return tlsCache[i].json } // newest first
+            for i in tlsCache.indices.reversed() where tlsCache[i].facts == facts { return tlsCache[i].json }  // newest first
             let text = JSONText.encode(facts)
             if tlsCache.count == 16 { tlsCache.removeFirst() }
             tlsCache.append((facts, text))
@@ -63,22 +64,28 @@ extension AppDatabase {
             row.double(e.timings.requestSent); row.double(e.timings.firstByte); row.double(e.timings.end)
             row.text(e.error?.rawValue); row.text(e.tlsFailure?.rawValue); row.text(e.errorDetail)
             row.text(e.roles.isEmpty ? nil : e.roles.map { $0.rawValue }.joined(separator: ","))
-            if e.oauthParams.isEmpty { row.text(nil) } else { row.json { JSONText.appendParams(e.oauthParams, to: &$0) } }
+            if e.oauthParams.isEmpty {
+                row.text(nil)
+            } else {
+                row.json { JSONText.appendParams(e.oauthParams, to: &$0) }
+            }
             for body in [e.requestBody, e.responseBody] {
                 row.text(body.encoding); row.int(body.decodedSize.map(Int64.init)); row.text(body.note)
             }
             let code = row.execute(statement)
             guard code == SQLITE_DONE else {
-                throw DatabaseError(resultCode: ResultCode(rawValue: code),
-                                    message: String(cString: sqlite3_errmsg(db.sqliteConnection)), sql: ex.sql)
+                throw DatabaseError(
+                    resultCode: ResultCode(rawValue: code),
+                    message: String(cString: sqlite3_errmsg(db.sqliteConnection)), sql: ex.sql)
             }
             ids.append(db.lastInsertedRowID)
         }
-        let tu = try db.cachedStatement(sql: """
-            INSERT INTO tunnel (session_id, connection_id, client_address, host, port, intercepted, started_at, duration_ms,
-              bytes_from_client, bytes_from_upstream, ending, error_kind, error_detail)
-            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
-            """)
+        let tu = try db.cachedStatement(
+            sql: """
+                INSERT INTO tunnel (session_id, connection_id, client_address, host, port, intercepted, started_at, duration_ms,
+                  bytes_from_client, bytes_from_upstream, ending, error_kind, error_detail)
+                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+                """)
         for t in tunnels {
             try tu.execute(arguments: [
                 t.sessionID, Int64(bitPattern: t.connectionID), t.clientAddress, t.host, t.port, t.intercepted,
@@ -91,7 +98,9 @@ extension AppDatabase {
 
     /// Exchanges in id order, optionally for one session; `analyzable` keeps only those with an
     /// OAuth role or an error (what the analyzer reads). A damaged row is skipped and reported (`readProblems`).
-    public func exchanges(session: Int64? = nil, limit: Int? = nil, analyzable: Bool = false, after: Int64? = nil) throws -> [Exchange] {
+    public func exchanges(session: Int64? = nil, limit: Int? = nil, analyzable: Bool = false, after: Int64? = nil)
+        throws -> [Exchange]
+    {
         typealias C = ExchangeColumn
         return try reading { db in
             var sql = "SELECT \(ExchangeColumn.selectList) FROM exchange"
@@ -109,8 +118,9 @@ extension AppDatabase {
                 guard let text = try r.optionalText(column) else { return nil }
                 if let hit = tlsCache[text] { return hit }
                 guard let facts: TLSFacts = JSONText.decode(text) else {
-                    readProblems.defaulted("exchange", id: r.label(C.id), column: column.name, found: "invalid JSON",
-                                           readAs: "none")
+                    readProblems.defaulted(
+                        "exchange", id: r.label(C.id), column: column.name, found: "invalid JSON",
+                        readAs: "none")
                     return nil
                 }
                 if tlsCache.count < 4096 { tlsCache[text] = facts }
@@ -173,7 +183,9 @@ extension AppDatabase {
         typealias C = TunnelColumn
         return try reading { db in
             let rows = try Row.fetchAll(
-                db, sql: "SELECT \(C.selectList) FROM tunnel" + (session == nil ? "" : " WHERE session_id = ?") + " ORDER BY id",
+                db,
+                sql: "SELECT \(C.selectList) FROM tunnel" + (session == nil ? "" : " WHERE session_id = ?")
+                    + " ORDER BY id",
                 arguments: session == nil ? [] : [session])
             return rows.compactMap { row in
                 let r = StoredRow(row)

@@ -6,16 +6,19 @@ extension AppDatabase {
     public func insert(handshakes: [HandshakeRecord], session: Int64) throws {
         guard !handshakes.isEmpty else { return }
         try writer.write { db in
-            let st = try db.cachedStatement(sql: """
-                INSERT INTO handshake (session_id, client, client_port, server, server_port, outcome, side, alert, encrypted_alert,
-                  sni, started_at, ended_at, duration_ms, first_packet, last_packet, detail, facts)
-                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-                """)
+            let st = try db.cachedStatement(
+                sql: """
+                    INSERT INTO handshake (session_id, client, client_port, server, server_port, outcome, side, alert, encrypted_alert,
+                      sni, started_at, ended_at, duration_ms, first_packet, last_packet, detail, facts)
+                    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                    """)
             for h in handshakes {
                 let facts = Self.factsJSON(h)
                 try st.execute(arguments: [
-                    session, h.client, h.clientPort, h.server, h.serverPort, h.outcome.rawValue, h.side, h.alert, h.encryptedAlert,
-                    h.sni, Double(h.startMicros) / 1e6, Double(h.endMicros) / 1e6, h.durationMs, h.firstPacket, h.lastPacket,
+                    session, h.client, h.clientPort, h.server, h.serverPort, h.outcome.rawValue, h.side, h.alert,
+                    h.encryptedAlert,
+                    h.sni, Double(h.startMicros) / 1e6, Double(h.endMicros) / 1e6, h.durationMs, h.firstPacket,
+                    h.lastPacket,
                     h.detail, facts,
                 ])
             }
@@ -71,7 +74,8 @@ extension AppDatabase {
         var tm = tm()
         gmtime_r(&t, &tm)
         func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(tm.tm_year + 1900)-\(two(tm.tm_mon + 1))-\(two(tm.tm_mday))T\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec))Z"
+        return
+            "\(tm.tm_year + 1900)-\(two(tm.tm_mon + 1))-\(two(tm.tm_mday))T\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec))Z"
     }
 
     /// Handshake records with their row ids, oldest first. A row whose ids or facts are damaged is skipped and
@@ -80,8 +84,11 @@ extension AppDatabase {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         return try reading { db in
-            let rows = try Row.fetchAll(db, sql: "SELECT id, session_id, facts FROM handshake" + (session == nil ? "" : " WHERE session_id = ?") + " ORDER BY id",
-                                        arguments: session.map { [$0] } ?? [])
+            let rows = try Row.fetchAll(
+                db,
+                sql: "SELECT id, session_id, facts FROM handshake" + (session == nil ? "" : " WHERE session_id = ?")
+                    + " ORDER BY id",
+                arguments: session.map { [$0] } ?? [])
             return rows.compactMap { row in
                 let r = StoredRow(row)
                 do {

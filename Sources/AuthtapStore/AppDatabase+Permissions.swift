@@ -35,7 +35,7 @@ extension AppDatabase {
         if !parent.isEmpty { try makeOwnerOnlyFolders(parent) }
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
-        } catch where FileManager.default.fileExists(atPath: dir) {
+        } catch  where FileManager.default.fileExists(atPath: dir) {
             return  // another process made it first: it is not ours to change
         }
         chmod(dir, 0o700)

@@ -77,175 +77,181 @@ public final class AppDatabase: Sendable {
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE session (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    started_at DOUBLE NOT NULL,
-                    ended_at DOUBLE,
-                    version TEXT NOT NULL,
-                    arguments TEXT NOT NULL,
-                    listen TEXT,
-                    recorded INTEGER NOT NULL DEFAULT 0,
-                    dropped INTEGER NOT NULL DEFAULT 0
-                );
-                CREATE TABLE exchange (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    session_id INTEGER REFERENCES session(id) ON DELETE CASCADE,
-                    connection_id INTEGER NOT NULL,
-                    client_address TEXT NOT NULL,
-                    scheme TEXT NOT NULL,
-                    host TEXT NOT NULL,
-                    port INTEGER NOT NULL,
-                    method TEXT NOT NULL,
-                    target TEXT NOT NULL,
-                    http_version TEXT NOT NULL,
-                    status INTEGER,
-                    request_headers TEXT NOT NULL,
-                    response_headers TEXT NOT NULL,
-                    request_body BLOB,
-                    request_body_size INTEGER NOT NULL,
-                    request_body_truncated BOOLEAN NOT NULL,
-                    response_body BLOB,
-                    response_body_size INTEGER NOT NULL,
-                    response_body_truncated BOOLEAN NOT NULL,
-                    client_tls TEXT,
-                    upstream_tls TEXT,
-                    insecure_upstream BOOLEAN NOT NULL,
-                    connection_reused BOOLEAN NOT NULL,
-                    started_at DOUBLE NOT NULL,
-                    connect_ms DOUBLE,
-                    tls_ms DOUBLE,
-                    request_sent_ms DOUBLE,
-                    first_byte_ms DOUBLE,
-                    end_ms DOUBLE,
-                    error_kind TEXT,
-                    tls_failure TEXT,
-                    error_detail TEXT,
-                    oauth_roles TEXT,
-                    oauth_params TEXT
-                );
-                CREATE INDEX exchange_session ON exchange(session_id, id);
-                CREATE INDEX exchange_host ON exchange(host);
-                -- OAuth parameters are stored with their exchange as a JSON array (one write instead of a
-                -- row each) and queried through this view like a table.
-                CREATE VIEW oauth_param AS
-                    SELECT exchange.id AS exchange_id, exchange.session_id AS session_id, p.key AS position,
-                           p.value ->> '$.location' AS location, p.value ->> '$.name' AS name,
-                           p.value ->> '$.value' AS value, p.value ->> '$.fingerprint' AS fingerprint
-                    FROM exchange, json_each(exchange.oauth_params) AS p
-                    WHERE exchange.oauth_params IS NOT NULL;
-                CREATE TABLE tunnel (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    session_id INTEGER REFERENCES session(id) ON DELETE CASCADE,
-                    connection_id INTEGER NOT NULL,
-                    client_address TEXT NOT NULL,
-                    host TEXT NOT NULL,
-                    port INTEGER NOT NULL,
-                    intercepted BOOLEAN NOT NULL,
-                    started_at DOUBLE NOT NULL,
-                    duration_ms DOUBLE NOT NULL,
-                    bytes_from_client INTEGER NOT NULL,
-                    bytes_from_upstream INTEGER NOT NULL,
-                    ending TEXT NOT NULL,
-                    error_kind TEXT,
-                    error_detail TEXT
-                );
-                CREATE INDEX tunnel_session ON tunnel(session_id, id);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE session (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        started_at DOUBLE NOT NULL,
+                        ended_at DOUBLE,
+                        version TEXT NOT NULL,
+                        arguments TEXT NOT NULL,
+                        listen TEXT,
+                        recorded INTEGER NOT NULL DEFAULT 0,
+                        dropped INTEGER NOT NULL DEFAULT 0
+                    );
+                    CREATE TABLE exchange (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        session_id INTEGER REFERENCES session(id) ON DELETE CASCADE,
+                        connection_id INTEGER NOT NULL,
+                        client_address TEXT NOT NULL,
+                        scheme TEXT NOT NULL,
+                        host TEXT NOT NULL,
+                        port INTEGER NOT NULL,
+                        method TEXT NOT NULL,
+                        target TEXT NOT NULL,
+                        http_version TEXT NOT NULL,
+                        status INTEGER,
+                        request_headers TEXT NOT NULL,
+                        response_headers TEXT NOT NULL,
+                        request_body BLOB,
+                        request_body_size INTEGER NOT NULL,
+                        request_body_truncated BOOLEAN NOT NULL,
+                        response_body BLOB,
+                        response_body_size INTEGER NOT NULL,
+                        response_body_truncated BOOLEAN NOT NULL,
+                        client_tls TEXT,
+                        upstream_tls TEXT,
+                        insecure_upstream BOOLEAN NOT NULL,
+                        connection_reused BOOLEAN NOT NULL,
+                        started_at DOUBLE NOT NULL,
+                        connect_ms DOUBLE,
+                        tls_ms DOUBLE,
+                        request_sent_ms DOUBLE,
+                        first_byte_ms DOUBLE,
+                        end_ms DOUBLE,
+                        error_kind TEXT,
+                        tls_failure TEXT,
+                        error_detail TEXT,
+                        oauth_roles TEXT,
+                        oauth_params TEXT
+                    );
+                    CREATE INDEX exchange_session ON exchange(session_id, id);
+                    CREATE INDEX exchange_host ON exchange(host);
+                    -- OAuth parameters are stored with their exchange as a JSON array (one write instead of a
+                    -- row each) and queried through this view like a table.
+                    CREATE VIEW oauth_param AS
+                        SELECT exchange.id AS exchange_id, exchange.session_id AS session_id, p.key AS position,
+                               p.value ->> '$.location' AS location, p.value ->> '$.name' AS name,
+                               p.value ->> '$.value' AS value, p.value ->> '$.fingerprint' AS fingerprint
+                        FROM exchange, json_each(exchange.oauth_params) AS p
+                        WHERE exchange.oauth_params IS NOT NULL;
+                    CREATE TABLE tunnel (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        session_id INTEGER REFERENCES session(id) ON DELETE CASCADE,
+                        connection_id INTEGER NOT NULL,
+                        client_address TEXT NOT NULL,
+                        host TEXT NOT NULL,
+                        port INTEGER NOT NULL,
+                        intercepted BOOLEAN NOT NULL,
+                        started_at DOUBLE NOT NULL,
+                        duration_ms DOUBLE NOT NULL,
+                        bytes_from_client INTEGER NOT NULL,
+                        bytes_from_upstream INTEGER NOT NULL,
+                        ending TEXT NOT NULL,
+                        error_kind TEXT,
+                        error_detail TEXT
+                    );
+                    CREATE INDEX tunnel_session ON tunnel(session_id, id);
+                    """)
         }
         m.registerMigration("v2-analysis") { db in
-            try db.execute(sql: """
-                CREATE TABLE oauth_transaction (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    session_id INTEGER NOT NULL REFERENCES session(id) ON DELETE CASCADE,
-                    number INTEGER NOT NULL,
-                    client_id TEXT,
-                    server_host TEXT,
-                    grant_type TEXT,
-                    state TEXT,
-                    started_at DOUBLE NOT NULL,
-                    outcome TEXT NOT NULL,
-                    UNIQUE (session_id, number)
-                );
-                CREATE TABLE transaction_member (
-                    transaction_id INTEGER NOT NULL REFERENCES oauth_transaction(id) ON DELETE CASCADE,
-                    exchange_id INTEGER NOT NULL,
-                    leg TEXT NOT NULL,
-                    PRIMARY KEY (transaction_id, exchange_id)
-                );
-                CREATE INDEX transaction_member_exchange ON transaction_member(exchange_id);
-                CREATE TABLE finding (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    session_id INTEGER NOT NULL REFERENCES session(id) ON DELETE CASCADE,
-                    transaction_id INTEGER REFERENCES oauth_transaction(id) ON DELETE CASCADE,
-                    rule TEXT NOT NULL,
-                    severity TEXT NOT NULL,
-                    title TEXT NOT NULL,
-                    explanation TEXT NOT NULL,
-                    fix TEXT NOT NULL,
-                    evidence TEXT NOT NULL,
-                    exchanges TEXT NOT NULL
-                );
-                CREATE INDEX finding_session ON finding(session_id, severity);
-                CREATE INDEX finding_rule ON finding(rule);
-                CREATE TABLE finding_exchange (
-                    finding_id INTEGER NOT NULL REFERENCES finding(id) ON DELETE CASCADE,
-                    exchange_id INTEGER NOT NULL,
-                    PRIMARY KEY (finding_id, exchange_id)
-                );
-                CREATE INDEX finding_exchange_exchange ON finding_exchange(exchange_id);
-                CREATE INDEX exchange_session_roles ON exchange(session_id, id) WHERE oauth_roles IS NOT NULL OR error_kind IS NOT NULL;
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE oauth_transaction (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        session_id INTEGER NOT NULL REFERENCES session(id) ON DELETE CASCADE,
+                        number INTEGER NOT NULL,
+                        client_id TEXT,
+                        server_host TEXT,
+                        grant_type TEXT,
+                        state TEXT,
+                        started_at DOUBLE NOT NULL,
+                        outcome TEXT NOT NULL,
+                        UNIQUE (session_id, number)
+                    );
+                    CREATE TABLE transaction_member (
+                        transaction_id INTEGER NOT NULL REFERENCES oauth_transaction(id) ON DELETE CASCADE,
+                        exchange_id INTEGER NOT NULL,
+                        leg TEXT NOT NULL,
+                        PRIMARY KEY (transaction_id, exchange_id)
+                    );
+                    CREATE INDEX transaction_member_exchange ON transaction_member(exchange_id);
+                    CREATE TABLE finding (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        session_id INTEGER NOT NULL REFERENCES session(id) ON DELETE CASCADE,
+                        transaction_id INTEGER REFERENCES oauth_transaction(id) ON DELETE CASCADE,
+                        rule TEXT NOT NULL,
+                        severity TEXT NOT NULL,
+                        title TEXT NOT NULL,
+                        explanation TEXT NOT NULL,
+                        fix TEXT NOT NULL,
+                        evidence TEXT NOT NULL,
+                        exchanges TEXT NOT NULL
+                    );
+                    CREATE INDEX finding_session ON finding(session_id, severity);
+                    CREATE INDEX finding_rule ON finding(rule);
+                    CREATE TABLE finding_exchange (
+                        finding_id INTEGER NOT NULL REFERENCES finding(id) ON DELETE CASCADE,
+                        exchange_id INTEGER NOT NULL,
+                        PRIMARY KEY (finding_id, exchange_id)
+                    );
+                    CREATE INDEX finding_exchange_exchange ON finding_exchange(exchange_id);
+                    CREATE INDEX exchange_session_roles ON exchange(session_id, id) WHERE oauth_roles IS NOT NULL OR error_kind IS NOT NULL;
+                    """)
         }
         m.registerMigration("v3-handshakes") { db in
-            try db.execute(sql: """
-                CREATE TABLE handshake (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    session_id INTEGER NOT NULL REFERENCES session(id) ON DELETE CASCADE,
-                    client TEXT NOT NULL, client_port INTEGER NOT NULL,
-                    server TEXT NOT NULL, server_port INTEGER NOT NULL,
-                    outcome TEXT NOT NULL, side TEXT, alert TEXT, encrypted_alert BOOLEAN NOT NULL,
-                    sni TEXT, started_at DOUBLE NOT NULL, ended_at DOUBLE NOT NULL, duration_ms DOUBLE,
-                    first_packet INTEGER NOT NULL, last_packet INTEGER NOT NULL,
-                    detail TEXT NOT NULL,
-                    facts TEXT NOT NULL
-                );
-                CREATE INDEX handshake_session ON handshake(session_id, id);
-                CREATE INDEX handshake_server ON handshake(server, server_port, started_at);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE handshake (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        session_id INTEGER NOT NULL REFERENCES session(id) ON DELETE CASCADE,
+                        client TEXT NOT NULL, client_port INTEGER NOT NULL,
+                        server TEXT NOT NULL, server_port INTEGER NOT NULL,
+                        outcome TEXT NOT NULL, side TEXT, alert TEXT, encrypted_alert BOOLEAN NOT NULL,
+                        sni TEXT, started_at DOUBLE NOT NULL, ended_at DOUBLE NOT NULL, duration_ms DOUBLE,
+                        first_packet INTEGER NOT NULL, last_packet INTEGER NOT NULL,
+                        detail TEXT NOT NULL,
+                        facts TEXT NOT NULL
+                    );
+                    CREATE INDEX handshake_session ON handshake(session_id, id);
+                    CREATE INDEX handshake_server ON handshake(server, server_port, started_at);
+                    """)
         }
         m.registerMigration("v4-browse-indexes") { db in
-            try db.execute(sql: """
-                CREATE INDEX finding_transaction ON finding(transaction_id);
-                CREATE INDEX oauth_transaction_session ON oauth_transaction(session_id, number);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE INDEX finding_transaction ON finding(transaction_id);
+                    CREATE INDEX oauth_transaction_session ON oauth_transaction(session_id, number);
+                    """)
         }
         m.registerMigration("v5-compact-params") { db in
             // New rows keep each parameter as an array [location, name, value, fingerprint?] instead of
             // an object; rows written before stay as they are, so the view reads both.
-            try db.execute(sql: """
-                DROP VIEW oauth_param;
-                CREATE VIEW oauth_param AS
-                    SELECT exchange.id AS exchange_id, exchange.session_id AS session_id, p.key AS position,
-                           CASE p.type WHEN 'array' THEN p.value ->> 0 ELSE p.value ->> '$.location' END AS location,
-                           CASE p.type WHEN 'array' THEN p.value ->> 1 ELSE p.value ->> '$.name' END AS name,
-                           CASE p.type WHEN 'array' THEN p.value ->> 2 ELSE p.value ->> '$.value' END AS value,
-                           CASE p.type WHEN 'array' THEN p.value ->> 3 ELSE p.value ->> '$.fingerprint' END AS fingerprint
-                    FROM exchange, json_each(exchange.oauth_params) AS p
-                    WHERE exchange.oauth_params IS NOT NULL;
-                """)
+            try db.execute(
+                sql: """
+                    DROP VIEW oauth_param;
+                    CREATE VIEW oauth_param AS
+                        SELECT exchange.id AS exchange_id, exchange.session_id AS session_id, p.key AS position,
+                               CASE p.type WHEN 'array' THEN p.value ->> 0 ELSE p.value ->> '$.location' END AS location,
+                               CASE p.type WHEN 'array' THEN p.value ->> 1 ELSE p.value ->> '$.name' END AS name,
+                               CASE p.type WHEN 'array' THEN p.value ->> 2 ELSE p.value ->> '$.value' END AS value,
+                               CASE p.type WHEN 'array' THEN p.value ->> 3 ELSE p.value ->> '$.fingerprint' END AS fingerprint
+                        FROM exchange, json_each(exchange.oauth_params) AS p
+                        WHERE exchange.oauth_params IS NOT NULL;
+                    """)
         }
         m.registerMigration("v6-body-decoding") { db in
             // Recording decodes bodies (Content-Encoding, charset) before masking: what the body was on the
             // wire, its decoded size, and why nothing or only part of it is kept.
-            try db.execute(sql: """
-                ALTER TABLE exchange ADD COLUMN request_body_encoding TEXT;
-                ALTER TABLE exchange ADD COLUMN request_body_decoded_size INTEGER;
-                ALTER TABLE exchange ADD COLUMN request_body_note TEXT;
-                ALTER TABLE exchange ADD COLUMN response_body_encoding TEXT;
-                ALTER TABLE exchange ADD COLUMN response_body_decoded_size INTEGER;
-                ALTER TABLE exchange ADD COLUMN response_body_note TEXT;
-                """)
+            try db.execute(
+                sql: """
+                    ALTER TABLE exchange ADD COLUMN request_body_encoding TEXT;
+                    ALTER TABLE exchange ADD COLUMN request_body_decoded_size INTEGER;
+                    ALTER TABLE exchange ADD COLUMN request_body_note TEXT;
+                    ALTER TABLE exchange ADD COLUMN response_body_encoding TEXT;
+                    ALTER TABLE exchange ADD COLUMN response_body_decoded_size INTEGER;
+                    ALTER TABLE exchange ADD COLUMN response_body_note TEXT;
+                    """)
         }
         return m
     }
@@ -271,8 +277,12 @@ public struct SessionRecord: Codable, Sendable, Equatable, FetchableRecord, Pers
         public static let id = Column(CodingKeys.id)
         public static let startedAt = Column(CodingKeys.startedAt)
     }
-    public static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy { .timeIntervalSince1970 }
-    public static func databaseDateDecodingStrategy(for column: String) -> DatabaseDateDecodingStrategy { .timeIntervalSince1970 }
+    public static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy {
+        .timeIntervalSince1970
+    }
+    public static func databaseDateDecodingStrategy(for column: String) -> DatabaseDateDecodingStrategy {
+        .timeIntervalSince1970
+    }
 
     public init(startedAt: Date, version: String, arguments: String, listen: String?) {
         self.id = nil
@@ -300,7 +310,8 @@ extension AppDatabase {
     public func endSession(_ id: Int64, dropped: Int) throws {
         try writer.write { db in
             try db.execute(
-                sql: "UPDATE session SET ended_at = ?, dropped = ?, recorded = (SELECT COUNT(*) FROM exchange WHERE session_id = ?) WHERE id = ?",
+                sql:
+                    "UPDATE session SET ended_at = ?, dropped = ?, recorded = (SELECT COUNT(*) FROM exchange WHERE session_id = ?) WHERE id = ?",
                 arguments: [Date().timeIntervalSince1970, dropped, id, id])
         }
     }
@@ -316,8 +327,9 @@ extension AppDatabase {
     public func proxyPort(session: Int64) throws -> Int? {
         try reading { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT listen FROM session WHERE id = ?", arguments: [session]),
-                  let listen = try? StoredRow(row).optionalText(0, "listen"),
-                  let colon = listen.lastIndex(of: ":") else { return nil }
+                let listen = try? StoredRow(row).optionalText(0, "listen"),
+                let colon = listen.lastIndex(of: ":")
+            else { return nil }
             return Int(listen[listen.index(after: colon)...])
         }
     }
@@ -331,16 +343,20 @@ extension AppDatabase {
     /// Every session, oldest first; a damaged row is skipped and reported (see `readProblems`).
     public func sessions() throws -> [SessionRecord] {
         try reading { db in
-            try Row.fetchAll(db, sql: """
-                SELECT id, started_at, ended_at, version, arguments, listen,
-                       (SELECT COUNT(*) FROM exchange WHERE session_id = session.id) AS recorded, dropped
-                FROM session ORDER BY id
-                """).compactMap { row in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT id, started_at, ended_at, version, arguments, listen,
+                           (SELECT COUNT(*) FROM exchange WHERE session_id = session.id) AS recorded, dropped
+                    FROM session ORDER BY id
+                    """
+            ).compactMap { row in
                 let r = StoredRow(row)
                 do {
-                    var s = SessionRecord(startedAt: try r.date(1, "started_at"), version: try r.text(3, "version"),
-                                          arguments: try r.text(4, "arguments"),
-                                          listen: try r.optionalText(5, "listen"))
+                    var s = SessionRecord(
+                        startedAt: try r.date(1, "started_at"), version: try r.text(3, "version"),
+                        arguments: try r.text(4, "arguments"),
+                        listen: try r.optionalText(5, "listen"))
                     s.id = try r.int64(0, "id")
                     s.endedAt = try r.optionalDate(2, "ended_at")
                     s.recorded = try r.count(6, "recorded")

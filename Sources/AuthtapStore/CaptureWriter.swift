@@ -107,35 +107,39 @@ public final class CaptureWriter: ExchangeSink {
     /// True while the backlog is above the high-water mark: the proxy then holds new requests
     /// (backpressure) so that memory stays bounded without dropping records.
     public var isBackedUp: Bool {
-        backlog.load(ordering: .relaxed) > limits.highWater || backlogBytes.load(ordering: .relaxed) > limits.highWaterBytes
+        backlog.load(ordering: .relaxed) > limits.highWater
+            || backlogBytes.load(ordering: .relaxed) > limits.highWaterBytes
     }
 
     /// Names the calling thread `authtap-writer` (as `top -H` and `/proc/PID/task/*/comm` show it) and
     /// lowers its priority by `niceness`. Linux applies a nice value per thread (the TID).
     static func nameAndPrioritize(niceness: Int32) {
         #if os(Linux)
-        Thread.current.name = "authtap-writer" // on the running thread Foundation sets the OS name too
-        guard niceness != 0, let tid = currentThreadID() else { return }
-        let which = __priority_which_t(PRIO_PROCESS.rawValue)
-        errno = 0
-        let current = getpriority(which, tid)
-        if errno != 0 || setpriority(which, tid, min(19, current + niceness)) != 0 {
-            FileHandle.standardError.write(Data("authtap: could not lower the writer thread's priority (errno \(errno)); it runs at normal priority\n".utf8))
-        }
+            Thread.current.name = "authtap-writer"  // on the running thread Foundation sets the OS name too
+            guard niceness != 0, let tid = currentThreadID() else { return }
+            let which = __priority_which_t(PRIO_PROCESS.rawValue)
+            errno = 0
+            let current = getpriority(which, tid)
+            if errno != 0 || setpriority(which, tid, min(19, current + niceness)) != 0 {
+                FileHandle.standardError.write(
+                    Data(
+                        "authtap: could not lower the writer thread's priority (errno \(errno)); it runs at normal priority\n"
+                            .utf8))
+            }
         #endif
     }
 
     #if os(Linux)
-    /// The kernel's id of the calling thread (`gettid`, which Swift's Glibc does not export):
-    /// `/proc/thread-self` links to `PID/task/TID`.
-    static func currentThreadID() -> id_t? {
-        var buffer = [CChar](repeating: 0, count: 64)
-        let n = readlink("/proc/thread-self", &buffer, buffer.count - 1)
-        guard n > 0 else { return nil }
-        let link = String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        guard let last = link.split(separator: "/").last else { return nil }
-        return id_t(last)
-    }
+        /// The kernel's id of the calling thread (`gettid`, which Swift's Glibc does not export):
+        /// `/proc/thread-self` links to `PID/task/TID`.
+        static func currentThreadID() -> id_t? {
+            var buffer = [CChar](repeating: 0, count: 64)
+            let n = readlink("/proc/thread-self", &buffer, buffer.count - 1)
+            guard n > 0 else { return nil }
+            let link = String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard let last = link.split(separator: "/").last else { return nil }
+            return id_t(last)
+        }
     #endif
 
     static func footprint(_ e: Exchange) -> Int { e.requestBody.bytes.count + e.responseBody.bytes.count + 1024 }
@@ -210,15 +214,23 @@ public final class CaptureWriter: ExchangeSink {
                 let prepared = exchanges
                 exchanges = []
                 if printStats {
-                    FileHandle.standardError.write(Data("writer: \(prepared.count) prepared in \((DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1000)us\n".utf8))
+                    FileHandle.standardError.write(
+                        Data(
+                            "writer: \(prepared.count) prepared in \((DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1000)us\n"
+                                .utf8))
                 }
                 // Inserted from this thread (GRDB runs a synchronous write on the calling thread): the
                 // masked batch is still in this core's cache, and no other thread has to wake up for it.
                 let start = DispatchTime.now()
                 do {
-                    let ids = try database.writer.write { db in try AppDatabase.insert(exchanges: prepared, tunnels: tunnels, db: db) }
+                    let ids = try database.writer.write { db in
+                        try AppDatabase.insert(exchanges: prepared, tunnels: tunnels, db: db)
+                    }
                     if printStats {
-                        FileHandle.standardError.write(Data("writer: \(prepared.count) inserted in \((DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1000)us\n".utf8))
+                        FileHandle.standardError.write(
+                            Data(
+                                "writer: \(prepared.count) inserted in \((DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1000)us\n"
+                                    .utf8))
                     }
                     if let onRecorded {
                         var stored = prepared
@@ -227,7 +239,8 @@ public final class CaptureWriter: ExchangeSink {
                     }
                 } catch {
                     queue.withLock { $0.dropped += prepared.count + tunnels.count }
-                    FileHandle.standardError.write(Data("authtap: could not write \(prepared.count) exchanges: \(error)\n".utf8))
+                    FileHandle.standardError.write(
+                        Data("authtap: could not write \(prepared.count) exchanges: \(error)\n".utf8))
                 }
                 backlog.subtract(prepared.count, ordering: .relaxed)
                 backlogBytes.subtract(batchBytes, ordering: .relaxed)

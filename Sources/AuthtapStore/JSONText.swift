@@ -19,7 +19,7 @@ enum JSONText {
 
     /// A JSON array of string arrays, one per row, with the strings `fields` gives for it.
     static func appendRows<Row>(_ rows: [Row], to out: inout [UInt8], fields: (Row, (String) -> Void) -> Void) {
-        var bound = 2 // `[` `]`, then per row `[` `]` `,` and per string its worst case and a `,`
+        var bound = 2  // `[` `]`, then per row `[` `]` `,` and per string its worst case and a `,`
         for row in rows {
             bound += 3
             fields(row) { bound += Writer.quotedBound($0) + 1 }
@@ -188,14 +188,19 @@ enum JSONText {
     static func decodeParams(_ text: String?) -> [OAuthParam] {
         guard let text else { return [] }
         var result: [OAuthParam] = []
-        let arrays = text.utf8.dropFirst().first(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }) == UInt8(ascii: "[")
+        let arrays =
+            text.utf8.dropFirst().first(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 })
+            == UInt8(ascii: "[")
         if arrays {
             var fields: [String] = []
             scanStrings(text) { s, endOfContainer in
                 fields.append(s)
                 if endOfContainer {
                     if fields.count >= 3 {
-                        result.append(OAuthParam(location: ParamLocation(rawValue: fields[0]), name: fields[1], value: fields[2], fingerprint: fields.count > 3 ? fields[3] : nil))
+                        result.append(
+                            OAuthParam(
+                                location: ParamLocation(rawValue: fields[0]), name: fields[1], value: fields[2],
+                                fingerprint: fields.count > 3 ? fields[3] : nil))
                     }
                     fields.removeAll(keepingCapacity: true)
                 }
@@ -213,8 +218,10 @@ enum JSONText {
             }
             if endOfObject {
                 if let location = fields["location"], let name = fields["name"], let value = fields["value"] {
-                    result.append(OAuthParam(location: ParamLocation(rawValue: location), name: name, value: value,
-                                              fingerprint: fields["fingerprint"]))
+                    result.append(
+                        OAuthParam(
+                            location: ParamLocation(rawValue: location), name: name, value: value,
+                            fingerprint: fields["fingerprint"]))
                 }
                 fields.removeAll(keepingCapacity: true)
                 key = nil
@@ -243,7 +250,9 @@ enum JSONText {
                     let s: String
                     if escaped {
                         let quoted = Array(b[i...min(j, b.count - 1)])
-                        s = (try? JSONDecoder().decode(String.self, from: Data(quoted))) ?? String(decoding: b[(i + 1)..<end], as: UTF8.self)
+                        s =
+                            (try? JSONDecoder().decode(String.self, from: Data(quoted)))
+                            ?? String(decoding: b[(i + 1)..<end], as: UTF8.self)
                     } else {
                         s = String(decoding: UnsafeBufferPointer(rebasing: b[(i + 1)..<end]), as: UTF8.self)
                     }

@@ -21,8 +21,9 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     }
 
     static func notAuthtap(_ path: String) -> StoreError {
-        StoreError(.notAuthtap,
-                   "\(shown(path)) is not an authtap capture database (it has other tables, not authtap's)")
+        StoreError(
+            .notAuthtap,
+            "\(shown(path)) is not an authtap capture database (it has other tables, not authtap's)")
     }
 
     /// SQLite's own failure, with its message but not the statement.
@@ -32,8 +33,9 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
         case .SQLITE_NOTADB:
             return StoreError(.notSQLite, "\(shown(path)) is not a SQLite database (\(message))")
         case .SQLITE_CORRUPT:
-            return StoreError(.damaged,
-                              "\(shown(path)) is damaged (\(message)); `sqlite3 FILE .recover` may save part of it")
+            return StoreError(
+                .damaged,
+                "\(shown(path)) is damaged (\(message)); `sqlite3 FILE .recover` may save part of it")
         default:
             let code = error.resultCode.primaryResultCode.rawValue
             return StoreError(.sqlite, "\(shown(path)): SQLite error \(code): \(message)")
@@ -298,8 +300,10 @@ extension AppDatabase {
     }
 
     /// Decodes a JSON column, reporting text that does not decode (and using `fallback`).
-    func decodeJSON<T: Decodable>(_ type: T.Type, _ text: String?, fallback: T, table: String, id: String,
-                                  column: String, readAs: String, decoder: JSONDecoder = JSONDecoder()) -> T {
+    func decodeJSON<T: Decodable>(
+        _ type: T.Type, _ text: String?, fallback: T, table: String, id: String,
+        column: String, readAs: String, decoder: JSONDecoder = JSONDecoder()
+    ) -> T {
         guard let text else { return fallback }
         if let value = try? decoder.decode(T.self, from: Data(text.utf8)) { return value }
         readProblems.defaulted(table, id: id, column: column, found: "invalid JSON", readAs: readAs)

@@ -86,7 +86,8 @@ public final class TUIApp {
         case .char("/"): editingFilter = filterText; return true
         case .char("f"):
             follow.toggle()
-            message = follow ? "follow mode on: new exchanges and findings appear as they are written" : "follow mode off"
+            message =
+                follow ? "follow mode on: new exchanges and findings appear as they are written" : "follow mode off"
             if follow { refresh() }
             return true
         case .char("e"):
@@ -102,7 +103,9 @@ public final class TUIApp {
         switch current {
         case .detail:
             if key == .tab { detailTab = (detailTab + 1) % Self.tabs.count; detailScroll = 0; return true }
-            if key == .backTab { detailTab = (detailTab + Self.tabs.count - 1) % Self.tabs.count; detailScroll = 0; return true }
+            if key == .backTab {
+                detailTab = (detailTab + Self.tabs.count - 1) % Self.tabs.count; detailScroll = 0; return true
+            }
             if let m = KeyParser.motion(key) { detailScroll = max(0, scrolled(detailScroll, m, count: Int.max / 2)) }
             return true
         case .finding(let f):
@@ -122,10 +125,14 @@ public final class TUIApp {
         do {
             let stored = try db.analysis(session: session)
             let handshakes = try db.handshakes(session: session).map(\.record)
-            var context = HARExport.Context(exchanges: try db.exchanges(session: session), analysis: stored, handshakes: handshakes, creatorVersion: "tui")
+            var context = HARExport.Context(
+                exchanges: try db.exchanges(session: session), analysis: stored, handshakes: handshakes,
+                creatorVersion: "tui")
             var name = "authtap-session-\(session)"
             if case .timeline(let t) = current,
-               let one = HARExport.transaction(t.number, of: stored, exchanges: context.exchanges, handshakes: handshakes, creatorVersion: "tui") {
+                let one = HARExport.transaction(
+                    t.number, of: stored, exchanges: context.exchanges, handshakes: handshakes, creatorVersion: "tui")
+            {
                 context = one
                 name += "-transaction-\(t.number)"
             }
@@ -253,7 +260,7 @@ public final class TUIApp {
         transactionPager = nil
         findingPager = nil
         if changed, case .exchanges = current, let n = try? exchanges().total(), n > 0 {
-            cursor = n - 1 // follow the tail
+            cursor = n - 1  // follow the tail
         }
     }
 
@@ -267,8 +274,9 @@ public final class TUIApp {
     func transactions() throws -> Pager<TransactionRow> {
         if let p = transactionPager { return p }
         let (db, session, filter) = (self.db, self.session ?? -1, self.filter)
-        let p = Pager<TransactionRow>(count: { try db.countTransactions(session: session, filter: filter) },
-                                      page: { try db.transactionPage(session: session, filter: filter, offset: $0, limit: $1) })
+        let p = Pager<TransactionRow>(
+            count: { try db.countTransactions(session: session, filter: filter) },
+            page: { try db.transactionPage(session: session, filter: filter, offset: $0, limit: $1) })
         transactionPager = p
         return p
     }
@@ -276,8 +284,9 @@ public final class TUIApp {
     func findings() throws -> Pager<FindingRow> {
         if let p = findingPager { return p }
         let (db, session, filter) = (self.db, self.session ?? -1, self.filter)
-        let p = Pager<FindingRow>(count: { try db.countFindings(session: session, filter: filter) },
-                                  page: { try db.browseFindings(session: session, filter: filter, offset: $0, limit: $1) })
+        let p = Pager<FindingRow>(
+            count: { try db.countFindings(session: session, filter: filter) },
+            page: { try db.browseFindings(session: session, filter: filter, offset: $0, limit: $1) })
         findingPager = p
         return p
     }
@@ -285,8 +294,9 @@ public final class TUIApp {
     func exchanges() throws -> Pager<ExchangeRow> {
         if let p = exchangePager { return p }
         let (db, session, filter) = (self.db, self.session ?? -1, self.filter)
-        let p = Pager<ExchangeRow>(count: { try db.countExchanges(session: session, filter: filter) },
-                                   page: { try db.exchangePage(session: session, filter: filter, offset: $0, limit: $1) })
+        let p = Pager<ExchangeRow>(
+            count: { try db.countExchanges(session: session, filter: filter) },
+            page: { try db.exchangePage(session: session, filter: filter, offset: $0, limit: $1) })
         exchangePager = p
         return p
     }

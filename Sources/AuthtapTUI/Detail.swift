@@ -22,7 +22,10 @@ extension TUIApp {
             drawMarked(&buf, row0 + 2 + i, 1, line.0, line.1)
         }
         if lines.count > height - 2 {
-            buf.put(row0 + height - 1, buf.cols - 22, "lines \(detailScroll + 1)-\(min(lines.count, detailScroll + height - 2)) of \(lines.count)", Style(dim: true))
+            buf.put(
+                row0 + height - 1, buf.cols - 22,
+                "lines \(detailScroll + 1)-\(min(lines.count, detailScroll + height - 2)) of \(lines.count)",
+                Style(dim: true))
         }
     }
 
@@ -53,8 +56,16 @@ extension TUIApp {
             add("")
             body(e.requestBody, headers: e.requestHeaders, add: add)
         case "Response":
-            if let status = e.status { add("HTTP/1.1 \(status)", TUIApp.statusStyle(e.status, e.error?.rawValue)) } else { add("no response", .error) }
-            if let error = e.error { add("authtap: \(error.rawValue)\(e.tlsFailure.map { " (\($0.rawValue))" } ?? ""): \(e.errorDetail ?? error.sentence)", .error) }
+            if let status = e.status {
+                add("HTTP/1.1 \(status)", TUIApp.statusStyle(e.status, e.error?.rawValue))
+            } else {
+                add("no response", .error)
+            }
+            if let error = e.error {
+                add(
+                    "authtap: \(error.rawValue)\(e.tlsFailure.map { " (\($0.rawValue))" } ?? ""): \(e.errorDetail ?? error.sentence)",
+                    .error)
+            }
             for h in e.responseHeaders { add("\(h.name): \(h.value)") }
             add("")
             body(e.responseBody, headers: e.responseHeaders, add: add)
@@ -62,7 +73,9 @@ extension TUIApp {
             add("roles: " + (e.roles.isEmpty ? "none" : e.roles.map(\.rawValue).joined(separator: ", ")), .key)
             add("")
             for p in e.oauthParams {
-                add(fit(p.location.rawValue, 30) + " " + fit(p.name, 22) + " " + p.value + (p.fingerprint.map { "  fp=\($0)" } ?? ""))
+                add(
+                    fit(p.location.rawValue, 30) + " " + fit(p.name, 22) + " " + p.value
+                        + (p.fingerprint.map { "  fp=\($0)" } ?? ""))
             }
             if e.oauthParams.isEmpty { add("no OAuth parameters") }
         case "JWT":
@@ -75,10 +88,11 @@ extension TUIApp {
                 for (k, v) in decoded.claims.sorted(by: { $0.key < $1.key }) {
                     var line = "  \(k): \(v)"
                     if ["exp", "iat", "nbf", "auth_time"].contains(k), let n = (v as? NSNumber)?.doubleValue,
-                       Self.plausibleEpoch(n)
+                        Self.plausibleEpoch(n)
                     {
                         let date = Date(timeIntervalSince1970: n)
-                        line += "  = " + TUIApp.time(date, date: true) + " (" + relative(date, to: e.timings.start) + ")"
+                        line +=
+                            "  = " + TUIApp.time(date, date: true) + " (" + relative(date, to: e.timings.start) + ")"
                     }
                     add(line)
                 }
@@ -89,7 +103,9 @@ extension TUIApp {
             for (leg, facts) in [("client ↔ authtap", e.clientTLS), ("authtap ↔ upstream", e.upstreamTLS)] {
                 add(leg, Style(bold: true))
                 guard let t = facts else { add("  (none: plain HTTP or not reached)"); continue }
-                add("  version \(t.version ?? "?")  cipher \(t.cipher ?? "?")  ALPN \(t.alpn ?? "-")  SNI \(t.sni ?? "-")")
+                add(
+                    "  version \(t.version ?? "?")  cipher \(t.cipher ?? "?")  ALPN \(t.alpn ?? "-")  SNI \(t.sni ?? "-")"
+                )
                 if let v = t.verification { add("  verification: \(v)", v == "verified" ? .ok : .error) }
                 if let c = t.peerCertificate {
                     add("  subject \(c.subject)")
@@ -129,16 +145,22 @@ extension TUIApp {
         }
         let text = String(decoding: b.bytes, as: UTF8.self)
         if type.contains("html") || text.hasPrefix("<") {
-            if let open = text.range(of: "<title", options: .caseInsensitive), let gt = text[open.upperBound...].firstIndex(of: ">"),
-               let close = text[gt...].range(of: "</title>", options: .caseInsensitive)
+            if let open = text.range(of: "<title", options: .caseInsensitive),
+                let gt = text[open.upperBound...].firstIndex(of: ">"),
+                let close = text[gt...].range(of: "</title>", options: .caseInsensitive)
             {
-                add("HTML page: " + text[text.index(after: gt)..<close.lowerBound].trimmingCharacters(in: .whitespacesAndNewlines), Style(bold: true))
+                add(
+                    "HTML page: "
+                        + text[text.index(after: gt)..<close.lowerBound].trimmingCharacters(in: .whitespacesAndNewlines),
+                    Style(bold: true))
             }
         }
         if type.contains("x-www-form-urlencoded") {
             for pair in text.split(separator: "&") {
                 let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                add("  " + FormCoding.decode(parts[0]) + (parts.count > 1 ? " = " + FormCoding.decode(parts[1]) : ""), .plain)
+                add(
+                    "  " + FormCoding.decode(parts[0]) + (parts.count > 1 ? " = " + FormCoding.decode(parts[1]) : ""),
+                    .plain)
             }
             return
         }
@@ -159,7 +181,9 @@ extension TUIApp {
                 let inner = pretty(value, indent: indent + 1)
                 let comma = i < members.count - 1 ? "," : ""
                 out.append(pad + "  \"\(k)\": " + (inner.first ?? "") + (inner.count == 1 ? comma : ""))
-                if inner.count > 1 { out += inner.dropFirst().dropLast().map { $0 }; out.append((inner.last ?? "") + comma) }
+                if inner.count > 1 {
+                    out += inner.dropFirst().dropLast().map { $0 }; out.append((inner.last ?? "") + comma)
+                }
             }
             out.append(pad + "}")
             return out
@@ -170,7 +194,9 @@ extension TUIApp {
                 let inner = pretty(item, indent: indent + 1)
                 let comma = i < items.count - 1 ? "," : ""
                 out.append(pad + "  " + (inner.first ?? "") + (inner.count == 1 ? comma : ""))
-                if inner.count > 1 { out += inner.dropFirst().dropLast().map { $0 }; out.append((inner.last ?? "") + comma) }
+                if inner.count > 1 {
+                    out += inner.dropFirst().dropLast().map { $0 }; out.append((inner.last ?? "") + comma)
+                }
             }
             out.append(pad + "]")
             return out
@@ -183,11 +209,17 @@ extension TUIApp {
         var out: [(String, String)] = []
         for h in e.requestHeaders where h.name.lowercased() == "authorization" {
             let parts = h.value.split(separator: " ", maxSplits: 1)
-            if parts.count == 2, parts[1].hasPrefix("eyJ") { out.append(("Authorization bearer token", String(parts[1]))) }
+            if parts.count == 2, parts[1].hasPrefix("eyJ") {
+                out.append(("Authorization bearer token", String(parts[1])))
+            }
         }
         for (where_, b) in [("request", e.requestBody), ("response", e.responseBody)] {
             if case .success(let json) = JSONValue.parse(b.bytes), case .object(let members) = json {
-                for (k, v) in members { if let s = v.string, s.hasPrefix("eyJ"), s.split(separator: ".").count >= 2 { out.append(("\(where_) \(k)", s)) } }
+                for (k, v) in members {
+                    if let s = v.string, s.hasPrefix("eyJ"), s.split(separator: ".").count >= 2 {
+                        out.append(("\(where_) \(k)", s))
+                    }
+                }
             }
         }
         return out

@@ -34,11 +34,14 @@ public enum Filter {
             case "rule": f.rule = value.lowercased()
             case "severity":
                 let v = value.lowercased()
-                guard ["error", "warning", "info"].contains(v) else { return .failure(ParseError(message: "severity: takes error, warning or info")) }
+                guard ["error", "warning", "info"].contains(v) else {
+                    return .failure(ParseError(message: "severity: takes error, warning or info"))
+                }
                 f.severity = v
             case "error": f.error = value.lowercased()
             default:
-                return .failure(ParseError(message: "unknown filter \(key): (status, host, role, rule, severity, error)"))
+                return .failure(
+                    ParseError(message: "unknown filter \(key): (status, host, role, rule, severity, error)"))
             }
         }
         return .success(f)

@@ -22,7 +22,9 @@ public enum KeyParser {
         case 8, 127: return .backspace
         case 32...126: return .char(Character(Unicode.Scalar(UInt8(truncatingIfNeeded: code))))
         default:
-            if code > 127, let scalar = Unicode.Scalar(UInt32(truncatingIfNeeded: code)) { return .char(Character(scalar)) }
+            if code > 127, let scalar = Unicode.Scalar(UInt32(truncatingIfNeeded: code)) {
+                return .char(Character(scalar))
+            }
             return nil
         }
     }

@@ -16,17 +16,25 @@ extension TUIApp {
         buf.fill(0, .header)
         buf.put(0, 0, " " + title(), .header)
         let right = (follow ? "[follow] " : "") + (filterText.isEmpty ? "" : "filter: \(filterText) ")
-        if !right.isEmpty { buf.put(0, max(0, buf.cols - ScreenBuffer.width(right) - 1), right, Style(bold: true, reverse: true, color: .yellow)) }
+        if !right.isEmpty {
+            buf.put(
+                0, max(0, buf.cols - ScreenBuffer.width(right) - 1), right,
+                Style(bold: true, reverse: true, color: .yellow))
+        }
         let last = buf.rows - 1
         if let text = editingFilter {
             buf.put(last, 0, "/" + text + "▏", .key)
             if let message {
                 buf.put(last, buf.cols / 2, message, .error)
             } else {
-                buf.put(last, buf.cols / 2, "status:4xx host: role: rule: severity: error:  Enter apply · Esc cancel", Style(dim: true))
+                buf.put(
+                    last, buf.cols / 2, "status:4xx host: role: rule: severity: error:  Enter apply · Esc cancel",
+                    Style(dim: true))
             }
         } else if let message {
-            buf.put(last, 0, message, message.hasPrefix("filter:") || message.hasPrefix("export failed") ? .error : .warning)
+            buf.put(
+                last, 0, message, message.hasPrefix("filter:") || message.hasPrefix("export failed") ? .error : .warning
+            )
         } else {
             buf.put(last, 0, footer(), Style(dim: true))
         }
@@ -49,7 +57,9 @@ extension TUIApp {
     func footer() -> String {
         switch current {
         case .detail: return "Tab next tab · j/k scroll · q back · ? help"
-        default: return "↑↓/jk move · Enter open · / filter · f follow · 1-4 views · e export · ? help · q " + (stack.count <= 1 ? "quit" : "back")
+        default:
+            return "↑↓/jk move · Enter open · / filter · f follow · 1-4 views · e export · ? help · q "
+                + (stack.count <= 1 ? "quit" : "back")
         }
     }
 
@@ -61,33 +71,55 @@ extension TUIApp {
             list(&buf, row0, height, count: rows.count) { i, w in
                 let s = rows[i]
                 let duration = s.endedAt.map { String(format: "%.0fs", $0.timeIntervalSince(s.startedAt)) } ?? "running"
-                let findings = s.errors + s.warnings + s.info == 0 ? "none" : "\(s.errors) errors, \(s.warnings) warnings, \(s.info) info"
-                let text = fit("\(s.id)", 4) + " " + fit(Self.time(s.startedAt, date: true), 20) + "  " + fit(duration, 8) + "  " + fit("\(s.exchanges)", 9) + "  "
+                let findings =
+                    s.errors + s.warnings + s.info == 0
+                    ? "none" : "\(s.errors) errors, \(s.warnings) warnings, \(s.info) info"
+                let text =
+                    fit("\(s.id)", 4) + " " + fit(Self.time(s.startedAt, date: true), 20) + "  " + fit(duration, 8)
+                    + "  " + fit("\(s.exchanges)", 9) + "  "
                     + fit("\(s.transactions)", 12) + "  " + findings
                 return [(text, s.errors > 0 ? Style.error : s.warnings > 0 ? .warning : .plain)]
             }
             if rows.isEmpty { buf.put(row0, 2, "No sessions yet: run `authtap proxy`, then come back.") }
         case .transactions:
-            header(&buf, row0 - 1, "   #  client_id             server                      outcome                 findings")
+            header(
+                &buf, row0 - 1,
+                "   #  client_id             server                      outcome                 findings")
             let total = try pagedList(&buf, row0, height, try transactions()) { t in
-                let text = fit("\(t.number)", 4) + "  " + fit(t.clientID ?? "?", 20) + "  " + fit(t.serverHost ?? "?", 26) + "  " + fit(t.outcome, 22) + "  "
+                let text =
+                    fit("\(t.number)", 4) + "  " + fit(t.clientID ?? "?", 20) + "  " + fit(t.serverHost ?? "?", 26)
+                    + "  " + fit(t.outcome, 22) + "  "
                 let style: Style = t.outcome.hasPrefix("failed") ? .error : t.outcome == "ok" ? .ok : .plain
                 return [(text, style)] + Self.badgeSegments(t.findings)
             }
-            if total == 0 { buf.put(row0, 2, session == nil ? "Pick a session first (1)." : "No OAuth transactions in this session (run `authtap analyze`).") }
+            if total == 0 {
+                buf.put(
+                    row0, 2,
+                    session == nil
+                        ? "Pick a session first (1)." : "No OAuth transactions in this session (run `authtap analyze`)."
+                )
+            }
         case .timeline(let t):
             let members = try timeline(t)
-            buf.put(row0 - 1, 1, "client_id=\(t.clientID ?? "?")  server=\(t.serverHost ?? "?")  \(t.grantType ?? "")  → \(t.outcome)", .key)
+            buf.put(
+                row0 - 1, 1,
+                "client_id=\(t.clientID ?? "?")  server=\(t.serverHost ?? "?")  \(t.grantType ?? "")  → \(t.outcome)",
+                .key)
             list(&buf, row0, height, count: members.count) { i, _ in
                 let (leg, e) = members[i]
                 let offset = e.startedAt.timeIntervalSince(members[0].row.startedAt)
                 let status = e.status.map(String.init) ?? (e.error ?? "---")
-                let text = String(format: "+%8.3fs  ", offset) + fit("#\(e.id)", 7) + " " + fit(leg, 22) + " " + fit(e.method, 6) + " " + fit(e.host + Self.path(e.target), 50) + "  "
+                let text =
+                    String(format: "+%8.3fs  ", offset) + fit("#\(e.id)", 7) + " " + fit(leg, 22) + " "
+                    + fit(e.method, 6) + " " + fit(e.host + Self.path(e.target), 50) + "  "
                 return [(text, .plain), (status, Self.statusStyle(e.status, e.error))]
             }
         case .exchanges:
             let count = try exchanges().total()
-            header(&buf, row0 - 1, " time          method host                 path                       status    ms  role             error / findings")
+            header(
+                &buf, row0 - 1,
+                " time          method host                 path                       status    ms  role             error / findings"
+            )
             let visible = height
             adjustTop(count: count, height: visible)
             let rows = try exchanges().rows(offset: top[top.count - 1], count: visible)
@@ -95,21 +127,33 @@ extension TUIApp {
                 let index = top[top.count - 1] + k
                 let row = row0 + k
                 let status = e.status.map(String.init) ?? "---"
-                var col = buf.put(row, 0, " " + fit(Self.time(e.startedAt, date: false), 13) + " " + fit(e.method, 6) + " " + fit(e.host, 20) + " " + fit(Self.path(e.target), 26) + " ")
+                var col = buf.put(
+                    row, 0,
+                    " " + fit(Self.time(e.startedAt, date: false), 13) + " " + fit(e.method, 6) + " " + fit(e.host, 20)
+                        + " " + fit(Self.path(e.target), 26) + " ")
                 col = buf.put(row, col, fit(status, 6), Self.statusStyle(e.status, e.error))
                 col = buf.put(row, col, fit(e.durationMs.map { String(format: "%5.0f", $0) } ?? "    -", 6) + "  ")
                 col = buf.put(row, col, fit(e.roles.joined(separator: ","), 16) + " ", .key)
-                if let err = e.error { col = buf.put(row, col, "!" + err + (e.tlsFailure.map { "(\($0))" } ?? "") + " ", .error) }
+                if let err = e.error {
+                    col = buf.put(row, col, "!" + err + (e.tlsFailure.map { "(\($0))" } ?? "") + " ", .error)
+                }
                 for (text, style) in Self.badgeSegments(e.findings) { col = buf.put(row, col, text, style) }
                 if index == cursor { buf.fill(row, .selected) }
             }
-            if count == 0 { buf.put(row0, 2, filterText.isEmpty ? "No exchanges in this session yet." : "No exchange matches the filter.") }
+            if count == 0 {
+                buf.put(
+                    row0, 2,
+                    filterText.isEmpty ? "No exchanges in this session yet." : "No exchange matches the filter.")
+            }
         case .detail(let id):
             try renderDetail(&buf, id: id, row0: row0 - 1, height: height + 1)
         case .findings:
             header(&buf, row0 - 1, " severity  rule                     title")
             let total = try pagedList(&buf, row0, height, try findings()) { f in
-                [(" " + fit(f.severity.uppercased(), 8) + "  ", Self.severityStyle(f.severity)), (fit(f.rule, 24) + " " + f.title, .plain)]
+                [
+                    (" " + fit(f.severity.uppercased(), 8) + "  ", Self.severityStyle(f.severity)),
+                    (fit(f.rule, 24) + " " + f.title, .plain),
+                ]
             }
             if total == 0 { buf.put(row0, 2, "No findings.", .ok) }
         case .finding(let f):
@@ -149,7 +193,9 @@ extension TUIApp {
     }
 
     /// A list read through a pager: only the rows on screen are fetched. Returns the total.
-    func pagedList<Row>(_ buf: inout ScreenBuffer, _ row0: Int, _ height: Int, _ pager: Pager<Row>, _ line: (Row) -> [(String, Style)]) throws -> Int {
+    func pagedList<Row>(
+        _ buf: inout ScreenBuffer, _ row0: Int, _ height: Int, _ pager: Pager<Row>, _ line: (Row) -> [(String, Style)]
+    ) throws -> Int {
         let total = try pager.total()
         adjustTop(count: total, height: height)
         let first = top[top.count - 1]
@@ -159,7 +205,9 @@ extension TUIApp {
     }
 
     /// A scrolling list with a selected row; `line` gives the styled segments of item i.
-    func list(_ buf: inout ScreenBuffer, _ row0: Int, _ height: Int, count: Int, _ line: (Int, Int) -> [(String, Style)]) {
+    func list(
+        _ buf: inout ScreenBuffer, _ row0: Int, _ height: Int, count: Int, _ line: (Int, Int) -> [(String, Style)]
+    ) {
         adjustTop(count: count, height: height)
         let t = top[top.count - 1]
         for k in 0..<min(height, max(0, count - t)) {
@@ -205,7 +253,10 @@ extension TUIApp {
         for r in 0..<(lines.count + 2) {
             buf.put(top + r, left, String(repeating: " ", count: width), .selected)
         }
-        for (i, l) in lines.enumerated() { buf.put(top + 1 + i, left + 2, l, i == 0 ? Style(bold: true, reverse: true) : .selected, maxWidth: width - 4) }
+        for (i, l) in lines.enumerated() {
+            buf.put(
+                top + 1 + i, left + 2, l, i == 0 ? Style(bold: true, reverse: true) : .selected, maxWidth: width - 4)
+        }
     }
 
     // MARK: formatting
@@ -237,7 +288,9 @@ extension TUIApp {
         return .ok
     }
 
-    static func severityStyle(_ s: String) -> Style { s == "error" ? .error : s == "warning" ? .warning : Style(color: .cyan) }
+    static func severityStyle(_ s: String) -> Style {
+        s == "error" ? .error : s == "warning" ? .warning : Style(color: .cyan)
+    }
 
     static func badgeSegments(_ findings: [(rule: String, severity: String)]) -> [(String, Style)] {
         findings.map { ("[\($0.rule)] ", severityStyle($0.severity)) }

@@ -47,7 +47,9 @@ public struct ScreenBuffer: Sendable {
         guard let first = c.unicodeScalars.first else { return 0 }
         let v = first.value
         if v < 0x20 || (0x7F..<0xA0).contains(v) { return 0 }
-        if first.properties.generalCategory == .nonspacingMark || first.properties.generalCategory == .enclosingMark { return 0 }
+        if first.properties.generalCategory == .nonspacingMark || first.properties.generalCategory == .enclosingMark {
+            return 0
+        }
         if (0x1100...0x115F).contains(v) || (0x2E80...0xA4CF).contains(v) || (0xAC00...0xD7A3).contains(v)
             || (0xF900...0xFAFF).contains(v) || (0xFE30...0xFE4F).contains(v) || (0xFF00...0xFF60).contains(v)
             || (0xFFE0...0xFFE6).contains(v) || (0x1F300...0x1F64F).contains(v) || (0x1F900...0x1F9FF).contains(v)
@@ -64,7 +66,9 @@ public struct ScreenBuffer: Sendable {
     /// Returns the column after the last one written. Control characters (ESC, C1, bidi overrides) are drawn as
     /// visible escapes: whatever a server sent, the cells never hold a byte the terminal would obey.
     @discardableResult
-    public mutating func put(_ row: Int, _ col: Int, _ text: String, _ style: Style = .plain, maxWidth: Int? = nil) -> Int {
+    public mutating func put(_ row: Int, _ col: Int, _ text: String, _ style: Style = .plain, maxWidth: Int? = nil)
+        -> Int
+    {
         guard row >= 0, row < rows, col < cols else { return col }
         let text = TerminalText.escapeIfControls(text)
         var c = max(col, 0)

@@ -82,7 +82,8 @@ struct Generate: ParsableCommand {
                 "GET", "app.example", "/cb?code=\(code)&state=\(failing ? "tampered" : state)", at: t + 0.5,
                 status: 200, response: [HeaderField("Content-Type", "text/html")],
                 responseBody: "<html>signed in</html>")
-            let tokenBody = "grant_type=authorization_code&code=\(code)&redirect_uri=\(redirect)&client_id=app1"
+            let tokenBody =
+                "grant_type=authorization_code&code=\(code)&redirect_uri=\(redirect)&client_id=app1"
                 + "&code_verifier=\(verifier)"
             let rt = "rt-\(n)-\(UUID().uuidString)"
             try add(

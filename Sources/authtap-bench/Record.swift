@@ -106,7 +106,8 @@ struct Record: ParsableCommand {
         var e = Exchange(
             connectionID: 1, clientAddress: "127.0.0.1:50000", scheme: .https, host: "127.0.0.1", port: 8443,
             method: "POST", target: "/token", start: Date())
-        let body = "grant_type=authorization_code&code=SplxlOBeZQQYbYS6WxSbIA.Vb3tYx8Kq2pLmN0cR7wHdE1fGhJkLzX"
+        let body =
+            "grant_type=authorization_code&code=SplxlOBeZQQYbYS6WxSbIA.Vb3tYx8Kq2pLmN0cR7wHdE1fGhJkLzX"
             + "&redirect_uri=https%3A%2F%2Fclient.example.com%2Foauth%2Fcallback&client_id=s6BhdRkqt3"
             + "&code_verifier=dBjftJeZ4CVP-mJ92K1qW-0nS7ywGpXe3kFz5TrL8aQ"
         e.requestHeaders = [
@@ -117,12 +118,14 @@ struct Record: ParsableCommand {
         ]
         e.requestBody = CapturedBody(bytes: Array(body.utf8), size: body.utf8.count)
         let header = #"{"alg": "RS256", "typ": "JWT", "kid": "bench-key-2026"}"#
-        let claims = #"{"iss":"https://auth.example.com/","sub":"248289761001","aud":"https://api.example.com","#
+        let claims =
+            #"{"iss":"https://auth.example.com/","sub":"248289761001","aud":"https://api.example.com","#
             + #""azp":"s6BhdRkqt3","scope":"openid profile email offline_access","iat":1795339200,"exp":1795342800,"#
             + #""jti":"0f3a9c1d2e4b5a6978877665544332211","auth_time":1795339190,"amr":["pwd","mfa"]}"#
         let signature = JWT.base64URL((0..<256).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) })
         let jwt = JWT.base64URL(Array(header.utf8)) + "." + JWT.base64URL(Array(claims.utf8)) + "." + signature
-        let token = #"{"access_token":"\#(jwt)","token_type":"Bearer","expires_in":3600,"#
+        let token =
+            #"{"access_token":"\#(jwt)","token_type":"Bearer","expires_in":3600,"#
             + #""refresh_token":"Qm9vdHN0cmFwUmVmcmVzaFRva2VuMDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3Bx","#
             + #""scope":"openid profile email offline_access"}"#
         e.status = 200

@@ -14,7 +14,8 @@ import X509
         let (cert, key) = try CertificateAuthority.generate(now: now)
         let ca = try CertificateAuthority(certificate: cert, key: key)
         let leaf = try ca.issueLeaf(for: host, now: now)
-        #expect(abs(leaf.notValidBefore.timeIntervalSince(now.addingTimeInterval(-2 * 86400))) < 2, "backdated two days")
+        #expect(
+            abs(leaf.notValidBefore.timeIntervalSince(now.addingTimeInterval(-2 * 86400))) < 2, "backdated two days")
         #expect(leaf.notValidAfter.timeIntervalSince(now) <= 199 * 86400 + 1, "valid at most 199 days")
         #expect(leaf.issuer == cert.subject)
         let aki = try leaf.extensions.authorityKeyIdentifier?.keyIdentifier
@@ -23,7 +24,10 @@ import X509
         let sans = UpstreamTrust.subjectAlternativeNames(leaf)
         #expect(UpstreamTrust.matches(host: host, names: sans))
         if IPAddress.bytes(host) != nil {
-            #expect(try leaf.extensions.subjectAlternativeNames?.contains { if case .ipAddress = $0 { return true } else { return false } } == true)
+            #expect(
+                try leaf.extensions.subjectAlternativeNames?.contains {
+                    if case .ipAddress = $0 { return true } else { return false }
+                } == true)
         } else {
             #expect(sans == [host])
         }
@@ -37,17 +41,29 @@ import X509
         let ca = try CertificateAuthority(certificate: cert, key: key)
         let trust = UpstreamTrust(extraAnchors: [cert], includeSystem: false)
         let leaf = try ca.issueLeaf(for: "a.test", now: now)
-        #expect(await trust.verify(chain: [leaf], host: "b.test") == .failed(.hostnameMismatch, "certificate names a.test, not b.test"))
-        if case .failed(let reason, _) = await trust.verify(chain: [leaf], host: "a.test", now: now.addingTimeInterval(400 * 86400)) {
+        #expect(
+            await trust.verify(chain: [leaf], host: "b.test")
+                == .failed(.hostnameMismatch, "certificate names a.test, not b.test"))
+        if case .failed(let reason, _) = await trust.verify(
+            chain: [leaf], host: "a.test", now: now.addingTimeInterval(400 * 86400))
+        {
             #expect(reason == .expired)
-        } else { Issue.record("expected expired") }
-        if case .failed(let reason, _) = await trust.verify(chain: [leaf], host: "a.test", now: now.addingTimeInterval(-30 * 86400)) {
+        } else {
+            Issue.record("expected expired")
+        }
+        if case .failed(let reason, _) = await trust.verify(
+            chain: [leaf], host: "a.test", now: now.addingTimeInterval(-30 * 86400))
+        {
             #expect(reason == .notYetValid)
-        } else { Issue.record("expected not yet valid") }
+        } else {
+            Issue.record("expected not yet valid")
+        }
         let stranger = UpstreamTrust(extraAnchors: [], includeSystem: false)
         if case .failed(let reason, _) = await stranger.verify(chain: [leaf], host: "a.test") {
             #expect(reason == .untrustedIssuer)
-        } else { Issue.record("expected untrusted") }
+        } else {
+            Issue.record("expected untrusted")
+        }
     }
 
     @Test func wildcardMatching() {

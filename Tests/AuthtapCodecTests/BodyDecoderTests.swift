@@ -158,9 +158,10 @@ private func decode(
         #expect(broken.bytes.isEmpty)
     }
 
-    @Test(arguments: [
-        (nil, nil), ("identity", nil), (nil, "chunked"), ("Identity", "identity, chunked"), (" , ", ""),
-    ] as [(String?, String?)])
+    @Test(
+        arguments: [
+            (nil, nil), ("identity", nil), (nil, "chunked"), ("Identity", "identity, chunked"), (" , ", ""),
+        ] as [(String?, String?)])
     func identity(contentEncoding: String?, transferEncoding: String?) {
         let body = BodyDecoder.decode(
             payload, contentEncoding: contentEncoding, transferEncoding: transferEncoding, limit: 1000,
@@ -193,11 +194,12 @@ private func decode(
         #expect(decode(bytes, coding) == DecodedBody(bytes: [], truncated: false, codings: [coding]))
     }
 
-    @Test(arguments: [
-        ("compress", nil, "unknown coding 'compress'"),
-        ("gzip, foo", nil, "unknown coding 'foo'"),
-        (nil, "x-compress, chunked", "unknown coding 'x-compress'"),
-    ] as [(String?, String?, String)])
+    @Test(
+        arguments: [
+            ("compress", nil, "unknown coding 'compress'"),
+            ("gzip, foo", nil, "unknown coding 'foo'"),
+            (nil, "x-compress, chunked", "unknown coding 'x-compress'"),
+        ] as [(String?, String?, String)])
     func unknownCoding(contentEncoding: String?, transferEncoding: String?, failure: String) {
         let body = BodyDecoder.decode(
             payload, contentEncoding: contentEncoding, transferEncoding: transferEncoding, limit: 1000,
@@ -206,12 +208,13 @@ private func decode(
         #expect(body.bytes.isEmpty)
     }
 
-    @Test(arguments: [
-        ("gzip", Array("this is not gzip".utf8), "corrupt gzip stream (zlib: incorrect header check)"),
-        ("deflate", [0xFF, 0xFF, 0xFF, 0xFF], "corrupt deflate stream (zlib: invalid block type)"),
-        ("zstd", Array("this is not zstd".utf8), "corrupt zstd stream (zstd: Unknown frame descriptor)"),
-        ("br", [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], "corrupt br stream (brotli: "),
-    ] as [(String, [UInt8], String)])
+    @Test(
+        arguments: [
+            ("gzip", Array("this is not gzip".utf8), "corrupt gzip stream (zlib: incorrect header check)"),
+            ("deflate", [0xFF, 0xFF, 0xFF, 0xFF], "corrupt deflate stream (zlib: invalid block type)"),
+            ("zstd", Array("this is not zstd".utf8), "corrupt zstd stream (zstd: Unknown frame descriptor)"),
+            ("br", [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], "corrupt br stream (brotli: "),
+        ] as [(String, [UInt8], String)])
     func corruptStreamFailsWithTheLibrarysReason(coding: String, bytes: [UInt8], reason: String) {
         let body = decode(bytes, coding)
         #expect(body.failure?.hasPrefix(reason) == true, "\(body.failure ?? "nil")")
@@ -290,10 +293,13 @@ private func decode(
 
     /// 100 MiB of zeros, `head -c 100M /dev/zero | brotli -c`: 93 bytes.
     @Test func brotliStopsAtLimit() throws {
-        let bomb = try #require(Data(base64Encoded: """
-            z///f/gnAOKxQCD3/p/////wTwDEYQGA7v0/////4Z8AiMMiAN37f/7//8M/ARCHBQC69//8//+HfwIgDgsAdO//+f//D/8EQB\
-            wWAOje/+f//w/+CYA4LADQvf8B
-            """).map(Array.init))
+        let bomb = try #require(
+            Data(
+                base64Encoded: """
+                    z///f/gnAOKxQCD3/p/////wTwDEYQGA7v0/////4Z8AiMMiAN37f/7//8M/ARCHBQC69//8//+HfwIgDgsAdO//+f//D/8EQB\
+                    wWAOje/+f//w/+CYA4LADQvf8B
+                    """
+            ).map(Array.init))
         let body = decode(bomb, "br", limit: Self.limit)
         #expect(body.truncated && body.failure == nil && body.bytes.count == Self.limit)
     }
@@ -312,10 +318,13 @@ private func decode(
     /// `head -c 10M /dev/zero | gzip -9nc | brotli -c`: the br stage alone yields more than the limit, so the
     /// gzip stage gets a cut input, and the gzip stage would again exceed it.
     @Test func stackedIntermediateStageIsBounded() throws {
-        let bomb = try #require(Data(base64Encoded: """
-            H98n+J8FduMyNpbAe/ZLxoLI2/0rTylSkEwuv4mKkEztQjXTw8rM//Lr1b9UglsSWBy8UAIgAAL/9gIgDwNAwy0C+LxniVNtP7\
-            0pQF1BoR/jig0=
-            """).map(Array.init))
+        let bomb = try #require(
+            Data(
+                base64Encoded: """
+                    H98n+J8FduMyNpbAe/ZLxoLI2/0rTylSkEwuv4mKkEztQjXTw8rM//Lr1b9UglsSWBy8UAIgAAL/9gIgDwNAwy0C+LxniVNtP7\
+                    0pQF1BoR/jig0=
+                    """
+            ).map(Array.init))
         let body = decode(bomb, "gzip, br", limit: 4096)
         let zeros = [UInt8](repeating: 0, count: 4096)
         #expect(body == DecodedBody(bytes: zeros, truncated: true, codings: ["gzip", "br"]))

@@ -144,18 +144,19 @@ private let textCases: [TextCase] = [
         }
     }
 
-    @Test(arguments: [
-        ("application/json; charset=utf-8", "utf-8"),
-        (#"text/html;CHARSET="ISO-8859-1""#, "iso-8859-1"),
-        ("text/plain; format=flowed; charset = Windows-1252 ", "windows-1252"),
-        ("text/plain", nil),
-        ("text/plain; charset=", nil),
-        ("text/plain; charset=\"\"", nil),
-        // Spring's MediaType.APPLICATION_JSON_UTF8_VALUE, as Spring Authorization Server sends it.
-        ("application/json;charset=UTF-8", "utf-8"),
-        ("text/html;\tcharset=\t\" utf-8 \"", "utf-8"),
-        ("text/plain; charsets=utf-16; xcharset=utf-16", nil),
-    ] as [(String, String?)])
+    @Test(
+        arguments: [
+            ("application/json; charset=utf-8", "utf-8"),
+            (#"text/html;CHARSET="ISO-8859-1""#, "iso-8859-1"),
+            ("text/plain; format=flowed; charset = Windows-1252 ", "windows-1252"),
+            ("text/plain", nil),
+            ("text/plain; charset=", nil),
+            ("text/plain; charset=\"\"", nil),
+            // Spring's MediaType.APPLICATION_JSON_UTF8_VALUE, as Spring Authorization Server sends it.
+            ("application/json;charset=UTF-8", "utf-8"),
+            ("text/html;\tcharset=\t\" utf-8 \"", "utf-8"),
+            ("text/plain; charsets=utf-16; xcharset=utf-16", nil),
+        ] as [(String, String?)])
     func declaredCharset(contentType: String, charset: String?) {
         #expect(TextDecoding.declaredCharset(contentType) == charset)
     }

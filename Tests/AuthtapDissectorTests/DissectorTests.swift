@@ -32,13 +32,21 @@ struct RecordCase: Sendable, CustomStringConvertible {
 }
 
 let recordCases: [RecordCase] = [
-    .init(description: "client hello", bytes: clientHello(),
-          expected: .clientHello(.init(legacyVersion: 0x0303, serverName: "example.test", alpn: ["h2", "http/1.1"], supportedVersions: [0x0304, 0x0303], cipherSuites: [0x1301, 0x1302]))),
-    .init(description: "server hello 1.3", bytes: serverHello(),
-          expected: .serverHello(.init(legacyVersion: 0x0303, cipherSuite: 0x1302, selectedVersion: 0x0304, alpn: nil))),
-    .init(description: "server hello 1.2", bytes: serverHello(cipher: 0xC02F, tls13: false),
-          expected: .serverHello(.init(legacyVersion: 0x0303, cipherSuite: 0xC02F, selectedVersion: 0x0303, alpn: nil))),
-    .init(description: "alert unknown_ca", bytes: [21, 3, 3, 0, 2, 2, 48], expected: .alert(.init(level: 2, description: 48))),
+    .init(
+        description: "client hello", bytes: clientHello(),
+        expected: .clientHello(
+            .init(
+                legacyVersion: 0x0303, serverName: "example.test", alpn: ["h2", "http/1.1"],
+                supportedVersions: [0x0304, 0x0303], cipherSuites: [0x1301, 0x1302]))),
+    .init(
+        description: "server hello 1.3", bytes: serverHello(),
+        expected: .serverHello(.init(legacyVersion: 0x0303, cipherSuite: 0x1302, selectedVersion: 0x0304, alpn: nil))),
+    .init(
+        description: "server hello 1.2", bytes: serverHello(cipher: 0xC02F, tls13: false),
+        expected: .serverHello(.init(legacyVersion: 0x0303, cipherSuite: 0xC02F, selectedVersion: 0x0303, alpn: nil))),
+    .init(
+        description: "alert unknown_ca", bytes: [21, 3, 3, 0, 2, 2, 48],
+        expected: .alert(.init(level: 2, description: 48))),
     .init(description: "plain http", bytes: Array("GET / HTTP/1.1\r\n\r\n".utf8), expected: .notTLS),
     .init(description: "bad version byte", bytes: [22, 9, 1, 0, 5, 1, 1, 1, 1, 1], expected: .notTLS),
 ]

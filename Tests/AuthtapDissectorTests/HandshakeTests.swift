@@ -33,7 +33,8 @@ struct Flow {
 
     func ethernet(fromClient: Bool, _ segment: [UInt8], vlan: Bool = false) -> [UInt8] {
         let type = v6 ? 0x86DD : 0x0800
-        return [UInt8](repeating: 2, count: 12) + (vlan ? be16(0x8100) + be16(5) : []) + be16(type) + ip(fromClient: fromClient, segment)
+        return [UInt8](repeating: 2, count: 12) + (vlan ? be16(0x8100) + be16(5) : []) + be16(type)
+            + ip(fromClient: fromClient, segment)
     }
 }
 
@@ -62,10 +63,18 @@ struct LinkCase: Sendable, CustomStringConvertible {
 }
 
 let linkCases: [LinkCase] = [
-    .init(description: "ethernet", link: .ethernet, v6: false, wrap: { [UInt8](repeating: 2, count: 12) + be16(0x0800) + $0 }),
-    .init(description: "ethernet + VLAN", link: .ethernet, v6: false, wrap: { [UInt8](repeating: 2, count: 12) + be16(0x8100) + be16(7) + be16(0x0800) + $0 }),
-    .init(description: "linux cooked v1", link: .linuxSLL, v6: false, wrap: { [0, 0, 0, 1, 0, 6] + [UInt8](repeating: 0, count: 8) + be16(0x0800) + $0 }),
-    .init(description: "linux cooked v2", link: .linuxSLL2, v6: true, wrap: { be16(0x86DD) + [0, 0] + [0, 0, 0, 1] + [0, 1, 0, 6] + [UInt8](repeating: 0, count: 8) + $0 }),
+    .init(
+        description: "ethernet", link: .ethernet, v6: false,
+        wrap: { [UInt8](repeating: 2, count: 12) + be16(0x0800) + $0 }),
+    .init(
+        description: "ethernet + VLAN", link: .ethernet, v6: false,
+        wrap: { [UInt8](repeating: 2, count: 12) + be16(0x8100) + be16(7) + be16(0x0800) + $0 }),
+    .init(
+        description: "linux cooked v1", link: .linuxSLL, v6: false,
+        wrap: { [0, 0, 0, 1, 0, 6] + [UInt8](repeating: 0, count: 8) + be16(0x0800) + $0 }),
+    .init(
+        description: "linux cooked v2", link: .linuxSLL2, v6: true,
+        wrap: { be16(0x86DD) + [0, 0] + [0, 0, 0, 1] + [0, 1, 0, 6] + [UInt8](repeating: 0, count: 8) + $0 }),
     .init(description: "BSD null", link: .null, v6: false, wrap: { [2, 0, 0, 0] + $0 }),
     .init(description: "BSD null ipv6", link: .null, v6: true, wrap: { [30, 0, 0, 0] + $0 }),
     .init(description: "OpenBSD loop", link: .loop, v6: false, wrap: { [0, 0, 0, 2] + $0 }),
@@ -76,7 +85,8 @@ let linkCases: [LinkCase] = [
 @Test(arguments: linkCases)
 func linkLayersDecodeToTheSegment(_ c: LinkCase) throws {
     let flow = Flow(v6: c.v6)
-    let packet = c.wrap(flow.ip(fromClient: true, flow.tcp(fromClient: true, flags: 0x18, seq: 100, payload: [1, 2, 3])))
+    let packet = c.wrap(
+        flow.ip(fromClient: true, flow.tcp(fromClient: true, flags: 0x18, seq: 100, payload: [1, 2, 3])))
     let s = try #require(packet.withUnsafeBytes { PacketDecoder.tcp($0, linkType: c.link.rawValue) })
     #expect(s.source.port == 40000 && s.destination.port == 443 && s.seq == 100)
     #expect(s.payloadLength == 3)
@@ -98,19 +108,36 @@ func linkLayersDecodeToTheSegment(_ c: LinkCase) throws {
 
 // MARK: tracker
 
-func handshake(_ c: Collector, flow: Flow = Flow(), clientHelloParts: [Range<Int>]? = nil, order: [Int]? = nil, serverAnswers: Bool = true) {
+func handshake(
+    _ c: Collector, flow: Flow = Flow(), clientHelloParts: [Range<Int>]? = nil, order: [Int]? = nil,
+    serverAnswers: Bool = true
+) {
     c.feed(flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x02, seq: 1000)), at: 0)
     c.feed(flow.ethernet(fromClient: false, flow.tcp(fromClient: false, flags: 0x12, seq: 5000, ack: 1001)), at: 100)
     let hello = clientHello(sni: "split.example")
     let parts = clientHelloParts ?? [0..<hello.count]
     for i in order ?? Array(parts.indices) {
         let r = parts[i]
-        c.feed(flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x18, seq: 1001 + UInt32(r.lowerBound), payload: Array(hello[r]))), at: 200 + Int64(i))
+        c.feed(
+            flow.ethernet(
+                fromClient: true,
+                flow.tcp(fromClient: true, flags: 0x18, seq: 1001 + UInt32(r.lowerBound), payload: Array(hello[r]))),
+            at: 200 + Int64(i))
     }
     guard serverAnswers else { return }
     let sh = serverHello()
-    c.feed(flow.ethernet(fromClient: false, flow.tcp(fromClient: false, flags: 0x18, seq: 5001, payload: sh + [20, 3, 3, 0, 1, 1] + [23, 3, 3, 0, 40] + [UInt8](repeating: 0xAA, count: 40))), at: 1000)
-    c.feed(flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x18, seq: 1001 + UInt32(hello.count), payload: [20, 3, 3, 0, 1, 1] + [23, 3, 3, 0, 53] + [UInt8](repeating: 0xBB, count: 53))), at: 2000)
+    c.feed(
+        flow.ethernet(
+            fromClient: false,
+            flow.tcp(
+                fromClient: false, flags: 0x18, seq: 5001,
+                payload: sh + [20, 3, 3, 0, 1, 1] + [23, 3, 3, 0, 40] + [UInt8](repeating: 0xAA, count: 40))), at: 1000)
+    c.feed(
+        flow.ethernet(
+            fromClient: true,
+            flow.tcp(
+                fromClient: true, flags: 0x18, seq: 1001 + UInt32(hello.count),
+                payload: [20, 3, 3, 0, 1, 1] + [23, 3, 3, 0, 53] + [UInt8](repeating: 0xBB, count: 53))), at: 2000)
 }
 
 @Test func clientHelloSplitAcrossThreeSegmentsOutOfOrder() throws {
@@ -122,7 +149,7 @@ func handshake(_ c: Collector, flow: Flow = Flow(), clientHelloParts: [Range<Int
     #expect(r.sni == "split.example")
     #expect(r.alpnOffered == ["h2", "http/1.1"])
     #expect(r.serverVersion == "TLSv1.3")
-    #expect(r.durationMs == Double(2000 - 201) / 1000) // from the segment that completed the ClientHello
+    #expect(r.durationMs == Double(2000 - 201) / 1000)  // from the segment that completed the ClientHello
     #expect(c.records.count == 1)
 }
 
@@ -146,7 +173,9 @@ func handshake(_ c: Collector, flow: Flow = Flow(), clientHelloParts: [Range<Int
     for t in [Int64(100), 300_000, 900_000] {
         c.feed(flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x18, seq: 2, payload: hello)), at: t)
     }
-    c.feed(flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x04, seq: 2 + UInt32(hello.count))), at: 5_000_000)
+    c.feed(
+        flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x04, seq: 2 + UInt32(hello.count))),
+        at: 5_000_000)
     let r = try #require(c.records.first)
     #expect(r.outcome == .clientHelloRetransmitted)
     #expect(r.clientHelloRetransmits == 2)
@@ -174,14 +203,24 @@ func handshake(_ c: Collector, flow: Flow = Flow(), clientHelloParts: [Range<Int
     let flow = Flow()
     c.feed(flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x02, seq: 1)), at: 0)
     c.feed(flow.ethernet(fromClient: false, flow.tcp(fromClient: false, flags: 0x12, seq: 9, ack: 2)), at: 10)
-    c.feed(flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x18, seq: 2, payload: clientHello())), at: 20)
-    c.feed(flow.ethernet(fromClient: false, flow.tcp(fromClient: false, flags: 0x18, seq: 10, payload: [21, 3, 3, 0, 2, 2, 40])), at: 30)
+    c.feed(
+        flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x18, seq: 2, payload: clientHello())), at: 20
+    )
+    c.feed(
+        flow.ethernet(
+            fromClient: false, flow.tcp(fromClient: false, flags: 0x18, seq: 10, payload: [21, 3, 3, 0, 2, 2, 40])),
+        at: 30)
     let r = try #require(c.records.first)
     #expect(r.outcome == .alert && r.side == "server" && r.alert == "handshake_failure")
     let v = Collector()
     v.feed(flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x02, seq: 1)), at: 0)
-    v.feed(flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x18, seq: 2, payload: clientHello())), at: 20)
-    v.feed(flow.ethernet(fromClient: false, flow.tcp(fromClient: false, flags: 0x18, seq: 10, payload: [21, 3, 3, 0, 2, 2, 70])), at: 30)
+    v.feed(
+        flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x18, seq: 2, payload: clientHello())), at: 20
+    )
+    v.feed(
+        flow.ethernet(
+            fromClient: false, flow.tcp(fromClient: false, flags: 0x18, seq: 10, payload: [21, 3, 3, 0, 2, 2, 70])),
+        at: 30)
     #expect(v.records.first?.outcome == .versionMismatch)
 }
 
@@ -195,7 +234,8 @@ func handshake(_ c: Collector, flow: Flow = Flow(), clientHelloParts: [Range<Int
         let flow = Flow(clientPort: 1024 + i % 60_000)
         let syn = flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x02, seq: 1))
         syn.withUnsafeBytes { p in
-            tracker.feed(packetNumber: i + 1, micros: Int64(i) * 1000, segment: PacketDecoder.tcp(p, linkType: 1)!, packet: p)
+            tracker.feed(
+                packetNumber: i + 1, micros: Int64(i) * 1000, segment: PacketDecoder.tcp(p, linkType: 1)!, packet: p)
         }
         #expect(tracker.trackedConnections <= 101)
     }
@@ -208,7 +248,11 @@ func handshake(_ c: Collector, flow: Flow = Flow(), clientHelloParts: [Range<Int
     var seq: UInt32 = 2
     let chunk = [22, 3, 3, 0xFF, 0xFF] + [UInt8](repeating: 1, count: 1400)
     for i in 0..<200 {
-        big.feed(flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x18, seq: seq, payload: i == 0 ? chunk : Array(chunk[5...]))), at: Int64(i))
+        big.feed(
+            flow.ethernet(
+                fromClient: true,
+                flow.tcp(fromClient: true, flags: 0x18, seq: seq, payload: i == 0 ? chunk : Array(chunk[5...]))),
+            at: Int64(i))
         seq &+= UInt32(i == 0 ? chunk.count : chunk.count - 5)
     }
     big.tracker.finishAll(at: 1_000_000)
@@ -225,9 +269,13 @@ func handshake(_ c: Collector, flow: Flow = Flow(), clientHelloParts: [Range<Int
         flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x02, seq: 1)),
         flow.ethernet(fromClient: false, flow.tcp(fromClient: false, flags: 0x12, seq: 9, ack: 2)),
         flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x18, seq: 2, payload: hello)),
-        flow.ethernet(fromClient: false, flow.tcp(fromClient: false, flags: 0x18, seq: 10, payload: serverHello() + [21, 3, 3, 0, 2, 2, 40])),
+        flow.ethernet(
+            fromClient: false,
+            flow.tcp(fromClient: false, flags: 0x18, seq: 10, payload: serverHello() + [21, 3, 3, 0, 2, 2, 40])),
     ]
-    base.append(Flow(v6: true).ethernet(fromClient: true, Flow(v6: true).tcp(fromClient: true, flags: 0x18, seq: 2, payload: hello)))
+    base.append(
+        Flow(v6: true).ethernet(
+            fromClient: true, Flow(v6: true).tcp(fromClient: true, flags: 0x18, seq: 2, payload: hello)))
     var emitted = 0
     let tracker = HandshakeTracker { _ in emitted += 1 }
     for i in 0..<100_000 {
@@ -237,7 +285,8 @@ func handshake(_ c: Collector, flow: Flow = Flow(), clientHelloParts: [Range<Int
             switch rng.next() % 3 {
             case 0: p[Int(rng.next() % UInt64(p.count))] = UInt8(truncatingIfNeeded: rng.next())
             case 1: p = Array(p.prefix(Int(rng.next() % UInt64(p.count + 1))))
-            default: if !p.isEmpty { p.insert(UInt8(truncatingIfNeeded: rng.next()), at: Int(rng.next() % UInt64(p.count))) }
+            default:
+                if !p.isEmpty { p.insert(UInt8(truncatingIfNeeded: rng.next()), at: Int(rng.next() % UInt64(p.count))) }
             }
             if p.isEmpty { p = [0] }
         }
@@ -273,9 +322,17 @@ struct SplitMix {
     let hello = clientHello()
     c.feed(flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x18, seq: 2, payload: hello)), at: 20)
     // TLS 1.2: ServerHello, then the client's ChangeCipherSpec and a 26-byte (encrypted) alert record.
-    c.feed(flow.ethernet(fromClient: false, flow.tcp(fromClient: false, flags: 0x18, seq: 10, payload: serverHello(cipher: 0xC02F, tls13: false))), at: 30)
-    c.feed(flow.ethernet(fromClient: true, flow.tcp(fromClient: true, flags: 0x18, seq: 2 + UInt32(hello.count),
-                                                    payload: [20, 3, 3, 0, 1, 1] + [21, 3, 3, 0, 26] + [UInt8](repeating: 0x5A, count: 26))), at: 40)
+    c.feed(
+        flow.ethernet(
+            fromClient: false,
+            flow.tcp(fromClient: false, flags: 0x18, seq: 10, payload: serverHello(cipher: 0xC02F, tls13: false))),
+        at: 30)
+    c.feed(
+        flow.ethernet(
+            fromClient: true,
+            flow.tcp(
+                fromClient: true, flags: 0x18, seq: 2 + UInt32(hello.count),
+                payload: [20, 3, 3, 0, 1, 1] + [21, 3, 3, 0, 26] + [UInt8](repeating: 0x5A, count: 26))), at: 40)
     let r = try #require(c.records.first)
     #expect(r.outcome == .alert && r.encryptedAlert && r.side == "client" && r.alert == "encrypted")
     #expect(r.serverVersion == "TLSv1.2")

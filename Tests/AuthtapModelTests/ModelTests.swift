@@ -1,6 +1,7 @@
-@testable import AuthtapModel
 import Foundation
 import Testing
+
+@testable import AuthtapModel
 
 /// Encodes one value the way the store, `--format json` and HAR comments do.
 private func json<T: Encodable>(_ value: T) throws -> String {

@@ -10,7 +10,8 @@ import Testing
 ])
 func byteSearchAgreesWithANaiveScan(hay: String, needle: String) {
     let h = Array(hay.utf8), n = Array(needle.utf8)
-    let naive = n.isEmpty
+    let naive =
+        n.isEmpty
         || (h.count >= n.count && (0...(h.count - n.count)).contains { h[$0..<($0 + n.count)].elementsEqual(n) })
     #expect(ByteSearch.contains(h, needle) == naive)
     #expect(hay.utf8Contains(needle) == naive)

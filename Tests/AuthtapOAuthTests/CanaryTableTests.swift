@@ -44,15 +44,17 @@ enum CanaryTable {
                 let v = value(family.id, n)
                 let q = FormCoding.encode(name)
                 func add(_ place: String, _ make: @escaping @Sendable () -> Exchange) {
-                    out.append(CanaryPosition(description: "\(family.id) \(name) in \(place)", canary: v, exchange: make))
+                    out.append(
+                        CanaryPosition(description: "\(family.id) \(name) in \(place)", canary: v, exchange: make))
                 }
                 add("query") { baseExchange(target: "/cb?state=s1&\(q)=\(v)") }
                 add("fragment") { baseExchange(target: "/cb#\(q)=\(v)&token_type=Bearer") }
                 add("form") { post("/token", "application/x-www-form-urlencoded", "grant_type=x&\(q)=\(v)") }
                 add("form labelled JSON") { post("/token", "application/json", "grant_type=x&\(q)=\(v)") }
                 add("multipart") {
-                    post("/upload", "multipart/form-data; boundary=XyZ",
-                         "--XyZ\r\nContent-Disposition: form-data; name=\"\(name)\"\r\n\r\n\(v)\r\n--XyZ--\r\n")
+                    post(
+                        "/upload", "multipart/form-data; boundary=XyZ",
+                        "--XyZ\r\nContent-Disposition: form-data; name=\"\(name)\"\r\n\r\n\(v)\r\n--XyZ--\r\n")
                 }
                 add("JSON") { response("application/json", #"{"ok":true,"\#(name)":"\#(v)"}"#) }
                 add("JSON nested in arrays") { response("application/json", #"{"a":[{"b":[{"\#(name)":"\#(v)"}]}]}"#) }
@@ -122,8 +124,10 @@ enum CanaryTable {
         let claims = JWT.base64URL(Array(#"{"sub":"alice","iss":"https://idp.test"}"#.utf8))
         let signature = "SIGcanaryJWTsignature0123456789abcdefXYZ"
         shapes.append(("jws", "\(header).\(claims).\(signature)", signature))
-        let jweParts = ["CANARYjweKEYpart0123456789", "CANARYjweIVpart01", "CANARYjweCIPHERTEXTpart0123456789",
-                        "CANARYjweTAGpart0123"]
+        let jweParts = [
+            "CANARYjweKEYpart0123456789", "CANARYjweIVpart01", "CANARYjweCIPHERTEXTpart0123456789",
+            "CANARYjweTAGpart0123",
+        ]
         let jweHeader = JWT.base64URL(Array(#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#.utf8))
         shapes.append(("jwe", ([jweHeader] + jweParts).joined(separator: "."), "CANARYjweCIPHERTEXTpart0123456789"))
         shapes.append(("opaque", "Xq3vT9mB2kLp8RwZ4nYc6HdJ1fGs5aVe", "Xq3vT9mB2kLp8RwZ4nYc6HdJ1fGs5aVe"))

@@ -32,6 +32,7 @@ enum Compress {
     }
 
     static func utf16LE(_ text: String, bom: Bool) -> [UInt8] {
-        (bom ? [0xFF, 0xFE] : []) + text.utf16.flatMap { [UInt8(truncatingIfNeeded: $0), UInt8(truncatingIfNeeded: $0 >> 8)] }
+        (bom ? [0xFF, 0xFE] : [])
+            + text.utf16.flatMap { [UInt8(truncatingIfNeeded: $0), UInt8(truncatingIfNeeded: $0 >> 8)] }
     }
 }

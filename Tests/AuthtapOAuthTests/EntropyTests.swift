@@ -1,4 +1,5 @@
 import Testing
+
 @testable import AuthtapOAuth
 
 private func runs(_ text: String) -> [String] {
@@ -66,11 +67,15 @@ private struct SplitMix: RandomNumberGenerator {
         // AWS documentation's example secret access key: standard base64 with "/".
         ("AWS secret key", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
         // Azurite's published development account key: standard base64 with "/" and padding.
-        ("Azure storage key",
-         "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="),
+        (
+            "Azure storage key",
+            "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+        ),
         ("Okta opaque token", "00Oq5nQ0u7g3cFcKHjRtPzYkXbBw3NvJ8sLr1mZdE2"),
-        ("Azure AD refresh-token-like",
-         "0.AVYA7xLs3QbZ-kKzj2-9KeTIhh8PqGCeG5ZMtXpQ8z7rJ1JWAKg.AgABAAEAAAD--DLA3VO7QrddgJg7WevrAgDs_wQA9P9ncuzWb"),
+        (
+            "Azure AD refresh-token-like",
+            "0.AVYA7xLs3QbZ-kKzj2-9KeTIhh8PqGCeG5ZMtXpQ8z7rJ1JWAKg.AgABAAEAAAD--DLA3VO7QrddgJg7WevrAgDs_wQA9P9ncuzWb"
+        ),
         ("Google refresh token body", "1//0gKfZpT2xW9qLmNcVbR7sYeU3aH6dJ0oIkP4nE8tQwZyXcV5bM1"),
         ("lower+digit session id", "k3v9x2m8q7w1z5n4b6c0d8f2"),
         ("upper+digit key", "Q7ZK3M9XW2P8N4R6T1V5Y0B3"),
@@ -119,7 +124,8 @@ private struct SplitMix: RandomNumberGenerator {
     ]
 
     /// Random tokens of every common alphabet and of lengths 20 to 128 are caught whole nearly always.
-    @Test(arguments: ["base64url", "alnum", "lower+digits", "upper+digits", "hex", "base64"], [20, 24, 32, 43, 64, 128])
+    @Test(
+        arguments: ["base64url", "alnum", "lower+digits", "upper+digits", "hex", "base64"], [20, 24, 32, 43, 64, 128])
     func randomTokensAreCaught(_ name: String, _ length: Int) {
         let symbols = Array(Self.alphabets[name]!.utf8)
         var rng = SplitMix(state: UInt64(length) &* 7919 &+ UInt64(symbols.count))

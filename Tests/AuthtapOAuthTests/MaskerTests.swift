@@ -15,8 +15,9 @@ struct MaskCase: Sendable, CustomStringConvertible {
 }
 
 func baseExchange(method: String = "GET", target: String = "/", status: Int? = 200) -> Exchange {
-    var e = Exchange(connectionID: 1, clientAddress: "127.0.0.1:1", scheme: .https, host: "idp.test", port: 443,
-                     method: method, target: target, start: Date(timeIntervalSince1970: 0))
+    var e = Exchange(
+        connectionID: 1, clientAddress: "127.0.0.1:1", scheme: .https, host: "idp.test", port: 443,
+        method: method, target: target, start: Date(timeIntervalSince1970: 0))
     e.status = status
     return e
 }
@@ -30,8 +31,12 @@ let sampleJWT = "\(jwtHeader).\(jwtClaims).SIGNATUREsignatureSIGNATURE0123"
 /// Every position a secret can take, each with the secret that must disappear.
 let maskCases: [MaskCase] = [
     .init(description: "query code", secret: "QCODE123") { baseExchange(target: "/cb?code=QCODE123&state=s") },
-    .init(description: "percent-encoded query", secret: "A/B+C=") { baseExchange(target: "/cb?code=A%2FB%2BC%3D&state=s") },
-    .init(description: "fragment token", secret: "FRAGTOKEN") { baseExchange(target: "/cb#access_token=FRAGTOKEN&token_type=bearer") },
+    .init(description: "percent-encoded query", secret: "A/B+C=") {
+        baseExchange(target: "/cb?code=A%2FB%2BC%3D&state=s")
+    },
+    .init(description: "fragment token", secret: "FRAGTOKEN") {
+        baseExchange(target: "/cb#access_token=FRAGTOKEN&token_type=bearer")
+    },
     .init(description: "form client_secret", secret: "FORMSECRET") {
         var e = baseExchange(method: "POST", target: "/token")
         e.requestHeaders = [HeaderField("Content-Type", "application/x-www-form-urlencoded")]
@@ -57,7 +62,8 @@ let maskCases: [MaskCase] = [
     .init(description: "truncated json", secret: "TRUNCATEDREFRESH") {
         var e = baseExchange(target: "/token")
         e.responseHeaders = [HeaderField("Content-Type", "application/json")]
-        e.responseBody = CapturedBody(bytes: Array(#"{"access_token":"x","refresh_token":"TRUNCATEDREFRESH"#.utf8), size: 5000)
+        e.responseBody = CapturedBody(
+            bytes: Array(#"{"access_token":"x","refresh_token":"TRUNCATEDREFRESH"#.utf8), size: 5000)
         return e
     },
     .init(description: "numeric secret in json", secret: "987654321") {
@@ -77,7 +83,9 @@ let maskCases: [MaskCase] = [
     },
     .init(description: "basic authorization", secret: "BASICSECRET") {
         var e = baseExchange(method: "POST", target: "/token")
-        e.requestHeaders = [HeaderField("Authorization", "Basic " + Data("client:BASICSECRET".utf8).base64EncodedString())]
+        e.requestHeaders = [
+            HeaderField("Authorization", "Basic " + Data("client:BASICSECRET".utf8).base64EncodedString())
+        ]
         return e
     },
     .init(description: "bearer authorization", secret: "BEARERTOKEN") {
@@ -108,13 +116,16 @@ let maskCases: [MaskCase] = [
     .init(description: "html form_post", secret: "FORMPOSTCODE") {
         var e = baseExchange(target: "/authorize")
         e.responseHeaders = [HeaderField("Content-Type", "text/html")]
-        e.responseBody = body(#"<form method="post"><input type="hidden" name="code" value="FORMPOSTCODE"/><input name="state" value="s"/></form>"#)
+        e.responseBody = body(
+            #"<form method="post"><input type="hidden" name="code" value="FORMPOSTCODE"/><input name="state" value="s"/></form>"#
+        )
         return e
     },
     .init(description: "html value before name", secret: "VALUEFIRSTCODE") {
         var e = baseExchange(target: "/authorize")
         e.responseHeaders = [HeaderField("Content-Type", "text/html")]
-        e.responseBody = body(#"<p>x</p><INPUT type='hidden' value='VALUEFIRSTCODE' NAME='code'><input name="state" value="s">"#)
+        e.responseBody = body(
+            #"<p>x</p><INPUT type='hidden' value='VALUEFIRSTCODE' NAME='code'><input name="state" value="s">"#)
         return e
     },
     .init(description: "json fragment inside text", secret: "TEXTJSONSECRET") {
@@ -142,7 +153,9 @@ let maskCases: [MaskCase] = [
     func secretDisappearsAndFingerprintStays(_ c: MaskCase) throws {
         let recorded = masker.record(c.exchange())
         let dump = String(decoding: try JSONEncoder().encode(recorded), as: UTF8.self)
-        let all = dump + recorded.target + String(decoding: recorded.requestBody.bytes + recorded.responseBody.bytes, as: UTF8.self)
+        let all =
+            dump + recorded.target
+            + String(decoding: recorded.requestBody.bytes + recorded.responseBody.bytes, as: UTF8.self)
             + (recorded.requestHeaders + recorded.responseHeaders).map(\.value).joined()
         #expect(!all.contains(c.secret), "secret survived in \(c.description)")
         #expect(all.contains("[masked"), "no marker in \(c.description)")
@@ -165,14 +178,19 @@ let maskCases: [MaskCase] = [
 
     @Test func jwtKeepsHeaderAndClaims() {
         let masked = masker.mask(kind: "id_token", value: sampleJWT)
-        #expect(masked.hasPrefix("\(jwtHeader).\(jwtClaims).[masked id_token-signature len=\(sampleJWT.count) fp=\(fp(sampleJWT))]"))
+        #expect(
+            masked.hasPrefix(
+                "\(jwtHeader).\(jwtClaims).[masked id_token-signature len=\(sampleJWT.count) fp=\(fp(sampleJWT))]"))
         let decoded = JWT.decode(masked)
         #expect(decoded?.claims["sub"] as? String == "alice")
         #expect(decoded?.header["kid"] as? String == "k1")
     }
 
     @Test func readableParametersStayReadable() {
-        var e = baseExchange(target: "/authorize?response_type=code&client_id=app&redirect_uri=https%3A%2F%2Fapp%2Fcb&state=S1&nonce=N1&code_challenge=CH&code_challenge_method=S256&scope=openid%20email")
+        var e = baseExchange(
+            target:
+                "/authorize?response_type=code&client_id=app&redirect_uri=https%3A%2F%2Fapp%2Fcb&state=S1&nonce=N1&code_challenge=CH&code_challenge_method=S256&scope=openid%20email"
+        )
         e.status = 302
         let r = masker.record(e)
         #expect(r.target == e.target)
@@ -198,7 +216,10 @@ let maskCases: [MaskCase] = [
         e.requestBody = body("grant_type=authorization_code&code=abc&code_verifier=\(verifier)")
         let r = masker.record(e)
         // RFC 7636 appendix B.
-        #expect(r.oauthParams.contains { $0.name == "code_verifier_s256" && $0.value == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM" })
+        #expect(
+            r.oauthParams.contains {
+                $0.name == "code_verifier_s256" && $0.value == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+            })
         #expect(!String(decoding: r.requestBody.bytes, as: UTF8.self).contains(verifier))
     }
 
@@ -220,7 +241,9 @@ let maskCases: [MaskCase] = [
         // Any prefix (a truncated capture) masks what it has and never leaks a secret.
         for cut in 0...text.utf8.count {
             var p: [OAuthParam] = []
-            let out = String(decoding: JSONMasking.mask(Array(text.utf8.prefix(cut)), masker: masker, location: .other("b"), params: &p), as: UTF8.self)
+            let out = String(
+                decoding: JSONMasking.mask(
+                    Array(text.utf8.prefix(cut)), masker: masker, location: .other("b"), params: &p), as: UTF8.self)
             #expect(!out.contains("AAA") && !out.contains("BBB"), "prefix \(cut) leaked: \(out)")
         }
         #expect(whole.map(\.name) == ["access_token", "nested", "n"])
@@ -236,10 +259,15 @@ let maskCases: [MaskCase] = [
     let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlc2lnbmF0dXJl"
     let (maskedJWT, jwtParam) = m.secret(kind: "id_token", value: jwt)
     let (again, againParam) = m.secret(kind: "id_token", value: maskedJWT)
-    #expect(again == maskedJWT && againParam.fingerprint == jwtParam.fingerprint && againParam.marker == jwtParam.marker)
-    #expect(m.marker(kind: "cookie", value: m.marker(kind: "cookie", value: "c00kie")) == m.marker(kind: "cookie", value: "c00kie"))
+    #expect(
+        again == maskedJWT && againParam.fingerprint == jwtParam.fingerprint && againParam.marker == jwtParam.marker)
+    #expect(
+        m.marker(kind: "cookie", value: m.marker(kind: "cookie", value: "c00kie"))
+            == m.marker(kind: "cookie", value: "c00kie"))
     var params: [OAuthParam] = []
-    let header = m.maskHeaders([HeaderField("Authorization", "Basic " + Data("app:s3cret".utf8).base64EncodedString())], location: .requestHeader, params: &params)
+    let header = m.maskHeaders(
+        [HeaderField("Authorization", "Basic " + Data("app:s3cret".utf8).base64EncodedString())],
+        location: .requestHeader, params: &params)
     var params2: [OAuthParam] = []
     let header2 = m.maskHeaders(header, location: .requestHeader, params: &params2)
     #expect(header2 == header && params2 == params)
@@ -247,7 +275,8 @@ let maskCases: [MaskCase] = [
 
 /// The byte-level base64 decoders agree with Foundation's on every input the masker can meet.
 @Test(arguments: [
-    "", "YQ", "YWI", "YWJj", "YWJjZA==", "YWJjZA", "Y2xpZW50OkJBU0lDU0VDUkVU", "w7/Dvw==", "-_-_", "+/+/", "YWJjZ", "YW Jj",
+    "", "YQ", "YWI", "YWJj", "YWJjZA==", "YWJjZA", "Y2xpZW50OkJBU0lDU0VDUkVU", "w7/Dvw==", "-_-_", "+/+/", "YWJjZ",
+    "YW Jj",
 ])
 func base64DecodersAgreeWithFoundation(_ text: String) {
     var t = text
@@ -258,7 +287,11 @@ func base64DecodersAgreeWithFoundation(_ text: String) {
     #expect(standard == foundation, "standard: \(text)")
     var u = text
     let url = u.withUTF8 { JWT.base64URLDecoded($0) }
-    let fromURL = text.contains("=") ? nil : Data(base64Encoded: padded.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")).map { Array($0) }
+    let fromURL =
+        text.contains("=")
+        ? nil
+        : Data(base64Encoded: padded.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/"))
+            .map { Array($0) }
     #expect(url == (text.contains("+") || text.contains("/") ? nil : fromURL), "url: \(text)")
 }
 
@@ -267,25 +300,39 @@ func base64DecodersAgreeWithFoundation(_ text: String) {
 func base64URLEncoderAgreesWithFoundation(_ count: Int) {
     let bytes = (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 97 &+ 251) }
     let foundation = Data(bytes).base64EncodedString()
-        .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(
+            of: "=", with: "")
     #expect(JWT.base64URL(bytes) == foundation)
     var encoded = JWT.base64URL(bytes)
     #expect(encoded.withUTF8 { JWT.base64URLDecoded($0) } == bytes)
 }
 
 /// Form pairs: the text around each pair is kept byte for byte; only secret values change.
-@Test(arguments: [
-    ("a=b&", "a=b&", [("a", "b")]),
-    ("&", "&", []),
-    ("", "", []),
-    ("=x", "=x", [("", "x")]),
-    ("lonely", "lonely", []),
-    ("a=1&&b=2", "a=1&&b=2", [("a", "1"), ("b", "2")]),
-    ("co%64e=XYZ&state=s+1", "co%64e=[masked code len=3 fp=\(fp("XYZ"))]&state=s+1", [("code", "[masked code len=3 fp=\(fp("XYZ"))]"), ("state", "s 1")]),
-    ("code=&x=%zz", "code=[masked code len=0 fp=\(fp(""))]&x=%zz", [("code", "[masked code len=0 fp=\(fp(""))]"), ("x", "%zz")]),
-    ("password=p%26w=1", "password=[masked password len=5 fp=\(fp("p&w=1"))]", [("password", "[masked password len=5 fp=\(fp("p&w=1"))]")]),
-    ("é=ü&token=ÄÖ", "é=ü&token=[masked token len=4 fp=\(fp("ÄÖ"))]", [("é", "ü"), ("token", "[masked token len=4 fp=\(fp("ÄÖ"))]")]),
-] as [(String, String, [(String, String)])])
+@Test(
+    arguments: [
+        ("a=b&", "a=b&", [("a", "b")]),
+        ("&", "&", []),
+        ("", "", []),
+        ("=x", "=x", [("", "x")]),
+        ("lonely", "lonely", []),
+        ("a=1&&b=2", "a=1&&b=2", [("a", "1"), ("b", "2")]),
+        (
+            "co%64e=XYZ&state=s+1", "co%64e=[masked code len=3 fp=\(fp("XYZ"))]&state=s+1",
+            [("code", "[masked code len=3 fp=\(fp("XYZ"))]"), ("state", "s 1")]
+        ),
+        (
+            "code=&x=%zz", "code=[masked code len=0 fp=\(fp(""))]&x=%zz",
+            [("code", "[masked code len=0 fp=\(fp(""))]"), ("x", "%zz")]
+        ),
+        (
+            "password=p%26w=1", "password=[masked password len=5 fp=\(fp("p&w=1"))]",
+            [("password", "[masked password len=5 fp=\(fp("p&w=1"))]")]
+        ),
+        (
+            "é=ü&token=ÄÖ", "é=ü&token=[masked token len=4 fp=\(fp("ÄÖ"))]",
+            [("é", "ü"), ("token", "[masked token len=4 fp=\(fp("ÄÖ"))]")]
+        ),
+    ] as [(String, String, [(String, String)])])
 func formPairsMaskOnlySecretValues(_ input: String, _ expected: String, _ pairs: [(String, String)]) {
     var params: [OAuthParam] = []
     #expect(masker.maskPairs(Substring(input), location: .other("q"), params: &params) == expected)
@@ -294,27 +341,28 @@ func formPairsMaskOnlySecretValues(_ input: String, _ expected: String, _ pairs:
 }
 
 /// JWT recognition: three base64url segments whose header is a JSON object naming `alg`.
-@Test(arguments: [
-    (sampleJWT, true),
-    ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlc2lnbmF0dXJl", true),
-    (JWT.base64URL(Array(#"{"typ":"JWT"}"#.utf8)) + ".eyJzdWIiOiJ1MSJ9.c2ln", false),
-    (JWT.base64URL(Array(#"["alg"]"#.utf8)) + ".eyJzdWIiOiJ1MSJ9.c2ln", false),
-    (JWT.base64URL(Array(#" {"alg":"RS256"}"#.utf8)) + ".eyJzdWIiOiJ1MSJ9.c2ln", false),
-    (JWT.base64URL(Array(#"{ "alg" : "none" }"#.utf8)) + ".eyJzdWIiOiJ1MSJ9.", true), // unsecured: empty signature
-    (JWT.base64URL(Array(#"{ "alg" : "none" }"#.utf8)) + ".eyJzdWIiOiJ1MSJ9.c2ln", true),
-    ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9", false),
-    ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2ln.more", false),
-    ("eyJhbGciOiJSUzI1NiJ9+.eyJzdWIiOiJ1MSJ9.c2ln", false),
-    ("eyJhbGciOiJSUzI1NiJ9X.eyJzdWIiOiJ1MSJ9.c2ln", false),
-    ("abc.def.ghi", false),
-    // One byte outside base64url anywhere (payload, signature, last byte) and the token is not a JWT,
-    // so no part of it is kept readable.
-    ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIi OiJ1MSJ9.c2ln", false),
-    ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2l=", false),
-    ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2ln\u{0}", false),
-    ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lné", false),
-    ("eyJhbGciOiJSUzI1NiJ9..c2ln", false),
-] as [(String, Bool)])
+@Test(
+    arguments: [
+        (sampleJWT, true),
+        ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlc2lnbmF0dXJl", true),
+        (JWT.base64URL(Array(#"{"typ":"JWT"}"#.utf8)) + ".eyJzdWIiOiJ1MSJ9.c2ln", false),
+        (JWT.base64URL(Array(#"["alg"]"#.utf8)) + ".eyJzdWIiOiJ1MSJ9.c2ln", false),
+        (JWT.base64URL(Array(#" {"alg":"RS256"}"#.utf8)) + ".eyJzdWIiOiJ1MSJ9.c2ln", false),
+        (JWT.base64URL(Array(#"{ "alg" : "none" }"#.utf8)) + ".eyJzdWIiOiJ1MSJ9.", true),  // unsecured: empty signature
+        (JWT.base64URL(Array(#"{ "alg" : "none" }"#.utf8)) + ".eyJzdWIiOiJ1MSJ9.c2ln", true),
+        ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9", false),
+        ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2ln.more", false),
+        ("eyJhbGciOiJSUzI1NiJ9+.eyJzdWIiOiJ1MSJ9.c2ln", false),
+        ("eyJhbGciOiJSUzI1NiJ9X.eyJzdWIiOiJ1MSJ9.c2ln", false),
+        ("abc.def.ghi", false),
+        // One byte outside base64url anywhere (payload, signature, last byte) and the token is not a JWT,
+        // so no part of it is kept readable.
+        ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIi OiJ1MSJ9.c2ln", false),
+        ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2l=", false),
+        ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2ln\u{0}", false),
+        ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lné", false),
+        ("eyJhbGciOiJSUzI1NiJ9..c2ln", false),
+    ] as [(String, Bool)])
 func jwtRecognition(_ token: String, _ isJWT: Bool) {
     #expect(JWT.looksLikeJWT(token) == isJWT)
 }
@@ -326,16 +374,18 @@ func base64RefusesMisplacedPadding(_ text: String) {
     var t = text
     #expect(t.withUTF8 { JWT.base64StandardDecoded($0) } == nil)
     var params: [OAuthParam] = []
-    let masked = masker.maskHeaders([HeaderField("Authorization", "Basic \(text)")], location: .requestHeader, params: &params)
+    let masked = masker.maskHeaders(
+        [HeaderField("Authorization", "Basic \(text)")], location: .requestHeader, params: &params)
     #expect(masked[0].value == "Basic [masked basic-credentials len=\(text.utf8.count) fp=\(fp(text))]")
 }
 
 /// `decodeSegment` (JWT parts, JWK members) takes base64url, the standard alphabet and padding alike.
-@Test(arguments: [
-    ("eyJhbGciOiJSUzI1NiJ9", #"{"alg":"RS256"}"#),
-    ("eyJhbGciOiJSUzI1NiJ9==", #"{"alg":"RS256"}"#),
-    ("w7_Dvw", "ÿÿ"), ("w7/Dvw==", "ÿÿ"), ("", ""),
-] as [(String, String)])
+@Test(
+    arguments: [
+        ("eyJhbGciOiJSUzI1NiJ9", #"{"alg":"RS256"}"#),
+        ("eyJhbGciOiJSUzI1NiJ9==", #"{"alg":"RS256"}"#),
+        ("w7_Dvw", "ÿÿ"), ("w7/Dvw==", "ÿÿ"), ("", ""),
+    ] as [(String, String)])
 func segmentsDecodeInEitherAlphabet(_ segment: String, _ text: String) {
     #expect(JWT.decodeSegment(segment).map { String(decoding: $0, as: UTF8.self) } == text)
 }
@@ -348,40 +398,49 @@ func segmentsDecodeInEitherAlphabet(_ segment: String, _ text: String) {
 
 /// Credential headers in any case, with a secret in the shape that header carries it: the secret is
 /// gone after masking. The names come from real APIs (Azure APIM, Google Cloud, AWS STS, OAuth 2 proxies).
-@Test(arguments: [
-    ("Authorization", "Bearer HDRSECRET1"), ("Proxy-Authorization", "Basic SERSRVNFQ1JFVDE="),
-    ("Cookie", "a=HDRSECRET1"), ("Set-Cookie", "a=HDRSECRET1; Path=/"),
-    ("Location", "https://app/cb?code=HDRSECRET1"), ("Referer", "https://app/cb#access_token=HDRSECRET1"),
-    ("Content-Location", "/x?token=HDRSECRET1"), ("Refresh", "0; url=/cb?code=HDRSECRET1"),
-    ("X-Api-Key", "HDRSECRET1"), ("X-AUTH-TOKEN", "HDRSECRET1"), ("private-token", "HDRSECRET1"), ("Api-Key", "HDRSECRET1"),
-    ("DPoP", "HDRSECRET1"), ("X-Amz-Security-Token", "HDRSECRET1"), ("Ocp-Apim-Subscription-Key", "HDRSECRET1"),
-    ("X-Goog-Api-Key", "HDRSECRET1"), ("X-Forwarded-Access-Token", "HDRSECRET1"), ("x-csrf-token", "HDRSECRET1"),
-    ("Authorization", "DPoP HDRSECRET1"), ("X-Client-Secret", "HDRSECRET1"), ("set-cookie", "__Host-sid=HDRSECRET1"),
-] as [(String, String)])
+@Test(
+    arguments: [
+        ("Authorization", "Bearer HDRSECRET1"), ("Proxy-Authorization", "Basic SERSRVNFQ1JFVDE="),
+        ("Cookie", "a=HDRSECRET1"), ("Set-Cookie", "a=HDRSECRET1; Path=/"),
+        ("Location", "https://app/cb?code=HDRSECRET1"), ("Referer", "https://app/cb#access_token=HDRSECRET1"),
+        ("Content-Location", "/x?token=HDRSECRET1"), ("Refresh", "0; url=/cb?code=HDRSECRET1"),
+        ("X-Api-Key", "HDRSECRET1"), ("X-AUTH-TOKEN", "HDRSECRET1"), ("private-token", "HDRSECRET1"),
+        ("Api-Key", "HDRSECRET1"),
+        ("DPoP", "HDRSECRET1"), ("X-Amz-Security-Token", "HDRSECRET1"), ("Ocp-Apim-Subscription-Key", "HDRSECRET1"),
+        ("X-Goog-Api-Key", "HDRSECRET1"), ("X-Forwarded-Access-Token", "HDRSECRET1"), ("x-csrf-token", "HDRSECRET1"),
+        ("Authorization", "DPoP HDRSECRET1"), ("X-Client-Secret", "HDRSECRET1"),
+        ("set-cookie", "__Host-sid=HDRSECRET1"),
+    ] as [(String, String)])
 func everyMaskedHeaderLosesItsSecret(_ name: String, _ value: String) {
     var params: [OAuthParam] = []
-    let out = masker.maskHeaders([HeaderField("Accept", "*/*"), HeaderField(name, value)], location: .requestHeader, params: &params)
+    let out = masker.maskHeaders(
+        [HeaderField("Accept", "*/*"), HeaderField(name, value)], location: .requestHeader, params: &params)
     #expect(out[0] == HeaderField("Accept", "*/*"))
-    #expect(out[1].name == name && !out[1].value.contains("HDRSECRET1") && !out[1].value.contains("SERSRVNFQ1JFVDE"), "\(name): \(out[1].value)")
+    #expect(
+        out[1].name == name && !out[1].value.contains("HDRSECRET1") && !out[1].value.contains("SERSRVNFQ1JFVDE"),
+        "\(name): \(out[1].value)")
 }
 
 /// Content types are matched in any ASCII case, without a lower-cased copy.
-@Test(arguments: [
-    ("application/json", true), ("Application/JSON; charset=utf-8", true), ("application/jwk-set+json", true),
-    ("application/jso", false), ("", false), ("text/plain", false), ("JSON", true), ("ＪＳＯＮ", false),
-] as [(String, Bool)])
+@Test(
+    arguments: [
+        ("application/json", true), ("Application/JSON; charset=utf-8", true), ("application/jwk-set+json", true),
+        ("application/jso", false), ("", false), ("text/plain", false), ("JSON", true), ("ＪＳＯＮ", false),
+    ] as [(String, Bool)])
 func contentTypeMatchingIgnoresASCIICase(_ type: String, _ isJSON: Bool) {
     #expect(type.utf8ContainsASCIICaseInsensitive("json") == isJSON)
     #expect(type.utf8ContainsASCIICaseInsensitive("") == true)
 }
 
 /// Secret names in any case, including Unicode case folding onto one (the Kelvin sign K folds to k).
-@Test(arguments: [
-    ("code", true), ("CODE", true), ("Client_Secret", true), ("to\u{212A}en", true), ("token", true),
-    ("codec", false), ("cod", false), ("", false), ("state", false), ("code_challenge", false), ("tökén", false),
-    ("access_token", true), ("ACCESS_TOKEN", true), ("access-token", true), ("idToken", true), ("AccessToken", true),
-    ("token_type", false), ("token_endpoint", false), ("error_code", false), ("client_id", false), ("nonce", false),
-] as [(String, Bool)])
+@Test(
+    arguments: [
+        ("code", true), ("CODE", true), ("Client_Secret", true), ("to\u{212A}en", true), ("token", true),
+        ("codec", false), ("cod", false), ("", false), ("state", false), ("code_challenge", false), ("tökén", false),
+        ("access_token", true), ("ACCESS_TOKEN", true), ("access-token", true), ("idToken", true),
+        ("AccessToken", true),
+        ("token_type", false), ("token_endpoint", false), ("error_code", false), ("client_id", false), ("nonce", false),
+    ] as [(String, Bool)])
 func secretNamesInAnyCase(_ name: String, _ secret: Bool) {
     #expect(Masker.isSecret(name) == secret)
 }
@@ -399,12 +458,14 @@ func secretNamesInAnyCase(_ name: String, _ secret: Bool) {
 /// distinct names has emptied it.
 @Test func cachedNameAnswersMatchClassification() {
     let long = "x-" + String(repeating: "a", count: 200) + "-token"
-    let names = SecretFamily.all.flatMap(\.examples)
+    let names =
+        SecretFamily.all.flatMap(\.examples)
         + ["token_type", "state", "wsse:UsernameToken", long, "pass\u{301}word", "user%5Bpassword%5D"]
     for round in 0..<2 {
         for name in names {
-            #expect(SecretNames.family(of: name)?.id == SecretNames.classify(name).map { SecretFamily.all[$0].id },
-                    "\(name) round \(round)")
+            #expect(
+                SecretNames.family(of: name)?.id == SecretNames.classify(name).map { SecretFamily.all[$0].id },
+                "\(name) round \(round)")
         }
     }
     for i in 0..<5_000 { _ = SecretNames.isSecret("field_\(i)") }
@@ -418,7 +479,9 @@ func secretNamesInAnyCase(_ name: String, _ secret: Bool) {
 @Test func nameCacheKeepsOnlyWhatItMayAndStaysBounded() {
     let cache = NameCache<Int>(limit: 8, maximumLength: 16)
     var calls = 0
-    let count: (String) -> Int = { calls += 1; return $0.utf8.count }
+    let count: (String) -> Int = {
+        calls += 1; return $0.utf8.count
+    }
     #expect(cache.value(for: "x-request-id", compute: count) == 12)
     #expect(cache.value(for: "x-request-id", compute: count) == 12)
     #expect(calls == 1)
@@ -434,8 +497,10 @@ func secretNamesInAnyCase(_ name: String, _ secret: Bool) {
 }
 
 @Test func sweepExemptionsAnswerTheSameFromTheCache() {
-    let names = ["ETag", "x-request-id", "X-Amzn-Trace-Id", "client_id", "commit_sha", "access_token", "note",
-                 "traceparent", "state", "password"]
+    let names = [
+        "ETag", "x-request-id", "X-Amzn-Trace-Id", "client_id", "commit_sha", "access_token", "note",
+        "traceparent", "state", "password",
+    ]
     let first = names.map { SweepExemptions.exempt($0) }
     #expect(first == [true, true, true, true, true, false, false, true, true, false])
     for i in 0..<5_000 { _ = SweepExemptions.exempt("header_\(i)") }
@@ -453,10 +518,11 @@ func secretNamesInAnyCase(_ name: String, _ secret: Bool) {
 }
 
 /// The marker is spelled exactly `[masked KIND len=N fp=HEX]` for any length and kind.
-@Test(arguments: [
-    ("code", 0, "0123456789ab"), ("access_token", 9, "ffffffffffff"), ("refresh_token-signature", 10, "abc"),
-    ("cookie", 12345, ""), ("x-api-key", Int.max, "00"),
-] as [(String, Int, String)])
+@Test(
+    arguments: [
+        ("code", 0, "0123456789ab"), ("access_token", 9, "ffffffffffff"), ("refresh_token-signature", 10, "abc"),
+        ("cookie", 12345, ""), ("x-api-key", Int.max, "00"),
+    ] as [(String, Int, String)])
 func markerTextSpelling(_ kind: String, _ length: Int, _ fp: String) {
     #expect(Masker.markerText(kind: kind, length: length, fingerprint: fp) == "[masked \(kind) len=\(length) fp=\(fp)]")
 }
@@ -471,12 +537,14 @@ func markerKindsAreSanitised(_ kind: String, _ spelled: String) {
 }
 
 /// Only a value that is exactly one whole marker counts as masked: text around a marker is a raw value.
-@Test(arguments: [
-    ("[masked code len=3 fp=0123456789ab]", true), ("[masked code len=3 fp=0123456789ab]RAW", false),
-    ("RAW[masked code len=3 fp=0123456789ab]", false), ("[masked code len=3 fp=0123456789ab] ", false),
-    ("[masked code len=x fp=0123456789ab]", false), ("[masked code len=3 fp=]", false),
-    ("[masked code len=3 fp=zz]", false), ("[masked  len=3 fp=ab]", false), ("[masked code len=3 fp=ab] [x]", false),
-] as [(String, Bool)])
+@Test(
+    arguments: [
+        ("[masked code len=3 fp=0123456789ab]", true), ("[masked code len=3 fp=0123456789ab]RAW", false),
+        ("RAW[masked code len=3 fp=0123456789ab]", false), ("[masked code len=3 fp=0123456789ab] ", false),
+        ("[masked code len=x fp=0123456789ab]", false), ("[masked code len=3 fp=]", false),
+        ("[masked code len=3 fp=zz]", false), ("[masked  len=3 fp=ab]", false),
+        ("[masked code len=3 fp=ab] [x]", false),
+    ] as [(String, Bool)])
 func onlyWholeMarkersAreAlreadyMasked(_ value: String, _ masked: Bool) {
     #expect((Masker.alreadyMasked(value) != nil) == masked)
     let out = masker.mask(kind: "code", value: value)
@@ -484,22 +552,25 @@ func onlyWholeMarkersAreAlreadyMasked(_ value: String, _ masked: Bool) {
 }
 
 /// Header names are secret by their words, in any case and spelling.
-@Test(arguments: [
-    ("X-Api-Key", true), ("x_api_key", true), ("XAPIKEY", true), ("X-Auth-Token", true), ("Ocp-Apim-Subscription-Key", true),
-    ("Content-Type", false), ("Host", false), ("", false), ("Accept-Encoding", false), ("X-Request-Id", false),
-    ("Token-Type", false), ("WWW-Authenticate", false), ("Cache-Control", false),
-] as [(String, Bool)])
+@Test(
+    arguments: [
+        ("X-Api-Key", true), ("x_api_key", true), ("XAPIKEY", true), ("X-Auth-Token", true),
+        ("Ocp-Apim-Subscription-Key", true),
+        ("Content-Type", false), ("Host", false), ("", false), ("Accept-Encoding", false), ("X-Request-Id", false),
+        ("Token-Type", false), ("WWW-Authenticate", false), ("Cache-Control", false),
+    ] as [(String, Bool)])
 func headerNamesAreSecretByTheirWords(_ name: String, _ expected: Bool) {
     #expect(SecretNames.isSecret(name) == expected, "\(name)")
 }
 
 /// Byte-wise ASCII case folding: letters only (`@` and `` ` ``, `[` and `{` differ by 0x20 too, and are not equal).
-@Test(arguments: [
-    ("Code", "code", true), ("CODE", "code", true), ("code", "code", true), ("", "", true),
-    ("@", "`", false), ("[", "{", false), ("cod", "code", false), ("codf", "code", false),
-    ("to\u{212A}en", "token", false), ("ÄÖ", "äö", false), ("x-api-key", "X-API-KEY", true),
-    (String(repeating: "a", count: 300), String(repeating: "A", count: 300), true),
-] as [(String, String, Bool)])
+@Test(
+    arguments: [
+        ("Code", "code", true), ("CODE", "code", true), ("code", "code", true), ("", "", true),
+        ("@", "`", false), ("[", "{", false), ("cod", "code", false), ("codf", "code", false),
+        ("to\u{212A}en", "token", false), ("ÄÖ", "äö", false), ("x-api-key", "X-API-KEY", true),
+        (String(repeating: "a", count: 300), String(repeating: "A", count: 300), true),
+    ] as [(String, String, Bool)])
 func asciiCaseInsensitiveEquality(_ a: String, _ b: String, _ equal: Bool) {
     #expect(a.asciiCaseInsensitiveEquals(b) == equal)
     #expect(b.asciiCaseInsensitiveEquals(a) == equal)
@@ -522,33 +593,38 @@ func asciiCaseInsensitiveEquality(_ a: String, _ b: String, _ equal: Bool) {
 
 /// The raw `code_verifier` read back from the query or form body (in memory only, for S256): the
 /// first pair of that name, its name matched escaped or not, its value form-decoded.
-@Test(arguments: [
-    ("/token", "grant_type=authorization_code&code_verifier=V1", "V1"),
-    ("/token?code_verifier=Q1", "code_verifier=B1", "Q1"),
-    ("/token", "a=1&&code_verifie=x&code_verifier=V%2D1+2&code_verifier=later", "V-1 2"),
-    ("/token", "code%5Fverifier=E1", "E1"),
-    ("/token", "code_verifier", nil),
-    ("/token", "xcode_verifier=no&code_verifierx=no", nil),
-    ("/token#code_verifier=F", "", nil),
-] as [(String, String, String?)])
+@Test(
+    arguments: [
+        ("/token", "grant_type=authorization_code&code_verifier=V1", "V1"),
+        ("/token?code_verifier=Q1", "code_verifier=B1", "Q1"),
+        ("/token", "a=1&&code_verifie=x&code_verifier=V%2D1+2&code_verifier=later", "V-1 2"),
+        ("/token", "code%5Fverifier=E1", "E1"),
+        ("/token", "code_verifier", nil),
+        ("/token", "xcode_verifier=no&code_verifierx=no", nil),
+        ("/token#code_verifier=F", "", nil),
+    ] as [(String, String, String?)])
 func rawParameterValue(_ target: String, _ form: String, _ expected: String?) {
-    var e = Exchange(connectionID: 1, clientAddress: "c", scheme: .https, host: "h", port: 443, method: "POST", target: target, start: Date())
+    var e = Exchange(
+        connectionID: 1, clientAddress: "c", scheme: .https, host: "h", port: 443, method: "POST", target: target,
+        start: Date())
     e.requestBody = CapturedBody(bytes: Array(form.utf8), size: form.utf8.count)
     #expect(Masker.rawValue(named: "code_verifier", in: e) == expected)
 }
 
 /// A Basic credential is split at its first colon (the secret may hold more) and each half is form-decoded.
-@Test(arguments: [
-    ("app:s3cret", "app", "s3cret"),
-    ("app:pa:ss:word", "app", "pa:ss:word"),
-    ("my%20app:a%2Bb+c", "my app", "a+b c"),
-    (":only-secret", "", "only-secret"),
-    ("Zoë:ünïcode", "Zoë", "ünïcode"),
-] as [(String, String, String)])
+@Test(
+    arguments: [
+        ("app:s3cret", "app", "s3cret"),
+        ("app:pa:ss:word", "app", "pa:ss:word"),
+        ("my%20app:a%2Bb+c", "my app", "a+b c"),
+        (":only-secret", "", "only-secret"),
+        ("Zoë:ünïcode", "Zoë", "ünïcode"),
+    ] as [(String, String, String)])
 func basicCredentialSplit(_ credential: String, _ user: String, _ secret: String) {
     var params: [OAuthParam] = []
-    let masked = masker.maskHeaders([HeaderField("Authorization", "  Basic   " + Data(credential.utf8).base64EncodedString() + " ")],
-                                    location: .requestHeader, params: &params)
+    let masked = masker.maskHeaders(
+        [HeaderField("Authorization", "  Basic   " + Data(credential.utf8).base64EncodedString() + " ")],
+        location: .requestHeader, params: &params)
     #expect(masked[0].value == "Basic \(user):[masked client_secret len=\(secret.utf8.count) fp=\(fp(secret))]")
     #expect(params.first { $0.name == "client_id" }?.value == user)
     #expect(params.first { $0.name == "client_secret" }?.fingerprint == fp(secret))
@@ -558,7 +634,8 @@ func basicCredentialSplit(_ credential: String, _ user: String, _ secret: String
 @Test(arguments: ["bm9jb2xvbg==", "/w==", "////"])
 func basicCredentialWithoutUserIsMaskedWhole(_ encoded: String) {
     var params: [OAuthParam] = []
-    let masked = masker.maskHeaders([HeaderField("Authorization", "Basic " + encoded)], location: .requestHeader, params: &params)
+    let masked = masker.maskHeaders(
+        [HeaderField("Authorization", "Basic " + encoded)], location: .requestHeader, params: &params)
     #expect(masked[0].value == "Basic [masked basic-credentials len=\(encoded.utf8.count) fp=\(fp(encoded))]")
     #expect(params.isEmpty)
 }
@@ -567,8 +644,10 @@ func basicCredentialWithoutUserIsMaskedWhole(_ encoded: String) {
 /// header name, and a remembered clean value never hides a secret sent under another name.
 @Test func repeatedHeadersAreMaskedEveryTime() {
     let token = "ghp_" + String(repeating: "aB3dE5fG7h", count: 3) + "123456"
-    let headers = [HeaderField("User-Agent", "curl/7.88.1"), HeaderField("X-Debug", "token " + token),
-                   HeaderField("Content-Type", "application/json;charset=UTF-8")]
+    let headers = [
+        HeaderField("User-Agent", "curl/7.88.1"), HeaderField("X-Debug", "token " + token),
+        HeaderField("Content-Type", "application/json;charset=UTF-8"),
+    ]
     for _ in 0..<3 {
         var params: [OAuthParam] = []
         let out = masker.maskHeaders(headers, location: .requestHeader, params: &params)
@@ -578,7 +657,8 @@ func basicCredentialWithoutUserIsMaskedWhole(_ encoded: String) {
     }
     // The same bytes split differently between name and value are another key.
     var params: [OAuthParam] = []
-    let shifted = masker.maskHeaders([HeaderField("X-Debug-token", " " + token)], location: .requestHeader,
-                                     params: &params)
+    let shifted = masker.maskHeaders(
+        [HeaderField("X-Debug-token", " " + token)], location: .requestHeader,
+        params: &params)
     #expect(!shifted[0].value.contains(token))
 }

@@ -7,13 +7,15 @@ import Testing
 /// Recording decodes a body before masking it: what is stored, and what is said about it.
 struct RecordBodyTests {
     /// The token error a production server sends compressed (the body issue 16 found lost).
-    let tokenError = #"{"error":"invalid_grant","error_description":"Authorization code already redeemed.","#
+    let tokenError =
+        #"{"error":"invalid_grant","error_description":"Authorization code already redeemed.","#
         + #""refresh_token":"GzipRefreshCanary"}"#
 
     func gzipResponse(_ bytes: [UInt8], coding: String = "gzip", captured: Int? = nil) -> Exchange {
         var e = baseExchange(method: "POST", target: "/token", status: 400)
         e.requestHeaders = [HeaderField("Content-Type", "application/x-www-form-urlencoded")]
-        e.requestBody = body("grant_type=authorization_code&code=RequestCodeCanary&redirect_uri=https%3A%2F%2Fapp.test%2Fcb")
+        e.requestBody = body(
+            "grant_type=authorization_code&code=RequestCodeCanary&redirect_uri=https%3A%2F%2Fapp.test%2Fcb")
         e.responseHeaders = [HeaderField("Content-Type", "application/json"), HeaderField("Content-Encoding", coding)]
         let kept = Array(bytes.prefix(captured ?? bytes.count))
         e.responseBody = CapturedBody(bytes: kept, size: bytes.count)
@@ -52,7 +54,8 @@ struct RecordBodyTests {
     }
 
     @Test func captureCutInsideTheStreamKeepsTheDecodedPrefixMasked() {
-        let long = #"{"access_token":"CutCanaryAccessToken0123456789","#
+        let long =
+            #"{"access_token":"CutCanaryAccessToken0123456789","#
             + String(repeating: #""pad":"xxxxxxxxxxxxxxxx","#, count: 200) + #""end":1}"#
         let wire = Compress.gzip(Array(long.utf8))
         let r = masker.record(gzipResponse(wire, captured: wire.count / 2))
@@ -81,7 +84,8 @@ struct RecordBodyTests {
     @Test func binaryIsNotKept() {
         var e = baseExchange(target: "/logo.png")
         e.responseHeaders = [HeaderField("Content-Type", "image/png")]
-        e.responseBody = CapturedBody(bytes: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0xFF, 0xD8], size: 11)
+        e.responseBody = CapturedBody(
+            bytes: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0xFF, 0xD8], size: 11)
         let r = masker.record(e)
         #expect(r.responseBody.bytes.isEmpty && r.responseBody.note?.hasPrefix("body not kept") == true)
     }

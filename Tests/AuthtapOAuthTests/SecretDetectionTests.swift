@@ -11,8 +11,9 @@ struct SecretDetectionTests {
 
     @Test func passwdFormField() {
         // PingFederate's HTML form adapter posts pf.username / pf.pass; older PHP apps post passwd.
-        let e = CanaryTable.post("/login", "application/x-www-form-urlencoded",
-                                 "pf.username=alice&pf.pass=PfPassCanary1&passwd=PasswdCanary2&state=s1")
+        let e = CanaryTable.post(
+            "/login", "application/x-www-form-urlencoded",
+            "pf.username=alice&pf.pass=PfPassCanary1&passwd=PasswdCanary2&state=s1")
         let text = recorded(e)
         #expect(!text.contains("PfPassCanary1") && !text.contains("PasswdCanary2"))
         #expect(text.contains("state=s1") && text.contains("pf.username=alice"))
@@ -20,7 +21,8 @@ struct SecretDetectionTests {
 
     @Test func camelAndPascalCaseJSONKeys() {
         // MSAL / AWS Cognito style bodies: {"AuthenticationResult":{"AccessToken":…,"IdToken":…,"RefreshToken":…}}.
-        let body = #"{"AuthenticationResult":{"AccessToken":"AccessCanary1","IdToken":"IdCanary2","#
+        let body =
+            #"{"AuthenticationResult":{"AccessToken":"AccessCanary1","IdToken":"IdCanary2","#
             + #""RefreshToken":"RefreshCanary3","TokenType":"Bearer","ExpiresIn":3600},"idToken":"IdCanary4","#
             + #""refreshToken":"RefreshCanary5"}"#
         let text = recorded(CanaryTable.response("application/x-amz-json-1.1", body))
@@ -43,14 +45,16 @@ struct SecretDetectionTests {
 
     @Test func clientSecretInMultipart() {
         // curl -F client_id=app -F client_secret=… (RFC 7578 form-data, as curl sends it).
-        let body = "--------------------------d74496d66958873e\r\n"
+        let body =
+            "--------------------------d74496d66958873e\r\n"
             + "Content-Disposition: form-data; name=\"grant_type\"\r\n\r\nclient_credentials\r\n"
             + "--------------------------d74496d66958873e\r\n"
             + "Content-Disposition: form-data; name=\"client_id\"\r\n\r\napp\r\n"
             + "--------------------------d74496d66958873e\r\n"
             + "Content-Disposition: form-data; name=\"client_secret\"\r\n\r\nMultipartSecretCanary\r\n"
             + "--------------------------d74496d66958873e--\r\n"
-        let e = CanaryTable.post("/token", "multipart/form-data; boundary=------------------------d74496d66958873e", body)
+        let e = CanaryTable.post(
+            "/token", "multipart/form-data; boundary=------------------------d74496d66958873e", body)
         let r = masker.record(e)
         let text = recordedText(r)
         #expect(!text.contains("MultipartSecretCanary"))
@@ -61,7 +65,8 @@ struct SecretDetectionTests {
     @Test func aRandomMultipartBoundaryStaysReadable() {
         // python-requests' boundary: 32 hex digits (urllib3 filepost.choose_boundary).
         let boundary = "a444678f784bebac84642ca40e1adf99"
-        let body = "--\(boundary)\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nBoundaryCanary\r\n"
+        let body =
+            "--\(boundary)\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nBoundaryCanary\r\n"
             + "--\(boundary)--\r\n"
         let once = masker.record(CanaryTable.post("/upload", "multipart/form-data; boundary=\(boundary)", body))
         #expect(once.requestHeaders.value(of: "content-type") == "multipart/form-data; boundary=\(boundary)")
@@ -93,8 +98,9 @@ struct SecretDetectionTests {
 
     @Test func passwordObjectIsMaskedWhole() {
         // Okta Authentication API: {"username":…,"password":{"value":…}} (Okta Identity Engine credentials).
-        let e = CanaryTable.post("/api/v1/authn", "application/json",
-                                 #"{"username":"alice","password":{"value":"ObjectCanary"},"options":{"multi":true}}"#)
+        let e = CanaryTable.post(
+            "/api/v1/authn", "application/json",
+            #"{"username":"alice","password":{"value":"ObjectCanary"},"options":{"multi":true}}"#)
         let text = String(decoding: masker.record(e).requestBody.bytes, as: UTF8.self)
         #expect(!text.contains("ObjectCanary") && !text.contains(#""value""#))
         #expect(text.contains(#""username":"alice""#) && text.contains(#""multi":true"#))
@@ -104,8 +110,9 @@ struct SecretDetectionTests {
         // SAML 2.0 HTTP-POST binding (Bindings §3.5.4): SAMLResponse=base64&RelayState=…
         let assertion = Data("<samlp:Response><saml:Assertion>SamlCanary</saml:Assertion></samlp:Response>".utf8)
             .base64EncodedString()
-        let e = CanaryTable.post("/saml/acs", "application/x-www-form-urlencoded",
-                                 "SAMLResponse=\(FormCoding.encode(assertion))&RelayState=%2Fhome")
+        let e = CanaryTable.post(
+            "/saml/acs", "application/x-www-form-urlencoded",
+            "SAMLResponse=\(FormCoding.encode(assertion))&RelayState=%2Fhome")
         let text = recorded(e)
         #expect(!text.contains(String(assertion.prefix(20))))
         #expect(text.contains("RelayState=%2Fhome"))
@@ -113,16 +120,18 @@ struct SecretDetectionTests {
 
     @Test func fragmentInsideAJSONString() {
         // An SPA logs its callback URL into a JSON error report.
-        let e = CanaryTable.post("/log", "application/json",
-                                 #"{"url":"https://app.test/cb#access_token=FragmentJSONCanary&token_type=Bearer&state=s9"}"#)
+        let e = CanaryTable.post(
+            "/log", "application/json",
+            #"{"url":"https://app.test/cb#access_token=FragmentJSONCanary&token_type=Bearer&state=s9"}"#)
         let text = recorded(e)
         #expect(!text.contains("FragmentJSONCanary"))
         #expect(text.contains("token_type=Bearer&state=s9"))
     }
 
     @Test func formBodyLabelledJSON() {
-        let e = CanaryTable.post("/token", "application/json",
-                                 "grant_type=authorization_code&code=WrongLabelCanary&redirect_uri=https%3A%2F%2Fapp.test%2Fcb")
+        let e = CanaryTable.post(
+            "/token", "application/json",
+            "grant_type=authorization_code&code=WrongLabelCanary&redirect_uri=https%3A%2F%2Fapp.test%2Fcb")
         let r = masker.record(e)
         #expect(!recordedText(r).contains("WrongLabelCanary"))
         #expect(r.oauthParams.contains { $0.name == "grant_type" && $0.value == "authorization_code" })
@@ -137,8 +146,9 @@ struct SecretDetectionTests {
             </o:UsernameToken><o:BinarySecurityToken ValueType="X509v3">MIIBinaryTokenCanary</o:BinarySecurityToken>
             </o:Security></s:Header><s:Body><Ping/></s:Body></s:Envelope>
             """
-        let text = String(decoding: masker.record(CanaryTable.post("/Service.svc", "application/soap+xml; charset=utf-8", soap))
-            .requestBody.bytes, as: UTF8.self)
+        let text = String(
+            decoding: masker.record(CanaryTable.post("/Service.svc", "application/soap+xml; charset=utf-8", soap))
+                .requestBody.bytes, as: UTF8.self)
         #expect(!text.contains("SoapPasswordCanary") && !text.contains("MIIBinaryTokenCanary"), "\(text)")
         #expect(text.contains("<o:Username>alice</o:Username>"))
     }
@@ -152,8 +162,9 @@ struct SecretDetectionTests {
             <input id="password" name="password" type="password" value="HtmlPasswordCanary">
             <input type="hidden" name="state" value="readable-state"></form></body></html>
             """
-        let text = String(decoding: masker.record(CanaryTable.response("text/html; charset=utf-8", html)).responseBody.bytes,
-                          as: UTF8.self)
+        let text = String(
+            decoding: masker.record(CanaryTable.response("text/html; charset=utf-8", html)).responseBody.bytes,
+            as: UTF8.self)
         for canary in ["MetaCsrfCanary", "SessionCodeCanary", "HiddenTokenCanary", "HtmlPasswordCanary"] {
             #expect(!text.contains(canary), "\(canary): \(text)")
         }
@@ -162,11 +173,13 @@ struct SecretDetectionTests {
 
     @Test func plainPKCEChallengeIsMaskedAndS256StaysReadable() {
         // RFC 7636 §4.2: with method plain (or none) the challenge is the verifier itself.
-        let plain = masker.record(baseExchange(target: "/authorize?response_type=code&code_challenge=PlainVerifierCanary&code_challenge_method=plain"))
+        let plain = masker.record(
+            baseExchange(
+                target: "/authorize?response_type=code&code_challenge=PlainVerifierCanary&code_challenge_method=plain"))
         #expect(!plain.target.contains("PlainVerifierCanary"))
         let none = masker.record(baseExchange(target: "/authorize?code_challenge=NoMethodCanary&state=s"))
         #expect(!none.target.contains("NoMethodCanary"))
-        let s256 = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM" // RFC 7636 Appendix B
+        let s256 = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"  // RFC 7636 Appendix B
         let kept = masker.record(baseExchange(target: "/authorize?code_challenge=\(s256)&code_challenge_method=S256"))
         #expect(kept.target.contains(s256))
     }
@@ -185,7 +198,8 @@ struct SecretDetectionTests {
     @Test func readableRandomFieldsStayReadable() {
         // Values that look random by design: the analyzer compares them, so the sweep leaves them alone.
         let state = "af0ifjsldkj3Kq8sPz0d9xW2mR"
-        let e = baseExchange(target: "/cb?state=\(state)&nonce=n-0S6_WzA2Mj9xq8L1pZ0kT3vB&client_id=0oa1b2c3d4e5f6g7h8i9")
+        let e = baseExchange(
+            target: "/cb?state=\(state)&nonce=n-0S6_WzA2Mj9xq8L1pZ0kT3vB&client_id=0oa1b2c3d4e5f6g7h8i9")
         let r = masker.record(e)
         #expect(r.target == e.target)
     }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import AuthtapOAuth
 
 private func scan(_ text: String) -> [(range: Range<Int>, id: String)] {
@@ -32,11 +33,13 @@ private let fixedLengthIDs = TokenFormats.all.filter { !$0.isPEMBlock && $0.minB
     }
 
     /// The formats the brief names must all be present.
-    @Test(arguments: ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "xoxa-",
-                      "xoxr-", "xoxs-", "xoxe-", "xapp-", "AKIA", "ASIA", "ABIA", "ACCA", "AIza", "ya29.", "sk_live_",
-                      "sk_test_", "rk_live_", "rk_test_", "npm_", "pypi-AgEIcHlwaS5vcmc", "sk-proj-", "hf_", "SG.",
-                      "shpat_", "shpss_", "shpca_", "shppa_", "dop_v1_", "doo_v1_", "dor_v1_", "SK", "sq0atp-",
-                      "sq0csp-", "ATATT3", "AccountKey=", "-----BEGIN"])
+    @Test(arguments: [
+        "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "xoxa-",
+        "xoxr-", "xoxs-", "xoxe-", "xapp-", "AKIA", "ASIA", "ABIA", "ACCA", "AIza", "ya29.", "sk_live_",
+        "sk_test_", "rk_live_", "rk_test_", "npm_", "pypi-AgEIcHlwaS5vcmc", "sk-proj-", "hf_", "SG.",
+        "shpat_", "shpss_", "shpca_", "shppa_", "dop_v1_", "doo_v1_", "dor_v1_", "SK", "sq0atp-",
+        "sq0csp-", "ATATT3", "AccountKey=", "-----BEGIN",
+    ])
     func prefixIsCovered(_ prefix: String) {
         #expect(TokenFormats.all.contains { $0.prefixes.contains(prefix) })
     }
@@ -140,11 +143,14 @@ private let fixedLengthIDs = TokenFormats.all.filter { !$0.isPEMBlock && $0.minB
 }
 
 @Suite struct PEMBlockTests {
-    static let body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n"
+    static let body =
+        "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n"
         + "MzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu"
 
-    @Test(arguments: ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIVATE KEY", "DSA PRIVATE KEY",
-                      "ENCRYPTED PRIVATE KEY", "PGP PRIVATE KEY BLOCK"])
+    @Test(arguments: [
+        "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIVATE KEY", "DSA PRIVATE KEY",
+        "ENCRYPTED PRIVATE KEY", "PGP PRIVATE KEY BLOCK",
+    ])
     func wholeBlockIsMatched(_ label: String) {
         let block = "-----BEGIN \(label)-----\n\(Self.body)\n-----END \(label)-----"
         let text = "key file:\n\(block)\ntrailer"
@@ -153,7 +159,8 @@ private let fixedLengthIDs = TokenFormats.all.filter { !$0.isPEMBlock && $0.minB
     }
 
     @Test func jsonEscapedBlockIsMatchedWhole() {
-        let escaped = "-----BEGIN PRIVATE KEY-----\\n" + Self.body.replacingFirst("\n", with: "\\n")
+        let escaped =
+            "-----BEGIN PRIVATE KEY-----\\n" + Self.body.replacingFirst("\n", with: "\\n")
             + "\\n-----END PRIVATE KEY-----\\n"
         let text = #"{"cert":"-----END CERTIFICATE-----\n"# + escaped + #"","x":1}"#
         let block = String(escaped.dropLast(2))
@@ -161,7 +168,8 @@ private let fixedLengthIDs = TokenFormats.all.filter { !$0.isPEMBlock && $0.minB
     }
 
     @Test func encryptedLegacyHeadersAreInsideTheBlock() {
-        let block = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n"
+        let block =
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n"
             + "DEK-Info: AES-128-CBC,3F17F5316E2BAC89\n\n" + Self.body + "\n-----END RSA PRIVATE KEY-----"
         #expect(scan(block).first?.range == 0..<block.utf8.count)
     }

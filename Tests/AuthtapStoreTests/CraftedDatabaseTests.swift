@@ -1,9 +1,9 @@
-@testable import AuthtapDissector
 import AuthtapModel
 import Foundation
 import GRDB
 import Testing
 
+@testable import AuthtapDissector
 @testable import AuthtapStore
 
 /// Databases built with the real migrator, then damaged with raw SQL the way a hand edit, another program or
@@ -26,7 +26,7 @@ enum CraftedDB {
 
     enum Bad: String, CaseIterable, Sendable {
         case null = "NULL", text = "'not a number'", blob = "X'00FF'", huge = "1e300", negative = "-5",
-             fraction = "2.5", infinity = "9e999"
+            fraction = "2.5", infinity = "9e999"
     }
 
     static func refuses(_ kind: Kind, _ v: Bad) -> Bool {
@@ -114,8 +114,9 @@ enum CraftedDB {
             let sid = try #require(session.id)
             var rows = (0..<3).map(sampleExchange)
             for i in rows.indices { rows[i].sessionID = sid }
-            var tunnel = Tunnel(connectionID: 9, clientAddress: "127.0.0.1:1", host: "relay.test", port: 443,
-                                intercepted: false, start: Date(timeIntervalSince1970: 5))
+            var tunnel = Tunnel(
+                connectionID: 9, clientAddress: "127.0.0.1:1", host: "relay.test", port: 443,
+                intercepted: false, start: Date(timeIntervalSince1970: 5))
             tunnel.sessionID = sid
             tunnel.ending = "client-closed"
             try db.insert(exchanges: rows, tunnels: [tunnel])
@@ -128,20 +129,21 @@ enum CraftedDB {
                 firstPacket: 1, lastPacket: 9, clientHelloRetransmits: 0, detail: "d")
             try db.insert(handshakes: [handshake], session: sid)
             try db.writer.write { db in
-                try db.execute(sql: """
-                    INSERT INTO oauth_transaction
-                      (session_id, number, client_id, server_host, grant_type, state, started_at, outcome)
-                    VALUES (?, 1, 'app', 'idp.test', 'authorization_code', 's', 1700000000, 'failed'),
-                           (?, 2, 'app', 'idp.test', 'refresh_token', NULL, 1700000001, 'succeeded');
-                    INSERT INTO transaction_member (transaction_id, exchange_id, leg)
-                    VALUES (1, 1, 'token'), (2, 2, 'token');
-                    INSERT INTO finding
-                      (session_id, transaction_id, rule, severity, title, explanation, fix, evidence, exchanges)
-                    VALUES (?, 1, 'invalid-grant', 'error', 'Invalid grant', 'e', 'f', '{"error":"invalid_grant"}',
-                            '[1]'),
-                           (?, 2, 'slow-token', 'warning', 'Slow', 'e', 'f', '{}', '[2]');
-                    INSERT INTO finding_exchange (finding_id, exchange_id) VALUES (1, 1), (2, 2);
-                    """, arguments: [sid, sid, sid, sid])
+                try db.execute(
+                    sql: """
+                        INSERT INTO oauth_transaction
+                          (session_id, number, client_id, server_host, grant_type, state, started_at, outcome)
+                        VALUES (?, 1, 'app', 'idp.test', 'authorization_code', 's', 1700000000, 'failed'),
+                               (?, 2, 'app', 'idp.test', 'refresh_token', NULL, 1700000001, 'succeeded');
+                        INSERT INTO transaction_member (transaction_id, exchange_id, leg)
+                        VALUES (1, 1, 'token'), (2, 2, 'token');
+                        INSERT INTO finding
+                          (session_id, transaction_id, rule, severity, title, explanation, fix, evidence, exchanges)
+                        VALUES (?, 1, 'invalid-grant', 'error', 'Invalid grant', 'e', 'f', '{"error":"invalid_grant"}',
+                                '[1]'),
+                               (?, 2, 'slow-token', 'warning', 'Slow', 'e', 'f', '{}', '[2]');
+                        INSERT INTO finding_exchange (finding_id, exchange_id) VALUES (1, 1), (2, 2);
+                        """, arguments: [sid, sid, sid, sid])
             }
         }
         var config = Configuration()
@@ -261,7 +263,9 @@ enum CraftedDB {
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("a.sqlite").path
         try CraftedDB.pristine(at: path)
-        try CraftedDB.execute(path, """
+        try CraftedDB.execute(
+            path,
+            """
             UPDATE exchange SET status = 'abc' WHERE id = 2;
             UPDATE exchange SET request_body_size = -7 WHERE id = 3;
             UPDATE session SET started_at = 1e300;
@@ -273,12 +277,13 @@ enum CraftedDB {
         #expect(try db.sessions().isEmpty)
         let analysis = try db.analysis(session: 1)
         #expect(analysis.findings.count == 2 && analysis.findings[0].evidence.isEmpty)
-        #expect(db.readProblems.lines() == [
-            "exchange 2: column status holds text; row skipped",
-            "exchange 3: column request_body_size holds -7; row skipped",
-            "session 1: column started_at holds 1e+300; row skipped",
-            "finding 1: column evidence holds invalid JSON; read as no evidence",
-        ])
+        #expect(
+            db.readProblems.lines() == [
+                "exchange 2: column status holds text; row skipped",
+                "exchange 3: column request_body_size holds -7; row skipped",
+                "session 1: column started_at holds 1e+300; row skipped",
+                "finding 1: column evidence holds invalid JSON; read as no evidence",
+            ])
         // Read again (a TUI redraws): each problem is listed once.
         _ = try db.exchanges()
         #expect(db.readProblems.count == 4)
@@ -340,16 +345,18 @@ enum CraftedDB {
         }
         let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
         let error = try #require(throws: StoreError.self) { try AppDatabase.open(path: path) }
-        #expect(error.description.hasSuffix(
-            "other.sqlite is not an authtap capture database (it has other tables, not authtap's)"))
+        #expect(
+            error.description.hasSuffix(
+                "other.sqlite is not an authtap capture database (it has other tables, not authtap's)"))
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == bytes)
         // A GRDB database of another app (its own migrations) is not ours either.
         let grdb = dir.appendingPathComponent("grdb.sqlite").path
         try DatabaseQueue(path: grdb).write { db in
-            try db.execute(sql: """
-                CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
-                INSERT INTO grdb_migrations VALUES ('v1');
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
+                    INSERT INTO grdb_migrations VALUES ('v1');
+                    """)
             try db.execute(sql: "CREATE TABLE player (id INTEGER PRIMARY KEY)")
         }
         #expect(throws: StoreError.self) { try AppDatabase.open(path: grdb) }
@@ -387,7 +394,9 @@ enum CraftedDB {
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("a.sqlite").path
         try CraftedDB.pristine(at: path)
-        try CraftedDB.execute(path, """
+        try CraftedDB.execute(
+            path,
+            """
             INSERT INTO grdb_migrations VALUES ('v99-future');
             ALTER TABLE exchange ADD COLUMN future_column TEXT;
             UPDATE exchange SET future_column = 'x';

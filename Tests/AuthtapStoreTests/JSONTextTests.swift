@@ -9,19 +9,20 @@ import Testing
 
 /// The exchange columns' JSON strings: the word-at-a-time scan must find an escape at every offset
 /// of a word and in the tail, and the text must read back as the same string.
-@Test(arguments: [
-    ("", #""""#),
-    ("plain ASCII, longer than one word of eight bytes", #""plain ASCII, longer than one word of eight bytes""#),
-    ("\"", #""\"""#),
-    ("a\\b", #""a\\b""#),
-    ("0123456\"", #""0123456\"""#),        // last byte of the first word
-    ("01234567\"abcdefg", #""01234567\"abcdefg""#), // first byte of the second word
-    ("0123456789abcde\n", #""0123456789abcde\n""#),
-    ("tab\there\rcr", #""tab\there\rcr""#),
-    ("\u{0}\u{1}\u{1F} ~\u{7F}", "\"\\u0000\\u0001\\u001f ~\u{7F}\""), // DEL is not a control byte for JSON
-    ("Zoë 𝄞 €: bytes ≥ 0x80 are never escaped \"", #""Zoë 𝄞 €: bytes ≥ 0x80 are never escaped \"""#),
-    ("!#$%&'()*+,-./[]^_`{|}~ and 0x1F\u{1F}", #""!#$%&'()*+,-./[]^_`{|}~ and 0x1F\u001f""#),
-] as [(String, String)])
+@Test(
+    arguments: [
+        ("", #""""#),
+        ("plain ASCII, longer than one word of eight bytes", #""plain ASCII, longer than one word of eight bytes""#),
+        ("\"", #""\"""#),
+        ("a\\b", #""a\\b""#),
+        ("0123456\"", #""0123456\"""#),  // last byte of the first word
+        ("01234567\"abcdefg", #""01234567\"abcdefg""#),  // first byte of the second word
+        ("0123456789abcde\n", #""0123456789abcde\n""#),
+        ("tab\there\rcr", #""tab\there\rcr""#),
+        ("\u{0}\u{1}\u{1F} ~\u{7F}", "\"\\u0000\\u0001\\u001f ~\u{7F}\""),  // DEL is not a control byte for JSON
+        ("Zoë 𝄞 €: bytes ≥ 0x80 are never escaped \"", #""Zoë 𝄞 €: bytes ≥ 0x80 are never escaped \"""#),
+        ("!#$%&'()*+,-./[]^_`{|}~ and 0x1F\u{1F}", #""!#$%&'()*+,-./[]^_`{|}~ and 0x1F\u001f""#),
+    ] as [(String, String)])
 func jsonStringEscaping(_ raw: String, _ expected: String) throws {
     var out: [UInt8] = []
     JSONText.appendQuoted(raw, to: &out)
@@ -57,15 +58,17 @@ func jsonStringEscaping(_ raw: String, _ expected: String) throws {
     }
 }
 
-
 /// Headers and params written by the codec read back the same, whatever their bytes.
 @Test func headersAndParamsRoundTrip() {
-    let awkward = ["", "plain", "quote \" and backslash \\", "newline\n tab\t nul\u{0}", "Zoë 𝄞 €", "[\"not\",\"json\"]"]
+    let awkward = [
+        "", "plain", "quote \" and backslash \\", "newline\n tab\t nul\u{0}", "Zoë 𝄞 €", "[\"not\",\"json\"]",
+    ]
     let headers = awkward.map { HeaderField("X-\($0)", $0) }
     #expect(JSONText.decodeHeaders(JSONText.headers(headers)) == headers)
     let params = awkward.enumerated().map { i, v in
-        OAuthParam(location: i.isMultiple(of: 2) ? .requestBody : .other("weird \"\(v)\""), name: "n\(v)", value: v,
-                   fingerprint: i.isMultiple(of: 3) ? nil : "fp\(i)")
+        OAuthParam(
+            location: i.isMultiple(of: 2) ? .requestBody : .other("weird \"\(v)\""), name: "n\(v)", value: v,
+            fingerprint: i.isMultiple(of: 3) ? nil : "fp\(i)")
     }
     #expect(JSONText.decodeParams(JSONText.params(params)) == params)
     #expect(JSONText.decodeParams(nil).isEmpty)
@@ -73,7 +76,8 @@ func jsonStringEscaping(_ raw: String, _ expected: String) throws {
 
 /// The params column as capture files before v5 hold it: one object per param.
 @Test func paramsFromObjectsOfOlderFiles() {
-    let text = #"[{"location":"request.body","name":"code","value":"[masked code len=4 fp=ab]","fingerprint":"ab"},"#
+    let text =
+        #"[{"location":"request.body","name":"code","value":"[masked code len=4 fp=ab]","fingerprint":"ab"},"#
         + #" {"name":"incomplete"}]"#
     let params = JSONText.decodeParams(text)
     #expect(params.count == 1)
@@ -81,8 +85,10 @@ func jsonStringEscaping(_ raw: String, _ expected: String) throws {
 }
 
 /// Text that is not what the codec wrote (a damaged or crafted file) gives what it can, and never traps.
-@Test(arguments: ["", "[", "]", "[[", "[[\"a\"", "[[\"a\",\"b\"", "{\"a\":", "\"", "[\"\\", "[[\"\\u12\"]]",
-                  "[[\"\\ud800\",\"x\"]]", String(repeating: "[", count: 10_000), "null", "1e300"])
+@Test(arguments: [
+    "", "[", "]", "[[", "[[\"a\"", "[[\"a\",\"b\"", "{\"a\":", "\"", "[\"\\", "[[\"\\u12\"]]",
+    "[[\"\\ud800\",\"x\"]]", String(repeating: "[", count: 10_000), "null", "1e300",
+])
 func damagedColumnsNeverTrap(_ text: String) {
     _ = JSONText.decodeHeaders(text)
     _ = JSONText.decodeParams(text)

@@ -16,9 +16,13 @@ import Testing
     @Test func enumsMatchTheSchema() throws {
         let database = try AppDatabase.inMemory()
         try database.writer.read { db in
-            let exchange = try Row.fetchAll(db, sql: "SELECT name FROM pragma_table_info('exchange')").map { $0[0] as String }
+            let exchange = try Row.fetchAll(db, sql: "SELECT name FROM pragma_table_info('exchange')").map {
+                $0[0] as String
+            }
             #expect(ExchangeColumn.allCases.map(\.name).sorted() == exchange.sorted())
-            let tunnel = try Row.fetchAll(db, sql: "SELECT name FROM pragma_table_info('tunnel')").map { $0[0] as String }
+            let tunnel = try Row.fetchAll(db, sql: "SELECT name FROM pragma_table_info('tunnel')").map {
+                $0[0] as String
+            }
             #expect(TunnelColumn.allCases.map(\.name).sorted() == tunnel.sorted())
         }
         #expect(ExchangeColumn.allCases.enumerated().allSatisfy { $0.offset == $0.element.index })

@@ -78,13 +78,19 @@ func fixtureDatabase() throws -> (AppDatabase, Int64) {
     let session = try db.startSession(version: "test", arguments: [], listen: "127.0.0.1:8080")
     let masker = Masker(fingerprinter: Fingerprinter(key: Array("tui".utf8)))
     let t0 = Date(timeIntervalSince1970: 1_800_000_000)
-    func ex(_ method: String, _ target: String, at: Double, status: Int?, body: String = "", response: String = "", error: ErrorKind? = nil,
-            headers: [HeaderField] = [], host: String = "idp.example") -> Exchange {
-        var e = Exchange(connectionID: 1, clientAddress: "127.0.0.1:1", scheme: .https, host: host, port: 443, method: method, target: target,
-                         start: t0.addingTimeInterval(at))
+    func ex(
+        _ method: String, _ target: String, at: Double, status: Int?, body: String = "", response: String = "",
+        error: ErrorKind? = nil,
+        headers: [HeaderField] = [], host: String = "idp.example"
+    ) -> Exchange {
+        var e = Exchange(
+            connectionID: 1, clientAddress: "127.0.0.1:1", scheme: .https, host: host, port: 443, method: method,
+            target: target,
+            start: t0.addingTimeInterval(at))
         e.sessionID = session.id
         e.status = status
-        e.requestHeaders = headers + (body.isEmpty ? [] : [HeaderField("Content-Type", "application/x-www-form-urlencoded")])
+        e.requestHeaders =
+            headers + (body.isEmpty ? [] : [HeaderField("Content-Type", "application/x-www-form-urlencoded")])
         e.requestBody = CapturedBody(bytes: Array(body.utf8), size: body.utf8.count)
         e.responseHeaders = [HeaderField("Content-Type", "application/json")]
         e.responseBody = CapturedBody(bytes: Array(response.utf8), size: response.utf8.count)
@@ -94,17 +100,29 @@ func fixtureDatabase() throws -> (AppDatabase, Int64) {
     }
     let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1MSIsImV4cCI6MTgwMDAwMzYwMCwiaWF0IjoxODAwMDAwMDAwfQ.c2ln"
     var rows = [
-        ex("GET", "/authorize?response_type=code&client_id=app1&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&state=s1", at: 0, status: 302),
-        ex("POST", "/token", at: 1, status: 200, body: "grant_type=authorization_code&code=C1&client_id=app1&redirect_uri=https%3A%2F%2Fapp.example%2Fcb",
-           response: #"{"access_token":"\#(jwt)","token_type":"Bearer","expires_in":3600,"refresh_token":"R1"}"#),
-        ex("POST", "/token", at: 1.2, status: 400, body: "grant_type=authorization_code&code=C1&client_id=app1&redirect_uri=https%3A%2F%2Fapp.example%2Fcb",
-           response: #"{"error":"invalid_grant"}"#),
-        ex("GET", "/userinfo", at: 2, status: 200, response: #"{"sub":"u1","name":"Zoë 日本"}"#, headers: [HeaderField("Authorization", "Bearer \(jwt)")]),
-        ex("POST", "/token", at: 3, status: nil, body: "grant_type=client_credentials&client_id=svc&client_secret=S", error: .upstreamTLS, host: "bad.example"),
+        ex(
+            "GET", "/authorize?response_type=code&client_id=app1&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&state=s1",
+            at: 0, status: 302),
+        ex(
+            "POST", "/token", at: 1, status: 200,
+            body: "grant_type=authorization_code&code=C1&client_id=app1&redirect_uri=https%3A%2F%2Fapp.example%2Fcb",
+            response: #"{"access_token":"\#(jwt)","token_type":"Bearer","expires_in":3600,"refresh_token":"R1"}"#),
+        ex(
+            "POST", "/token", at: 1.2, status: 400,
+            body: "grant_type=authorization_code&code=C1&client_id=app1&redirect_uri=https%3A%2F%2Fapp.example%2Fcb",
+            response: #"{"error":"invalid_grant"}"#),
+        ex(
+            "GET", "/userinfo", at: 2, status: 200, response: #"{"sub":"u1","name":"Zoë 日本"}"#,
+            headers: [HeaderField("Authorization", "Bearer \(jwt)")]),
+        ex(
+            "POST", "/token", at: 3, status: nil, body: "grant_type=client_credentials&client_id=svc&client_secret=S",
+            error: .upstreamTLS, host: "bad.example"),
     ]
     rows[0].responseHeaders = [HeaderField("Location", "https://app.example/cb?code=C1&state=s1")]
     rows[0] = masker.record(rows[0])
-    for i in 0..<30 { rows.append(ex("GET", "/static/\(i).js", at: 4 + Double(i), status: 200, response: "", host: "cdn.example")) }
+    for i in 0..<30 {
+        rows.append(ex("GET", "/static/\(i).js", at: 4 + Double(i), status: 200, response: "", host: "cdn.example"))
+    }
     try db.insert(exchanges: rows, tunnels: [])
     let analysis = Analyzer().analyze(try db.exchanges(session: session.id!, analyzable: true))
     try db.save(analysis: analysis, session: session.id!)
@@ -214,7 +232,9 @@ func screen(_ app: TUIApp, rows: Int = 24, cols: Int = 120) -> String {
     _ = app.handle(.escape)
     _ = app.handle(.char("e"))
     #expect(screen(app).contains("exported 35 entries to ./authtap-session-\(session).har"))
-    let har = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "authtap-session-\(session).har"))) as? [String: Any]
+    let har =
+        try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "authtap-session-\(session).har")))
+        as? [String: Any]
     #expect(((har?["log"] as? [String: Any])?["entries"] as? [Any])?.count == 35)
     try? FileManager.default.removeItem(atPath: "authtap-session-\(session).har")
     // On a transaction's timeline, e writes just that transaction.
@@ -229,7 +249,9 @@ func screen(_ app: TUIApp, rows: Int = 24, cols: Int = 120) -> String {
     s = screen(app)
     #expect(s.contains("Exchanges (35)") && s.contains("[follow]"))
     // Another writer adds rows: the next tick shows them, and the cursor follows the tail.
-    var e = Exchange(connectionID: 9, clientAddress: "c", scheme: .https, host: "late.example", port: 443, method: "GET", target: "/late", start: Date())
+    var e = Exchange(
+        connectionID: 9, clientAddress: "c", scheme: .https, host: "late.example", port: 443, method: "GET",
+        target: "/late", start: Date())
     e.sessionID = session
     e.status = 200
     try db.insert(exchanges: [e], tunnels: [])

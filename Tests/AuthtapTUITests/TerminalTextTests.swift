@@ -16,12 +16,15 @@ let escapeCases: [EscapeCase] = [
     .init(input: "plain text, ünïcödé, 日本", expected: "plain text, ünïcödé, 日本"),
     .init(input: "\u{1B}[31mred\u{1B}[0m", expected: #"\x1b[31mred\x1b[0m"#),
     // OSC 8 hyperlink with ST and with BEL terminators.
-    .init(input: "\u{1B}]8;;https://evil.example\u{1B}\\click\u{1B}]8;;\u{1B}\\",
-          expected: #"\x1b]8;;https://evil.example\x1b\click\x1b]8;;\x1b\"#),
+    .init(
+        input: "\u{1B}]8;;https://evil.example\u{1B}\\click\u{1B}]8;;\u{1B}\\",
+        expected: #"\x1b]8;;https://evil.example\x1b\click\x1b]8;;\x1b\"#),
     .init(input: "\u{1B}]0;title\u{07}", expected: #"\x1b]0;title\x07"#),
     .init(input: "a\u{9B}31mb\u{9D}0;t\u{9C}", expected: #"a\u{9b}31mb\u{9d}0;t\u{9c}"#),
     .init(input: "line1\nline2\r\tend\u{7F}\u{00}", expected: #"line1\nline2\r\tend\x7f\x00"#),
-    .init(input: "user\u{202E}gpj.exe\u{202C} \u{2066}x\u{2069}", expected: #"user\u{202e}gpj.exe\u{202c} \u{2066}x\u{2069}"#),
+    .init(
+        input: "user\u{202E}gpj.exe\u{202C} \u{2066}x\u{2069}",
+        expected: #"user\u{202e}gpj.exe\u{202c} \u{2066}x\u{2069}"#),
     .init(input: "a\u{2028}b", expected: #"a\u{2028}b"#),
     // A backslash stays single unless what follows could read as an escape.
     .init(input: #"C:\Users\me"#, expected: #"C:\Users\me"#),
@@ -64,12 +67,16 @@ func unescape(_ s: String) -> String {
 }
 
 @Test func escapingRoundTripsSoTwoInputsNeverPrintAlike() {
-    let alphabet: [Unicode.Scalar] = ["\\", "x", "u", "n", "1", "b", "{", "}", "\u{1B}", "\n", "\u{9B}", "\u{202E}", "a"]
+    let alphabet: [Unicode.Scalar] = [
+        "\\", "x", "u", "n", "1", "b", "{", "}", "\u{1B}", "\n", "\u{9B}", "\u{202E}", "a",
+    ]
     var generator = SystemRandomNumberGenerator()
     var seen: [String: String] = [:]
     for _ in 0..<5000 {
         var view = String.UnicodeScalarView()
-        for _ in 0..<Int.random(in: 0...6, using: &generator) { view.append(alphabet.randomElement(using: &generator) ?? "a") }
+        for _ in 0..<Int.random(in: 0...6, using: &generator) {
+            view.append(alphabet.randomElement(using: &generator) ?? "a")
+        }
         let input = String(view)
         let escaped = TerminalText.escape(input)
         #expect(unescape(escaped) == input, "\(escaped)")

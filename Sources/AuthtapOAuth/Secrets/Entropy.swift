@@ -26,7 +26,8 @@ public enum EntropySweep {
         while i < n {
             let b = bytes[i]
             if b == UInt8(ascii: "["), has(bytes, at: i, markerOpen),
-               let close = (i..<n).first(where: { bytes[$0] == UInt8(ascii: "]") }) {
+                let close = (i..<n).first(where: { bytes[$0] == UInt8(ascii: "]") })
+            {
                 i = close + 1
                 continue
             }
@@ -126,16 +127,24 @@ public enum EntropySweep {
     /// both cases, and reaches base64's threshold. A path word is three or more lowercase letters, perhaps followed
     /// by digits, with a vowel (`users`, `oauth2`, a host's `com`), next to a `/`: paths start or end with one,
     /// random base64 about one time in 500.
-    private static func judgeWide(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>,
-                                  pieces: Range<Int>) -> Bool {
+    private static func judgeWide(
+        _ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>,
+        pieces: Range<Int>
+    ) -> Bool {
         let slash = UInt8(ascii: "/")
         let firstEnd = narrowEnd(bytes, pieces.lowerBound)
         if firstEnd < pieces.upperBound, bytes[firstEnd] == slash,
-           isPathWord(bytes, pieces.lowerBound..<firstEnd) { return false }
+            isPathWord(bytes, pieces.lowerBound..<firstEnd)
+        {
+            return false
+        }
         var lastStart = pieces.upperBound
         while lastStart > pieces.lowerBound, isRun(bytes[lastStart - 1]) { lastStart -= 1 }
         if lastStart > pieces.lowerBound, bytes[lastStart - 1] == slash,
-           isPathWord(bytes, lastStart..<pieces.upperBound) { return false }
+            isPathWord(bytes, lastStart..<pieces.upperBound)
+        {
+            return false
+        }
         let core = trimPadding(bytes, range)
         let stats = Stats(bytes, core)
         guard stats.upper > 0, stats.lower > 0 else { return false }
@@ -157,8 +166,10 @@ public enum EntropySweep {
     }
 
     /// Judges a narrow run, splitting it when its `-`/`_` make it a slug or a dashed hex id.
-    private static func judgeNarrow(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>,
-                                    into out: inout [Range<Int>]) {
+    private static func judgeNarrow(
+        _ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>,
+        into out: inout [Range<Int>]
+    ) {
         let core = trimPadding(bytes, range)
         guard core.count >= minimumLength else { return }
         let stats = Stats(bytes, core)
@@ -168,7 +179,8 @@ public enum EntropySweep {
             if stats.separators > 0 {
                 splitAtSeparators(bytes, core, into: &out)
             } else if stats.digits > 0, stats.lower + stats.upper > 0,
-                      entropy(bytes, core) >= threshold(length: length, alphabet: 16, spread: 2.7, cap: hexCap) {
+                entropy(bytes, core) >= threshold(length: length, alphabet: 16, spread: 2.7, cap: hexCap)
+            {
                 out.append(range)
             }
             return
@@ -181,13 +193,16 @@ public enum EntropySweep {
         }
         let classes = (stats.upper > 0 ? 1 : 0) + (stats.lower > 0 ? 1 : 0) + (stats.digits > 0 ? 1 : 0)
         guard classes >= 2 else { return }
-        let alphabet = (stats.upper > 0 ? 26 : 0) + (stats.lower > 0 ? 26 : 0) + (stats.digits > 0 ? 10 : 0)
+        let alphabet =
+            (stats.upper > 0 ? 26 : 0) + (stats.lower > 0 ? 26 : 0) + (stats.digits > 0 ? 10 : 0)
             + (stats.separators > 0 ? 2 : 0)
         if randomEnough(bytes, core, stats: stats, alphabet: alphabet) { out.append(range) }
     }
 
-    private static func splitAtSeparators(_ bytes: UnsafeBufferPointer<UInt8>, _ core: Range<Int>,
-                                          into out: inout [Range<Int>]) {
+    private static func splitAtSeparators(
+        _ bytes: UnsafeBufferPointer<UInt8>, _ core: Range<Int>,
+        into out: inout [Range<Int>]
+    ) {
         var p = core.lowerBound
         while p < core.upperBound {
             var q = p
@@ -202,8 +217,10 @@ public enum EntropySweep {
     /// `AuthorizationEndpointHandler`, `googlelogo_272x92dp`) are made of humps four or more characters long on
     /// average with at most two groups of digits; random mixed-case text has humps under two characters, and random
     /// lowercase-and-digit text, whose letter humps can be long, has a digit group every four or five characters.
-    private static func randomEnough(_ bytes: UnsafeBufferPointer<UInt8>, _ core: Range<Int>, stats: Stats,
-                                     alphabet: Int) -> Bool {
+    private static func randomEnough(
+        _ bytes: UnsafeBufferPointer<UInt8>, _ core: Range<Int>, stats: Stats,
+        alphabet: Int
+    ) -> Bool {
         let length = core.count
         let h = entropy(bytes, core)
         if h >= threshold(length: length, alphabet: alphabet, spread: strictSpread, cap: base64Cap) { return true }

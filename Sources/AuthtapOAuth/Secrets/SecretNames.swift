@@ -120,8 +120,10 @@ public struct SecretFamily: Sendable {
             anywhere: ["password", "passwd", "pwd", "pass", "passcode", "passphrase", "pin", "pword", "passw", "pswd"],
             last: [], qualifiers: [], sequences: [],
             suffixes: ["password", "passwd", "passcode", "passphrase"],
-            examples: ["password", "passwd", "pwd", "pf.pass", "credentials.passcode", "user[password]", "newPassword",
-                       "Passphrase", "pin"],
+            examples: [
+                "password", "passwd", "pwd", "pf.pass", "credentials.passcode", "user[password]", "newPassword",
+                "Passphrase", "pin",
+            ],
             source: "\(detectSecretsKeywords): pass, password, passwd, pwd; PingFederate form field pf.pass"),
         SecretFamily(
             id: "secret", anywhere: ["secret", "secrets"], last: [], qualifiers: [], sequences: [],
@@ -131,9 +133,11 @@ public struct SecretFamily: Sendable {
         SecretFamily(
             id: "token", anywhere: ["token", "jwt"], last: [], qualifiers: [], sequences: [],
             suffixes: ["token"],
-            examples: ["access_token", "refresh_token", "id_token", "idToken", "refreshToken", "AccessToken",
-                       "id_token_hint", "subject_token", "X-Auth-Token", "X-Amz-Security-Token", "x-csrf-token",
-                       "authenticity_token", "X-Forwarded-Access-Token", "mfa_token", "accesstoken"],
+            examples: [
+                "access_token", "refresh_token", "id_token", "idToken", "refreshToken", "AccessToken",
+                "id_token_hint", "subject_token", "X-Auth-Token", "X-Amz-Security-Token", "x-csrf-token",
+                "authenticity_token", "X-Forwarded-Access-Token", "mfa_token", "accesstoken",
+            ],
             source: "RFC 6749 §5.1, RFC 8693 §2.1, OIDC Core §3.1.2.1 id_token_hint; \(gitleaksGeneric): token"),
         SecretFamily(
             id: "assertion", anywhere: ["assertion", "assertions"], last: [], qualifiers: [], sequences: [],
@@ -142,13 +146,17 @@ public struct SecretFamily: Sendable {
             source: "RFC 7521 §4.1 assertion, client_assertion; RFC 7522 SAML assertion grant"),
         SecretFamily(
             id: "api-key", anywhere: ["apikey", "apikeys"], last: [], qualifiers: [],
-            sequences: [["api", "key"], ["api", "keys"], ["subscription", "key"], ["access", "key"], ["app", "key"],
-                        ["application", "key"], ["master", "key"], ["license", "key"], ["client", "key"],
-                        ["auth", "key"], ["account", "key"], ["shared", "key"], ["functions", "key"], ["secret", "key"],
-                        ["signing", "key"], ["encryption", "key"], ["session", "key"]],
+            sequences: [
+                ["api", "key"], ["api", "keys"], ["subscription", "key"], ["access", "key"], ["app", "key"],
+                ["application", "key"], ["master", "key"], ["license", "key"], ["client", "key"],
+                ["auth", "key"], ["account", "key"], ["shared", "key"], ["functions", "key"], ["secret", "key"],
+                ["signing", "key"], ["encryption", "key"], ["session", "key"],
+            ],
             suffixes: ["apikey", "accesskey", "appkey", "accountkey", "subscriptionkey", "secretkey"],
-            examples: ["api_key", "apiKey", "X-Api-Key", "X-Goog-Api-Key", "Ocp-Apim-Subscription-Key", "AccountKey",
-                       "aws_access_key_id", "x-functions-key"],
+            examples: [
+                "api_key", "apiKey", "X-Api-Key", "X-Goog-Api-Key", "Ocp-Apim-Subscription-Key", "AccountKey",
+                "aws_access_key_id", "x-functions-key",
+            ],
             source: "\(detectSecretsKeywords): api_key, apikey; Azure API Management Ocp-Apim-Subscription-Key; "
                 + "Google Cloud X-Goog-Api-Key; Azure Storage connection strings AccountKey"),
         SecretFamily(
@@ -163,13 +171,17 @@ public struct SecretFamily: Sendable {
             source: "\(gitleaksGeneric): credential, creds; AWS SigV4 query X-Amz-Credential"),
         SecretFamily(
             id: "code", anywhere: ["otp", "totp", "hotp"], last: ["code", "codes"],
-            qualifiers: ["auth", "authorization", "device", "user", "otp", "mfa", "verification", "sms", "email",
-                         "recovery", "backup", "security", "access", "login", "activation", "confirmation", "reset",
-                         "pairing", "onetime", "time", "twofactor", "2fa", "totp", "magic", "invite", "invitation",
-                         "passcode", "pin", "session"],
+            qualifiers: [
+                "auth", "authorization", "device", "user", "otp", "mfa", "verification", "sms", "email",
+                "recovery", "backup", "security", "access", "login", "activation", "confirmation", "reset",
+                "pairing", "onetime", "time", "twofactor", "2fa", "totp", "magic", "invite", "invitation",
+                "passcode", "pin", "session",
+            ],
             sequences: [["code", "verifier"]], suffixes: [],
-            examples: ["code", "device_code", "user_code", "code_verifier", "otp", "totp", "mfa_code",
-                       "verification_code", "one_time_code", "recovery_codes"],
+            examples: [
+                "code", "device_code", "user_code", "code_verifier", "otp", "totp", "mfa_code",
+                "verification_code", "one_time_code", "recovery_codes",
+            ],
             source: "RFC 6749 §4.1.2 code, RFC 7636 §4.1 code_verifier, RFC 8628 §3.2 device_code and user_code; "
                 + "RFC 6238 TOTP"),
         SecretFamily(

@@ -44,7 +44,10 @@ enum SweepExemptions {
         let words = SecretNames.words(of: name)
         if names.contains(words.joined(separator: "_")) { return true }
         if words.count >= 2, let last = words.last, last == "id" || last == "ids" || last == "requestid",
-           idOwners.contains(words[words.count - 2]) { return true }
+            idOwners.contains(words[words.count - 2])
+        {
+            return true
+        }
         if let last = words.last, ["requestid", "traceid", "correlationid", "spanid"].contains(last) { return true }
         if let last = words.last, digestWords.contains(last) { return true }
         return false

@@ -49,7 +49,8 @@ extension TokenFormats {
                 // Five dashes and BEGIN anchor a PEM header whatever precedes it.
                 guard boundary || candidate.isPEMBlock, hasPrefix(bytes, at: i, candidate.prefix) else { continue }
                 let format = all[candidate.format]
-                let end = format.isPEMBlock
+                let end =
+                    format.isPEMBlock
                     ? pemEnd(bytes, start: i, bodyStart: i + candidate.prefix.count, format: format)
                     : bodyEnd(bytes, bodyStart: i + candidate.prefix.count, format: format)
                 if let end {
@@ -69,10 +70,17 @@ extension TokenFormats {
     private static func atBoundary(_ bytes: UnsafeBufferPointer<UInt8>, _ i: Int) -> Bool {
         if i == 0 || !word.contains(bytes[i - 1]) { return true }
         let p = bytes[i - 1]
-        if i >= 2, bytes[i - 2] == UInt8(ascii: "\\"), p == UInt8(ascii: "n") || p == UInt8(ascii: "t")
-            || p == UInt8(ascii: "r") { return true }
+        if i >= 2, bytes[i - 2] == UInt8(ascii: "\\"),
+            p == UInt8(ascii: "n") || p == UInt8(ascii: "t")
+                || p == UInt8(ascii: "r")
+        {
+            return true
+        }
         if i >= 3, bytes[i - 3] == UInt8(ascii: "%"), ByteClass.hex.contains(bytes[i - 2]),
-           ByteClass.hex.contains(p) { return true }
+            ByteClass.hex.contains(p)
+        {
+            return true
+        }
         return false
     }
 
@@ -90,7 +98,8 @@ extension TokenFormats {
         let length = j - bodyStart
         guard length >= format.minBody, length <= format.maxBody else { return nil }
         if var infix = format.infix,
-           !infix.withUTF8({ ByteSearch.contains(UnsafeBufferPointer(rebasing: bytes[bodyStart..<j]), $0) }) {
+            !infix.withUTF8({ ByteSearch.contains(UnsafeBufferPointer(rebasing: bytes[bodyStart..<j]), $0) })
+        {
             return nil
         }
         return j
@@ -98,8 +107,10 @@ extension TokenFormats {
 
     /// The end of a PEM private key block: after the END line's closing dashes, or, when the END line is missing
     /// (a truncated body), after the last byte that can belong to the block.
-    private static func pemEnd(_ bytes: UnsafeBufferPointer<UInt8>, start: Int, bodyStart: Int,
-                               format: TokenFormat) -> Int? {
+    private static func pemEnd(
+        _ bytes: UnsafeBufferPointer<UInt8>, start: Int, bodyStart: Int,
+        format: TokenFormat
+    ) -> Int? {
         let dashes = Array("-----".utf8)
         // The header label: `[ A-Z0-9_-]{0,100}` up to the first `-----`, ending in PRIVATE KEY (or KEY BLOCK).
         let labelClass = ByteClass.upperAlnum.union(ByteClass(" _-"))

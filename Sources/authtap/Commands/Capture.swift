@@ -78,7 +78,8 @@ struct Capture: ParsableCommand {
         if !quiet { for r in result.records { print(HandshakeLine.format(r)) } }
         let counts = Dictionary(grouping: result.records, by: \.outcome)
             .map { "\($0.value.count) \($0.key.rawValue)" }.sorted().joined(separator: ", ")
-        let summary = "authtap: \(path): \(result.packets) packets, \(result.records.count) handshakes"
+        let summary =
+            "authtap: \(path): \(result.packets) packets, \(result.records.count) handshakes"
             + "\(counts.isEmpty ? "" : " (\(counts))") → session \(sessionID)\n"
         FileHandle.standardError.write(Data(summary.utf8))
         if let error = result.error {
@@ -102,7 +103,8 @@ struct Capture: ParsableCommand {
         let sink = HandshakeSink(database: database, session: sessionID, quiet: quiet)
         let finished = DispatchSemaphore(value: 0)
         let stop = StopSignals()
-        let banner = "authtap capturing on \(interface) (\(bpf))\(write.map { ", writing \($0)" } ?? ""), "
+        let banner =
+            "authtap capturing on \(interface) (\(bpf))\(write.map { ", writing \($0)" } ?? ""), "
             + "session \(sessionID)\n"
         FileHandle.standardOutput.write(Data(banner.utf8))
         capture.startDissecting(emit: { sink.add($0) }, finished: { finished.signal() })
@@ -112,7 +114,8 @@ struct Capture: ParsableCommand {
         sink.flush()
         let (received, kernelDrops) = capture.kernelStats
         try database.endSession(sessionID, dropped: kernelDrops + capture.queueDrops)
-        let summary = "authtap: \(capture.packets) packets (libpcap counted \(received)), "
+        let summary =
+            "authtap: \(capture.packets) packets (libpcap counted \(received)), "
             + "\(kernelDrops) dropped by the kernel, \(capture.queueDrops) by authtap; "
             + "\(sink.count) handshakes → session \(sessionID)\n"
         FileHandle.standardError.write(Data(summary.utf8))

@@ -76,11 +76,12 @@ func absolute(_ path: String) -> String {
 }
 
 /// One formatter for the process, since creating one per call dominated large reports; it is not thread-safe.
-private let isoFormatter = Mutex<ISO8601DateFormatter>({
-    let f = ISO8601DateFormatter()
-    f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    return f
-}())
+private let isoFormatter = Mutex<ISO8601DateFormatter>(
+    {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f
+    }())
 
 func iso(_ date: Date) -> String {
     isoFormatter.withLock { $0.string(from: date) }

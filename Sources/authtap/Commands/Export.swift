@@ -66,7 +66,8 @@ struct Export: ParsableCommand {
             FileHandle.standardOutput.write(Data((text + "\n").utf8))
         } else {
             try Self.writeOwnerOnly(data, to: output)
-            let summary = "authtap: wrote \(exchanges.count) entries, \(analysis.findings.count) findings "
+            let summary =
+                "authtap: wrote \(exchanges.count) entries, \(analysis.findings.count) findings "
                 + "to \(output)\n"
             FileHandle.standardError.write(Data(summary.utf8))
         }
@@ -83,13 +84,17 @@ struct Export: ParsableCommand {
         try handle.close()
     }
 
-    private func collect(_ db: AppDatabase, _ id: Int64, _ exchanges: inout [Exchange], _ analysis: inout Analysis,
-                         _ handshakes: inout [HandshakeRecord]) throws {
+    private func collect(
+        _ db: AppDatabase, _ id: Int64, _ exchanges: inout [Exchange], _ analysis: inout Analysis,
+        _ handshakes: inout [HandshakeRecord]
+    ) throws {
         exchanges += try db.exchanges(session: id)
         let stored = try db.analysis(session: id)
         // Transactions are numbered per session: keep them apart when several sessions are exported.
         let offset = analysis.transactions.count
-        analysis.transactions += stored.transactions.map { var t = $0; t.index += offset; return t }
+        analysis.transactions += stored.transactions.map {
+            var t = $0; t.index += offset; return t
+        }
         analysis.findings += stored.findings.map {
             var f = $0
             f.transaction = f.transaction.map { $0 + offset }

@@ -18,16 +18,19 @@ struct LimitOptions: ParsableArguments {
     @Option(help: "Seconds for a TLS handshake: the client's in an intercepted tunnel, and each upstream's (0: off).")
     var tlsHandshakeTimeout: Double = ProxyLimits().tlsHandshakeTimeout
 
-    @Option(help: """
-        Client connections open at once; past it accepting waits until some close \
-        (default: half the open-files limit, less a margin).
-        """)
+    @Option(
+        help: """
+            Client connections open at once; past it accepting waits until some close \
+            (default: half the open-files limit, less a margin).
+            """)
     var maxConnections: Int?
 
     func validate() throws {
-        let timeouts = [("--request-head-timeout", requestHeadTimeout), ("--client-idle-timeout", clientIdleTimeout),
-                        ("--upstream-idle-timeout", upstreamIdleTimeout), ("--tunnel-idle-timeout", tunnelIdleTimeout),
-                        ("--tls-handshake-timeout", tlsHandshakeTimeout)]
+        let timeouts = [
+            ("--request-head-timeout", requestHeadTimeout), ("--client-idle-timeout", clientIdleTimeout),
+            ("--upstream-idle-timeout", upstreamIdleTimeout), ("--tunnel-idle-timeout", tunnelIdleTimeout),
+            ("--tls-handshake-timeout", tlsHandshakeTimeout),
+        ]
         for (flag, value) in timeouts where !(value >= 0 && value <= 31_536_000) {
             throw ValidationError("\(flag) must be between 0 (off) and 31536000 seconds")
         }

@@ -1,8 +1,8 @@
 import ArgumentParser
 import AuthtapAnalyzer
+import AuthtapCA
 import AuthtapCapture
 import AuthtapDissector
-import AuthtapCA
 import AuthtapModel
 import AuthtapOAuth
 import AuthtapProxy
@@ -27,15 +27,17 @@ struct Proxy: AsyncParsableCommand {
     @Flag(help: "Allow a non-loopback --listen address (requires --proxy-auth).")
     var allowRemote = false
 
-    @Flag(help: """
-        With --allow-remote: also reach loopback, private, link-local (cloud metadata) and other non-public \
-        addresses, which are refused by default.
-        """)
+    @Flag(
+        help: """
+            With --allow-remote: also reach loopback, private, link-local (cloud metadata) and other non-public \
+            addresses, which are refused by default.
+            """)
     var allowPrivateTargets = false
 
-    @Option(help: """
-        With --allow-remote: upstream ports clients may reach, as LIST like 80,443,8000-8100 (default 80,443,8443).
-        """)
+    @Option(
+        help: """
+            With --allow-remote: upstream ports clients may reach, as LIST like 80,443,8000-8100 (default 80,443,8443).
+            """)
     var allowPorts: String?
 
     @Option(
@@ -48,10 +50,11 @@ struct Proxy: AsyncParsableCommand {
     @Option(help: "Intercept only CONNECT hosts matching this glob (repeatable); others are relayed byte for byte.")
     var intercept: [String] = []
 
-    @Option(help: """
-        Bytes of each body to record: the captured wire bytes and, for a compressed body, the decoded text \
-        (a decompression bomb stops here and is marked truncated).
-        """)
+    @Option(
+        help: """
+            Bytes of each body to record: the captured wire bytes and, for a compressed body, the decoded text \
+            (a decompression bomb stops here and is marked truncated).
+            """)
     var bodyLimit: Int = 1 << 20
 
     @Option(help: "Seconds to wait for an upstream TCP connection.")
@@ -65,25 +68,28 @@ struct Proxy: AsyncParsableCommand {
     @Flag(help: "Do not verify upstream certificates (noted on every exchange).")
     var insecureUpstream = false
 
-    @Option(help: """
-        Write NSS key-log lines for both TLS legs to FILE (mode 0600): anyone holding it can decrypt the traffic. \
-        Only this option turns key logging on; SSLKEYLOGFILE is ignored.
-        """)
+    @Option(
+        help: """
+            Write NSS key-log lines for both TLS legs to FILE (mode 0600): anyone holding it can decrypt the traffic. \
+            Only this option turns key logging on; SSLKEYLOGFILE is ignored.
+            """)
     var keylog: String?
 
-    @Option(help: """
-        Capture TLS handshakes on this interface with libpcap during the session (needs root or CAP_NET_RAW).
-        """)
+    @Option(
+        help: """
+            Capture TLS handshakes on this interface with libpcap during the session (needs root or CAP_NET_RAW).
+            """)
     var pcap: String?
 
     @Option(help: "With --pcap: also capture TCP on this port (repeatable; 443 and the listen port always are).")
     var pcapPort: [Int] = []
 
-    @Option(help: """
-        With --pcap: write the captured packets to this pcap file (mode 0600). On the listen port only whole TLS \
-        records keep their bytes; other payload (CONNECT with Proxy-Authorization, plain http://) is cut after the \
-        TCP header.
-        """)
+    @Option(
+        help: """
+            With --pcap: write the captured packets to this pcap file (mode 0600). On the listen port only whole TLS \
+            records keep their bytes; other payload (CONNECT with Proxy-Authorization, plain http://) is cut after the \
+            TCP header.
+            """)
     var pcapWrite: String?
 
     @Flag(help: "With --pcap-write: keep the listen port's plaintext payload too (it holds unmasked secrets).")
@@ -214,8 +220,9 @@ struct Proxy: AsyncParsableCommand {
 
         // SIGINT / SIGTERM: stop accepting, drain, flush, exit 0.
         let name = await stop.next()
-        FileHandle.standardError.write(Data(
-            "authtap: \(name), finishing in-flight exchanges (up to 5 s; Ctrl-C again to quit now)\n".utf8))
+        FileHandle.standardError.write(
+            Data(
+                "authtap: \(name), finishing in-flight exchanges (up to 5 s; Ctrl-C again to quit now)\n".utf8))
         await server.shutdown(grace: 5)
         let captureSummary = pcapRun?.finish() ?? ""
         withExtendedLifetime(keyLogFile) {}
@@ -223,10 +230,12 @@ struct Proxy: AsyncParsableCommand {
         live?.drain()
         // Every exchange is on disk now; the stored analysis covers the whole session.
         let summary = analyzeAtExit(database: database, sessionID: sessionID, analyzer: analyzer, proxyPort: boundPort)
-        let refused = proxyAuth == nil
+        let refused =
+            proxyAuth == nil
             ? "" : "; \(config.counters.unauthenticated) unauthenticated requests refused (not recorded)"
-        FileHandle.standardError.write(Data(
-            "authtap: stopped; \(dropped) records dropped\(refused)\(captureSummary)\(summary)\n".utf8))
+        FileHandle.standardError.write(
+            Data(
+                "authtap: stopped; \(dropped) records dropped\(refused)\(captureSummary)\(summary)\n".utf8))
     }
 
     /// The proxy's configuration from the options, all but the key log.
@@ -273,8 +282,10 @@ struct Proxy: AsyncParsableCommand {
             return try KeyLogFile(path: keylog)
         } else if let inherited = ProcessInfo.processInfo.environment["SSLKEYLOGFILE"], !inherited.isEmpty {
             // A variable left set for a browser must not quietly write the keys to every secret of this session.
-            FileHandle.standardError.write(Data(("authtap: warning: SSLKEYLOGFILE is ignored; to write TLS keys, "
-                + "pass --keylog FILE (anyone holding that file can decrypt the traffic)\n").utf8))
+            FileHandle.standardError.write(
+                Data(
+                    ("authtap: warning: SSLKEYLOGFILE is ignored; to write TLS keys, "
+                        + "pass --keylog FILE (anyone holding that file can decrypt the traffic)\n").utf8))
         }
         return nil
     }

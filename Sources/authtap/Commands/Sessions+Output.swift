@@ -8,7 +8,8 @@ enum SessionLine {
         _ s: SessionRecord, counts: (transactions: Int, errors: Int, warnings: Int, info: Int)?
     ) -> String {
         let end = s.endedAt.map { iso($0) } ?? "running or interrupted"
-        var line = "#\(s.id ?? 0)  \(iso(s.startedAt)) → \(end)  \(s.recorded) exchanges  \(s.dropped) dropped  "
+        var line =
+            "#\(s.id ?? 0)  \(iso(s.startedAt)) → \(end)  \(s.recorded) exchanges  \(s.dropped) dropped  "
             + "\(TerminalText.escape(s.listen ?? ""))  v\(TerminalText.escape(s.version))"
         if let c = counts {
             line += "  \(c.transactions) transactions, \(c.errors) errors, \(c.warnings) warnings"
