@@ -1,4 +1,7 @@
 import ArgumentParser
+import AuthtapCA
+import AuthtapOAuth
+import AuthtapStore
 import Foundation
 
 /// The version the sessions it writes carry: the product's, so that a generated capture reads like one `authtap`
@@ -27,4 +30,21 @@ struct AuthtapBench: ParsableCommand {
 struct BenchError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+}
+
+/// Where a bench command writes: the capture database and the fingerprint key, opened with a new session.
+struct BenchCapture: ParsableArguments {
+    @Option(help: "The capture database to write into.")
+    var db: String
+    @Option(help: "Directory of the fingerprint key.")
+    var certs: String = "certs"
+
+    /// The database, a masker with the key, and the id of a new session recorded with `arguments`.
+    func open(arguments: [String]) throws -> (database: AppDatabase, masker: Masker, sessionID: Int64) {
+        let database = try AppDatabase.open(path: db)
+        let key = try CertsDirectory(path: certs).loadOrCreateFingerprintKey()
+        let session = try database.startSession(version: authtapVersion, arguments: arguments, listen: nil)
+        guard let sessionID = session.id else { throw BenchError("the database did not number the new session") }
+        return (database, Masker(fingerprinter: Fingerprinter(key: key)), sessionID)
+    }
 }

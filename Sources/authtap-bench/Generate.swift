@@ -10,20 +10,12 @@ import Foundation
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a synthetic capture session (for benchmarks of the analyzer and the TUI).")
-    @Option(help: "The capture database to write into.")
-    var db: String
+    @OptionGroup var capture: BenchCapture
     @Option(help: "Number of exchanges (about a tenth become transactions).")
     var exchanges: Int = 100_000
-    @Option(help: "Directory of the fingerprint key.")
-    var certs: String = "certs"
 
     func run() throws {
-        let database = try AppDatabase.open(path: db)
-        let key = try CertsDirectory(path: certs).loadOrCreateFingerprintKey()
-        let masker = Masker(fingerprinter: Fingerprinter(key: key))
-        let session = try database.startSession(
-            version: authtapVersion, arguments: ["generate", "--exchanges", String(exchanges)], listen: nil)
-        guard let sessionID = session.id else { throw BenchError("the database did not number the new session") }
+        let (database, masker, sessionID) = try capture.open(arguments: ["generate", "--exchanges", String(exchanges)])
         var batch: [Exchange] = []
         var written = 0
         var n = 0

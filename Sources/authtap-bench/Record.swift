@@ -14,19 +14,12 @@ struct Record: ParsableCommand {
         commandName: "record",
         abstract: "Measure masking and storing of bench /token exchanges (no network).",
         aliases: ["bench-record"])
-    @Option(help: "The capture database to write into (it should not exist).")
-    var db: String
+    @OptionGroup var capture: BenchCapture
     @Option(help: "Number of exchanges.")
     var exchanges: Int = 100_000
-    @Option(help: "Directory of the fingerprint key.")
-    var certs: String = "certs"
 
     func run() throws {
-        let database = try AppDatabase.open(path: db)
-        let key = try CertsDirectory(path: certs).loadOrCreateFingerprintKey()
-        let masker = Masker(fingerprinter: Fingerprinter(key: key))
-        let session = try database.startSession(version: authtapVersion, arguments: ["bench-record"], listen: nil)
-        guard let sessionID = session.id else { throw BenchError("the database did not number the new session") }
+        let (database, masker, sessionID) = try capture.open(arguments: ["bench-record"])
         let raw = Self.tokenExchange()
 
         // Stage 1: masking alone, on this thread.

@@ -70,15 +70,14 @@ def open_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-class HoldingServer:
-    """Accepts TCP and answers nothing: an upstream whose TLS handshake never starts."""
+class AcceptLoop:
+    """A loopback listener whose accept loop runs on a thread until stop(); subclasses take each connection."""
 
-    def __init__(self):
+    def __init__(self, backlog):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
+        self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
-        self.held = []
         self.stopped = False
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
@@ -88,40 +87,45 @@ class HoldingServer:
         while not self.stopped:
             try:
                 c, _ = self.sock.accept()
-                self.held.append(c)
             except (socket.timeout, OSError):
                 continue
+            self.take(c)
+
+    def take(self, c):
+        raise NotImplementedError
 
     def stop(self):
         self.stopped = True
         self.thread.join(timeout=5)
-        for c in self.held:
-            c.close()
         self.sock.close()
 
 
-class KeepAliveServer:
+class HoldingServer(AcceptLoop):
+    """Accepts TCP and answers nothing: an upstream whose TLS handshake never starts."""
+
+    def __init__(self):
+        self.held = []
+        super().__init__(64)
+
+    def take(self, c):
+        self.held.append(c)
+
+    def stop(self):
+        super().stop()
+        for c in self.held:
+            c.close()
+
+
+class KeepAliveServer(AcceptLoop):
     """Answers each request on a kept-alive connection and records how long after its last response the
     client (the proxy's pool) closed that connection."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.closed_after = []
-        self.stopped = False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
+        super().__init__(16)
 
-    def run(self):
-        self.sock.settimeout(0.1)
-        while not self.stopped:
-            try:
-                c, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+    def take(self, c):
+        threading.Thread(target=self.serve, args=(c,), daemon=True).start()
 
     def serve(self, c):
         c.settimeout(30)
@@ -142,11 +146,6 @@ class KeepAliveServer:
             self.closed_after.append(time.monotonic() - last)
         finally:
             c.close()
-
-    def stop(self):
-        self.stopped = True
-        self.thread.join(timeout=5)
-        self.sock.close()
 
 
 @pytest.fixture
