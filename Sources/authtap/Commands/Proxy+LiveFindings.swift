@@ -18,8 +18,8 @@ final class LiveFindings: Sendable {
     private let queue = DispatchQueue(label: "authtap.live-analysis")
     private let analyzer: Analyzer
     private let limit = 5000
-    /// Rules whose evidence is only complete when the session ends.
-    private let atEndOnly: Set<RuleID> = ["missing-leg"]
+    /// Rules whose evidence is only complete when the session ends, as the rules declare it.
+    private let atEndOnly = Set(AuthtapAnalyzer.Rules.all.filter { !$0.reportsLive }.map(\.id))
 
     init(analyzer: Analyzer) {
         self.analyzer = analyzer

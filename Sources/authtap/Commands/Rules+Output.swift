@@ -5,7 +5,7 @@ import Foundation
 struct RuleJSON: Encodable {
     var id, severity, title, checks: String
 
-    init(_ r: RuleInfo) {
+    init(_ r: any Rule) {
         id = "\(r.id)"
         severity = r.severity.rawValue
         title = r.title
@@ -15,7 +15,7 @@ struct RuleJSON: Encodable {
 
 /// `authtap rules` as text: a rule per two lines, then the provider dialects with --providers.
 enum RulesText {
-    static func rule(_ r: RuleInfo) -> String {
+    static func rule(_ r: any Rule) -> String {
         let id = "\(r.id)".padding(toLength: 24, withPad: " ", startingAt: 0)
         let severity = r.severity.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
         return "\(id) \(severity) \(r.title)\n    \(r.checks)"

@@ -12,9 +12,9 @@ struct Rules: ParsableCommand {
     func run() throws {
         switch format {
         case .json:
-            try printJSON(RuleCatalog.rules.map(RuleJSON.init))
+            try printJSON(AuthtapAnalyzer.Rules.all.map(RuleJSON.init))
         case .text:
-            for r in RuleCatalog.rules { print(RulesText.rule(r)) }
+            for r in AuthtapAnalyzer.Rules.all { print(RulesText.rule(r)) }
             if providers {
                 print("\nProvider dialects (first match wins):")
                 for e in ProviderErrors.table { print(RulesText.dialect(e)) }
