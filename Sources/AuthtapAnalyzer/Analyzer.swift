@@ -27,8 +27,10 @@ public struct Analyzer: Sendable {
     /// - Parameters:
     ///   - handshakes: packet-level handshake records of the same session (pcap mode), if any.
     ///   - proxyPort: the port authtap listened on, to tell the client leg's handshakes from the upstream's.
-    public func analyze(_ exchanges: [Exchange], handshakes: [HandshakeRecord] = [],
-                        proxyPort: Int? = nil) -> Analysis {
+    public func analyze(
+        _ exchanges: [Exchange], handshakes: [HandshakeRecord] = [],
+        proxyPort: Int? = nil
+    ) -> Analysis {
         let facts = exchanges.sorted { ($0.id ?? 0) < ($1.id ?? 0) }.map(ExchangeFacts.init)
         var (transactions, membership) = TransactionBuilder.build(facts)
         var context = RuleContext(facts: facts, membership: membership, options: options, caPath: caPath)
@@ -51,7 +53,8 @@ public struct Analyzer: Sendable {
             let members = transactions[i].members
             // A finding's last exchange is where the failure showed (the second token request, the callback…).
             if let first = errors.min(by: { ($0.exchanges.last ?? 0) < ($1.exchanges.last ?? 0) }),
-               let leg = members.last(where: { first.exchanges.contains($0.exchange) })?.leg {
+                let leg = members.last(where: { first.exchanges.contains($0.exchange) })?.leg
+            {
                 transactions[i].outcome = "failed at \(leg.rawValue)"
             } else if members.contains(where: { m in
                 factsByID[m.exchange].map { $0.tokenSucceeded || ($0.roles.contains(.userinfo) && $0.is2xx) } ?? false

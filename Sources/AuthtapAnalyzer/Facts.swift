@@ -31,7 +31,9 @@ final class ExchangeFacts {
         self.contentType = (ex.responseHeaders.value(of: "content-type") ?? "").lowercased()
         self.grantType = ex.oauthParams.first { $0.name == "grant_type" && $0.location.isRequest }?.value
         let first = ex.responseBody.bytes.first { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }
-        if !roles.isDisjoint(with: Self.apiLike) && (contentType.has("json") || first == UInt8(ascii: "{") || first == UInt8(ascii: "[")) {
+        if !roles.isDisjoint(with: Self.apiLike)
+            && (contentType.has("json") || first == UInt8(ascii: "{") || first == UInt8(ascii: "["))
+        {
             json = JSONValue.parse(ex.responseBody.bytes)
         } else {
             json = nil
@@ -39,7 +41,10 @@ final class ExchangeFacts {
         var report: ErrorReport? = nil
         if case .success(let value)? = json {
             report = ProviderErrors.report(json: value)
-        } else if !ex.responseBody.bytes.isEmpty, contentType.has("x-www-form-urlencoded") || (contentType.hasPrefix("text/plain") && Self.looksLikeForm(ex.responseBody.bytes)) {
+        } else if !ex.responseBody.bytes.isEmpty,
+            contentType.has("x-www-form-urlencoded")
+                || (contentType.hasPrefix("text/plain") && Self.looksLikeForm(ex.responseBody.bytes))
+        {
             report = ProviderErrors.report(pairs: Self.pairs(ex.responseBody.bytes), dialect: "form")
         }
         if report == nil, roles.contains(.authorizationResponse) {
@@ -86,10 +91,11 @@ final class ExchangeFacts {
     var htmlTitle: String? {
         let text = String(decoding: ex.responseBody.bytes.prefix(65536), as: UTF8.self)
         guard let open = text.range(of: "<title", options: .caseInsensitive),
-              let gt = text[open.upperBound...].firstIndex(of: ">"),
-              let close = text[gt...].range(of: "</title>", options: .caseInsensitive)
+            let gt = text[open.upperBound...].firstIndex(of: ">"),
+            let close = text[gt...].range(of: "</title>", options: .caseInsensitive)
         else { return nil }
-        let title = text[text.index(after: gt)..<close.lowerBound].split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        let title = text[text.index(after: gt)..<close.lowerBound].split(whereSeparator: \.isWhitespace).joined(
+            separator: " ")
         return title.isEmpty ? nil : String(title.prefix(160))
     }
 
@@ -100,7 +106,7 @@ final class ExchangeFacts {
         guard case .success(let v)? = json, let token = v[name]?.string else { return nil }
         let parts = token.split(separator: ".", maxSplits: 2, omittingEmptySubsequences: false)
         guard parts.count == 3, let h = JWT.decodeSegment(parts[0]), let c = JWT.decodeSegment(parts[1]),
-              case .success(let header) = JSONValue.parse(Array(h)), case .success(let claims) = JSONValue.parse(Array(c))
+            case .success(let header) = JSONValue.parse(Array(h)), case .success(let claims) = JSONValue.parse(Array(c))
         else { return nil }
         return (header, claims, token)
     }
@@ -115,8 +121,13 @@ final class ExchangeFacts {
         return f.date(from: text)
     }
 
-    static let apiLike: Set<OAuthRole> = [.token, .userinfo, .introspection, .deviceAuthorization, .pushedAuthorizationRequest, .revocation, .discovery, .jwks]
-    static let endpoints: Set<OAuthRole> = [.token, .userinfo, .introspection, .deviceAuthorization, .pushedAuthorizationRequest]
+    static let apiLike: Set<OAuthRole> = [
+        .token, .userinfo, .introspection, .deviceAuthorization, .pushedAuthorizationRequest, .revocation, .discovery,
+        .jwks,
+    ]
+    static let endpoints: Set<OAuthRole> = [
+        .token, .userinfo, .introspection, .deviceAuthorization, .pushedAuthorizationRequest,
+    ]
 
     static func looksLikeForm(_ bytes: [UInt8]) -> Bool {
         guard bytes.contains(UInt8(ascii: "=")) else { return false }
@@ -126,8 +137,10 @@ final class ExchangeFacts {
     static func pairs(_ bytes: [UInt8]) -> [(String, String)] {
         bytes.split(separator: UInt8(ascii: "&")).compactMap { part in
             guard let eq = part.firstIndex(of: UInt8(ascii: "=")) else { return nil }
-            return (FormCoding.decode(String(decoding: part[..<eq], as: UTF8.self)),
-                    FormCoding.decode(String(decoding: part[(eq + 1)...], as: UTF8.self)))
+            return (
+                FormCoding.decode(String(decoding: part[..<eq], as: UTF8.self)),
+                FormCoding.decode(String(decoding: part[(eq + 1)...], as: UTF8.self))
+            )
         }
     }
 }

@@ -12,7 +12,8 @@ public indirect enum JSONValue: Sendable, Equatable {
 
     public static func == (a: JSONValue, b: JSONValue) -> Bool {
         switch (a, b) {
-        case let (.object(x), .object(y)): return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        case let (.object(x), .object(y)):
+            return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
         case let (.array(x), .array(y)): return x == y
         case let (.string(x), .string(y)): return x == y
         case let (.number(x), .number(y)): return x == y
@@ -55,7 +56,9 @@ public indirect enum JSONValue: Sendable, Equatable {
             p.skipSpace()
             let v = try p.value(depth: 0)
             p.skipSpace()
-            if p.i < bytes.count { throw ParseError(offset: p.i, message: "unexpected data after the JSON value", endOfInput: false) }
+            if p.i < bytes.count {
+                throw ParseError(offset: p.i, message: "unexpected data after the JSON value", endOfInput: false)
+            }
             return .success(v)
         } catch let e as ParseError {
             return .failure(e)
@@ -72,7 +75,9 @@ public indirect enum JSONValue: Sendable, Equatable {
             while i < b.count, b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09 { i += 1 }
         }
         func fail(_ message: String) -> ParseError {
-            ParseError(offset: i, message: i >= b.count ? "unexpected end of input (\(message))" : message, endOfInput: i >= b.count)
+            ParseError(
+                offset: i, message: i >= b.count ? "unexpected end of input (\(message))" : message,
+                endOfInput: i >= b.count)
         }
         mutating func value(depth: Int) throws -> JSONValue {
             guard depth < 512 else { throw fail("nesting too deep") }
@@ -121,9 +126,10 @@ public indirect enum JSONValue: Sendable, Equatable {
                 let start = i
                 if b[i] == UInt8(ascii: "-") { i += 1 }
                 var digits = 0
-                while i < b.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b[i]) || b[i] == UInt8(ascii: ".")
-                    || b[i] == UInt8(ascii: "e") || b[i] == UInt8(ascii: "E") || b[i] == UInt8(ascii: "+")
-                    || (b[i] == UInt8(ascii: "-") && i > start)
+                while i < b.count,
+                    (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b[i]) || b[i] == UInt8(ascii: ".")
+                        || b[i] == UInt8(ascii: "e") || b[i] == UInt8(ascii: "E") || b[i] == UInt8(ascii: "+")
+                        || (b[i] == UInt8(ascii: "-") && i > start)
                 {
                     i += 1
                     digits += 1
@@ -159,7 +165,9 @@ public indirect enum JSONValue: Sendable, Equatable {
                     case UInt8(ascii: "b"): out.append(0x08)
                     case UInt8(ascii: "f"): out.append(0x0C)
                     case UInt8(ascii: "u"):
-                        guard i + 4 < b.count, let code = UInt32(String(decoding: b[(i + 1)...(i + 4)], as: UTF8.self), radix: 16) else {
+                        guard i + 4 < b.count,
+                            let code = UInt32(String(decoding: b[(i + 1)...(i + 4)], as: UTF8.self), radix: 16)
+                        else {
                             throw fail("invalid \\u escape")
                         }
                         out.append(contentsOf: Array(String(Character(Unicode.Scalar(code) ?? "\u{FFFD}")).utf8))

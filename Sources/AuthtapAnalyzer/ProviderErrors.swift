@@ -69,113 +69,181 @@ public struct ProviderErrorEntry: Sendable {
 public enum ProviderErrors {
     public static let table: [ProviderErrorEntry] = [
         // Microsoft Entra ID (Azure AD): invalid_grant with an AADSTS code in error_description and error_codes.
-        .init(provider: "Microsoft Entra ID", match: .number(54005), errorClass: .codeReused,
-              source: "https://github.com/AzureAD/microsoft-identity-web/issues/2328"),
-        .init(provider: "Microsoft Entra ID", match: .number(70008), errorClass: .codeExpired,
-              source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
-        .init(provider: "Microsoft Entra ID", match: .number(50011), errorClass: .redirectURIMismatch,
-              source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
-        .init(provider: "Microsoft Entra ID", match: .number(501481), errorClass: .pkceMismatch,
-              source: "https://github.com/CoasterKaty/PHPAzureADoAuth/issues/18"),
-        .init(provider: "Microsoft Entra ID", match: .number(7000215), errorClass: .invalidClient,
-              source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
-        .init(provider: "Microsoft Entra ID", match: .number(7000222), errorClass: .invalidClient,
-              source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
-        .init(provider: "Microsoft Entra ID", match: .number(700016), errorClass: .invalidClient,
-              source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
-        .init(provider: "Microsoft Entra ID", match: .number(700082), errorClass: .refreshExpired,
-              source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
-        .init(provider: "Microsoft Entra ID", match: .number(50173), errorClass: .refreshRevoked,
-              source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
-        .init(provider: "Microsoft Entra ID", match: .number(70011), errorClass: .invalidScope,
-              source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
-        .init(provider: "Microsoft Entra ID", match: .number(65001), errorClass: .interactionRequired,
-              source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
+        .init(
+            provider: "Microsoft Entra ID", match: .number(54005), errorClass: .codeReused,
+            source: "https://github.com/AzureAD/microsoft-identity-web/issues/2328"),
+        .init(
+            provider: "Microsoft Entra ID", match: .number(70008), errorClass: .codeExpired,
+            source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
+        .init(
+            provider: "Microsoft Entra ID", match: .number(50011), errorClass: .redirectURIMismatch,
+            source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
+        .init(
+            provider: "Microsoft Entra ID", match: .number(501481), errorClass: .pkceMismatch,
+            source: "https://github.com/CoasterKaty/PHPAzureADoAuth/issues/18"),
+        .init(
+            provider: "Microsoft Entra ID", match: .number(7000215), errorClass: .invalidClient,
+            source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
+        .init(
+            provider: "Microsoft Entra ID", match: .number(7000222), errorClass: .invalidClient,
+            source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
+        .init(
+            provider: "Microsoft Entra ID", match: .number(700016), errorClass: .invalidClient,
+            source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
+        .init(
+            provider: "Microsoft Entra ID", match: .number(700082), errorClass: .refreshExpired,
+            source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
+        .init(
+            provider: "Microsoft Entra ID", match: .number(50173), errorClass: .refreshRevoked,
+            source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
+        .init(
+            provider: "Microsoft Entra ID", match: .number(70011), errorClass: .invalidScope,
+            source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
+        .init(
+            provider: "Microsoft Entra ID", match: .number(65001), errorClass: .interactionRequired,
+            source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
         // GitHub: errors in a 200 response, form-encoded unless Accept: application/json.
-        .init(provider: "GitHub", match: .code("bad_verification_code"), errorClass: .codeInvalid,
-              source: "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/"),
-        .init(provider: "GitHub", match: .code("incorrect_client_credentials"), errorClass: .invalidClient,
-              source: "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/"),
-        .init(provider: "GitHub", match: .code("redirect_uri_mismatch"), errorClass: .redirectURIMismatch,
-              source: "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/"),
-        .init(provider: "GitHub", match: .code("unverified_user_email"), errorClass: .accessDenied,
-              source: "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/"),
+        .init(
+            provider: "GitHub", match: .code("bad_verification_code"), errorClass: .codeInvalid,
+            source:
+                "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/"
+        ),
+        .init(
+            provider: "GitHub", match: .code("incorrect_client_credentials"), errorClass: .invalidClient,
+            source:
+                "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/"
+        ),
+        .init(
+            provider: "GitHub", match: .code("redirect_uri_mismatch"), errorClass: .redirectURIMismatch,
+            source:
+                "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/"
+        ),
+        .init(
+            provider: "GitHub", match: .code("unverified_user_email"), errorClass: .accessDenied,
+            source:
+                "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/"
+        ),
         // Facebook / Meta Graph API: {"error":{"message","type":"OAuthException","code":100,"error_subcode":…}}.
-        .init(provider: "Facebook", match: .description("authorization code has been used"), errorClass: .codeReused,
-              source: "https://github.com/laravel/socialite/issues/385"),
-        .init(provider: "Facebook", match: .description("authorization code has expired"), errorClass: .codeExpired,
-              source: "https://github.com/SammyK/LaravelFacebookSdk/issues/141"),
-        .init(provider: "Facebook", match: .description("redirect_uri is identical to the one you used in the OAuth dialog"), errorClass: .redirectURIMismatch,
-              source: "https://developers.facebook.com/docs/facebook-login/guides/advanced/manual-flow"),
+        .init(
+            provider: "Facebook", match: .description("authorization code has been used"), errorClass: .codeReused,
+            source: "https://github.com/laravel/socialite/issues/385"),
+        .init(
+            provider: "Facebook", match: .description("authorization code has expired"), errorClass: .codeExpired,
+            source: "https://github.com/SammyK/LaravelFacebookSdk/issues/141"),
+        .init(
+            provider: "Facebook",
+            match: .description("redirect_uri is identical to the one you used in the OAuth dialog"),
+            errorClass: .redirectURIMismatch,
+            source: "https://developers.facebook.com/docs/facebook-login/guides/advanced/manual-flow"),
         // Keycloak: invalid_grant with a short description.
-        .init(provider: "Keycloak", match: .description("PKCE verification failed"), errorClass: .pkceMismatch,
-              source: "https://github.com/keycloak/keycloak-community/issues/292"),
-        .init(provider: "Keycloak", match: .description("Code not valid"), errorClass: .codeInvalid,
-              source: "https://github.com/marcospereirampj/python-keycloak/issues/339"),
-        .init(provider: "Keycloak", match: .description("Incorrect redirect_uri"), errorClass: .redirectURIMismatch,
-              source: "https://github.com/marcospereirampj/python-keycloak/issues/207"),
-        .init(provider: "Keycloak", match: .description("Token is not active"), errorClass: .refreshExpired,
-              source: "https://www.keycloak.org/docs/latest/server_admin/#_timeouts"),
-        .init(provider: "Keycloak", match: .description("Stale token"), errorClass: .refreshRevoked,
-              source: "https://www.keycloak.org/docs/latest/server_admin/#_timeouts"),
-        .init(provider: "Keycloak", match: .description("Maximum allowed refresh token reuse exceeded"), errorClass: .refreshRevoked,
-              source: "https://www.keycloak.org/docs/latest/server_admin/#_timeouts"),
+        .init(
+            provider: "Keycloak", match: .description("PKCE verification failed"), errorClass: .pkceMismatch,
+            source: "https://github.com/keycloak/keycloak-community/issues/292"),
+        .init(
+            provider: "Keycloak", match: .description("Code not valid"), errorClass: .codeInvalid,
+            source: "https://github.com/marcospereirampj/python-keycloak/issues/339"),
+        .init(
+            provider: "Keycloak", match: .description("Incorrect redirect_uri"), errorClass: .redirectURIMismatch,
+            source: "https://github.com/marcospereirampj/python-keycloak/issues/207"),
+        .init(
+            provider: "Keycloak", match: .description("Token is not active"), errorClass: .refreshExpired,
+            source: "https://www.keycloak.org/docs/latest/server_admin/#_timeouts"),
+        .init(
+            provider: "Keycloak", match: .description("Stale token"), errorClass: .refreshRevoked,
+            source: "https://www.keycloak.org/docs/latest/server_admin/#_timeouts"),
+        .init(
+            provider: "Keycloak", match: .description("Maximum allowed refresh token reuse exceeded"),
+            errorClass: .refreshRevoked,
+            source: "https://www.keycloak.org/docs/latest/server_admin/#_timeouts"),
         // Okta.
-        .init(provider: "Okta", match: .description("PKCE verification failed"), errorClass: .pkceMismatch,
-              source: "https://developer.okta.com/docs/guides/implement-grant-type/authcodepkce/main/"),
-        .init(provider: "Okta", match: .description("authorization code is invalid or has expired"), errorClass: .codeInvalid,
-              source: "https://developer.okta.com/docs/reference/error-codes/"),
-        .init(provider: "Okta", match: .description("does not match the redirection URI used in the authorization request"), errorClass: .redirectURIMismatch,
-              source: "https://developer.okta.com/docs/reference/error-codes/"),
-        .init(provider: "Okta", match: .description("refresh token is invalid or expired"), errorClass: .refreshInvalid,
-              source: "https://developer.okta.com/docs/reference/error-codes/"),
+        .init(
+            provider: "Okta", match: .description("PKCE verification failed"), errorClass: .pkceMismatch,
+            source: "https://developer.okta.com/docs/guides/implement-grant-type/authcodepkce/main/"),
+        .init(
+            provider: "Okta", match: .description("authorization code is invalid or has expired"),
+            errorClass: .codeInvalid,
+            source: "https://developer.okta.com/docs/reference/error-codes/"),
+        .init(
+            provider: "Okta",
+            match: .description("does not match the redirection URI used in the authorization request"),
+            errorClass: .redirectURIMismatch,
+            source: "https://developer.okta.com/docs/reference/error-codes/"),
+        .init(
+            provider: "Okta", match: .description("refresh token is invalid or expired"), errorClass: .refreshInvalid,
+            source: "https://developer.okta.com/docs/reference/error-codes/"),
         // Auth0.
-        .init(provider: "Auth0", match: .description("Invalid authorization code"), errorClass: .codeInvalid,
-              source: "https://auth0.com/docs/get-started/authentication-and-authorization-flow/authorization-code-flow-with-pkce"),
-        .init(provider: "Auth0", match: .description("Unknown or invalid refresh token"), errorClass: .refreshInvalid,
-              source: "https://auth0.com/docs/secure/tokens/refresh-tokens/refresh-token-rotation"),
+        .init(
+            provider: "Auth0", match: .description("Invalid authorization code"), errorClass: .codeInvalid,
+            source:
+                "https://auth0.com/docs/get-started/authentication-and-authorization-flow/authorization-code-flow-with-pkce"
+        ),
+        .init(
+            provider: "Auth0", match: .description("Unknown or invalid refresh token"), errorClass: .refreshInvalid,
+            source: "https://auth0.com/docs/secure/tokens/refresh-tokens/refresh-token-rotation"),
         // Google.
-        .init(provider: "Google", match: .description("Malformed auth code"), errorClass: .codeInvalid,
-              source: "https://developers.google.com/identity/protocols/oauth2/web-server#exchange-authorization-code"),
-        .init(provider: "Google", match: .description("Token has been expired or revoked"), errorClass: .refreshRevoked,
-              source: "https://developers.google.com/identity/protocols/oauth2#expiration"),
-        .init(provider: "Google", match: .description("Missing code verifier"), errorClass: .pkceMismatch,
-              source: "https://developers.google.com/identity/protocols/oauth2/native-app"),
+        .init(
+            provider: "Google", match: .description("Malformed auth code"), errorClass: .codeInvalid,
+            source: "https://developers.google.com/identity/protocols/oauth2/web-server#exchange-authorization-code"),
+        .init(
+            provider: "Google", match: .description("Token has been expired or revoked"), errorClass: .refreshRevoked,
+            source: "https://developers.google.com/identity/protocols/oauth2#expiration"),
+        .init(
+            provider: "Google", match: .description("Missing code verifier"), errorClass: .pkceMismatch,
+            source: "https://developers.google.com/identity/protocols/oauth2/native-app"),
         // Salesforce.
-        .init(provider: "Salesforce", match: .description("expired authorization code"), errorClass: .codeExpired,
-              source: "https://github.com/omniphx/forrest/issues/169"),
+        .init(
+            provider: "Salesforce", match: .description("expired authorization code"), errorClass: .codeExpired,
+            source: "https://github.com/omniphx/forrest/issues/169"),
         // Servers that name the verifier in their description.
-        .init(provider: "Google", match: .description("Invalid code verifier"), errorClass: .pkceMismatch,
-              source: "https://github.com/googleapis/google-api-java-client/issues/1479"),
-        .init(provider: "Spotify", match: .description("code_verifier was incorrect"), errorClass: .pkceMismatch,
-              source: "https://github.com/spotify/web-api-examples/issues/126"),
-        .init(provider: "OpenIddict", match: .description("The specified 'code_verifier' is invalid"), errorClass: .pkceMismatch,
-              source: "https://github.com/openiddict/openiddict-core/issues/1225"),
-        .init(provider: "Duende IdentityServer", match: .description("Transformed code verifier does not match code challenge"), errorClass: .pkceMismatch,
-              source: "https://github.com/DuendeArchive/Support/issues/498"),
-        .init(provider: "bshaffer/oauth2-server-php", match: .description("The authorization code has expired"), errorClass: .codeExpired,
-              source: "https://github.com/bshaffer/oauth2-server-php/issues/494"),
+        .init(
+            provider: "Google", match: .description("Invalid code verifier"), errorClass: .pkceMismatch,
+            source: "https://github.com/googleapis/google-api-java-client/issues/1479"),
+        .init(
+            provider: "Spotify", match: .description("code_verifier was incorrect"), errorClass: .pkceMismatch,
+            source: "https://github.com/spotify/web-api-examples/issues/126"),
+        .init(
+            provider: "OpenIddict", match: .description("The specified 'code_verifier' is invalid"),
+            errorClass: .pkceMismatch,
+            source: "https://github.com/openiddict/openiddict-core/issues/1225"),
+        .init(
+            provider: "Duende IdentityServer",
+            match: .description("Transformed code verifier does not match code challenge"), errorClass: .pkceMismatch,
+            source: "https://github.com/DuendeArchive/Support/issues/498"),
+        .init(
+            provider: "bshaffer/oauth2-server-php", match: .description("The authorization code has expired"),
+            errorClass: .codeExpired,
+            source: "https://github.com/bshaffer/oauth2-server-php/issues/494"),
         // Slack: {"ok":false,"error":"…"} with HTTP 200.
-        .init(provider: "Slack", match: .code("invalid_code"), errorClass: .codeInvalid,
-              source: "https://api.slack.com/methods/oauth.v2.access"),
-        .init(provider: "Slack", match: .code("code_already_used"), errorClass: .codeReused,
-              source: "https://api.slack.com/methods/oauth.v2.access"),
-        .init(provider: "Slack", match: .code("bad_redirect_uri"), errorClass: .redirectURIMismatch,
-              source: "https://api.slack.com/methods/oauth.v2.access"),
-        .init(provider: "Slack", match: .code("bad_client_secret"), errorClass: .invalidClient,
-              source: "https://api.slack.com/methods/oauth.v2.access"),
-        .init(provider: "Slack", match: .code("invalid_client_id"), errorClass: .invalidClient,
-              source: "https://api.slack.com/methods/oauth.v2.access"),
-        .init(provider: "Slack", match: .code("invalid_refresh_token"), errorClass: .refreshInvalid,
-              source: "https://api.slack.com/methods/oauth.v2.access"),
+        .init(
+            provider: "Slack", match: .code("invalid_code"), errorClass: .codeInvalid,
+            source: "https://api.slack.com/methods/oauth.v2.access"),
+        .init(
+            provider: "Slack", match: .code("code_already_used"), errorClass: .codeReused,
+            source: "https://api.slack.com/methods/oauth.v2.access"),
+        .init(
+            provider: "Slack", match: .code("bad_redirect_uri"), errorClass: .redirectURIMismatch,
+            source: "https://api.slack.com/methods/oauth.v2.access"),
+        .init(
+            provider: "Slack", match: .code("bad_client_secret"), errorClass: .invalidClient,
+            source: "https://api.slack.com/methods/oauth.v2.access"),
+        .init(
+            provider: "Slack", match: .code("invalid_client_id"), errorClass: .invalidClient,
+            source: "https://api.slack.com/methods/oauth.v2.access"),
+        .init(
+            provider: "Slack", match: .code("invalid_refresh_token"), errorClass: .refreshInvalid,
+            source: "https://api.slack.com/methods/oauth.v2.access"),
         // Discord.
-        .init(provider: "Discord", match: .description("Invalid \"code\" in request"), errorClass: .codeInvalid,
-              source: "https://discord.com/developers/docs/topics/oauth2#authorization-code-grant"),
-        .init(provider: "Discord", match: .description("Invalid \"redirect_uri\" in request"), errorClass: .redirectURIMismatch,
-              source: "https://discord.com/developers/docs/topics/oauth2#authorization-code-grant"),
+        .init(
+            provider: "Discord", match: .description("Invalid \"code\" in request"), errorClass: .codeInvalid,
+            source: "https://discord.com/developers/docs/topics/oauth2#authorization-code-grant"),
+        .init(
+            provider: "Discord", match: .description("Invalid \"redirect_uri\" in request"),
+            errorClass: .redirectURIMismatch,
+            source: "https://discord.com/developers/docs/topics/oauth2#authorization-code-grant"),
         // Amazon Cognito.
-        .init(provider: "Amazon Cognito", match: .code("invalid_grant"), errorClass: .invalidGrant,
-              source: "https://docs.aws.amazon.com/cognito/latest/developerguide/token-endpoint.html"),
+        .init(
+            provider: "Amazon Cognito", match: .code("invalid_grant"), errorClass: .invalidGrant,
+            source: "https://docs.aws.amazon.com/cognito/latest/developerguide/token-endpoint.html"),
     ]
 
     /// RFC 6749 §4.1.2.1 and §5.2 codes, and OIDC Core §3.1.2.6, after the provider table.
@@ -209,7 +277,9 @@ public enum ProviderErrors {
         // Descriptions that say it in RFC words, whatever the server.
         let lower = description.lowercased()
         if report.code == "invalid_grant" {
-            if lower.has("code_verifier") || lower.has("code verifier") || lower.has("pkce") { return (.pkceMismatch, nil) }
+            if lower.has("code_verifier") || lower.has("code verifier") || lower.has("pkce") {
+                return (.pkceMismatch, nil)
+            }
             if lower.has("redirect") { return (.redirectURIMismatch, nil) }
             if lower.has("refresh") && lower.has("expired") { return (.refreshExpired, nil) }
             if lower.has("refresh") && lower.has("revoked") { return (.refreshRevoked, nil) }
@@ -226,13 +296,16 @@ public enum ProviderErrors {
             var numbers: [Int] = []
             if let c = nested["code"]?.number.flatMap(Int.init(wholeNumber:)) { numbers.append(c) }
             if let s = nested["error_subcode"]?.number.flatMap(Int.init(wholeNumber:)) { numbers.append(s) }
-            return ErrorReport(code: nested["type"]?.string ?? "error", description: nested["message"]?.string,
-                               numericCodes: numbers, dialect: "json-nested")
+            return ErrorReport(
+                code: nested["type"]?.string ?? "error", description: nested["message"]?.string,
+                numericCodes: numbers, dialect: "json-nested")
         }
         if let code = json["error"]?.string {
             let description = json["error_description"]?.string ?? json["message"]?.string
             var numbers: [Int] = []
-            if case .array(let codes) = json["error_codes"] ?? .null { numbers = codes.compactMap { $0.number.flatMap(Int.init(wholeNumber:)) } }
+            if case .array(let codes) = json["error_codes"] ?? .null {
+                numbers = codes.compactMap { $0.number.flatMap(Int.init(wholeNumber:)) }
+            }
             numbers += aadstsCodes(in: description ?? "")
             let dialect = json["ok"] == .bool(false) ? "slack" : "json"
             return ErrorReport(code: code, description: description, numericCodes: numbers, dialect: dialect)
@@ -244,7 +317,8 @@ public enum ProviderErrors {
     public static func report(pairs: [(String, String)], dialect: String) -> ErrorReport? {
         guard let code = pairs.first(where: { $0.0 == "error" })?.1 else { return nil }
         let description = pairs.first { $0.0 == "error_description" }?.1
-        return ErrorReport(code: code, description: description, numericCodes: aadstsCodes(in: description ?? ""), dialect: dialect)
+        return ErrorReport(
+            code: code, description: description, numericCodes: aadstsCodes(in: description ?? ""), dialect: dialect)
     }
 
     static func aadstsCodes(in text: String) -> [Int] {

@@ -84,8 +84,10 @@ package struct RuleContext {
 
     /// Records a finding about `f` (and the exchanges in `more` that prove it); the server's own error at `f`
     /// joins the evidence.
-    mutating func add(_ rule: RuleID, _ severity: Severity, _ title: String, _ f: ExchangeFacts,
-                      more: [ExchangeFacts] = [], explanation: String, fix: String, evidence: [String: String] = [:]) {
+    mutating func add(
+        _ rule: RuleID, _ severity: Severity, _ title: String, _ f: ExchangeFacts,
+        more: [ExchangeFacts] = [], explanation: String, fix: String, evidence: [String: String] = [:]
+    ) {
         let ids = Array(Set(([f] + more).map(\.id))).sorted()
         var evidence = evidence
         if let report = f.error, evidence["server_error"] == nil, !more.contains(where: { $0.id == f.id }) {
@@ -94,14 +96,17 @@ package struct RuleContext {
         }
         var tx = transaction(of: f)
         if tx == nil { tx = more.compactMap { membership[$0.id] }.first }
-        findings.append(Finding(rule: rule, severity: severity, title: title, explanation: explanation, fix: fix,
-                                exchanges: ids, transaction: tx, evidence: evidence))
+        findings.append(
+            Finding(
+                rule: rule, severity: severity, title: title, explanation: explanation, fix: fix,
+                exchanges: ids, transaction: tx, evidence: evidence))
     }
 
     /// The authorization request of the transaction a token request belongs to.
     func authorizeFor(_ f: ExchangeFacts) -> ExchangeFacts? {
         if let code = f.fingerprint("code", .request), let issuer = codeIssued[code]?.first,
-           let auth = issuer.roles.contains(.authorizationRequest) ? issuer : nil {
+            let auth = issuer.roles.contains(.authorizationRequest) ? issuer : nil
+        {
             return auth
         }
         guard let t = transaction(of: f) else { return nil }
@@ -122,7 +127,7 @@ package struct RuleContext {
     /// the exchange that issued the code, the time since, and whether expiry explains the refusal.
     func codeRefusal(_ f: ExchangeFacts) -> (issuedAt: ExchangeFacts?, gap: TimeInterval?, expired: Bool)? {
         guard let cls = f.errorClass, f.error != nil, [.codeExpired, .codeInvalid, .invalidGrant].contains(cls),
-              f.isCodeGrant, !codeSentMoreThanOnce(f)
+            f.isCodeGrant, !codeSentMoreThanOnce(f)
         else { return nil }
         let issuedAt = f.fingerprint("code", .request).flatMap { codeIssued[$0]?.first }
         let gap = issuedAt.map { f.start.timeIntervalSince($0.start) }
@@ -130,7 +135,8 @@ package struct RuleContext {
     }
 
     static func seconds(_ t: TimeInterval) -> String {
-        t < 10 ? String(format: "%.2f s", t)
+        t < 10
+            ? String(format: "%.2f s", t)
             : t < 120 ? String(format: "%.0f s", t) : String(format: "%.1f min", t / 60)
     }
 }

@@ -72,9 +72,13 @@ enum TransactionBuilder {
                 openAuthorize[state] = i
             }
             let hasCode = f.ex.oauthParams.contains { $0.name == "code" && $0.fingerprint != nil }
-            if f.roles.contains(.authorizationResponse), let state = state(of: f, .responseLocation), let j = openAuthorize[state] {
+            if f.roles.contains(.authorizationResponse), let state = state(of: f, .responseLocation),
+                let j = openAuthorize[state]
+            {
                 union(i, j)
-            } else if f.roles.contains(.callback), !hasCode, let state = state(of: f, .request), let j = openAuthorize[state] {
+            } else if f.roles.contains(.callback), !hasCode, let state = state(of: f, .request),
+                let j = openAuthorize[state]
+            {
                 union(i, j)
             }
         }
@@ -94,15 +98,16 @@ enum TransactionBuilder {
             let tokenLeg = memberFacts.first { $0.roles.contains(.token) }
             let authorize = memberFacts.first { $0.roles.contains(.authorizationRequest) }
             for f in memberFacts { membership[f.id] = index }
-            transactions.append(Transaction(
-                index: index,
-                clientID: memberFacts.lazy.compactMap(\.clientID).first,
-                serverHost: (tokenLeg ?? authorize)?.ex.host,
-                grantType: memberFacts.lazy.compactMap(\.grantType).first,
-                state: memberFacts.lazy.compactMap { $0.value("state", .requestTarget) }.first,
-                startedAt: memberFacts[0].start,
-                outcome: "incomplete",
-                members: memberFacts.map { Transaction.Member(exchange: $0.id, leg: leg(of: $0)) }))
+            transactions.append(
+                Transaction(
+                    index: index,
+                    clientID: memberFacts.lazy.compactMap(\.clientID).first,
+                    serverHost: (tokenLeg ?? authorize)?.ex.host,
+                    grantType: memberFacts.lazy.compactMap(\.grantType).first,
+                    state: memberFacts.lazy.compactMap { $0.value("state", .requestTarget) }.first,
+                    startedAt: memberFacts[0].start,
+                    outcome: "incomplete",
+                    members: memberFacts.map { Transaction.Member(exchange: $0.id, leg: leg(of: $0)) }))
         }
         return (transactions, membership)
     }

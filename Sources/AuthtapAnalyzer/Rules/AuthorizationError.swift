@@ -19,12 +19,15 @@ struct AuthorizationError: Rule {
     func evaluate(_ c: inout RuleContext) {
         for f in c.facts {
             if f.roles.contains(.callback) || f.roles.contains(.authorizationResponse),
-               let report = f.error, f.errorClass != nil, f.errorClass != .redirectURIMismatch,
-               f.roles.contains(.callback) || !f.roles.contains(.authorizationRequest) {
-                c.add(id, f.errorClass == .accessDenied || f.errorClass == .interactionRequired ? .warning : .error,
+                let report = f.error, f.errorClass != nil, f.errorClass != .redirectURIMismatch,
+                f.roles.contains(.callback) || !f.roles.contains(.authorizationRequest)
+            {
+                c.add(
+                    id, f.errorClass == .accessDenied || f.errorClass == .interactionRequired ? .warning : .error,
                     "Authorization returned \(report.code)", f,
                     explanation: "The authorization server sent the user back with \(report.summary)."
-                        + (f.errorClass == .accessDenied ? " The user (or a policy) declined consent."
+                        + (f.errorClass == .accessDenied
+                            ? " The user (or a policy) declined consent."
                             : f.errorClass == .interactionRequired
                                 ? " A silent request (prompt=none) needs the user to sign in or consent." : ""),
                     fix: f.errorClass == .interactionRequired ? Self.interactiveFix : Self.callbackFix,
@@ -32,7 +35,8 @@ struct AuthorizationError: Rule {
             }
             if f.roles.contains(.authorizationRequest), let page = AuthorizeErrorPage(f), !page.namesRedirectURI {
                 let (status, shown) = (page.status, page.shown)
-                c.add(id, .error, "The authorization request was rejected with HTTP \(status)", f,
+                c.add(
+                    id, .error, "The authorization request was rejected with HTTP \(status)", f,
                     explanation: """
                         \(f.ex.host) answered the authorization request with an error page (\(shown)) instead of \
                         redirecting back to the client.

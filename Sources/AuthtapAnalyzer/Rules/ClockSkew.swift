@@ -24,7 +24,8 @@ struct ClockSkew: Rule {
         let local = f.start
         if let reference, abs(reference.timeIntervalSince(local)) > c.options.skewTolerance {
             let skew = Int(saturating: reference.timeIntervalSince(local).rounded())
-            c.add(id, .warning, "Local clock is \(abs(skew)) s \(skew > 0 ? "behind" : "ahead of") the server", f,
+            c.add(
+                id, .warning, "Local clock is \(abs(skew)) s \(skew > 0 ? "behind" : "ahead of") the server", f,
                 explanation: """
                     The server's Date header says \(f.ex.responseHeaders.value(of: "date") ?? ""), while this \
                     machine's clock said \(ISO8601DateFormatter().string(from: local)) when the request left: \
@@ -43,7 +44,8 @@ struct ClockSkew: Rule {
             let now = reference ?? local
             if let iat = jwt.claims["iat"]?.number, iat - now.timeIntervalSince1970 > c.options.skewTolerance {
                 let d = Int(saturating: iat - now.timeIntervalSince1970)
-                c.add(id, .warning, "\(name) issued \(d) s in the future", f,
+                c.add(
+                    id, .warning, "\(name) issued \(d) s in the future", f,
                     explanation: """
                         iat=\(Int(saturating: iat)) is \(d) s after \
                         \(reference == nil ? "this machine's clock" : "the server's Date header"): the server's \
@@ -54,7 +56,8 @@ struct ClockSkew: Rule {
             }
             if let nbf = jwt.claims["nbf"]?.number, nbf - now.timeIntervalSince1970 > c.options.skewTolerance {
                 let d = Int(saturating: nbf - now.timeIntervalSince1970)
-                c.add(id, .warning, "\(name) not valid for another \(d) s (nbf)", f,
+                c.add(
+                    id, .warning, "\(name) not valid for another \(d) s (nbf)", f,
                     explanation: """
                         nbf=\(Int(saturating: nbf)) is \(d) s in the future relative to \
                         \(reference == nil ? "this machine's clock" : "the server's Date header").
@@ -64,7 +67,8 @@ struct ClockSkew: Rule {
             }
             if let exp = jwt.claims["exp"]?.number, exp < now.timeIntervalSince1970 {
                 let d = Int(saturating: now.timeIntervalSince1970 - exp)
-                c.add(id, .warning, "\(name) already expired when issued (\(d) s ago)", f,
+                c.add(
+                    id, .warning, "\(name) already expired when issued (\(d) s ago)", f,
                     explanation: """
                         exp=\(Int(saturating: exp)) is \(d) s before \
                         \(reference == nil ? "this machine's clock" : "the server's Date header") at issuance.

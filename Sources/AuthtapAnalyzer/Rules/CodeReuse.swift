@@ -48,14 +48,19 @@ struct CodeReuse: Rule {
             let attempted = sorted.map { a in
                 "#\(a.id) \(a.status.map(String.init) ?? "no response")\(a.error.map { " " + $0.code } ?? "")"
             }
-            var evidence = ["code": sorted[0].value("code", .request) ?? fp, "code_fingerprint": fp,
-                            "attempts": attempted.joined(separator: ", "), "gap": RuleContext.seconds(gap)]
+            var evidence = [
+                "code": sorted[0].value("code", .request) ?? fp, "code_fingerprint": fp,
+                "attempts": attempted.joined(separator: ", "), "gap": RuleContext.seconds(gap),
+            ]
             evidence["succeeded"] = winner.map { "#\($0.id)" } ?? "none"
             let first = sorted[0]
-            let title = simultaneous ? "Authorization code exchanged twice at once (double render / double submit)"
+            let title =
+                simultaneous
+                ? "Authorization code exchanged twice at once (double render / double submit)"
                 : "Authorization code sent to the token endpoint \(sorted.count) times"
             let outcome = winner.map { "; attempt #\($0.id) succeeded" } ?? "; none succeeded"
-            c.add(id, .error, title, first, more: Array(sorted.dropFirst()),
+            c.add(
+                id, .error, title, first, more: Array(sorted.dropFirst()),
                 explanation: """
                     The same authorization code (fingerprint \(fp)) was sent to \(first.ex.host)\(first.path) \
                     \(sorted.count) times\(outcome). \(Self.singleUse) The attempts were \(RuleContext.seconds(gap)) \
@@ -70,7 +75,8 @@ struct CodeReuse: Rule {
     func serverSaysReused(_ f: ExchangeFacts, _ c: inout RuleContext) {
         guard f.errorClass == .codeReused, let report = f.error, !c.codeSentMoreThanOnce(f) else { return }
         let codeFP = f.fingerprint("code", .request)
-        c.add(id, .error, "The server says this authorization code was already used", f,
+        c.add(
+            id, .error, "The server says this authorization code was already used", f,
             explanation: """
                 \(f.ex.host) rejected the token request because its code was already redeemed (\(report.summary)). The \
                 first redemption was not captured: it went through another path, or happened before authtap started.

@@ -20,11 +20,18 @@ struct InvalidClient: Rule {
         let basic = f.param("client_id", .requestHeaderAuthorization) != nil
         let bodySecret = f.param("client_secret", .requestBody) != nil
         let assertion = f.param("client_assertion", .requestBody) != nil
-        let method = basic ? "client_secret_basic" : bodySecret ? "client_secret_post" : assertion ? """
-            private_key_jwt / client_secret_jwt
-            """ : "none (public client)"
+        let method =
+            basic
+            ? "client_secret_basic"
+            : bodySecret
+                ? "client_secret_post"
+                : assertion
+                    ? """
+                    private_key_jwt / client_secret_jwt
+                    """ : "none (public client)"
         if basic && (bodySecret || assertion) {
-            c.add(id, f.is2xx ? .warning : .error,
+            c.add(
+                id, f.is2xx ? .warning : .error,
                 "Client credentials sent both in the Basic header and in the body", f,
                 explanation: """
                     RFC 6749 §2.3: a client must not use more than one authentication method in a request. This one \
@@ -54,7 +61,8 @@ struct InvalidClient: Rule {
                      No credentials were sent: a confidential client must authenticate at the token endpoint.
                     """
             }
-            c.add(id, .error, "Client authentication failed", f,
+            c.add(
+                id, .error, "Client authentication failed", f,
                 explanation: explanation,
                 fix: """
                     Check client_id and the secret for this environment (a rotated or expired secret, a secret from \
@@ -65,7 +73,8 @@ struct InvalidClient: Rule {
                 evidence: ["method": method, "client_id": f.clientID ?? "(none)"])
         }
         if let auth = c.authorizeFor(f), let a = auth.value("client_id", .request), let t = f.clientID, a != t {
-            c.add(id, .error, "client_id differs between /authorize and /token", f, more: [auth],
+            c.add(
+                id, .error, "client_id differs between /authorize and /token", f, more: [auth],
                 explanation: """
                     The authorization request #\(auth.id) used client_id=\(a), the token request uses client_id=\(t). \
                     A code is bound to the client it was issued to.

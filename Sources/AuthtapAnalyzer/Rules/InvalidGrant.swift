@@ -35,7 +35,9 @@ struct InvalidGrant: Rule {
             // A plain challenge is masked (it is the verifier): compared by fingerprint.
             if let plain = challenge?.fingerprint {
                 if plain != f.fingerprint("code_verifier", .request) { return true }
-            } else if challenge != nil && s256 != challenge?.value { return true }
+            } else if challenge != nil && s256 != challenge?.value {
+                return true
+            }
             if let a = auth.value("redirect_uri", .request), let t = f.value("redirect_uri", .request), a != t {
                 return true
             }
@@ -44,7 +46,8 @@ struct InvalidGrant: Rule {
     }
 
     func reportGeneric(_ f: ExchangeFacts, _ report: ErrorReport, _ c: inout RuleContext) {
-        c.add(id, .error, "Grant rejected: \(report.code)", f,
+        c.add(
+            id, .error, "Grant rejected: \(report.code)", f,
             explanation: """
                 \(f.ex.host) rejected the \(f.grantType ?? "token") grant with \(report.summary). The capture rules \
                 out reuse, expiry, a PKCE or redirect_uri difference that authtap could see; what is left is \

@@ -15,17 +15,19 @@ struct InvalidRequest: Rule {
     func evaluate(_ c: inout RuleContext) {
         for f in c.facts where f.roles.contains(.token) {
             if f.method == "GET" {
-                    c.add(id, .error, "GET sent to the token endpoint", f,
-                        explanation: """
-                            The token request at \(f.ex.host)\(f.path) used GET with its parameters in the query. RFC \
-                            6749 §3.2 requires POST, and parameters in a URL leak into logs and browser history.
-                            """,
-                        fix: "Send the token request as POST with an application/x-www-form-urlencoded body.",
-                        evidence: ["method": "GET", "grant_type": f.grantType ?? ""])
+                c.add(
+                    id, .error, "GET sent to the token endpoint", f,
+                    explanation: """
+                        The token request at \(f.ex.host)\(f.path) used GET with its parameters in the query. RFC \
+                        6749 §3.2 requires POST, and parameters in a URL leak into logs and browser history.
+                        """,
+                    fix: "Send the token request as POST with an application/x-www-form-urlencoded body.",
+                    evidence: ["method": "GET", "grant_type": f.grantType ?? ""])
             } else {
                 shape(f, &c)
                 if f.errorClass == .invalidRequest, let report = f.error {
-                    c.add(id, .error, "The server says the token request is malformed", f,
+                    c.add(
+                        id, .error, "The server says the token request is malformed", f,
                         explanation: """
                             \(f.ex.host) answered \(report.summary). The request carried: \
                             \(f.ex.oauthParams.filter { $0.location.isRequest }.map(\.name).joined(separator: ", ")).
@@ -44,7 +46,9 @@ struct InvalidRequest: Rule {
     func shape(_ f: ExchangeFacts, _ c: inout RuleContext) {
         let contentType = (f.ex.requestHeaders.value(of: "content-type") ?? "").lowercased()
         if !contentType.has("application/x-www-form-urlencoded") {
-            c.add(id, f.is2xx && f.error == nil ? .warning : .error, """
+            c.add(
+                id, f.is2xx && f.error == nil ? .warning : .error,
+                """
                 Token request body is \(contentType.isEmpty ? "untyped" : contentType), not form-encoded
                 """, f,
                 explanation: """
@@ -67,7 +71,8 @@ struct InvalidRequest: Rule {
         if let grant = f.grantType, let names = required[grant] {
             let missing = names.filter { f.param($0, .request) == nil }
             if !missing.isEmpty {
-                c.add(id, .error, "Token request for \(grant) is missing \(missing.joined(separator: ", "))", f,
+                c.add(
+                    id, .error, "Token request for \(grant) is missing \(missing.joined(separator: ", "))", f,
                     explanation: """
                         grant_type=\(grant) requires \(names.joined(separator: ", ")); this request lacks \
                         \(missing.joined(separator: ", ")).

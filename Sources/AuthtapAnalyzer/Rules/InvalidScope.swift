@@ -12,7 +12,8 @@ struct InvalidScope: Rule {
     func evaluate(_ c: inout RuleContext) {
         for f in c.tokenRequests {
             if f.errorClass == .invalidScope, let report = f.error {
-                c.add(id, .error, "Scope rejected by \(f.ex.host)", f,
+                c.add(
+                    id, .error, "Scope rejected by \(f.ex.host)", f,
                     explanation: """
                         The server answered \(report.summary). Requested scope: \
                         \(f.value("scope", .request) ?? "(none in this request)").
@@ -36,7 +37,8 @@ struct InvalidScope: Rule {
         let got = Set(granted.split(separator: " ").map(String.init))
         let missing = want.subtracting(got).sorted()
         if !missing.isEmpty {
-            c.add(id, .warning, "Granted scope lacks \(missing.joined(separator: " "))", f,
+            c.add(
+                id, .warning, "Granted scope lacks \(missing.joined(separator: " "))", f,
                 explanation: """
                     The client asked for \"\(requested)\" and was granted \"\(granted)\" (RFC 6749 §3.3 lets the \
                     server narrow it). Calls that need \(missing.joined(separator: ", ")) will fail with \

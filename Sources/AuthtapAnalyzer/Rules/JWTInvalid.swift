@@ -22,7 +22,8 @@ struct JWTInvalid: Rule {
             guard body[name] != nil else { continue }
             guard let jwt = f.jwt(name) else {
                 if name == "id_token" {
-                    c.add(id, .error, "id_token is not a JWT", f,
+                    c.add(
+                        id, .error, "id_token is not a JWT", f,
                         explanation: """
                             OpenID Connect Core §2 requires the id_token to be a signed JWT; this one is not three \
                             base64url segments with a JSON header.
@@ -37,8 +38,11 @@ struct JWTInvalid: Rule {
             }
             let alg = jwt.header["alg"]?.string ?? "(none)"
             if let fp = f.fingerprint(name, .responseBody), let check = c.signatureVerdicts[fp],
-               check.verdict == "invalid" {
-                c.add(id, .error, """
+                check.verdict == "invalid"
+            {
+                c.add(
+                    id, .error,
+                    """
                     \(name) signature does not verify against the captured JWKS
                     """, f, more: check.at.id == f.id ? [] : [check.at],
                     explanation: """
@@ -51,11 +55,14 @@ struct JWTInvalid: Rule {
                         Compare the token's iss with the JWKS's issuer, and check the signing key configuration on the \
                         server (key rotation publishes the new key before signing with it).
                         """,
-                    evidence: ["alg": alg, "kid": jwt.header["kid"]?.string ?? "(none)", "token_fingerprint": fp,
-                               "verdict": "invalid"])
+                    evidence: [
+                        "alg": alg, "kid": jwt.header["kid"]?.string ?? "(none)", "token_fingerprint": fp,
+                        "verdict": "invalid",
+                    ])
             }
             if alg.lowercased() == "none" {
-                c.add(id, .error, "\(name) is unsigned (alg: none)", f,
+                c.add(
+                    id, .error, "\(name) is unsigned (alg: none)", f,
                     explanation: "The \(name) header says alg=none: anyone can forge it. Libraries must reject it.",
                     fix: "Configure the server to sign tokens (RS256/ES256) and the client to reject alg=none.",
                     evidence: ["alg": alg])
@@ -65,8 +72,10 @@ struct JWTInvalid: Rule {
     }
 
     /// The id_token's audience, issuer, nonce and key id against the rest of the session.
-    func idTokenClaims(_ f: ExchangeFacts, _ jwt: (header: JSONValue, claims: JSONValue, raw: String),
-                       _ c: inout RuleContext) {
+    func idTokenClaims(
+        _ f: ExchangeFacts, _ jwt: (header: JSONValue, claims: JSONValue, raw: String),
+        _ c: inout RuleContext
+    ) {
         let auth = c.authorizeFor(f)
         let clientID = f.clientID ?? auth?.value("client_id", .request)
         if let clientID {
@@ -78,7 +87,8 @@ struct JWTInvalid: Rule {
                 }
             }()
             if !aud.isEmpty, !aud.contains(clientID) {
-                c.add(id, .error, "id_token audience does not include the client_id", f,
+                c.add(
+                    id, .error, "id_token audience does not include the client_id", f,
                     explanation: """
                         aud=\(aud.joined(separator: ",")) but the client is \(clientID) (OIDC Core §3.1.3.7: the \
                         client must reject it).
@@ -91,7 +101,8 @@ struct JWTInvalid: Rule {
             }
         }
         if let iss = jwt.claims["iss"]?.string, !c.discoveredIssuers.isEmpty, !c.discoveredIssuers.contains(iss) {
-            c.add(id, .error, "id_token issuer differs from the discovered issuer", f,
+            c.add(
+                id, .error, "id_token issuer differs from the discovered issuer", f,
                 explanation: """
                     iss=\(iss), but discovery announced \(c.discoveredIssuers.sorted().joined(separator: ", ")). A \
                     trailing slash or http vs https is the usual difference.
@@ -103,8 +114,10 @@ struct JWTInvalid: Rule {
                 evidence: ["iss": iss, "discovered": c.discoveredIssuers.sorted().joined(separator: ", ")])
         }
         if let sentNonce = auth?.value("nonce", .request), let nonce = jwt.claims["nonce"]?.string,
-           nonce != sentNonce {
-            c.add(id, .error,
+            nonce != sentNonce
+        {
+            c.add(
+                id, .error,
                 "id_token nonce differs from the one sent to /authorize", f, more: auth.map { [$0] } ?? [],
                 explanation: """
                     The authorization request sent nonce=\(sentNonce); the id_token carries nonce=\(nonce). The \
@@ -114,7 +127,8 @@ struct JWTInvalid: Rule {
                 evidence: ["sent_nonce": sentNonce, "token_nonce": nonce])
         }
         if let kid = jwt.header["kid"]?.string, let kids = c.jwksKids, !kids.contains(kid) {
-            c.add(id, .error, "id_token kid \(kid) is not in the captured JWKS", f,
+            c.add(
+                id, .error, "id_token kid \(kid) is not in the captured JWKS", f,
                 explanation: """
                     The token is signed with key \(kid), but the JWKS fetched in this session lists \
                     \(kids.sorted().joined(separator: ", ")). Signature validation will fail: keys were rotated \

@@ -20,7 +20,8 @@ struct MissingLeg: Rule {
             guard let first = issuers.first, first.error == nil else { continue }
             // The callback is where the client receives the code; the authorization response alone may be a
             // browser hop.
-            c.add(id, .warning,
+            c.add(
+                id, .warning,
                 "Code issued but never exchanged through authtap", first, more: Array(issuers.dropFirst()),
                 explanation: """
                     A code (fingerprint \(fp)) reached the client at #\(first.id), but no token request with it went \

@@ -19,8 +19,10 @@ struct NonJSONResponse: Rule {
         (.deviceAuthorization, "device authorization endpoint"),
     ]
     /// Phrases of web application firewall and bot-protection pages.
-    static let challengeMarkers = ["cf-chl", "just a moment", "attention required", "incapsula", "request unsuccessful",
-                                   "akamai"]
+    static let challengeMarkers = [
+        "cf-chl", "just a moment", "attention required", "incapsula", "request unsuccessful",
+        "akamai",
+    ]
 
     static let endedEarly = """
          The response ended early: a connection cut, a Content-Length that is too long, or a gateway timeout.
@@ -37,7 +39,7 @@ struct NonJSONResponse: Rule {
         let what = Self.endpointNames.first { f.roles.contains($0.role) }?.name ?? "PAR endpoint"
         let body = f.ex.responseBody
         let ct = f.contentType
-        if f.roles.contains(.userinfo), ct.has("jwt") { return } // signed userinfo (OIDC Core §5.3.2)
+        if f.roles.contains(.userinfo), ct.has("jwt") { return }  // signed userinfo (OIDC Core §5.3.2)
         if status == 204 || status == 304 { return }
         if body.size == 0 { return emptyBody(f, status, what, &c) }
         let first = body.bytes.first { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }
@@ -46,8 +48,9 @@ struct NonJSONResponse: Rule {
         case .success(let value)?:
             jsonBody(f, value, status, what, &c)
         case .failure(let e)?:
-            if body.truncated && e.endOfInput { return } // authtap recorded only a prefix
-            c.add(id, .error, e.endOfInput ? "Truncated JSON from the \(what)" : "Malformed JSON from the \(what)", f,
+            if body.truncated && e.endOfInput { return }  // authtap recorded only a prefix
+            c.add(
+                id, .error, e.endOfInput ? "Truncated JSON from the \(what)" : "Malformed JSON from the \(what)", f,
                 explanation: "The body does not parse as JSON: \(e.message) at byte \(e.offset) of \(body.bytes.count)."
                     + (e.endOfInput ? Self.endedEarly : ""),
                 fix: """
@@ -58,16 +61,20 @@ struct NonJSONResponse: Rule {
         case nil:
             if ct.has("x-www-form-urlencoded") || ExchangeFacts.looksLikeForm(body.bytes) {
                 let hasToken = ExchangeFacts.pairs(body.bytes).contains { $0.0 == "access_token" }
-                c.add(id, hasToken ? .warning : .error, "Form-encoded response from the \(what)", f,
+                c.add(
+                    id, hasToken ? .warning : .error, "Form-encoded response from the \(what)", f,
                     explanation: """
                         The \(what) answered with a form-encoded body (\(ct.isEmpty ? "no Content-Type" : ct)). GitHub \
                         does this by default; JSON-only OAuth clients fail to parse it
                         """ + (hasToken ? ", even though it carries a token." : "."),
                     fix: "Send Accept: application/json with the token request.",
-                    evidence: ["content_type": ct.isEmpty ? "(none)" : ct,
-                               "accept_sent": f.ex.requestHeaders.value(of: "accept") ?? "(none)"])
+                    evidence: [
+                        "content_type": ct.isEmpty ? "(none)" : ct,
+                        "accept_sent": f.ex.requestHeaders.value(of: "accept") ?? "(none)",
+                    ])
             } else {
-                c.add(id, .error, "\(ct.isEmpty ? "Untyped" : ct) response from the \(what)", f,
+                c.add(
+                    id, .error, "\(ct.isEmpty ? "Untyped" : ct) response from the \(what)", f,
                     explanation: """
                         The \(what) answered HTTP \(status) with \(ct.isEmpty ? "an untyped body" : ct): \
                         \"\(String(f.bodyText.prefix(80)))\".
@@ -83,12 +90,15 @@ struct NonJSONResponse: Rule {
 
     func emptyBody(_ f: ExchangeFacts, _ status: Int, _ what: String, _ c: inout RuleContext) {
         let ct = f.contentType
-        c.add(id, .error, "Empty response from the \(what) (HTTP \(status))", f,
+        c.add(
+            id, .error, "Empty response from the \(what) (HTTP \(status))", f,
             explanation: """
                 The \(what) at \(f.ex.host)\(f.path) answered HTTP \(status) with no body. OAuth clients expect a \
                 JSON object and fail with a parse error (\"An invalid OAuth response was received\").
                 """,
-            fix: status >= 500 ? "The server failed: check its logs." : """
+            fix: status >= 500
+                ? "The server failed: check its logs."
+                : """
                 Check the URL (a proxy or gateway answering instead of the server), the method (POST), and the \
                 Accept header.
                 """,
@@ -103,7 +113,8 @@ struct NonJSONResponse: Rule {
         let kind: String
         let fix: String
         if Self.challengeMarkers.contains(where: { text.has($0) })
-            || text.has("access denied") && text.has("reference #") {
+            || text.has("access denied") && text.has("reference #")
+        {
             kind = "a WAF/CDN challenge page"
             fix = """
                 The request was stopped by a web application firewall or bot protection before reaching the \
@@ -127,22 +138,26 @@ struct NonJSONResponse: Rule {
                 tenant/realm gives an HTML 404 page), and send Accept: application/json.
                 """
         }
-        c.add(id, .error, "HTML instead of JSON from the \(what): \(kind)", f,
+        c.add(
+            id, .error, "HTML instead of JSON from the \(what): \(kind)", f,
             explanation: """
                 The \(what) at \(f.ex.host)\(f.path) answered HTTP \(status) with \
                 \(kind)\(title.map { " titled \"\($0)\"" } ?? ""). OAuth libraries try to parse it as JSON and \
                 report \"An invalid OAuth response was received\".
                 """,
             fix: fix,
-            evidence: ["status": String(status), "content_type": ct.isEmpty ? "(none)" : ct,
-                       "title": title ?? "(none)"])
+            evidence: [
+                "status": String(status), "content_type": ct.isEmpty ? "(none)" : ct,
+                "title": title ?? "(none)",
+            ])
     }
 
     /// Valid JSON: its Content-Type, an error with HTTP 200, a token response without its required members.
     func jsonBody(_ f: ExchangeFacts, _ value: JSONValue, _ status: Int, _ what: String, _ c: inout RuleContext) {
         let ct = f.contentType
         if !ct.has("json") {
-            c.add(id, .warning, "JSON served with Content-Type \(ct.isEmpty ? "(none)" : ct)", f,
+            c.add(
+                id, .warning, "JSON served with Content-Type \(ct.isEmpty ? "(none)" : ct)", f,
                 explanation: """
                     The body is valid JSON but labelled \(ct.isEmpty ? "with no Content-Type" : ct); strict \
                     clients refuse it.
@@ -151,14 +166,16 @@ struct NonJSONResponse: Rule {
                 evidence: ["content_type": ct.isEmpty ? "(none)" : ct])
         }
         if let report = f.error, status == 200 {
-            c.add(id, .error, "Error reported with HTTP 200", f,
+            c.add(
+                id, .error, "Error reported with HTTP 200", f,
                 explanation: """
                     The \(what) answered HTTP 200 with \(report.summary). RFC 6749 §5.2 requires 400 (or 401); \
                     clients that check the status first treat this as a success and then fail on a missing \
                     access_token.
                     """,
                 fix: report.dialect == "slack"
-                    ? "Slack reports errors with ok:false in a 200: check `ok` before reading tokens." : """
+                    ? "Slack reports errors with ok:false in a 200: check `ok` before reading tokens."
+                    : """
                     Check the body for an `error` member before reading tokens (GitHub and Slack answer errors \
                     with 200).
                     """,
@@ -167,11 +184,16 @@ struct NonJSONResponse: Rule {
             var problems: [String] = []
             if value["access_token"] == nil { problems.append("no access_token") }
             if value["token_type"] == nil { problems.append("no token_type") }
-            if let e = value["expires_in"], e.number == nil { problems.append("""
-                expires_in is \(e.string.map { "the string \"\($0)\"" } ?? e.text), not a number
-                """) }
+            if let e = value["expires_in"], e.number == nil {
+                problems.append(
+                    """
+                    expires_in is \(e.string.map { "the string \"\($0)\"" } ?? e.text), not a number
+                    """)
+            }
             if !problems.isEmpty {
-                c.add(id, .error, """
+                c.add(
+                    id, .error,
+                    """
                     Token response is missing required members: \(problems.joined(separator: "; "))
                     """, f,
                     explanation: """

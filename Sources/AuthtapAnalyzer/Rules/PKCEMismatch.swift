@@ -23,7 +23,8 @@ struct PKCEMismatch: Rule {
     func authorizeRequest(_ f: ExchangeFacts, _ c: inout RuleContext) {
         let challenge = f.value("code_challenge", .request)
         if challenge != nil, f.value("code_challenge_method", .request) == nil {
-            c.add(id, .warning, "code_challenge sent without code_challenge_method: the server assumes plain", f,
+            c.add(
+                id, .warning, "code_challenge sent without code_challenge_method: the server assumes plain", f,
                 explanation: """
                     RFC 7636 §4.3: without code_challenge_method the server treats the challenge as plain, so a client \
                     that computed S256 will fail verification, and plain gives no protection if the challenge leaks.
@@ -31,7 +32,8 @@ struct PKCEMismatch: Rule {
                 fix: "Send code_challenge_method=S256 with the challenge.",
                 evidence: ["code_challenge": challenge ?? ""])
         } else if f.value("code_challenge_method", .request) == "plain" {
-            c.add(id, .warning, "PKCE uses the plain method", f,
+            c.add(
+                id, .warning, "PKCE uses the plain method", f,
                 explanation: """
                     code_challenge_method=plain sends the verifier itself as the challenge; anyone who sees the \
                     authorization URL can redeem the code. Many servers reject plain outright.
@@ -50,14 +52,17 @@ struct PKCEMismatch: Rule {
         let verifier = f.param("code_verifier", .request)
         let s256 = f.value("code_verifier_s256", .derived)
         let serverSaysPKCE = f.errorClass == .pkceMismatch
-        let evidence = [("code_challenge", challenge), ("code_challenge_method", method),
-                        ("code_verifier", verifier?.value), ("S256(code_verifier)", s256)]
-            .reduce(into: [String: String]()) { e, pair in e[pair.0] = pair.1 }
+        let evidence = [
+            ("code_challenge", challenge), ("code_challenge_method", method),
+            ("code_verifier", verifier?.value), ("S256(code_verifier)", s256),
+        ]
+        .reduce(into: [String: String]()) { e, pair in e[pair.0] = pair.1 }
         let more = auth.map { [$0] } ?? []
         let authID = auth.map { "\($0.id)" } ?? "?"
         verifierShape(f, verifier, more: more, evidence: evidence, &c)
         if let challenge, method == "S256", let s256, s256 != challenge {
-            c.add(id, .error, "S256(code_verifier) does not match the code_challenge", f, more: more,
+            c.add(
+                id, .error, "S256(code_verifier) does not match the code_challenge", f, more: more,
                 explanation: """
                     The authorization request #\(authID) sent code_challenge=\(challenge); SHA-256 of the \
                     code_verifier sent to /token is \(s256). The verifier is not the one the challenge was made from: \
@@ -71,8 +76,10 @@ struct PKCEMismatch: Rule {
                     """,
                 evidence: evidence)
         } else if method == "plain", let plain = auth?.fingerprint("code_challenge", .request), let verifier,
-                  let verifierPrint = verifier.fingerprint, plain != verifierPrint {
-            c.add(id, .error, "code_verifier is not the plain code_challenge", f, more: more,
+            let verifierPrint = verifier.fingerprint, plain != verifierPrint
+        {
+            c.add(
+                id, .error, "code_verifier is not the plain code_challenge", f, more: more,
                 explanation: "The authorization request #\(authID) sent a plain code_challenge (fingerprint \(plain)); "
                     + "the code_verifier sent to /token has fingerprint \(verifierPrint). With method plain the two "
                     + "must be the same string.",
@@ -80,7 +87,8 @@ struct PKCEMismatch: Rule {
                     + "better, switch to code_challenge_method=S256.",
                 evidence: evidence)
         } else if challenge != nil, verifier == nil {
-            c.add(id, .error, "code_challenge was sent but the token request has no code_verifier", f, more: more,
+            c.add(
+                id, .error, "code_challenge was sent but the token request has no code_verifier", f, more: more,
                 explanation: """
                     The authorization request #\(authID) used PKCE, so the server will only redeem the code with the \
                     matching code_verifier, and this token request sent none.
@@ -88,7 +96,8 @@ struct PKCEMismatch: Rule {
                 fix: "Send code_verifier with the token request (the value the challenge was derived from).",
                 evidence: evidence)
         } else if auth != nil, challenge == nil, verifier != nil {
-            c.add(id, f.is2xx ? .warning : .error,
+            c.add(
+                id, f.is2xx ? .warning : .error,
                 "code_verifier sent without any code_challenge at /authorize", f, more: more,
                 explanation: """
                     The token request sends a code_verifier, but the authorization request #\(authID) had no \
@@ -97,10 +106,13 @@ struct PKCEMismatch: Rule {
                 fix: "Send code_challenge and code_challenge_method=S256 in the authorization request.",
                 evidence: evidence)
         } else if serverSaysPKCE {
-            c.add(id, .error, "The server rejected the PKCE verification", f, more: more,
-                explanation: "\(f.ex.host) answered \(f.error?.summary ?? "an error")." + (auth == nil ? """
-                     The authorization request was not captured, so authtap cannot compare the challenge itself.
-                    """ : ""),
+            c.add(
+                id, .error, "The server rejected the PKCE verification", f, more: more,
+                explanation: "\(f.ex.host) answered \(f.error?.summary ?? "an error")."
+                    + (auth == nil
+                        ? """
+                         The authorization request was not captured, so authtap cannot compare the challenge itself.
+                        """ : ""),
                 fix: """
                     Make sure the verifier sent to /token is the one whose S256 hash was sent as code_challenge, \
                     generated once per authorization.
@@ -110,11 +122,15 @@ struct PKCEMismatch: Rule {
     }
 
     /// The verifier's length and alphabet (RFC 7636 §4.1).
-    func verifierShape(_ f: ExchangeFacts, _ verifier: OAuthParam?, more: [ExchangeFacts], evidence: [String: String],
-                       _ c: inout RuleContext) {
+    func verifierShape(
+        _ f: ExchangeFacts, _ verifier: OAuthParam?, more: [ExchangeFacts], evidence: [String: String],
+        _ c: inout RuleContext
+    ) {
         if let verifier, let length = Int(verifier.value.split(separator: "len=").last?.prefix { $0.isNumber } ?? ""),
-           !(43...128).contains(length) {
-            c.add(id, .error, "code_verifier has an invalid length (\(length))", f, more: more,
+            !(43...128).contains(length)
+        {
+            c.add(
+                id, .error, "code_verifier has an invalid length (\(length))", f, more: more,
                 explanation: """
                     RFC 7636 §4.1 requires a code_verifier of 43 to 128 characters; this one has \(length). Servers \
                     reject it, or worse, accept it only sometimes.
@@ -123,7 +139,8 @@ struct PKCEMismatch: Rule {
                 evidence: evidence)
         }
         if f.value("code_verifier_charset", .derived) == "invalid" {
-            c.add(id, .error, "code_verifier has characters outside [A-Za-z0-9-._~]", f, more: more,
+            c.add(
+                id, .error, "code_verifier has characters outside [A-Za-z0-9-._~]", f, more: more,
                 explanation: """
                     RFC 7636 §4.1 allows only unreserved characters in code_verifier; '+', '/', '=' (standard base64) \
                     are the usual culprits.

@@ -17,22 +17,25 @@ struct RedirectURIMismatch: Rule {
         for f in c.facts {
             if f.roles.contains(.token), f.method != "GET" { tokenRequest(f, &c) }
             if f.roles.contains(.callback) || f.roles.contains(.authorizationResponse),
-               let report = f.error, f.errorClass == .redirectURIMismatch {
-                    c.add(id, .error, "The server rejected the redirect_uri at /authorize", f,
-                        explanation: """
-                            \(f.ex.host) answered the authorization request with \(report.summary). The redirect_uri \
-                            sent must match one registered for the client exactly, character for character.
-                            """,
-                        fix: """
-                            Register \(c.authorizeFor(f)?.value("redirect_uri", .request) ?? "the redirect_uri") for \
-                            this client, or send the one that is registered (watch scheme, host, port, trailing slash \
-                            and case).
-                            """,
-                        evidence: ["redirect_uri": f.value("redirect_uri", .request) ?? "(not in this exchange)"])
+                let report = f.error, f.errorClass == .redirectURIMismatch
+            {
+                c.add(
+                    id, .error, "The server rejected the redirect_uri at /authorize", f,
+                    explanation: """
+                        \(f.ex.host) answered the authorization request with \(report.summary). The redirect_uri \
+                        sent must match one registered for the client exactly, character for character.
+                        """,
+                    fix: """
+                        Register \(c.authorizeFor(f)?.value("redirect_uri", .request) ?? "the redirect_uri") for \
+                        this client, or send the one that is registered (watch scheme, host, port, trailing slash \
+                        and case).
+                        """,
+                    evidence: ["redirect_uri": f.value("redirect_uri", .request) ?? "(not in this exchange)"])
             }
             if f.roles.contains(.authorizationRequest), let page = AuthorizeErrorPage(f), page.namesRedirectURI {
                 let (status, shown, redirect) = (page.status, page.shown, page.redirect)
-                c.add(id, .error, "The server rejected the redirect_uri at /authorize", f,
+                c.add(
+                    id, .error, "The server rejected the redirect_uri at /authorize", f,
                     explanation: """
                         \(f.ex.host) answered the authorization request with an error page (\(shown)) instead of \
                         redirecting: it does not accept redirect_uri=\(redirect) for client \
@@ -59,7 +62,8 @@ struct RedirectURIMismatch: Rule {
             let how = Self.describeDifference(sent, token)
             // A difference the server accepted (e.g. case in the query) is not a failure.
             if f.tokenSucceeded { return }
-            c.add(id, .error,
+            c.add(
+                id, .error,
                 "redirect_uri differs between /authorize and /token: \(how)", f, more: auth.map { [$0] } ?? [],
                 explanation: """
                     RFC 6749 §4.1.3: the redirect_uri sent to /token must be identical to the one sent to /authorize \
@@ -71,7 +75,8 @@ struct RedirectURIMismatch: Rule {
                     """,
                 evidence: ["authorize_redirect_uri": sent, "token_redirect_uri": token, "difference": how])
         } else if let sent, token == nil, !f.tokenSucceeded {
-            c.add(id, .error, "redirect_uri missing from the token request", f, more: auth.map { [$0] } ?? [],
+            c.add(
+                id, .error, "redirect_uri missing from the token request", f, more: auth.map { [$0] } ?? [],
                 explanation: """
                     The authorization request sent redirect_uri=\(sent), so RFC 6749 §4.1.3 requires the same value in \
                     the token request, which has none.
@@ -79,11 +84,14 @@ struct RedirectURIMismatch: Rule {
                 fix: "Add redirect_uri=\(sent) to the token request.",
                 evidence: ["authorize_redirect_uri": sent])
         } else if serverSays {
-            c.add(id, .error, "The server rejected the redirect_uri", f,
-                explanation: "\(f.ex.host) answered \(f.error?.summary ?? "an error")." + (auth == nil ? """
-                     The authorization request was not captured; compare the token request's redirect_uri \
-                    (\(token ?? "none")) with the one registered and the one used at /authorize.
-                    """ : ""),
+            c.add(
+                id, .error, "The server rejected the redirect_uri", f,
+                explanation: "\(f.ex.host) answered \(f.error?.summary ?? "an error")."
+                    + (auth == nil
+                        ? """
+                         The authorization request was not captured; compare the token request's redirect_uri \
+                        (\(token ?? "none")) with the one registered and the one used at /authorize.
+                        """ : ""),
                 fix: "Send exactly the registered redirect_uri in both requests.",
                 evidence: ["token_redirect_uri": token ?? "(none)"])
         }
@@ -97,9 +105,10 @@ struct RedirectURIMismatch: Rule {
             parts.append("scheme (\(ua.scheme ?? "none") vs \(ub.scheme ?? "none"))")
         }
         if ua.host != ub.host {
-            parts.append(ua.host?.lowercased() == ub.host?.lowercased()
-                ? "host case (\(ua.host ?? "") vs \(ub.host ?? ""))"
-                : "host (\(ua.host ?? "none") vs \(ub.host ?? "none"))")
+            parts.append(
+                ua.host?.lowercased() == ub.host?.lowercased()
+                    ? "host case (\(ua.host ?? "") vs \(ub.host ?? ""))"
+                    : "host (\(ua.host ?? "none") vs \(ub.host ?? "none"))")
         }
         if ua.port != ub.port {
             parts.append("port (\(ua.port.map(String.init) ?? "default") vs \(ub.port.map(String.init) ?? "default"))")

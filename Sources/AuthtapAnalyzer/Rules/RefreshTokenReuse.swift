@@ -21,7 +21,8 @@ struct RefreshTokenReuse: Rule {
             let sent = f.isRefresh ? f.fingerprint("refresh_token", .request) : nil
             if let sent {
                 if let rotation = rotatedAt[sent] {
-                    c.add(id, .error, "Refresh token used again after it was rotated", f, more: [rotation],
+                    c.add(
+                        id, .error, "Refresh token used again after it was rotated", f, more: [rotation],
                         explanation: """
                             This refresh token (fingerprint \(sent)) was already exchanged at #\(rotation.id), which \
                             returned a new refresh token. Using the old one again is what rotation detects as theft \
@@ -34,16 +35,22 @@ struct RefreshTokenReuse: Rule {
                             refreshes: several tabs or parallel requests refreshing at once is the usual cause (use a \
                             lock or a single refresh promise).
                             """,
-                        evidence: ["refresh_token": f.value("refresh_token", .request) ?? sent,
-                                   "rotated_at": "#\(rotation.id)",
-                                   "first_issued_at": issuedBy[sent].map { "#\($0.id)" } ?? "(not captured)"])
+                        evidence: [
+                            "refresh_token": f.value("refresh_token", .request) ?? sent,
+                            "rotated_at": "#\(rotation.id)",
+                            "first_issued_at": issuedBy[sent].map { "#\($0.id)" } ?? "(not captured)",
+                        ])
                 } else if !f.tokenSucceeded, let cls = f.errorClass,
-                          [.invalidGrant, .refreshExpired, .refreshRevoked, .refreshInvalid].contains(cls) {
+                    [.invalidGrant, .refreshExpired, .refreshRevoked, .refreshInvalid].contains(cls)
+                {
                     let revoke = revokedAt[sent]
                     let why = reason(cls, revokedAt: revoke, issuedAt: issuedBy[sent], now: f.start)
-                    let verdict = revoke != nil || cls == .refreshRevoked ? "revoked"
+                    let verdict =
+                        revoke != nil || cls == .refreshRevoked
+                        ? "revoked"
                         : cls == .refreshExpired ? "expired" : "expired or revoked"
-                    c.add(id, .error, "Refresh token rejected: \(verdict)", f, more: [revoke].compactMap { $0 },
+                    c.add(
+                        id, .error, "Refresh token rejected: \(verdict)", f, more: [revoke].compactMap { $0 },
                         explanation: """
                             The refresh at \(f.ex.host) failed with \(f.error?.summary ?? "an error"): \(why).
                             """,
@@ -63,8 +70,10 @@ struct RefreshTokenReuse: Rule {
     }
 
     /// Why the server refused a refresh token, as far as the capture tells.
-    func reason(_ cls: ErrorClass, revokedAt revoke: ExchangeFacts?, issuedAt issued: ExchangeFacts?,
-                now: Date) -> String {
+    func reason(
+        _ cls: ErrorClass, revokedAt revoke: ExchangeFacts?, issuedAt issued: ExchangeFacts?,
+        now: Date
+    ) -> String {
         if let revoke { return "it was revoked by the client at #\(revoke.id)" }
         if cls == .refreshRevoked {
             return "the server says it was revoked (sign-out, password change, admin action or a detected reuse)"

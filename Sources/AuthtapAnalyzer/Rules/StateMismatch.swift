@@ -18,19 +18,20 @@ struct StateMismatch: Rule {
             if f.roles.contains(.authorizationRequest) {
                 let state = f.value("state", .request)
                 let challenge = f.value("code_challenge", .request)
-            if state == nil && challenge == nil, f.value("response_type", .request)?.has("code") ?? false {
-                c.add(id, .warning, "Authorization request without state or PKCE: no CSRF protection", f,
-                    explanation: """
-                        The authorization request to \(f.ex.host)\(f.path) carries neither state nor a PKCE \
-                        code_challenge. Nothing ties the callback to this browser session, so an attacker can inject \
-                        their own code (login CSRF, RFC 6749 §10.12).
-                        """,
-                    fix: """
-                        Send an unguessable state bound to the user's session and check it on the callback, and use \
-                        PKCE (S256) as OAuth 2.1 requires for every client.
-                        """,
-                    evidence: ["client_id": f.value("client_id", .request) ?? "(none)"])
-            }
+                if state == nil && challenge == nil, f.value("response_type", .request)?.has("code") ?? false {
+                    c.add(
+                        id, .warning, "Authorization request without state or PKCE: no CSRF protection", f,
+                        explanation: """
+                            The authorization request to \(f.ex.host)\(f.path) carries neither state nor a PKCE \
+                            code_challenge. Nothing ties the callback to this browser session, so an attacker can inject \
+                            their own code (login CSRF, RFC 6749 §10.12).
+                            """,
+                        fix: """
+                            Send an unguessable state bound to the user's session and check it on the callback, and use \
+                            PKCE (S256) as OAuth 2.1 requires for every client.
+                            """,
+                        evidence: ["client_id": f.value("client_id", .request) ?? "(none)"])
+                }
             }
         }
     }
@@ -41,12 +42,14 @@ struct StateMismatch: Rule {
         let code = f.fingerprint("code", .request)
         // The authorization request this callback answers: via the code's authorization response, or the transaction.
         let issuer = code.flatMap { c.codeIssued[$0]?.first { $0.roles.contains(.authorizationResponse) } }
-        let auth = issuer.flatMap { i in i.roles.contains(.authorizationRequest) ? i : nil }
+        let auth =
+            issuer.flatMap { i in i.roles.contains(.authorizationRequest) ? i : nil }
             ?? c.transaction(of: f).flatMap { c.authorizeByTransaction[$0]?.last { $0.id < f.id } }
         let sentState = auth?.value("state", .request)
         if let auth, let sentState {
             if callbackState == nil {
-                c.add(id, .error, "Callback arrived without the state sent to /authorize", f, more: [auth],
+                c.add(
+                    id, .error, "Callback arrived without the state sent to /authorize", f, more: [auth],
                     explanation: """
                         The authorization request #\(auth.id) sent state=\(sentState), but the callback carries no \
                         state. The client cannot tell this callback from a forged one.
@@ -57,7 +60,8 @@ struct StateMismatch: Rule {
                         """,
                     evidence: ["sent_state": sentState, "callback_state": "(missing)"])
             } else if let callbackState, callbackState != sentState {
-                c.add(id, .error, "Callback state differs from the one sent to /authorize", f, more: [auth],
+                c.add(
+                    id, .error, "Callback state differs from the one sent to /authorize", f, more: [auth],
                     explanation: """
                         The authorization request #\(auth.id) sent state=\(sentState); the callback #\(f.id) returned \
                         state=\(callbackState). Either two sign-ins overlapped (two tabs, a double click), the state \
@@ -72,8 +76,10 @@ struct StateMismatch: Rule {
                     evidence: ["sent_state": sentState, "callback_state": callbackState])
             }
         } else if let callbackState, auth == nil, !c.authorizeStates.isEmpty,
-                  !c.authorizeStates.contains(callbackState) {
-            c.add(id, .warning, "Callback state was never issued in this capture", f,
+            !c.authorizeStates.contains(callbackState)
+        {
+            c.add(
+                id, .warning, "Callback state was never issued in this capture", f,
                 explanation: """
                     The callback carries state=\(callbackState), but none of the \(c.authorizeStates.count) \
                     authorization requests captured in this session sent it.

@@ -14,18 +14,23 @@ extension TLSFault {
             else { continue }
             let (title, explanation, fix) = text
             let packets = "\(h.firstPacket)-\(h.lastPacket)"
-            c.findings.append(Finding(
-                rule: id, severity: .error, title: title,
-                explanation: explanation + " (packets \(packets) of the capture)", fix: fix,
-                exchanges: [], transaction: nil,
-                evidence: ["packets": packets, "client": client, "server": server, "outcome": h.outcome.rawValue,
-                           "sni": h.sni ?? "(none)", "alert": h.alert ?? "(none)"]))
+            c.findings.append(
+                Finding(
+                    rule: id, severity: .error, title: title,
+                    explanation: explanation + " (packets \(packets) of the capture)", fix: fix,
+                    exchanges: [], transaction: nil,
+                    evidence: [
+                        "packets": packets, "client": client, "server": server, "outcome": h.outcome.rawValue,
+                        "sni": h.sni ?? "(none)", "alert": h.alert ?? "(none)",
+                    ]))
         }
     }
 
     /// Title, explanation and fix for one failed handshake; nil for one that completed.
-    func prose(_ h: HandshakeRecord, server: String, client: String, name: String, toProxy: Bool,
-               caPath: String) -> (String, String, String)? {
+    func prose(
+        _ h: HandshakeRecord, server: String, client: String, name: String, toProxy: Bool,
+        caPath: String
+    ) -> (String, String, String)? {
         let title: String
         let explanation: String
         let fix: String
@@ -62,7 +67,8 @@ extension TLSFault {
                 \(h.alert == "encrypted" ? "an encrypted alert" : "the alert \(h.alert ?? "")") after our \
                 certificate and closed: it does not trust the authtap CA. No exchange was recorded for it.
                 """
-            fix = "Trust the authtap CA in the client: \(TrustCA.env) (\(TrustCA.variables(last: nil))); "
+            fix =
+                "Trust the authtap CA in the client: \(TrustCA.env) (\(TrustCA.variables(last: nil))); "
                 + "for Java, \(TrustCA.java(caPath))."
         case .alert:
             title = """
@@ -70,10 +76,13 @@ extension TLSFault {
                 handshake with \(server)\(name)
                 """
             explanation = h.detail + "."
-            fix = h.side == "client" ? """
+            fix =
+                h.side == "client"
+                ? """
                 The client refused the server's certificate or parameters: check its trust store and the \
                 certificate's names.
-                """ : "The server refused the client's parameters: check versions, ciphers, SNI and client "
+                """
+                : "The server refused the client's parameters: check versions, ciphers, SNI and client "
                     + "certificates."
         case .resetDuringHandshake, .closedDuringHandshake:
             let closedByClient = h.side == "client"

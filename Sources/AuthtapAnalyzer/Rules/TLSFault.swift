@@ -35,7 +35,8 @@ struct TLSFault: Rule {
             c.add(id, .error, title, f, explanation: explanation, fix: fix, evidence: evidence)
         case .clientTLS? where f.ex.tlsFailure == .handshakeTimeout:
             let packets = handshakeEvidence(&c, for: f, clientLeg: true)
-            c.add(id, .warning, "The client did not finish the TLS handshake in time", f,
+            c.add(
+                id, .warning, "The client did not finish the TLS handshake in time", f,
                 explanation: """
                     A client opened a tunnel to \(f.ex.host) but did not complete the TLS handshake with authtap \
                     (\(f.ex.errorDetail ?? "no detail")): a client that stalled or went away, a slow-connection \
@@ -48,7 +49,8 @@ struct TLSFault: Rule {
                     .merging(packets) { a, _ in a })
         case .clientTLS?:
             let packets = handshakeEvidence(&c, for: f, clientLeg: true)
-            c.add(id, .error, "The client rejected authtap's certificate", f,
+            c.add(
+                id, .error, "The client rejected authtap's certificate", f,
                 explanation: """
                     The client closed the TLS handshake for \(f.ex.host) after seeing authtap's certificate: it does \
                     not trust the authtap CA (\(f.ex.errorDetail ?? "no detail")). Nothing of this connection reached \

@@ -12,7 +12,8 @@ struct UnsupportedGrantType: Rule {
     func evaluate(_ c: inout RuleContext) {
         for f in c.tokenRequests {
             guard f.errorClass == .unsupportedGrantType, let report = f.error else { continue }
-            c.add(id, .error, "Grant type \(f.grantType ?? "(none)") not supported by \(f.ex.host)", f,
+            c.add(
+                id, .error, "Grant type \(f.grantType ?? "(none)") not supported by \(f.ex.host)", f,
                 explanation: """
                     The token endpoint answered \(report.summary) to grant_type=\(f.grantType ?? "(missing)"). Either \
                     the server does not implement this grant, or this client is not allowed to use it.

@@ -16,11 +16,12 @@ struct UpstreamError: Rule {
     func check(_ f: ExchangeFacts, _ c: inout RuleContext) {
         switch f.ex.error {
         case .upstreamTLS?, .clientTLS?:
-            return // tls-fault
+            return  // tls-fault
         case .connectionRefused?, .dnsFailure?, .connectTimeout?, .connectFailed?, .upstreamReset?, .upstreamClosed?,
-             .upstreamMalformed?:
+            .upstreamMalformed?:
             guard !f.roles.isEmpty else { return }
-            c.add(id, .error, "Authorization server unreachable: \(f.ex.error?.rawValue ?? "")", f,
+            c.add(
+                id, .error, "Authorization server unreachable: \(f.ex.error?.rawValue ?? "")", f,
                 explanation: """
                     \(f.ex.error?.sentence ?? "") \
                     (\(f.ex.host):\(f.ex.port)\(f.ex.errorDetail.map { ": \($0)" } ?? "")).
@@ -31,13 +32,15 @@ struct UpstreamError: Rule {
                 evidence: ["error_kind": f.ex.error?.rawValue ?? ""])
         default:
             guard let status = f.status, status >= 500, !f.roles.isEmpty else { return }
-            c.add(id, .error, "The authorization server failed with HTTP \(status)", f,
+            c.add(
+                id, .error, "The authorization server failed with HTTP \(status)", f,
                 explanation: """
                     \(f.ex.host)\(f.path) answered HTTP \
                     \(status)\(f.htmlTitle.map { " (\"\($0)\")" } ?? "")\(f.error.map { ": \($0.summary)" } ?? ""). \
                     The failure is on the server side or in a gateway in front of it.
                     """,
-                fix: status == 502 || status == 503 || status == 504 ? """
+                fix: status == 502 || status == 503 || status == 504
+                    ? """
                     A gateway could not reach the server: check the server's health and the gateway's timeouts, then \
                     retry.
                     """ : "Check the server's logs for this request; retry with backoff.",

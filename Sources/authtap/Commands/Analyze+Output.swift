@@ -64,10 +64,12 @@ enum Report {
     static func text(session: Int64, analysis: Analysis, exchanges: [Int64: Exchange]) -> String {
         var out = ""
         let counts = Dictionary(grouping: analysis.findings, by: \.severity).mapValues(\.count)
-        out += "Session \(session): \(analysis.transactions.count) transactions, \(counts[.error] ?? 0) errors, "
+        out +=
+            "Session \(session): \(analysis.transactions.count) transactions, \(counts[.error] ?? 0) errors, "
             + "\(counts[.warning] ?? 0) warnings, \(counts[.info] ?? 0) info\n"
         for t in analysis.transactions {
-            out += "\nTransaction \(t.index)  client_id=\(safe(t.clientID ?? "?"))  "
+            out +=
+                "\nTransaction \(t.index)  client_id=\(safe(t.clientID ?? "?"))  "
                 + "server=\(safe(t.serverHost ?? "?"))  \(safe(t.grantType ?? ""))  → \(safe(t.outcome))\n"
             for m in t.members {
                 guard let e = exchanges[m.exchange] else { continue }
@@ -99,7 +101,8 @@ enum Report {
 
     static func finding(_ f: Finding) -> String {
         let ids = f.exchanges.map { "#\($0)" }.joined(separator: ", ")
-        var s = "  [\(f.severity.rawValue.uppercased())] \(safe(f.rule.rawValue)): \(safe(f.title))"
+        var s =
+            "  [\(f.severity.rawValue.uppercased())] \(safe(f.rule.rawValue)): \(safe(f.title))"
             + "  (exchanges \(ids))\n"
         s += "    Why: \(safe(f.explanation))\n"
         for (k, v) in f.evidence.sorted(by: { $0.key < $1.key }) { s += "    \(safe(k)): \(safe(v))\n" }
