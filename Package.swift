@@ -132,9 +132,11 @@ let package = Package(
         .testTarget(
             name: "AuthtapProxyTests",
             dependencies: [
-                "AuthtapProxy",
+                "AuthtapProxy", "AuthtapModel", "AuthtapCA",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         .testTarget(

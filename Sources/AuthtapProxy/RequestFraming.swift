@@ -53,19 +53,19 @@ struct RequestFraming {
         var lengthFields = 0
         for (name, value) in headers {
             switch name.utf8.count {
-            case 10 where ClientHandler.sameName(name, lowercased: "connection"):
+            case 10 where HopByHop.sameName(name, lowercased: "connection"):
                 for token in value.split(separator: ",") {
                     let lower = token.trimmingSpaces.lowercased()
                     if protectedFields.contains(lower) { return .failure(.connectionNamesFramingField(lower)) }
                 }
-            case 14 where ClientHandler.sameName(name, lowercased: "content-length"):
+            case 14 where HopByHop.sameName(name, lowercased: "content-length"):
                 lengthFields += 1
                 // `42, 42` is one length said twice (RFC 9110 §8.6); anything else in the list is not a length.
                 for item in value.split(separator: ",", omittingEmptySubsequences: false) {
                     guard let n = parseLength(item.trimmingSpaces) else { return .failure(.invalidContentLength) }
                     lengths.append(n)
                 }
-            case 17 where ClientHandler.sameName(name, lowercased: "transfer-encoding"):
+            case 17 where HopByHop.sameName(name, lowercased: "transfer-encoding"):
                 transferEncodings.append(Substring(value))
             default:
                 break
@@ -118,7 +118,7 @@ struct RequestFraming {
         var framingFields: [(name: String, value: String)] = []
         for (name, value) in headers where isFramingField(name) { framingFields.append((name, value)) }
         if let wanted, framingFields.count == 1,
-           ClientHandler.sameName(framingFields[0].name, lowercased: wanted.name.lowercased()),
+           HopByHop.sameName(framingFields[0].name, lowercased: wanted.name.lowercased()),
            framingFields[0].value == wanted.value
         {
             return headers
@@ -132,7 +132,7 @@ struct RequestFraming {
     }
 
     private static func isFramingField(_ name: String) -> Bool {
-        (name.utf8.count == 14 && ClientHandler.sameName(name, lowercased: "content-length"))
-            || (name.utf8.count == 17 && ClientHandler.sameName(name, lowercased: "transfer-encoding"))
+        (name.utf8.count == 14 && HopByHop.sameName(name, lowercased: "content-length"))
+            || (name.utf8.count == 17 && HopByHop.sameName(name, lowercased: "transfer-encoding"))
     }
 }

@@ -1,0 +1,202 @@
+import AuthtapModel
+import NIOCore
+import NIOHTTP1
+
+/// Requests to an origin: checking a head, choosing or opening the upstream connection, relaying the response.
+extension ClientHandler {
+    func handleHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        recorder.requestStarted()
+        if case .forward = mode, let auth = shared.config.proxyAuth {
+            guard ProxyCredentials(user: auth.user, password: auth.password).accepts(head.headers) else {
+                // Counted, never recorded: whoever can reach a remote listener could fill the database.
+                shared.config.counters.countUnauthenticated()
+                recorder.discard()
+                return respondWithError(.proxyAuthRequired, status: .proxyAuthenticationRequired,
+                                        detail: "missing or wrong Proxy-Authorization",
+                                        extraHeaders: [("Proxy-Authenticate", "Basic realm=\"authtap\"")])
+            }
+            machine.authenticationSucceeded()
+        }
+
+        var target: (scheme: Scheme, host: String, port: Int, path: String)?
+        if head.method == .CONNECT {
+            target = nil
+        } else if case .intercepted(let host, let port) = mode, head.uri.hasPrefix("/") {
+            target = (.https, host, port, head.uri)
+        } else {
+            target = RequestTarget.parseAbsolute(head.uri)
+        }
+        var ex = recorder.record(
+            method: head.method.rawValue, scheme: target?.scheme ?? .http, host: target?.host ?? "",
+            port: target?.port ?? 0, target: target?.path ?? head.uri)
+        ex.httpVersion = "HTTP/\(head.version.major).\(head.version.minor)"
+        ex.requestHeaders = head.headers.map { HeaderField($0.name, $0.value) }
+        ex.clientTLS = clientTLS
+        recorder.open(ex)
+
+        guard let framing = checkFraming(head) else { return }
+        if head.method == .CONNECT { return acceptConnect(head) }
+        guard let target else {
+            return respondWithError(.malformedRequest, status: .badRequest,
+                          detail: "authtap is a proxy: send absolute-form requests (http://host/path) or use CONNECT")
+        }
+        if let denial = checkTarget(host: target.host, port: target.port) { return deny(denial, host: target.host) }
+
+        guard let upstreamHead = forwardedHead(head, target: target, framing: framing) else { return }
+        let key = poolKey(scheme: target.scheme, host: target.host, port: target.port)
+        pending = [.head(upstreamHead)]
+        let origin = Origin(scheme: target.scheme, host: target.host, port: target.port, key: key)
+        current = (origin, upstreamHead, false)
+        if let idle = upstreamPool(for: context.eventLoop).take(key) {
+            // Inside channelRead: the body that follows in this read joins the head, and
+            // channelReadComplete (or the request's end) flushes both in one write.
+            attach(idle, flush: false)
+            return
+        }
+        connect(origin, context: context)
+    }
+
+    /// The head sent upstream: its end-to-end fields, the framing authtap decoded and a Host field; `nil` when
+    /// removing the hop-by-hop fields would change the framing (the request was answered).
+    private func forwardedHead(_ head: HTTPRequestHead, target: (scheme: Scheme, host: String, port: Int, path: String),
+                               framing: RequestFraming.Body) -> HTTPRequestHead?
+    {
+        var headers = RequestFraming.forwarded(HopByHop.endToEnd(head.headers), body: framing, method: head.method)
+        // The framing upstream reads must be the one authtap decoded, whatever hop-by-hop removal took away.
+        guard case .success(let sent) = RequestFraming.check(method: head.method, version: .http1_1, headers: headers),
+              sent == framing
+        else {
+            machine.closeAfterResponse()
+            respondWithError(.malformedRequest, status: .badRequest,
+                             detail: "ambiguous request framing: removing hop-by-hop fields would change it")
+            return nil
+        }
+        if !headers.contains(name: "host") {
+            let defaultPort = target.scheme == .https ? 443 : 80
+            let hostValue = target.host.contains(":") ? "[\(target.host)]" : target.host
+            headers.add(name: "Host", value: target.port == defaultPort ? hostValue : "\(hostValue):\(target.port)")
+        }
+        return HTTPRequestHead(version: .http1_1, method: head.method, uri: target.path, headers: headers)
+    }
+
+    /// The pool key of an origin: a keep-alive connection asks for the same origin each time, so the last one is
+    /// kept rather than built again.
+    private func poolKey(scheme: Scheme, host: String, port: Int) -> String {
+        if let last = lastOrigin, last.port == port, last.scheme == scheme, last.host == host { return last.key }
+        let key = "\(scheme.rawValue)://\(host.lowercased()):\(port)"
+        lastOrigin = Origin(scheme: scheme, host: host, port: port, key: key)
+        return key
+    }
+
+    /// The head's size and framing checks: the body's framing, or `nil` when the request was answered.
+    private func checkFraming(_ head: HTTPRequestHead) -> RequestFraming.Body? {
+        let headerBytes = head.headers.reduce(head.uri.utf8.count) {
+            $0 + $1.name.utf8.count + $1.value.utf8.count + 4
+        }
+        let limit = shared.config.maxHeaderBytes
+        if headerBytes > limit {
+            machine.closeAfterResponse()
+            respondWithError(.headersTooLarge, status: .badRequest,
+                             detail: "request headers are \(headerBytes) bytes; the limit is \(limit)")
+            return nil
+        }
+        switch RequestFraming.check(method: head.method, version: head.version, headers: head.headers) {
+        case .success(let body):
+            return body
+        case .failure(let violation):
+            // RFC 9112 §6.3: where this request ends is unknown, so nothing after it on the connection is read.
+            machine.closeAfterResponse()
+            respondWithError(.malformedRequest, status: .badRequest,
+                             detail: "ambiguous request framing (request smuggling): \(violation.detail)")
+            return nil
+        }
+    }
+
+    func connect(_ target: Origin, context: ChannelHandlerContext) {
+        machine.upstreamConnecting()
+        resolveChecked(host: target.host, port: target.port, context: context) { addresses in
+            self.open(target, addresses: addresses, context: context)
+        }
+    }
+
+    private func open(_ target: Origin, addresses: [[UInt8]]?, context: ChannelHandlerContext) {
+        shared.connector.connect(scheme: target.scheme, host: target.host, port: target.port, key: target.key,
+                                 addresses: addresses, on: context.eventLoop)
+            .assumeIsolated().whenComplete { result in
+                guard self.machine.isConnecting else {
+                    if case .success(let handler) = result { handler.channel?.close(promise: nil) }
+                    return
+                }
+                switch result {
+                case .success(let handler):
+                    self.attach(handler, flush: true)
+                case .failure(let error):
+                    let failure = FailureClassifier.connect(error, host: target.host, port: target.port)
+                    self.pending = []
+                    self.respondWithError(failure.kind, status: .badGateway, detail: failure.detail)
+                }
+            }
+    }
+
+    private func attach(_ handler: UpstreamHandler, flush: Bool) {
+        upstream = handler
+        handler.delegate = self
+        handler.holdReads = false
+        let action = machine.upstreamAttached(flush: flush)
+        recorder.upstreamConnected(handler)
+        let parts = pending
+        pending = []
+        for part in parts { handler.write(part, flush: false) }
+        if case .sendPending(let flush, let sent) = action {
+            if flush { handler.context?.flush() }
+            if sent { recorder.requestSent() }
+        }
+        handler.resumeReads()
+        resumeReadsIfPossible()
+    }
+
+    // MARK: Upstream events
+
+    func upstreamReceived(_ part: HTTPClientResponsePart) {
+        guard let context else { return }
+        switch part {
+        case .head(let head):
+            if head.status.code >= 100 && head.status.code < 200 && head.status != .switchingProtocols {
+                let interim = HTTPResponseHead(version: .http1_1, status: head.status, headers: head.headers)
+                context.writeAndFlush(wrapOutboundOut(.head(interim)), promise: nil)
+                return
+            }
+            let closeClient = machine.upstreamResponseHead()
+            recorder.responseHead(head)
+            upstream?.closeAfterResponse = !head.isKeepAlive
+            var headers = HopByHop.endToEnd(head.headers, hopByHop: HopByHop.responseFields)
+            if closeClient { headers.add(name: "Connection", value: "close") }
+            let forwarded = HTTPResponseHead(version: .http1_1, status: head.status, headers: headers)
+            context.write(wrapOutboundOut(.head(forwarded)), promise: nil)
+        case .body(let buffer):
+            recorder.responseBodyPart(buffer)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            if !context.channel.isWritable {
+                context.flush()
+                upstream?.holdReads = true
+            }
+        case .end(let trailers):
+            guard case .finish(let release, let closeClient) = machine.upstreamResponseEnd() else { return }
+            // A future only when something waits for the write: most responses keep the connection.
+            let done = closeClient ? context.eventLoop.makePromise(of: Void.self) : nil
+            context.write(wrapOutboundOut(.end(trailers)), promise: done)
+            shared.flushAtEndOfTurn(context)
+            recorder.responseEnded()
+            finishExchange(releaseUpstream: release)
+            done?.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+
+    func upstreamReadComplete() {
+        if let context { shared.flushAtEndOfTurn(context) }
+    }
+
+    func upstreamWritabilityChanged(isWritable: Bool) {
+        if isWritable { resumeReadsIfPossible() }
+    }
+}
