@@ -169,7 +169,7 @@ struct ClientConnectionStateMachine {
     var request: Request? {
         switch state {
         case .received(let request), .connectRequested(_, _, let request), .connecting(let request),
-             .forwarding(let request), .discarding(let request):
+            .forwarding(let request), .discarding(let request):
             return request
         case .idle, .upgrading, .closed:
             return nil
@@ -375,18 +375,20 @@ struct ClientConnectionStateMachine {
     }
 
     /// The channel asks to read.
-    mutating func readRequested(writerBackedUp: @autoclosure () -> Bool,
-                                upstreamBlocked: @autoclosure () -> Bool) -> ReadAction
-    {
+    mutating func readRequested(
+        writerBackedUp: @autoclosure () -> Bool,
+        upstreamBlocked: @autoclosure () -> Bool
+    ) -> ReadAction {
         let action = holds(writerBackedUp: writerBackedUp, upstreamBlocked: upstreamBlocked)
         if action != .read { readPending = true }
         return action
     }
 
     /// Something that held reads may have cleared: `nil` when no read waits.
-    mutating func readsMayResume(writerBackedUp: @autoclosure () -> Bool,
-                                 upstreamBlocked: @autoclosure () -> Bool) -> ReadAction?
-    {
+    mutating func readsMayResume(
+        writerBackedUp: @autoclosure () -> Bool,
+        upstreamBlocked: @autoclosure () -> Bool
+    ) -> ReadAction? {
         guard readPending else { return nil }
         let action = holds(writerBackedUp: writerBackedUp, upstreamBlocked: upstreamBlocked)
         if action == .read { readPending = false }

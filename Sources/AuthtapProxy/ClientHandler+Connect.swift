@@ -10,13 +10,15 @@ extension ClientHandler {
     /// A CONNECT head that passed the size and framing checks.
     func acceptConnect(_ head: HTTPRequestHead) {
         guard case .forward = mode else {
-            return respondWithError(.malformedRequest, status: .badRequest,
-                                    detail: "CONNECT inside an intercepted tunnel")
+            return respondWithError(
+                .malformedRequest, status: .badRequest,
+                detail: "CONNECT inside an intercepted tunnel")
         }
         guard let (host, port) = RequestTarget.parseAuthority(head.uri, defaultPort: nil) else {
             recorder.update { $0.target = head.uri }
-            return respondWithError(.badConnectTarget, status: .badRequest,
-                                    detail: "CONNECT target \(head.uri.prefix(200)) is not host:port")
+            return respondWithError(
+                .badConnectTarget, status: .badRequest,
+                detail: "CONNECT target \(head.uri.prefix(200)) is not host:port")
         }
         recorder.update { ex in
             ex.scheme = .https
@@ -41,12 +43,14 @@ extension ClientHandler {
             return intercept(host: host, port: port, context: context)
         }
         machine.upstreamConnecting()
-        let record = Tunnel(connectionID: connectionID, clientAddress: clientAddress, host: host, port: port,
-                            intercepted: false, start: Date())
+        let record = Tunnel(
+            connectionID: connectionID, clientAddress: clientAddress, host: host, port: port,
+            intercepted: false, start: Date())
         let stats = TunnelStats(tunnel: record, writer: shared.writer)
         let connected: EventLoopFuture<any Channel>
         if let bootstrap = ClientBootstrap(validatingGroup: context.eventLoop) {
-            connected = bootstrap
+            connected =
+                bootstrap
                 .resolver(addresses.map { CheckedAddressResolver(addresses: $0, port: port, loop: context.eventLoop) })
                 .connectTimeout(shared.connector.connectTimeout)
                 .connect(host: host, port: port)
@@ -85,17 +89,20 @@ extension ClientHandler {
     private func intercept(host: String, port: Int, context: ChannelHandlerContext) {
         // An intercepted CONNECT is not an exchange of its own: its tunnel row records it.
         recorder.discard()
-        let tunnel = Tunnel(connectionID: connectionID, clientAddress: clientAddress, host: host, port: port,
-                            intercepted: true, start: Date())
+        let tunnel = Tunnel(
+            connectionID: connectionID, clientAddress: clientAddress, host: host, port: port,
+            intercepted: true, start: Date())
         upgrade(context: context) { pipeline in
             let facts = ConnectionFacts()
-            let decoder = ByteToMessageHandler(HTTPRequestDecoder(
-                leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
-                limitConfiguration: self.shared.decoderLimits))
+            let decoder = ByteToMessageHandler(
+                HTTPRequestDecoder(
+                    leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
+                    limitConfiguration: self.shared.decoderLimits))
             let encoder = HTTPResponseEncoder()
-            let handler = ClientHandler(shared: self.shared, mode: .intercepted(host: host, port: port),
-                                        connectionID: self.connectionID, clientAddress: self.clientAddress,
-                                        decoder: decoder, encoder: encoder, facts: facts, tunnel: tunnel)
+            let handler = ClientHandler(
+                shared: self.shared, mode: .intercepted(host: host, port: port),
+                connectionID: self.connectionID, clientAddress: self.clientAddress,
+                decoder: decoder, encoder: encoder, facts: facts, tunnel: tunnel)
             let gate = ClientHelloGate(connectHost: host, contexts: self.shared.contexts, facts: facts) { ctx, bytes in
                 handler.rejectNonTLS(bytes, context: ctx)
             }
@@ -106,13 +113,15 @@ extension ClientHandler {
 
     /// Answers `200 Connection established`, removes the HTTP codecs and hands the raw
     /// connection (and any bytes that arrived early) to the handlers `install` adds.
-    private func upgrade(context: ChannelHandlerContext,
-                         install: @escaping (ChannelPipeline.SynchronousOperations) throws -> Void)
-    {
+    private func upgrade(
+        context: ChannelHandlerContext,
+        install: @escaping (ChannelPipeline.SynchronousOperations) throws -> Void
+    ) {
         machine.upgradeStarted()
-        let head = HTTPResponseHead(version: .http1_1,
-                                    status: .custom(code: 200, reasonPhrase: "Connection established"),
-                                    headers: HTTPHeaders([("Content-Length", "0")]))
+        let head = HTTPResponseHead(
+            version: .http1_1,
+            status: .custom(code: 200, reasonPhrase: "Connection established"),
+            headers: HTTPHeaders([("Content-Length", "0")]))
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().flatMap {
             context.pipeline.syncOperations.removeHandler(self.decoder)
@@ -152,7 +161,8 @@ extension ClientHandler {
         let sentence = ErrorKind.nonTLSInTunnel.sentence + "\n"
         let looksHTTP = bytes.first.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") } ?? false
         guard looksHTTP else { return context.close(promise: nil) }
-        let response = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        let response =
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
             + "Content-Length: \(sentence.utf8.count)\r\nX-Authtap-Error: \(ErrorKind.nonTLSInTunnel.rawValue)\r\n"
             + "Connection: close\r\n\r\n\(sentence)"
         // Written below the TLS layer: the gate sits at the network end.
@@ -165,28 +175,32 @@ extension ClientHandler {
     /// The target checks that need no DNS (and the only ones on a loopback-only listener).
     func checkTarget(host: String, port: Int) -> TargetPolicy.Denial? {
         let listenPort = shared.listenPort.load(ordering: .relaxed)
-        return shared.config.targetPolicy.check(host: host, port: port, listenPort: listenPort,
-                                                listenAddress: listenAddress)
+        return shared.config.targetPolicy.check(
+            host: host, port: port, listenPort: listenPort,
+            listenAddress: listenAddress)
     }
 
     private func checkResolved(_ addresses: [[UInt8]], port: Int) -> TargetPolicy.Denial? {
         let listenPort = shared.listenPort.load(ordering: .relaxed)
-        return shared.config.targetPolicy.check(resolved: addresses, port: port, listenPort: listenPort,
-                                                listenAddress: listenAddress)
+        return shared.config.targetPolicy.check(
+            resolved: addresses, port: port, listenPort: listenPort,
+            listenAddress: listenAddress)
     }
 
     func deny(_ denial: TargetPolicy.Denial, host: String) {
         let detail = TargetPolicy.describe(denial, host: host)
         if denial == .selfLoop { return respondWithError(.forbiddenTarget, status: .badRequest, detail: detail) }
-        respondWithError(.forbiddenTarget, status: .forbidden, detail: detail,
-                         sentence: "authtap's target policy does not allow this destination.")
+        respondWithError(
+            .forbiddenTarget, status: .forbidden, detail: detail,
+            sentence: "authtap's target policy does not allow this destination.")
     }
 
     /// With the policy enforced: resolves `host` off the event loop and checks every address, then hands the
     /// checked addresses to `proceed` (a denial or a failed lookup has been answered already).
-    func resolveChecked(host: String, port: Int, context: ChannelHandlerContext,
-                        proceed: @escaping ([[UInt8]]?) -> Void)
-    {
+    func resolveChecked(
+        host: String, port: Int, context: ChannelHandlerContext,
+        proceed: @escaping ([[UInt8]]?) -> Void
+    ) {
         guard shared.config.targetPolicy.enforced else { return proceed(nil) }
         machine.upstreamConnecting()
         TargetResolution.resolve(host: host, on: context.eventLoop).assumeIsolated().whenComplete { result in

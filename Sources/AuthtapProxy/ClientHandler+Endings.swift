@@ -23,7 +23,8 @@ extension ClientHandler {
             connect(origin, context: context)
         case .cutClient:
             // Too late for a 502: the client already has a status line. Record and cut the client off.
-            let detail = reset
+            let detail =
+                reset
                 ? "the upstream server reset the connection mid-response"
                 : "the upstream server closed the connection mid-response"
             recorder.failed(reset ? .upstreamReset : .upstreamClosed, detail: detail, responseRead: true)
@@ -31,10 +32,12 @@ extension ClientHandler {
             context?.close(promise: nil)
         case .answerBadGateway:
             if let parserError = error as? HTTPParserError {
-                return respondWithError(.upstreamMalformed, status: .badGateway,
-                                        detail: "the upstream response is not valid HTTP/1.1 (\(parserError))")
+                return respondWithError(
+                    .upstreamMalformed, status: .badGateway,
+                    detail: "the upstream response is not valid HTTP/1.1 (\(parserError))")
             }
-            let detail = reset
+            let detail =
+                reset
                 ? "the upstream server reset the connection before responding"
                 : "the upstream server closed the connection before responding"
             respondWithError(reset ? .upstreamReset : .upstreamClosed, status: .badGateway, detail: detail)
@@ -52,7 +55,8 @@ extension ClientHandler {
             reason = alert.description == 70 ? .protocolVersion : .handshakeAlert
             detail = "the upstream server sent TLS alert \(alert.name) (\(alert.description))"
         } else {
-            (reason, detail) = error.map { FailureClassifier.tls($0, leg: "upstream server") }
+            (reason, detail) =
+                error.map { FailureClassifier.tls($0, leg: "upstream server") }
                 ?? (.closedDuringHandshake, "the upstream server closed the connection during the TLS handshake")
         }
         recorder.update { $0.tlsFailure = reason }
@@ -61,9 +65,10 @@ extension ClientHandler {
 
     /// Answers the current request from authtap itself; what is left of its body is read and dropped
     /// (or the connection closes when the client asked for that).
-    func respondWithError(_ kind: ErrorKind, status: HTTPResponseStatus, detail: String,
-                          extraHeaders: [(String, String)] = [], sentence custom: String? = nil)
-    {
+    func respondWithError(
+        _ kind: ErrorKind, status: HTTPResponseStatus, detail: String,
+        extraHeaders: [(String, String)] = [], sentence custom: String? = nil
+    ) {
         guard let context else { return }
         let sentence = "\((custom ?? kind.sentence).dropLast()): \(detail).\n"
         var headers = HTTPHeaders([

@@ -11,9 +11,10 @@ extension ClientHandler {
                 // Counted, never recorded: whoever can reach a remote listener could fill the database.
                 shared.config.counters.countUnauthenticated()
                 recorder.discard()
-                return respondWithError(.proxyAuthRequired, status: .proxyAuthenticationRequired,
-                                        detail: "missing or wrong Proxy-Authorization",
-                                        extraHeaders: [("Proxy-Authenticate", "Basic realm=\"authtap\"")])
+                return respondWithError(
+                    .proxyAuthRequired, status: .proxyAuthenticationRequired,
+                    detail: "missing or wrong Proxy-Authorization",
+                    extraHeaders: [("Proxy-Authenticate", "Basic realm=\"authtap\"")])
             }
             machine.authenticationSucceeded()
         }
@@ -37,8 +38,9 @@ extension ClientHandler {
         guard let framing = checkFraming(head) else { return }
         if head.method == .CONNECT { return acceptConnect(head) }
         guard let target else {
-            return respondWithError(.malformedRequest, status: .badRequest,
-                          detail: "authtap is a proxy: send absolute-form requests (http://host/path) or use CONNECT")
+            return respondWithError(
+                .malformedRequest, status: .badRequest,
+                detail: "authtap is a proxy: send absolute-form requests (http://host/path) or use CONNECT")
         }
         if let denial = checkTarget(host: target.host, port: target.port) { return deny(denial, host: target.host) }
 
@@ -58,17 +60,19 @@ extension ClientHandler {
 
     /// The head sent upstream: its end-to-end fields, the framing authtap decoded and a Host field; `nil` when
     /// removing the hop-by-hop fields would change the framing (the request was answered).
-    private func forwardedHead(_ head: HTTPRequestHead, target: (scheme: Scheme, host: String, port: Int, path: String),
-                               framing: RequestFraming.Body) -> HTTPRequestHead?
-    {
+    private func forwardedHead(
+        _ head: HTTPRequestHead, target: (scheme: Scheme, host: String, port: Int, path: String),
+        framing: RequestFraming.Body
+    ) -> HTTPRequestHead? {
         var headers = RequestFraming.forwarded(HopByHop.endToEnd(head.headers), body: framing, method: head.method)
         // The framing upstream reads must be the one authtap decoded, whatever hop-by-hop removal took away.
         guard case .success(let sent) = RequestFraming.check(method: head.method, version: .http1_1, headers: headers),
-              sent == framing
+            sent == framing
         else {
             machine.closeAfterResponse()
-            respondWithError(.malformedRequest, status: .badRequest,
-                             detail: "ambiguous request framing: removing hop-by-hop fields would change it")
+            respondWithError(
+                .malformedRequest, status: .badRequest,
+                detail: "ambiguous request framing: removing hop-by-hop fields would change it")
             return nil
         }
         if !headers.contains(name: "host") {
@@ -96,8 +100,9 @@ extension ClientHandler {
         let limit = shared.config.maxHeaderBytes
         if headerBytes > limit {
             machine.closeAfterResponse()
-            respondWithError(.headersTooLarge, status: .badRequest,
-                             detail: "request headers are \(headerBytes) bytes; the limit is \(limit)")
+            respondWithError(
+                .headersTooLarge, status: .badRequest,
+                detail: "request headers are \(headerBytes) bytes; the limit is \(limit)")
             return nil
         }
         switch RequestFraming.check(method: head.method, version: head.version, headers: head.headers) {
@@ -106,8 +111,9 @@ extension ClientHandler {
         case .failure(let violation):
             // RFC 9112 §6.3: where this request ends is unknown, so nothing after it on the connection is read.
             machine.closeAfterResponse()
-            respondWithError(.malformedRequest, status: .badRequest,
-                             detail: "ambiguous request framing (request smuggling): \(violation.detail)")
+            respondWithError(
+                .malformedRequest, status: .badRequest,
+                detail: "ambiguous request framing (request smuggling): \(violation.detail)")
             return nil
         }
     }
@@ -120,22 +126,24 @@ extension ClientHandler {
     }
 
     private func open(_ target: Origin, addresses: [[UInt8]]?, context: ChannelHandlerContext) {
-        shared.connector.connect(scheme: target.scheme, host: target.host, port: target.port, key: target.key,
-                                 addresses: addresses, on: context.eventLoop)
-            .assumeIsolated().whenComplete { result in
-                guard self.machine.isConnecting else {
-                    if case .success(let handler) = result { handler.channel?.close(promise: nil) }
-                    return
-                }
-                switch result {
-                case .success(let handler):
-                    self.attach(handler, flush: true)
-                case .failure(let error):
-                    let failure = FailureClassifier.connect(error, host: target.host, port: target.port)
-                    self.pending = []
-                    self.respondWithError(failure.kind, status: .badGateway, detail: failure.detail)
-                }
+        shared.connector.connect(
+            scheme: target.scheme, host: target.host, port: target.port, key: target.key,
+            addresses: addresses, on: context.eventLoop
+        )
+        .assumeIsolated().whenComplete { result in
+            guard self.machine.isConnecting else {
+                if case .success(let handler) = result { handler.channel?.close(promise: nil) }
+                return
             }
+            switch result {
+            case .success(let handler):
+                self.attach(handler, flush: true)
+            case .failure(let error):
+                let failure = FailureClassifier.connect(error, host: target.host, port: target.port)
+                self.pending = []
+                self.respondWithError(failure.kind, status: .badGateway, detail: failure.detail)
+            }
+        }
     }
 
     private func attach(_ handler: UpstreamHandler, flush: Bool) {

@@ -58,10 +58,11 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
     /// The address the listener is bound to, when `--listen` names one.
     lazy var listenAddress: [UInt8]? = HostAddress.parse(shared.config.host)
 
-    init(shared: ProxyShared, mode: Mode, connectionID: UInt64, clientAddress: String,
-         decoder: ByteToMessageHandler<HTTPRequestDecoder>, encoder: HTTPResponseEncoder,
-         facts: ConnectionFacts? = nil, tunnel: Tunnel? = nil)
-    {
+    init(
+        shared: ProxyShared, mode: Mode, connectionID: UInt64, clientAddress: String,
+        decoder: ByteToMessageHandler<HTTPRequestDecoder>, encoder: HTTPResponseEncoder,
+        facts: ConnectionFacts? = nil, tunnel: Tunnel? = nil
+    ) {
         self.shared = shared
         self.mode = mode
         self.connectionID = connectionID
@@ -72,8 +73,9 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         self.tunnel = tunnel
         let machineMode: ClientConnectionStateMachine.Mode
         if case .forward = mode { machineMode = .forward } else { machineMode = .intercepted }
-        machine = ClientConnectionStateMachine(mode: machineMode,
-                                               requiresAuthentication: shared.config.proxyAuth != nil)
+        machine = ClientConnectionStateMachine(
+            mode: machineMode,
+            requiresAuthentication: shared.config.proxyAuth != nil)
         recorder = ExchangeRecorder(shared: shared, connectionID: connectionID, clientAddress: clientAddress)
     }
 
@@ -203,8 +205,9 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             return
         }
         if let parserError = error as? HTTPParserError {
-            let action = machine.requestParseFailed(headerOverflow: parserError == .headerOverflow,
-                                                    exchangeOpen: recorder.isOpen)
+            let action = machine.requestParseFailed(
+                headerOverflow: parserError == .headerOverflow,
+                exchangeOpen: recorder.isOpen)
             if case .answer(let kind, let unauthenticated) = action {
                 if unauthenticated {
                     // Bytes from a client that never authenticated: counted, not recorded.
@@ -219,7 +222,8 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             }
         }
         if recorder.isOpen && !recorder.hasError {
-            let detail = FailureClassifier.isReset(error)
+            let detail =
+                FailureClassifier.isReset(error)
                 ? "the client reset the connection" : "client connection failed: \(type(of: error))"
             recorder.failed(.clientGone, detail: detail)
             finishExchange(releaseUpstream: false)

@@ -33,8 +33,9 @@ struct ExchangeRecorder {
     func ms(_ at: NIODeadline) -> Double { Double((at - started).nanoseconds) / 1e6 }
 
     func record(method: String, scheme: Scheme, host: String, port: Int, target: String) -> Exchange {
-        Exchange(connectionID: connectionID, clientAddress: clientAddress, scheme: scheme, host: host, port: port,
-                 method: method, target: target, start: Date())
+        Exchange(
+            connectionID: connectionID, clientAddress: clientAddress, scheme: scheme, host: host, port: port,
+            method: method, target: target, start: Date())
     }
 
     // MARK: The exchange in progress
@@ -117,9 +118,10 @@ struct ExchangeRecorder {
     }
 
     /// Authtap answered the request itself.
-    mutating func answered(_ kind: ErrorKind, status: HTTPResponseStatus, detail: String, headers: HTTPHeaders,
-                           sentence: String)
-    {
+    mutating func answered(
+        _ kind: ErrorKind, status: HTTPResponseStatus, detail: String, headers: HTTPHeaders,
+        sentence: String
+    ) {
         guard var ex = exchange.take() else { return }
         ex.status = Int(status.code)
         ex.error = kind

@@ -6,7 +6,7 @@ import NIOPosix
 import NIOSSL
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Maps structured NIO / BoringSSL errors to stored failure kinds. Never matches message text:
@@ -28,20 +28,29 @@ enum FailureClassifier {
             }
         }
         if let e = error as? ChannelError, case .connectTimeout = e {
-            return Failure(kind: .connectTimeout, tls: nil, detail: "no answer from \(host):\(port) within the connect timeout")
+            return Failure(
+                kind: .connectTimeout, tls: nil, detail: "no answer from \(host):\(port) within the connect timeout")
         }
         if let e = error as? IOError {
             switch e.errnoCode {
-            case ECONNREFUSED: return Failure(kind: .connectionRefused, tls: nil, detail: "\(host):\(port) refused the connection")
-            case ETIMEDOUT: return Failure(kind: .connectTimeout, tls: nil, detail: "connecting to \(host):\(port) timed out")
-            case ENETUNREACH, EHOSTUNREACH: return Failure(kind: .connectFailed, tls: nil, detail: "\(host):\(port) is unreachable (errno \(e.errnoCode))")
-            default: return Failure(kind: .connectFailed, tls: nil, detail: "connecting to \(host):\(port) failed (errno \(e.errnoCode))")
+            case ECONNREFUSED:
+                return Failure(kind: .connectionRefused, tls: nil, detail: "\(host):\(port) refused the connection")
+            case ETIMEDOUT:
+                return Failure(kind: .connectTimeout, tls: nil, detail: "connecting to \(host):\(port) timed out")
+            case ENETUNREACH, EHOSTUNREACH:
+                return Failure(
+                    kind: .connectFailed, tls: nil, detail: "\(host):\(port) is unreachable (errno \(e.errnoCode))")
+            default:
+                return Failure(
+                    kind: .connectFailed, tls: nil,
+                    detail: "connecting to \(host):\(port) failed (errno \(e.errnoCode))")
             }
         }
         if error is SocketAddressError {
             return Failure(kind: .dnsFailure, tls: nil, detail: "no address found for \(host)")
         }
-        return Failure(kind: .connectFailed, tls: nil, detail: "connecting to \(host):\(port) failed: \(type(of: error))")
+        return Failure(
+            kind: .connectFailed, tls: nil, detail: "connecting to \(host):\(port) failed: \(type(of: error))")
     }
 
     /// BoringSSL packs (library, reason) in its error codes; `Error: <decimal> ...` carries the code.
@@ -70,8 +79,11 @@ enum FailureClassifier {
     /// A handshake failure, as seen from one leg.
     static func tls(_ error: any Error, leg: String) -> (TLSFailureReason, String) {
         if let timeout = error as? ProxyTimeout, timeout.code == .tlsHandshake {
-            return (.handshakeTimeout, "the \(leg) did not finish the TLS handshake within \(ProxyTimeout.seconds(timeout.seconds)) "
-                + "(--tls-handshake-timeout)")
+            return (
+                .handshakeTimeout,
+                "the \(leg) did not finish the TLS handshake within \(ProxyTimeout.seconds(timeout.seconds)) "
+                    + "(--tls-handshake-timeout)"
+            )
         }
         if let e = error as? NIOSSLError {
             switch e {
@@ -93,7 +105,8 @@ enum FailureClassifier {
                     }
                     switch reason {
                     case unsupportedProtocol: return (.protocolVersion, "no TLS version in common with the \(leg)")
-                    case wrongVersionNumber: return (.protocolVersion, "the \(leg) did not answer with TLS (wrong version number)")
+                    case wrongVersionNumber:
+                        return (.protocolVersion, "the \(leg) did not answer with TLS (wrong version number)")
                     case httpRequest: return (.protocolVersion, "the \(leg) sent plain HTTP where TLS was expected")
                     case noSharedCipher: return (.handshakeAlert, "no cipher suite in common with the \(leg)")
                     default: continue

@@ -77,7 +77,11 @@ final class GlueHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
-        if isClientSide { stats.tunnel.bytesFromClient += buffer.readableBytes } else { stats.tunnel.bytesFromUpstream += buffer.readableBytes }
+        if isClientSide {
+            stats.tunnel.bytesFromClient += buffer.readableBytes
+        } else {
+            stats.tunnel.bytesFromUpstream += buffer.readableBytes
+        }
         partner?.partnerWrite(buffer)
     }
 

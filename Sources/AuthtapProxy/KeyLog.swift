@@ -9,7 +9,9 @@ public final class KeyLogFile: Sendable {
 
     public init(path: String) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw KeyLogError(message: "cannot open key log \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw KeyLogError(message: "cannot open key log \(path): \(String(cString: strerror(errno)))")
+        }
         fchmod(fd, 0o600)
         self.fd = fd
     }

@@ -138,9 +138,10 @@ final class ClientTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// Called while a CONNECT's tunnel handlers are installed (after they were added at the pipeline's front):
     /// replaces this connection's timing handlers with ones for the tunnel, again at the network end.
     /// `handler` is the intercepted tunnel's `ClientHandler`, whose requests are then timed as before.
-    static func tunnelStarted(_ pipeline: ChannelPipeline.SynchronousOperations, intercepted: Bool,
-                              before handler: (any ChannelHandler)? = nil) throws
-    {
+    static func tunnelStarted(
+        _ pipeline: ChannelPipeline.SynchronousOperations, intercepted: Bool,
+        before handler: (any ChannelHandler)? = nil
+    ) throws {
         guard let old = try? pipeline.handler(type: ClientTimeoutHandler.self) else { return }
         if let oldRequests = try? pipeline.handler(type: ClientRequestTimeoutHandler.self) {
             pipeline.removeHandler(oldRequests, promise: nil)
@@ -347,9 +348,10 @@ final class AcceptGate: ChannelDuplexHandler {
         pause(context)
         if let count {
             let more = count > 1 ? " (\(count) failed accepts since the last line)" : ""
-            log("authtap: cannot accept a connection: \(Self.errnoName(io.errnoCode)); accepting backs off for up "
-                + "to 1 s at a time\(more). Raise the open-files limit (ulimit -n) or lower --max-connections "
-                + "(\(governor.maxConnections)); \(governor.open) connections are open")
+            log(
+                "authtap: cannot accept a connection: \(Self.errnoName(io.errnoCode)); accepting backs off for up "
+                    + "to 1 s at a time\(more). Raise the open-files limit (ulimit -n) or lower --max-connections "
+                    + "(\(governor.maxConnections)); \(governor.open) connections are open")
         }
         scheduleResume(at: resumeAt, context: context)
     }
@@ -374,8 +376,9 @@ final class AcceptGate: ChannelDuplexHandler {
         let now = context.eventLoop.now
         if let last = capLoggedAt, now - last < governor.logInterval { return }
         capLoggedAt = now
-        log("authtap: \(governor.open) client connections are open (--max-connections \(governor.maxConnections)): "
-            + "accepting waits until some close")
+        log(
+            "authtap: \(governor.open) client connections are open (--max-connections \(governor.maxConnections)): "
+                + "accepting waits until some close")
     }
 
     static func errnoName(_ code: CInt) -> String {

@@ -1,7 +1,7 @@
 import NIOCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Timeouts and the connection cap. Every duration is in seconds; 0 turns that timeout off.
@@ -93,8 +93,9 @@ struct ConnectionDeadlines: Equatable {
 
         /// The client leg's timeouts.
         static func client(_ limits: ProxyLimits) -> Timeouts {
-            Timeouts(head: limits.requestHeadTimeout, idle: limits.clientIdleTimeout,
-                     tunnelIdle: limits.tunnelIdleTimeout, handshake: limits.tlsHandshakeTimeout)
+            Timeouts(
+                head: limits.requestHeadTimeout, idle: limits.clientIdleTimeout,
+                tunnelIdle: limits.tunnelIdleTimeout, handshake: limits.tlsHandshakeTimeout)
         }
 
         /// An upstream connection's: no request head to wait for; idle means idle in the pool.
@@ -296,9 +297,10 @@ struct AcceptGovernor {
     /// Reads asked for while held: one is owed when accepting resumes.
     private(set) var readOwed = false
 
-    init(maxConnections: Int, logInterval: TimeAmount = .seconds(10), initialBackoff: TimeAmount = .milliseconds(50),
-         maxBackoff: TimeAmount = .seconds(1))
-    {
+    init(
+        maxConnections: Int, logInterval: TimeAmount = .seconds(10), initialBackoff: TimeAmount = .milliseconds(50),
+        maxBackoff: TimeAmount = .seconds(1)
+    ) {
         self.maxConnections = max(1, maxConnections)
         self.logInterval = logInterval
         self.initialBackoff = initialBackoff

@@ -1,7 +1,7 @@
 import AuthtapCA
+import Foundation
 import NIOCore
 import NIOSSL
-import Foundation
 
 /// Everything the proxy needs to know, fixed at start.
 public struct ProxyConfiguration: Sendable {

@@ -26,7 +26,7 @@ public struct ProxyCredentials: Sendable, Equatable {
         guard let value = headers.first(name: "proxy-authorization") else { return false }
         let parts = value.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "basic",
-              let data = Data(base64Encoded: String(parts[1].trimmingSpaces))
+            let data = Data(base64Encoded: String(parts[1].trimmingSpaces))
         else { return false }
         return Self.constantTimeEqual(Array(data), Array("\(user):\(password)".utf8))
     }

@@ -25,7 +25,10 @@ final class ProxyShared: Sendable {
     let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
     let decoderLimits: NIOHTTPDecoderLimitConfiguration
 
-    init(config: ProxyConfiguration, writer: any ExchangeSink, contexts: ServerContextCacheRef, connector: UpstreamConnector, group: any EventLoopGroup) {
+    init(
+        config: ProxyConfiguration, writer: any ExchangeSink, contexts: ServerContextCacheRef,
+        connector: UpstreamConnector, group: any EventLoopGroup
+    ) {
         self.config = config
         self.writer = writer
         self.contexts = contexts
@@ -33,7 +36,8 @@ final class ProxyShared: Sendable {
         var loopLocals: [ObjectIdentifier: NIOLoopBound<LoopLocal>] = [:]
         for loop in group.makeIterator() {
             // A loop-bound value must be created on its loop (already there for an embedded loop in tests).
-            loopLocals[ObjectIdentifier(loop)] = loop.inEventLoop
+            loopLocals[ObjectIdentifier(loop)] =
+                loop.inEventLoop
                 ? NIOLoopBound(LoopLocal(), eventLoop: loop)
                 : try? loop.submit { NIOLoopBound(LoopLocal(), eventLoop: loop) }.wait()
         }
@@ -64,7 +68,9 @@ public final class ProxyServer: Sendable {
     private let shared: ProxyShared
     private let serverChannel = Mutex<(any Channel)?>(nil)
 
-    public init(config: ProxyConfiguration, ca: CertificateAuthority, trust: UpstreamTrust, writer: any ExchangeSink) throws {
+    public init(config: ProxyConfiguration, ca: CertificateAuthority, trust: UpstreamTrust, writer: any ExchangeSink)
+        throws
+    {
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, config.threads))
         var clientConfig = TLSConfiguration.makeClientConfiguration()
         clientConfig.applicationProtocols = ["http/1.1"]
@@ -77,7 +83,8 @@ public final class ProxyServer: Sendable {
             connectTimeout: .nanoseconds(Int64(config.connectTimeout * 1e9)),
             timeouts: .upstream(config.limits))
         shared = ProxyShared(
-            config: config, writer: writer, contexts: ServerContextCacheRef(cache: try ServerContextCache(ca: ca, keyLog: config.keyLog)),
+            config: config, writer: writer,
+            contexts: ServerContextCacheRef(cache: try ServerContextCache(ca: ca, keyLog: config.keyLog)),
             connector: connector, group: group)
     }
 
@@ -98,10 +105,15 @@ public final class ProxyServer: Sendable {
             }
             .childChannelInitializer { channel in
                 let id = shared.connectionIDs.add(1, ordering: .relaxed).newValue
-                let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .drop, limitConfiguration: shared.decoderLimits))
+                let decoder = ByteToMessageHandler(
+                    HTTPRequestDecoder(
+                        leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .drop,
+                        limitConfiguration: shared.decoderLimits))
                 let encoder = HTTPResponseEncoder()
                 let address = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
-                let handler = ClientHandler(shared: shared, mode: .forward, connectionID: id, clientAddress: address, decoder: decoder, encoder: encoder)
+                let handler = ClientHandler(
+                    shared: shared, mode: .forward, connectionID: id, clientAddress: address, decoder: decoder,
+                    encoder: encoder)
                 let key = ObjectIdentifier(channel)
                 shared.channels.withLock { $0[key] = channel }
                 channel.closeFuture.whenComplete { _ in _ = shared.channels.withLock { $0.removeValue(forKey: key) } }

@@ -76,7 +76,7 @@ struct RequestFraming {
             if lengthFields > 0 { return .failure(.contentLengthAndTransferEncoding) }
             if version.major == 1 && version.minor == 0 { return .failure(.transferEncodingInHTTP10) }
             guard transferEncodings.count == 1,
-                  transferEncodings[0].trimmingSpaces.lowercased() == "chunked"
+                transferEncodings[0].trimmingSpaces.lowercased() == "chunked"
             else { return .failure(.unsupportedTransferEncoding) }
             body = .chunked
         } else if let first = lengths.first {
@@ -118,8 +118,8 @@ struct RequestFraming {
         var framingFields: [(name: String, value: String)] = []
         for (name, value) in headers where isFramingField(name) { framingFields.append((name, value)) }
         if let wanted, framingFields.count == 1,
-           HopByHop.sameName(framingFields[0].name, lowercased: wanted.name.lowercased()),
-           framingFields[0].value == wanted.value
+            HopByHop.sameName(framingFields[0].name, lowercased: wanted.name.lowercased()),
+            framingFields[0].value == wanted.value
         {
             return headers
         }

@@ -51,8 +51,8 @@ enum RequestTarget {
             port = defaultPort
         }
         guard !host.isEmpty, host.count <= 253,
-              host.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" || $0 == ":" }),
-              host.unicodeScalars.allSatisfy({ $0.isASCII })
+            host.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" || $0 == ":" }),
+            host.unicodeScalars.allSatisfy({ $0.isASCII })
         else { return nil }
         return (String(host), port)
     }

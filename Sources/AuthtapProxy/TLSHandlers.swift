@@ -108,7 +108,10 @@ final class ClientHelloGate: ChannelDuplexHandler, RemovableChannelHandler {
     private let onNotTLS: (ChannelHandlerContext, [UInt8]) -> Void
     private let facts: ConnectionFacts
 
-    init(connectHost: String, contexts: ServerContextCacheRef, facts: ConnectionFacts, onNotTLS: @escaping (ChannelHandlerContext, [UInt8]) -> Void) {
+    init(
+        connectHost: String, contexts: ServerContextCacheRef, facts: ConnectionFacts,
+        onNotTLS: @escaping (ChannelHandlerContext, [UInt8]) -> Void
+    ) {
         self.connectHost = connectHost
         self.contexts = contexts
         self.facts = facts
@@ -191,7 +194,7 @@ final class WriteCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
         let buffer = unwrapOutboundIn(data)
         if var joined = pending {
             if joined.readableBytes + buffer.readableBytes <= Self.limit {
-                pending = nil // one owner while appending, so the append does not copy the buffer again
+                pending = nil  // one owner while appending, so the append does not copy the buffer again
                 joined.writeImmutableBuffer(buffer)
                 pending = joined
                 join(promise)

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Which upstream targets authtap may open a connection to. A value with no I/O: the handler asks it twice,
@@ -98,8 +98,8 @@ public struct TargetPolicy: Sendable, Equatable {
             let part = item.trimmingSpaces
             let bounds = part.split(separator: "-", omittingEmptySubsequences: false)
             guard bounds.count == 1 || bounds.count == 2,
-                  let low = Int(bounds[0]), let high = Int(bounds[bounds.count - 1]),
-                  (1...65535).contains(low), (1...65535).contains(high), low <= high
+                let low = Int(bounds[0]), let high = Int(bounds[bounds.count - 1]),
+                (1...65535).contains(low), (1...65535).contains(high), low <= high
             else { return nil }
             if high - low > 65535 { return nil }
             ports.formUnion(low...high)

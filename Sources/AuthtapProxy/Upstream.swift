@@ -63,7 +63,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     var channel: (any Channel)? { context?.channel }
-    var isUsable: Bool { context?.channel.isActive == true && lastError == nil && !closeAfterResponse && (!isTLS || handshakeDone) }
+    var isUsable: Bool {
+        context?.channel.isActive == true && lastError == nil && !closeAfterResponse && (!isTLS || handshakeDone)
+    }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
@@ -134,7 +136,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func tlsFacts() -> TLSFacts? {
         guard isTLS else { return nil }
         if let settledFacts { return settledFacts }
-        var f = facts.tlsFacts(version: try? context?.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).tlsVersion, alpn: negotiatedALPN)
+        var f = facts.tlsFacts(
+            version: try? context?.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).tlsVersion,
+            alpn: negotiatedALPN)
         let v = verification.value.withLock { $0 }
         f.peerCertificate = v.certificate
         if insecure {
@@ -202,14 +206,17 @@ struct UpstreamConnector: Sendable {
     var timeouts = ConnectionDeadlines.Timeouts()
 
     /// `addresses`, when given, are the only ones tried: those the target policy checked.
-    func connect(scheme: Scheme, host: String, port: Int, key: String, addresses: [[UInt8]]? = nil,
-                 on eventLoop: any EventLoop) -> EventLoopFuture<UpstreamHandler> {
+    func connect(
+        scheme: Scheme, host: String, port: Int, key: String, addresses: [[UInt8]]? = nil,
+        on eventLoop: any EventLoop
+    ) -> EventLoopFuture<UpstreamHandler> {
         let isTLS = scheme == .https
         // A loop that cannot open sockets (an embedded one in tests) fails the connection instead of trapping.
         guard let base = ClientBootstrap(validatingGroup: eventLoop) else {
             return eventLoop.makeFailedFuture(ChannelError.operationUnsupported)
         }
-        let bootstrap = base
+        let bootstrap =
+            base
             .resolver(addresses.map { CheckedAddressResolver(addresses: $0, port: port, loop: eventLoop) })
             .connectTimeout(connectTimeout)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
@@ -241,7 +248,10 @@ struct UpstreamConnector: Sendable {
                         try sync.addHandler(WriteCoalescer())
                     }
                     try sync.addHandler(HTTPRequestEncoder())
-                    try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward)))
+                    try sync.addHandler(
+                        ByteToMessageHandler(
+                            HTTPResponseDecoder(
+                                leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward)))
                     try sync.addHandler(UpstreamTimeoutHandler(timeouts: timeouts, tls: isTLS))
                     try sync.addHandler(handler)
                     return channel.eventLoop.makeSucceededVoidFuture()

@@ -3,11 +3,11 @@ import NIOEmbedded
 import Synchronization
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 @testable import AuthtapProxy
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The connection counter's pause/resume decisions and the accept-error back-off, as values.
 @Suite struct AcceptGovernorTests {
@@ -38,12 +38,12 @@ import Glibc
     @Test func accept_errorsBackOffDoublingUpToTheMaximumAndACleanAcceptResets() {
         var g = AcceptGovernor(maxConnections: 100, initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(300))
         #expect(g.acceptFailed(now: Self.ms(0)).resumeAt == Self.ms(50))
-        #expect(g.readOwed) // the failed connection is still queued
+        #expect(g.readOwed)  // the failed connection is still queued
         #expect(g.readRequested(now: Self.ms(10)) == .hold(resumeAt: Self.ms(50)))
         #expect(g.readRequested(now: Self.ms(50)) == .read)
         #expect(g.acceptFailed(now: Self.ms(50)).resumeAt == Self.ms(150))
         #expect(g.acceptFailed(now: Self.ms(150)).resumeAt == Self.ms(350))
-        #expect(g.acceptFailed(now: Self.ms(350)).resumeAt == Self.ms(650)) // capped at 300 ms
+        #expect(g.acceptFailed(now: Self.ms(350)).resumeAt == Self.ms(650))  // capped at 300 ms
         g.accepted()
         #expect(g.acceptFailed(now: Self.ms(1000)).resumeAt == Self.ms(1050))
     }
@@ -69,8 +69,10 @@ import Glibc
         #expect(lines.dropFirst().allSatisfy { $0 == 100 })
     }
 
-    @Test(arguments: [(EMFILE, true), (ENFILE, true), (ENOBUFS, true), (ENOMEM, true), (ECONNABORTED, false),
-                      (EINVAL, false)])
+    @Test(arguments: [
+        (EMFILE, true), (ENFILE, true), (ENOBUFS, true), (ENOMEM, true), (ECONNABORTED, false),
+        (EINVAL, false),
+    ])
     func resourceErrorsAreTheOnesBackedOffFor(code: CInt, backsOff: Bool) {
         #expect(AcceptGovernor.isResourceExhaustion(errno: code) == backsOff)
     }
@@ -116,13 +118,13 @@ import Glibc
         server.read()
         server.read()
         #expect(counter.reads == 2)
-        #expect(lines.count == 1) // the cap is reported once, not per held read
+        #expect(lines.count == 1)  // the cap is reported once, not per held read
         _ = try children[0].finish()
         loop.run()
         #expect(counter.reads == 3)
         _ = try children[1].finish()
         loop.run()
-        #expect(counter.reads == 3) // nothing was owed
+        #expect(counter.reads == 3)  // nothing was owed
     }
 
     @Test func descriptorExhaustionBacksOffAndLogsOnce() throws {

@@ -218,16 +218,18 @@ import Testing
     @Test func aParseErrorAnswersMalformedAndCloses() {
         var machine = Self.forward()
         _ = machine.requestHead(keepAlive: true)
-        #expect(machine.requestParseFailed(headerOverflow: false, exchangeOpen: true)
-            == .answer(.malformedRequest, unauthenticated: false))
+        #expect(
+            machine.requestParseFailed(headerOverflow: false, exchangeOpen: true)
+                == .answer(.malformedRequest, unauthenticated: false))
         #expect(machine.keepAlive == false)
         #expect(machine.errorAnswerStarted().closeAfter)
     }
 
     @Test func aHeaderOverflowAnswersHeadersTooLarge() {
         var machine = Self.forward()
-        #expect(machine.requestParseFailed(headerOverflow: true, exchangeOpen: false)
-            == .answer(.headersTooLarge, unauthenticated: false))
+        #expect(
+            machine.requestParseFailed(headerOverflow: true, exchangeOpen: false)
+                == .answer(.headersTooLarge, unauthenticated: false))
     }
 
     @Test func aParseErrorAfterTheResponseStartedIsAClientFailure() {
@@ -238,19 +240,22 @@ import Testing
 
     @Test func garbageAsTheFirstBytesInATunnelIsNotHTTP() {
         var machine = Machine(mode: .intercepted, requiresAuthentication: false)
-        #expect(machine.requestParseFailed(headerOverflow: false, exchangeOpen: false)
-            == .answer(.nonHTTPInTunnel, unauthenticated: false))
+        #expect(
+            machine.requestParseFailed(headerOverflow: false, exchangeOpen: false)
+                == .answer(.nonHTTPInTunnel, unauthenticated: false))
     }
 
     @Test func aParseErrorBeforeAuthenticationIsCountedNotRecorded() {
         var machine = Self.forward(auth: true)
-        #expect(machine.requestParseFailed(headerOverflow: false, exchangeOpen: false)
-            == .answer(.malformedRequest, unauthenticated: true))
+        #expect(
+            machine.requestParseFailed(headerOverflow: false, exchangeOpen: false)
+                == .answer(.malformedRequest, unauthenticated: true))
         var authenticated = Self.forward(auth: true)
         _ = authenticated.requestHead(keepAlive: true)
         authenticated.authenticationSucceeded()
-        #expect(authenticated.requestParseFailed(headerOverflow: false, exchangeOpen: true)
-            == .answer(.malformedRequest, unauthenticated: false))
+        #expect(
+            authenticated.requestParseFailed(headerOverflow: false, exchangeOpen: true)
+                == .answer(.malformedRequest, unauthenticated: false))
     }
 
     @Test func theClientsTLSFailureIsRecordedOnce() {

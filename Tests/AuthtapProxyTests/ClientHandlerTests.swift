@@ -67,15 +67,18 @@ import Testing
         let connector = UpstreamConnector(
             clientTLS: try NIOSSLContext(configuration: .makeClientConfiguration()),
             trust: UpstreamTrust(extraAnchors: [], includeSystem: false), insecure: false, connectTimeout: .seconds(1))
-        shared = ProxyShared(config: config, writer: sink, contexts: ServerContextCacheRef(cache: Self.leaves),
-                             connector: connector, group: loop)
+        shared = ProxyShared(
+            config: config, writer: sink, contexts: ServerContextCacheRef(cache: Self.leaves),
+            connector: connector, group: loop)
         shared.listenPort.store(8080, ordering: .relaxed)
-        let decoder = ByteToMessageHandler(HTTPRequestDecoder(
-            leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .drop,
-            limitConfiguration: shared.decoderLimits))
+        let decoder = ByteToMessageHandler(
+            HTTPRequestDecoder(
+                leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .drop,
+                limitConfiguration: shared.decoderLimits))
         let encoder = HTTPResponseEncoder()
-        handler = ClientHandler(shared: shared, mode: .forward, connectionID: 1, clientAddress: "127.0.0.1:40000",
-                                decoder: decoder, encoder: encoder)
+        handler = ClientHandler(
+            shared: shared, mode: .forward, connectionID: 1, clientAddress: "127.0.0.1:40000",
+            decoder: decoder, encoder: encoder)
         channel = EmbeddedChannel(loop: loop)
         try channel.pipeline.syncOperations.addHandlers([reads, decoder, encoder, handler])
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
@@ -123,8 +126,11 @@ import Testing
         }
 
         let responseHeaders = HTTPHeaders([("Content-Length", "2"), ("Connection", "keep-alive")])
-        try upstream.writeInbound(HTTPClientResponsePart.head(.init(version: .http1_1, status: .ok,
-                                                                    headers: responseHeaders)))
+        try upstream.writeInbound(
+            HTTPClientResponsePart.head(
+                .init(
+                    version: .http1_1, status: .ok,
+                    headers: responseHeaders)))
         try upstream.writeInbound(HTTPClientResponsePart.body(upstream.allocator.buffer(string: "ok")))
         try upstream.writeInbound(HTTPClientResponsePart.end(nil))
         loop.run()
@@ -147,8 +153,11 @@ import Testing
     @Test func aResponseThatEndsBeforeItsRequestIsRecordedAtTheRequestsEnd() throws {
         let upstream = try pooledUpstream(key: "http://origin.example:80")
         send("POST http://origin.example/upload HTTP/1.1\r\nHost: origin.example\r\nContent-Length: 6\r\n\r\nabc")
-        try upstream.writeInbound(HTTPClientResponsePart.head(.init(version: .http1_1, status: .payloadTooLarge,
-                                                                    headers: ["Content-Length": "0"])))
+        try upstream.writeInbound(
+            HTTPClientResponsePart.head(
+                .init(
+                    version: .http1_1, status: .payloadTooLarge,
+                    headers: ["Content-Length": "0"])))
         try upstream.writeInbound(HTTPClientResponsePart.end(nil))
         loop.run()
         #expect(sink.exchanges.isEmpty)  // the request body is still arriving

@@ -25,7 +25,7 @@ import Testing
     @Test func keepAliveIsIdleUntilTheNextRequestStartsThenTheHeadIsDue() {
         var (m, _) = Machine.client(Self.client, now: Self.at(0))
         #expect(m.requestStarted(now: Self.at(1)) == .disarm)
-        #expect(m.timerFired(now: Self.at(40)) == .disarm) // a slow upstream is not the client's fault
+        #expect(m.timerFired(now: Self.at(40)) == .disarm)  // a slow upstream is not the client's fault
         #expect(m.responseEnded(now: Self.at(50)) == .arm(Self.at(110)))
         #expect(m.timerFired(now: Self.at(100)) == .arm(Self.at(110)))
         // The next request's first byte: its head is due 30 s later, whatever the idle deadline said.
@@ -55,7 +55,7 @@ import Testing
 
     @Test func anInterceptedTunnelMustFinishItsHandshakeThenSendAHead() {
         var (m, _) = Machine.client(Self.client, now: Self.at(0))
-        _ = m.requestStarted(now: Self.at(0)) // the CONNECT
+        _ = m.requestStarted(now: Self.at(0))  // the CONNECT
         #expect(m.interceptedTunnelStarted(now: Self.at(1)) == .arm(Self.at(11)))
         #expect(m.handshakeCompleted(now: Self.at(2)) == .arm(Self.at(32)))
         #expect(m.requestStarted(now: Self.at(3)) == .disarm)
@@ -65,7 +65,7 @@ import Testing
     @Test func aStalledClientHandshakeIsClosedWithTheHandshakeReason() {
         var (m, _) = Machine.client(Self.client, now: Self.at(0))
         _ = m.interceptedTunnelStarted(now: Self.at(0))
-        _ = m.bytesReceived(now: Self.at(5)) // part of a ClientHello
+        _ = m.bytesReceived(now: Self.at(5))  // part of a ClientHello
         #expect(m.timerFired(now: Self.at(10)) == .close(ProxyTimeout(code: .tlsHandshake, seconds: 10)))
     }
 
@@ -129,14 +129,14 @@ import Testing
 
     @Test func theTimerLooksAQuarterOfThePhasesTimeoutAheadWithinBounds() {
         var (m, _) = Machine.client(Self.client, now: Self.at(0))
-        #expect(m.tick == .milliseconds(7500)) // head: 30 s
+        #expect(m.tick == .milliseconds(7500))  // head: 30 s
         _ = m.requestStarted(now: Self.at(0))
         _ = m.responseEnded(now: Self.at(0))
-        #expect(m.tick == .seconds(15)) // idle: 60 s
+        #expect(m.tick == .seconds(15))  // idle: 60 s
         _ = m.interceptedTunnelStarted(now: Self.at(0))
-        #expect(m.tick == .milliseconds(2500)) // handshake: 10 s
+        #expect(m.tick == .milliseconds(2500))  // handshake: 10 s
         _ = m.relayedTunnelStarted(now: Self.at(0))
-        #expect(m.tick == .seconds(15)) // tunnel: 300 s, capped
+        #expect(m.tick == .seconds(15))  // tunnel: 300 s, capped
         #expect(Machine.client(Machine.Timeouts(head: 0.001), now: Self.at(0)).0.tick == .milliseconds(10))
     }
 

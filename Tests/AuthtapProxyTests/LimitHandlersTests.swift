@@ -70,7 +70,7 @@ import Testing
         let (loop, channel, catcher) = try active([timer, ClientRequestTimeoutHandler(timer: timer)])
         loop.advanceTime(by: .seconds(5))
         channel.pipeline.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: nil))
-        loop.advanceTime(by: .seconds(9)) // past the handshake deadline, which no longer applies
+        loop.advanceTime(by: .seconds(9))  // past the handshake deadline, which no longer applies
         #expect(channel.isActive)
         let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
         channel.pipeline.fireChannelRead(HTTPServerRequestPart.head(head))
@@ -138,7 +138,7 @@ import Testing
         let (loop, channel, catcher) = try active([upstream])
         try channel.writeOutbound(HTTPClientRequestPart.head(Self.get))
         channel.pipeline.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: nil))
-        loop.advanceTime(by: .seconds(100)) // a slow response is not idleness
+        loop.advanceTime(by: .seconds(100))  // a slow response is not idleness
         #expect(channel.isActive)
         try channel.writeInbound(HTTPClientResponsePart.end(nil))
         loop.advanceTime(by: .seconds(29))

@@ -36,9 +36,10 @@ func exchange(_ bytes: ArraySlice<UInt8>, index: Int) -> Exchange {
     let method = methods[input.choose(methods.count)]
     let status = Int(input.byte()) << 8 | Int(input.byte())
     let start = double(&input)
-    var raw = Exchange(connectionID: UInt64(flags & 3), clientAddress: "127.0.0.1:5000", scheme: flags & 4 == 0 ? .https : .http,
-                       host: host, port: flags & 8 == 0 ? 443 : Int(status), method: method, target: input.text(),
-                       start: Date(timeIntervalSince1970: start))
+    var raw = Exchange(
+        connectionID: UInt64(flags & 3), clientAddress: "127.0.0.1:5000", scheme: flags & 4 == 0 ? .https : .http,
+        host: host, port: flags & 8 == 0 ? 443 : Int(status), method: method, target: input.text(),
+        start: Date(timeIntervalSince1970: start))
     raw.status = flags & 16 == 0 ? status % 1000 : nil
     raw.error = errors[input.choose(errors.count)]
     raw.timings.end = flags & 32 == 0 ? nil : double(&input)

@@ -21,8 +21,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let contentType = charsets[input.choose(charsets.count)]
     let limit = 256 * 1024
     let body = input.rest()
-    let decoded = BodyDecoder.decode(body, contentEncoding: coding, transferEncoding: nil, limit: limit,
-                                     inputComplete: complete)
+    let decoded = BodyDecoder.decode(
+        body, contentEncoding: coding, transferEncoding: nil, limit: limit,
+        inputComplete: complete)
     precondition(decoded.bytes.count <= limit, "decoded past the limit")
     let text = TextDecoding.utf8(decoded.bytes, contentType: contentType, truncated: decoded.truncated || !complete)
     if let text = text.text { precondition(text.utf8.count <= 4 * limit + 4, "text grew without bound") }

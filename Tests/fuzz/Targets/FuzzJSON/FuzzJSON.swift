@@ -1,7 +1,8 @@
 import AuthtapAnalyzer
 import AuthtapModel
-@testable import AuthtapOAuth
 import FuzzSupport
+
+@testable import AuthtapOAuth
 
 /// The JSON readers: the analyzer's parser (which HAR import also uses) and the masker's lexical JSON pass,
 /// which must accept anything, truncated or not, and keep a valid document valid.

@@ -1,6 +1,7 @@
 import AuthtapModel
-@testable import AuthtapOAuth
 import FuzzSupport
+
+@testable import AuthtapOAuth
 
 /// The masker on every shape it reads. The first byte picks the entry point, the second the Content-Type,
 /// the rest is the payload (headers are `name: value` lines, exchanges are split on NUL).
@@ -28,18 +29,21 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     switch entry {
     case 0:
         let body = input.rest()
-        _ = masker.recordBody(CapturedBody(bytes: body, size: body.count),
-                              headers: [HeaderField("Content-Type", contentType)], location: .requestBody,
-                              params: &params)
+        _ = masker.recordBody(
+            CapturedBody(bytes: body, size: body.count),
+            headers: [HeaderField("Content-Type", contentType)], location: .requestBody,
+            params: &params)
     case 1:
         let text = String(decoding: input.rest(), as: UTF8.self)
         _ = masker.maskBodyText(text, contentType: contentType, location: .responseBody, params: &params)
     case 2:
-        _ = masker.maskHeaders(headerLines(String(decoding: input.rest(), as: UTF8.self)),
-                               location: .requestHeader, params: &params)
+        _ = masker.maskHeaders(
+            headerLines(String(decoding: input.rest(), as: UTF8.self)),
+            location: .requestHeader, params: &params)
     case 3:
-        _ = masker.maskURL(String(decoding: input.rest(), as: UTF8.self), location: .requestTarget,
-                           params: &params)
+        _ = masker.maskURL(
+            String(decoding: input.rest(), as: UTF8.self), location: .requestTarget,
+            params: &params)
     case 4:
         _ = masker.maskFreeText(String(decoding: input.rest(), as: UTF8.self))
     case 5:
@@ -47,8 +51,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         _ = masker.maskReadable(String(decoding: input.rest(), as: UTF8.self), name: name.isEmpty ? nil : name)
     default:
         // A whole exchange: target, request headers, request body, response headers, response body.
-        var raw = Exchange(connectionID: 1, clientAddress: "fuzz", scheme: .https, host: "idp.example",
-                           port: 443, method: "POST", target: input.text(), start: .init(timeIntervalSince1970: 0))
+        var raw = Exchange(
+            connectionID: 1, clientAddress: "fuzz", scheme: .https, host: "idp.example",
+            port: 443, method: "POST", target: input.text(), start: .init(timeIntervalSince1970: 0))
         raw.requestHeaders = headerLines(input.text())
         let request = input.field()
         raw.requestBody = CapturedBody(bytes: request, size: request.count)

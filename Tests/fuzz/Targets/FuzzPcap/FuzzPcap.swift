@@ -1,7 +1,7 @@
 import AuthtapCapture
 import AuthtapDissector
-import FuzzSupport
 import Foundation
+import FuzzSupport
 
 /// `authtap capture --read FILE` without the store: the bytes are written to a file (libpcap reads pcapng from
 /// a path, classic pcap is read by authtap's own chunked reader) and dissected into handshake records.

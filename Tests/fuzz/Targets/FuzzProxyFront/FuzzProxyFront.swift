@@ -1,13 +1,14 @@
 import AuthtapCA
 import AuthtapDissector
 import AuthtapModel
-@testable import AuthtapProxy
 import AuthtapStore
 import FuzzSupport
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
 import NIOSSL
+
+@testable import AuthtapProxy
 
 /// The proxy's client side, as a client's bytes reach it, in an `EmbeddedChannel` (no sockets, so nothing ever
 /// leaves the process: an upstream connection fails at once and the client gets its 502).
@@ -38,8 +39,9 @@ func makeShared(auth: Bool) -> ProxyShared {
     let connector = UpstreamConnector(
         clientTLS: try! NIOSSLContext(configuration: .makeClientConfiguration()),
         trust: UpstreamTrust(extraAnchors: [], includeSystem: false), insecure: false, connectTimeout: .seconds(1))
-    let shared = ProxyShared(config: config, writer: writer, contexts: ServerContextCacheRef(cache: contexts),
-                             connector: connector, group: loop)
+    let shared = ProxyShared(
+        config: config, writer: writer, contexts: ServerContextCacheRef(cache: contexts),
+        connector: connector, group: loop)
     shared.listenPort.store(8080, ordering: .relaxed)
     return shared
 }
@@ -55,7 +57,7 @@ func asksForAnotherLeaf(_ bytes: [UInt8]) -> Bool {
     let target = String(decoding: after.prefix { $0 != 0x20 && $0 != 0x0D && $0 != 0x0A }, as: UTF8.self)
     for end in [Array("\r\n\r\n".utf8), Array("\n\n".utf8), Array("\n\r\n".utf8)] {
         guard let head = after.firstRange(of: end),
-              case .clientHello(let hello) = TLSDissector.parseFirstRecord(Array(after[head.upperBound...])).0
+            case .clientHello(let hello) = TLSDissector.parseFirstRecord(Array(after[head.upperBound...])).0
         else { continue }
         let name = hello.serverName.flatMap { $0.isEmpty ? nil : $0 } ?? target
         let lower = name.lowercased()
@@ -71,22 +73,26 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let cut = Int(input.byte())
     let bytes = input.rest()
     let shared = mode == 1 ? authenticated : plain
-    let decoder = ByteToMessageHandler(HTTPRequestDecoder(
-        leftOverBytesStrategy: mode == 2 ? .dropBytes : .forwardBytes, informationalResponseStrategy: .drop,
-        limitConfiguration: shared.decoderLimits))
+    let decoder = ByteToMessageHandler(
+        HTTPRequestDecoder(
+            leftOverBytesStrategy: mode == 2 ? .dropBytes : .forwardBytes, informationalResponseStrategy: .drop,
+            limitConfiguration: shared.decoderLimits))
     let encoder = HTTPResponseEncoder()
     let handler: ClientHandler
     if mode == 2 {
-        handler = ClientHandler(shared: shared, mode: .intercepted(host: interceptedHost, port: 443), connectionID: 1,
-                                clientAddress: "127.0.0.1:40000", decoder: decoder, encoder: encoder,
-                                facts: ConnectionFacts(),
-                                tunnel: Tunnel(connectionID: 1, clientAddress: "127.0.0.1:40000", host: interceptedHost,
-                                               port: 443, intercepted: true, start: .init(timeIntervalSince1970: 0)))
+        handler = ClientHandler(
+            shared: shared, mode: .intercepted(host: interceptedHost, port: 443), connectionID: 1,
+            clientAddress: "127.0.0.1:40000", decoder: decoder, encoder: encoder,
+            facts: ConnectionFacts(),
+            tunnel: Tunnel(
+                connectionID: 1, clientAddress: "127.0.0.1:40000", host: interceptedHost,
+                port: 443, intercepted: true, start: .init(timeIntervalSince1970: 0)))
     } else {
         // A ClientHello for another name after a CONNECT would need a leaf issued off the loop: not this harness.
         if asksForAnotherLeaf(bytes) { return -1 }
-        handler = ClientHandler(shared: shared, mode: .forward, connectionID: 1, clientAddress: "127.0.0.1:40000",
-                                decoder: decoder, encoder: encoder)
+        handler = ClientHandler(
+            shared: shared, mode: .forward, connectionID: 1, clientAddress: "127.0.0.1:40000",
+            decoder: decoder, encoder: encoder)
     }
     let channel = EmbeddedChannel(loop: loop)
     do {
