@@ -9,9 +9,10 @@ let path = "\(NSTemporaryDirectory())/authtap-fuzz-pcap-\(getpid()).pcap"
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    guard FileManager.default.createFile(atPath: path, contents: Data(bytes: data, count: size)) else {
-        fatalError("cannot write \(path)")
-    }
+    // Plain open/write/close: FileManager.createFile writes atomically and fsyncs, which cost most of each run.
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    guard fd >= 0, size == 0 || write(fd, data, size) == size else { fatalError("cannot write \(path)") }
+    close(fd)
     // The TLS record reader on its own too: the proxy's ClientHello gate reads tunnel bytes with it.
     _ = TLSDissector.parseFirstRecord(Array(UnsafeBufferPointer(start: data, count: size)))
     if let result = try? OfflineDissection.run(path: path) {
