@@ -122,6 +122,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "AuthtapModelTests", dependencies: ["AuthtapModel"]),
+        .testTarget(name: "AuthtapHARTests", dependencies: ["AuthtapHAR", "AuthtapModel"]),
         .testTarget(name: "AuthtapCodecTests", dependencies: ["AuthtapCodec"]),
         .testTarget(name: "AuthtapAnalyzerTests", dependencies: ["AuthtapAnalyzer", "AuthtapOAuth", "AuthtapModel"]),
         .testTarget(

@@ -113,12 +113,7 @@ final class ExchangeFacts {
 
     /// The server's `Date` header.
     var serverDate: Date? {
-        guard let text = ex.responseHeaders.value(of: "date") else { return nil }
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "GMT")
-        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        return f.date(from: text)
+        ex.responseHeaders.value(of: "date").flatMap(HTTPDate.parse)
     }
 
     static let apiLike: Set<OAuthRole> = [

@@ -289,16 +289,64 @@ enum HARDate {
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return f
     }()
-    nonisolated(unsafe) private static let plain: ISO8601DateFormatter = {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        return f
-    }()
     private static let lock = NSLock()
 
     static func string(_ date: Date) -> String { lock.withLock { withFraction.string(from: date) } }
 
+    /// RFC 3339 date-time, as HAR 1.2 requires (`2023-03-29T17:37:42.489-07:00`, `…Z`), read by hand: an
+    /// ISO8601DateFormatter hands the text to ICU, which dies of a division trap on a long enough fraction
+    /// (found by the HAR fuzz target). A fraction's digits past the microsecond are read and dropped.
     static func date(_ s: String) -> Date? {
-        lock.withLock { withFraction.date(from: s) ?? plain.date(from: s) }
+        let b = Array(s.utf8)
+        var i = 0
+        func digits(_ count: Int) -> Int? {
+            guard i + count <= b.count else { return nil }
+            var v = 0
+            for k in 0..<count {
+                let d = b[i + k] &- UInt8(ascii: "0")
+                guard d < 10 else { return nil }
+                v = v * 10 + Int(d)
+            }
+            i += count
+            return v
+        }
+        func expect(_ c: UInt8...) -> Bool {
+            guard i < b.count, c.contains(b[i]) else { return false }
+            i += 1
+            return true
+        }
+        guard let year = digits(4), expect(UInt8(ascii: "-")), let month = digits(2), expect(UInt8(ascii: "-")),
+            let day = digits(2), expect(UInt8(ascii: "T"), UInt8(ascii: "t"), UInt8(ascii: " ")),
+            let hour = digits(2), expect(UInt8(ascii: ":")), let minute = digits(2), expect(UInt8(ascii: ":")),
+            let second = digits(2)
+        else { return nil }
+        var micros = 0
+        if expect(UInt8(ascii: ".")) {
+            var count = 0
+            while i < b.count, b[i] &- UInt8(ascii: "0") < 10 {
+                if count < 6 { micros = micros * 10 + Int(b[i] - UInt8(ascii: "0")) }
+                count += 1
+                i += 1
+            }
+            guard count > 0 else { return nil }
+            for _ in min(count, 6)..<6 { micros *= 10 }
+        }
+        var offset = 0
+        if expect(UInt8(ascii: "Z"), UInt8(ascii: "z")) {
+            offset = 0
+        } else if i < b.count, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") {
+            let sign = b[i] == UInt8(ascii: "-") ? -1 : 1
+            i += 1
+            guard let oh = digits(2) else { return nil }
+            _ = expect(UInt8(ascii: ":"))
+            guard let om = digits(2), oh < 24, om < 60 else { return nil }
+            offset = sign * (oh * 3600 + om * 60)
+        } else {
+            return nil
+        }
+        guard i == b.count,
+            let utc = CivilDate.seconds(year: year, month: month, day: day, hour: hour, minute: minute, second: second)
+        else { return nil }
+        return Date(timeIntervalSince1970: Double(utc - offset) + Double(micros) / 1_000_000)
     }
 }
