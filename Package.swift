@@ -165,7 +165,7 @@ if Context.environment["AUTHTAP_FUZZ"] != nil {
         (
             "FuzzProxyFront",
             [
-                "AuthtapProxy", "AuthtapCA", "AuthtapStore", "AuthtapModel", "AuthtapDissector",
+                "AuthtapProxy", "AuthtapCA", "AuthtapStore", "AuthtapModel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

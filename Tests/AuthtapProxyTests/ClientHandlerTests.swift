@@ -53,7 +53,10 @@ import Testing
     static let leaves: ServerContextCache = {
         do {
             let (certificate, key) = try CertificateAuthority.generate()
-            return try ServerContextCache(ca: CertificateAuthority(certificate: certificate, key: key))
+            // Inline: a leaf issued on a background queue would complete its promise on the embedded loop from
+            // another thread.
+            return try ServerContextCache(
+                ca: CertificateAuthority(certificate: certificate, key: key), issuing: .inline)
         } catch {
             fatalError("test CA: \(error)")
         }
@@ -230,6 +233,31 @@ import Testing
         #expect((try? pipeline.handler(type: ClientHandler.self)) != nil)
         #expect(sink.exchanges.isEmpty)  // the tunnel's row records an intercepted CONNECT
         #expect(shared.inflight.load(ordering: .relaxed) == 0)
+    }
+
+    @Test func aClientHelloInTheTunnelIsAnsweredWithTheInterceptedHostsLeaf() throws {
+        // A real ClientHello, from BoringSSL's client side in its own embedded channel.
+        let client = EmbeddedChannel(loop: loop)
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.certificateVerification = .none
+        try client.pipeline.syncOperations.addHandler(
+            NIOSSLClientHandler(context: NIOSSLContext(configuration: tls), serverHostname: "Idp.Example"))
+        try client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 443)).wait()
+        var hello = client.allocator.buffer(capacity: 512)
+        while var part = try client.readOutbound(as: ByteBuffer.self) { hello.writeBuffer(&part) }
+        #expect(hello.readableBytes > 100 && hello.getInteger(at: 0, as: UInt8.self) == 0x16)
+
+        send("CONNECT idp.example:443 HTTP/1.1\r\nHost: idp.example:443\r\n\r\n")
+        #expect(try received().hasPrefix("HTTP/1.1 200 Connection established\r\n"))
+        _ = try? channel.writeInbound(hello)
+        loop.run()
+        var answer = channel.allocator.buffer(capacity: 4096)
+        while var part = try channel.readOutbound(as: ByteBuffer.self) { answer.writeBuffer(&part) }
+        // A handshake record (ServerHello): the gate issued the leaf and handed the bytes to BoringSSL.
+        #expect(answer.getInteger(at: 0, as: UInt8.self) == 0x16)
+        #expect(answer.getInteger(at: 5, as: UInt8.self) == 0x02)
+        #expect(channel.isActive)
+        _ = try? client.finish()
     }
 
     @Test func bytesThatFollowTheConnectReachTheTunnelAndNonTLSIsRefused() throws {
