@@ -12,6 +12,10 @@ extension Masker {
         // Copied only when a header is rewritten: most response headers are not.
         var out: [HeaderField]? = nil
         for (i, field) in headers.enumerated() {
+            // A header seen before and found clean (most response headers, repeated on every exchange) is
+            // known by its exact name and value: none of the per-name work below is needed for it.
+            let cleanKey = Self.cleanHeaderKey(field)
+            if Self.cleanHeaderValues.known(cleanKey) != nil { continue }
             let lower = field.name.lowercased()
             var value = field.value
             switch lower {
@@ -49,7 +53,8 @@ extension Masker {
                 } else if SecretNames.isSecret(field.name) {
                     value = secret(kind: lower, value: field.value).masked
                 } else {
-                    value = maskReadableHeader(field.value, name: lower)
+                    value = maskReadable(field.value, name: lower)
+                    if value == field.value { Self.cleanHeaderValues.keep(true, for: cleanKey) }
                 }
             }
             guard value != field.value else { continue }
@@ -59,19 +64,16 @@ extension Masker {
         return out ?? headers
     }
 
-    /// Header values in which the masker found nothing, by lower-cased name: traffic repeats the same few
-    /// (`Content-Type`, `User-Agent`, `Server`, `Cache-Control`), and sweeping each one again for shapes is a
-    /// large part of the work per exchange. Only values found clean are kept, so no secret stays here; a clean
-    /// value is clean for every masker, as only a marker carries the fingerprint key.
+    /// Headers in which the masker found nothing, by exact name and value: traffic repeats the same few
+    /// (`Content-Type`, `User-Agent`, `Server`, `Cache-Control`), and looking at each one again is a large part of
+    /// the work per exchange. Only headers that took the readable path and were found clean are kept, so no
+    /// secret stays here, and a credential-carrying name never does; a clean value is clean for every masker, as
+    /// only a marker carries the fingerprint key.
     private static let cleanHeaderValues = NameCache<Bool>(limit: 4096, maximumLength: 256)
 
-    private func maskReadableHeader(_ value: String, name: String) -> String {
-        // The name's length first: a name or value from a HAR may hold any character.
-        let key = "\(name.utf8.count):" + name + value
-        if Self.cleanHeaderValues.known(key) != nil { return value }
-        let masked = maskReadable(value, name: name)
-        if masked == value { Self.cleanHeaderValues.keep(true, for: key) }
-        return masked
+    /// The name's length first, so that no split of the same bytes into name and value shares a key.
+    private static func cleanHeaderKey(_ field: HeaderField) -> String {
+        "\(field.name.utf8.count):" + field.name + field.value
     }
 
     /// `client_id:[masked …]`, as a recorded Basic credential reads: the marker after the first colon.

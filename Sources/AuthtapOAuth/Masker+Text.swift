@@ -12,8 +12,13 @@ extension Masker {
         if depth < 3, text.utf8Contains(byte: UInt8(ascii: "=")) {
             text = maskEmbeddedPairs(text, depth: depth)
         }
+        // Most readable values (`Bearer`, `3600`, a scope) are shorter than any shape: no scan, no name lookup.
+        guard text.utf8.count >= Self.shortestShape else { return text }
         return maskShapes(text, sweep: !SweepExemptions.exempt(name))
     }
+
+    /// The fewest bytes in which any shape can be found: a JWT, a published token format or a swept run.
+    static let shortestShape = min(Self.shortestJWT, TokenFormats.shortestMatch, EntropySweep.minimumLength)
 
     /// `…?a=b#c=d` or `a=b&c=d` inside a value: secret pairs masked, readable pair values looked at again.
     private func maskEmbeddedPairs(_ value: String, depth: Int) -> String {
@@ -113,6 +118,9 @@ extension Masker {
             || c == UInt8(ascii: "-") || c == UInt8(ascii: "_")
     }
 
+    /// A JWT shorter than this is not taken for one (the smallest real JWS header alone is longer).
+    static let shortestJWT = 20
+
     /// JWS (three segments) and JWE (five segments) compact tokens anywhere in the bytes: a run that
     /// starts `eyJ` (base64url of `{"`) at a boundary, then dot-separated base64url segments.
     static func jwtSpans(in b: [UInt8]) -> [(range: Range<Int>, kind: String)] {
@@ -136,7 +144,7 @@ extension Masker {
             }
             // A JWS whose signature segment is empty is unsigned, or already masked (a marker follows).
             let signed = segments == 5 || (end > 0 && b[end - 1] != UInt8(ascii: "."))
-            if segments == 3 || segments == 5, signed, end - i >= 20 {
+            if segments == 3 || segments == 5, signed, end - i >= Self.shortestJWT {
                 spans.append((i..<end, segments == 5 ? "jwe" : "jwt"))
             } else if segments == 3, !signed, end < b.count, b[end] == UInt8(ascii: "[") {
                 // HEADER.CLAIMS.[masked …]: masked already; kept readable, never swept.

@@ -86,6 +86,7 @@ extension ClientHandler {
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        timer?.responseEnded()
         finishExchange(releaseUpstream: false)
         if answer.closeAfter {
             done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }

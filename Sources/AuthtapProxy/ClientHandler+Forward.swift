@@ -193,6 +193,7 @@ extension ClientHandler {
             // A future only when something waits for the write: most responses keep the connection.
             let done = closeClient ? context.eventLoop.makePromise(of: Void.self) : nil
             context.write(wrapOutboundOut(.end(trailers)), promise: done)
+            timer?.responseEnded()
             shared.flushAtEndOfTurn(context)
             recorder.responseEnded()
             finishExchange(releaseUpstream: release)

@@ -46,6 +46,8 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
     /// Bytes that arrived while a CONNECT's codecs were being removed.
     var upgradeBuffer: [NIOAny] = []
     var upstream: UpstreamHandler?
+    /// The connection's deadlines, told when a response has been written whole (nil in unit tests).
+    var timer: ClientTimeoutHandler?
     var clientTLS: TLSFacts?
     var backpressureCheck: Scheduled<Void>?
     /// The last origin asked for on this connection, with its pool key.

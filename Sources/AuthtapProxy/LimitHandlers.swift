@@ -57,7 +57,8 @@ final class DeadlineClock {
 
 /// At the network end of a client connection: times the request head, the idle wait between requests,
 /// the client's TLS handshake inside an intercepted tunnel and a relayed tunnel's silence. Sees raw bytes both
-/// ways; `ClientRequestTimeoutHandler`, after the HTTP codecs, tells it when a request head and a response end.
+/// ways; `ClientRequestTimeoutHandler`, after the HTTP codecs, tells it when a request head starts, and
+/// `ClientHandler` when a response ends.
 final class ClientTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -140,7 +141,7 @@ final class ClientTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// `handler` is the intercepted tunnel's `ClientHandler`, whose requests are then timed as before.
     static func tunnelStarted(
         _ pipeline: ChannelPipeline.SynchronousOperations, intercepted: Bool,
-        before handler: (any ChannelHandler)? = nil
+        before handler: ClientHandler? = nil
     ) throws {
         guard let old = try? pipeline.handler(type: ClientTimeoutHandler.self) else { return }
         if let oldRequests = try? pipeline.handler(type: ClientRequestTimeoutHandler.self) {
@@ -152,20 +153,20 @@ final class ClientTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler 
         try pipeline.addHandler(fresh, position: .first)
         if intercepted, let handler {
             try pipeline.addHandler(ClientRequestTimeoutHandler(timer: fresh), position: .before(handler))
+            handler.timer = fresh
         }
     }
 }
 
-/// Between the HTTP codecs and `ClientHandler`: a whole request head and a response's end, and the end of
-/// the client's TLS handshake, reported to the connection's `ClientTimeoutHandler`.
-final class ClientRequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
+/// Between the HTTP codecs and `ClientHandler`: a whole request head and the end of the client's TLS
+/// handshake, reported to the connection's `ClientTimeoutHandler`. Inbound only: `ClientHandler` tells the timer
+/// itself when it writes a response's end, so the response parts do not pass through another handler and another
+/// cast on every exchange.
+final class ClientRequestTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
 
     private let timer: ClientTimeoutHandler
-    /// A CONNECT is being answered: a 2xx head means the HTTP codecs are about to go.
     private var connectPending = false
 
     init(timer: ClientTimeoutHandler) {
@@ -194,25 +195,6 @@ final class ClientRequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelH
         context.fireChannelRead(data)
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch unwrapOutboundIn(data) {
-        case .head(let head) where connectPending:
-            connectPending = false
-            context.write(data, promise: promise)
-            // The tunnel is established: the decoder, once removed, hands the bytes after the CONNECT on as raw
-            // buffers, which this handler must not be in the way of. The tunnel gets its own timing handlers.
-            if (200..<300).contains(head.status.code) {
-                context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-            }
-            return
-        case .end:
-            timer.responseEnded()
-        default:
-            break
-        }
-        context.write(data, promise: promise)
-    }
-
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? TLSUserEvent, case .handshakeCompleted = event { timer.handshakeCompleted() }
         context.fireUserInboundEventTriggered(event)
@@ -221,16 +203,17 @@ final class ClientRequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelH
 
 /// On an upstream connection, between the HTTP codecs and `UpstreamHandler`: times the TLS handshake and
 /// the wait in the pool between exchanges. A stalled handshake reaches `UpstreamHandler` as a `ProxyTimeout`
-/// error, so the exchange waiting on it is answered 502 and recorded with that reason.
-final class UpstreamTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
+/// error, so the exchange waiting on it is answered 502 and recorded with that reason. Inbound only: the
+/// request's start is told by `UpstreamHandler` (`requestStarted`), so the parts it writes do not pass through
+/// another handler and another cast on every exchange.
+final class UpstreamTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias InboundOut = HTTPClientResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
 
     private let timeouts: ConnectionDeadlines.Timeouts
     private let tls: Bool
     private var clock: DeadlineClock?
+    private var context: ChannelHandlerContext?
 
     init(timeouts: ConnectionDeadlines.Timeouts, tls: Bool) {
         self.timeouts = timeouts
@@ -238,6 +221,7 @@ final class UpstreamTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
         let clock = DeadlineClock(ConnectionDeadlines.upstream(timeouts, tls: tls, now: context.eventLoop.now).0)
         self.clock = clock
         if context.channel.isActive { clock.ensureScheduled(context) }
@@ -248,7 +232,10 @@ final class UpstreamTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandle
         context.fireChannelActive()
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) { clock?.stop() }
+    func handlerRemoved(context: ChannelHandlerContext) {
+        clock?.stop()
+        self.context = nil
+    }
 
     func channelInactive(context: ChannelHandlerContext) {
         clock?.stop()
@@ -260,11 +247,10 @@ final class UpstreamTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandle
         context.fireChannelRead(data)
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .head = unwrapOutboundIn(data) {
-            clock?.update(context) { $0.requestStarted(now: context.eventLoop.now) }
-        }
-        context.write(data, promise: promise)
+    /// A request head is being written on this connection.
+    func requestStarted() {
+        guard let context else { return }
+        clock?.update(context) { $0.requestStarted(now: context.eventLoop.now) }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

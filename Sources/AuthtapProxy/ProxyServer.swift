@@ -119,6 +119,7 @@ public final class ProxyServer: Sendable {
                 channel.closeFuture.whenComplete { _ in _ = shared.channels.withLock { $0.removeValue(forKey: key) } }
                 do {
                     let timer = ClientTimeoutHandler(timeouts: shared.clientTimeouts)
+                    handler.timer = timer
                     try channel.pipeline.syncOperations.addHandlers([
                         timer, decoder, encoder, ClientRequestTimeoutHandler(timer: timer), handler,
                     ])

@@ -55,6 +55,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var reported = false
     /// The pool this connection waits in while idle (`nil` while it carries an exchange).
     weak var idleInPool: UpstreamPool?
+    /// This connection's deadlines, told when a request starts.
+    var timer: UpstreamTimeoutHandler?
 
     init(key: String, isTLS: Bool, insecure: Bool) {
         self.key = key
@@ -152,6 +154,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func write(_ part: HTTPClientRequestPart, flush: Bool) {
         guard let context else { return }
+        if case .head = part { timer?.requestStarted() }
         context.write(wrapOutboundOut(part), promise: nil)
         if flush { context.flush() }
     }
@@ -252,7 +255,9 @@ struct UpstreamConnector: Sendable {
                         ByteToMessageHandler(
                             HTTPResponseDecoder(
                                 leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward)))
-                    try sync.addHandler(UpstreamTimeoutHandler(timeouts: timeouts, tls: isTLS))
+                    let timer = UpstreamTimeoutHandler(timeouts: timeouts, tls: isTLS)
+                    handler.timer = timer
+                    try sync.addHandler(timer)
                     try sync.addHandler(handler)
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {

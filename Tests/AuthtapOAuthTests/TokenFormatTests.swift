@@ -55,6 +55,24 @@ private let fixedLengthIDs = TokenFormats.all.filter { !$0.isPEMBlock && $0.minB
         #expect(hits.first?.range == 0..<format.example.utf8.count)
     }
 
+    /// `shortestMatch` lets the masker skip values too short for any shape, so every example is at least that long
+    /// and the shortest body a format allows, under its shortest prefix, is a match of exactly that length.
+    @Test(arguments: tokenIDs)
+    func noMatchIsShorterThanTheShortestMatch(_ id: String) throws {
+        let format = format(id)
+        #expect(format.example.utf8.count >= TokenFormats.shortestMatch)
+        let prefix = try #require(format.prefixes.min { $0.utf8.count < $1.utf8.count })
+        let bodyByte = try #require((0...127).map(UInt8.init).first { format.body.contains($0) })
+        var body = [UInt8](repeating: bodyByte, count: format.minBody)
+        if let infix = format.infix, infix.utf8.count <= body.count {
+            body.replaceSubrange(0..<infix.utf8.count, with: Array(infix.utf8))
+        }
+        let shortest = prefix + String(decoding: body, as: UTF8.self)
+        #expect(shortest.utf8.count >= TokenFormats.shortestMatch)
+        #expect(Masker.shortestShape <= TokenFormats.shortestMatch)
+        #expect(scan(shortest).allSatisfy { $0.range.count >= TokenFormats.shortestMatch })
+    }
+
     /// The places a token turns up in OAuth traffic, raw or still encoded.
     static let contexts: [(String, String)] = [
         ("JSON value", #"{"token":"TOKEN","n":1}"#),

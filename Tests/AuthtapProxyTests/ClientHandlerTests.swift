@@ -62,7 +62,8 @@ import Testing
         }
     }()
 
-    init(intercept: [String] = [], enforced: Bool = false) throws {
+    /// `timed`: with the connection's deadline handlers in front, as the listener installs them.
+    init(intercept: [String] = [], enforced: Bool = false, timed: Bool = false) throws {
         var config = ProxyConfiguration()
         config.port = 8080
         config.intercept = intercept
@@ -83,7 +84,15 @@ import Testing
             shared: shared, mode: .forward, connectionID: 1, clientAddress: "127.0.0.1:40000",
             decoder: decoder, encoder: encoder)
         channel = EmbeddedChannel(loop: loop)
-        try channel.pipeline.syncOperations.addHandlers([reads, decoder, encoder, handler])
+        var front: [any ChannelHandler] = [reads]
+        var requests: [any ChannelHandler] = []
+        if timed {
+            let timer = ClientTimeoutHandler(timeouts: shared.clientTimeouts)
+            handler.timer = timer
+            front.append(timer)
+            requests.append(ClientRequestTimeoutHandler(timer: timer))
+        }
+        try channel.pipeline.syncOperations.addHandlers(front + [decoder, encoder] + requests + [handler])
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
     }
 
@@ -151,6 +160,27 @@ import Testing
         #expect(records.first?.error == nil)
         #expect(shared.inflight.load(ordering: .relaxed) == 0)
         #expect(upstream.isActive)  // back in the pool
+    }
+
+    @Test func aWrittenResponseStartsTheIdleWaitAndAWaitingOneDoesNot() throws {
+        let timed = try ClientHandlerTests(timed: true)
+        let upstream = try timed.pooledUpstream(key: "http://origin.example:80")
+        timed.send("GET http://origin.example/ HTTP/1.1\r\nHost: origin.example\r\n\r\n")
+        while try upstream.readOutbound(as: HTTPClientRequestPart.self) != nil {}
+        // A slow upstream: the client waits for its response, which is not idleness.
+        timed.loop.advanceTime(by: .seconds(200))
+        #expect(timed.channel.isActive)
+        try upstream.writeInbound(
+            HTTPClientResponsePart.head(.init(version: .http1_1, status: .ok, headers: ["Content-Length": "0"])))
+        try upstream.writeInbound(HTTPClientResponsePart.end(nil))
+        timed.loop.run()
+        #expect(try timed.received().hasPrefix("HTTP/1.1 200 OK\r\n"))
+        // The response was written whole: the client's idle wait (--client-idle-timeout) runs from here.
+        let idle = Int64(ProxyLimits().clientIdleTimeout)
+        timed.loop.advanceTime(by: .seconds(idle - 1))
+        #expect(timed.channel.isActive)
+        timed.loop.advanceTime(by: .seconds(2))
+        #expect(!timed.channel.isActive)
     }
 
     @Test func aResponseThatEndsBeforeItsRequestIsRecordedAtTheRequestsEnd() throws {

@@ -65,7 +65,7 @@ import Testing
         #expect(catcher.errors.compactMap { $0 as? ProxyTimeout } == [ProxyTimeout(code: .requestHead, seconds: 5)])
     }
 
-    @Test func theRequestHandlerReportsHeadsResponseEndsAndTheHandshake() throws {
+    @Test func theRequestHandlerReportsHeadsAndTheHandshake() throws {
         let timer = ClientTimeoutHandler(timeouts: Self.timeouts, start: .interceptedTunnel)
         let (loop, channel, catcher) = try active([timer, ClientRequestTimeoutHandler(timer: timer)])
         loop.advanceTime(by: .seconds(5))
@@ -76,7 +76,7 @@ import Testing
         channel.pipeline.fireChannelRead(HTTPServerRequestPart.head(head))
         loop.advanceTime(by: .seconds(100))
         #expect(channel.isActive)
-        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+        timer.responseEnded()  // as ClientHandler tells it when it writes a response's end
         loop.advanceTime(by: .seconds(61))
         #expect(!channel.isActive)
         #expect(catcher.errors.compactMap { $0 as? ProxyTimeout } == [ProxyTimeout(code: .clientIdle, seconds: 60)])
@@ -127,7 +127,7 @@ import Testing
     @Test func anUpstreamHandshakeThatStallsFailsTheConnectionWithTheTimeout() throws {
         let upstream = UpstreamTimeoutHandler(timeouts: .upstream(ProxyLimits()), tls: true)
         let (loop, channel, catcher) = try active([upstream])
-        try channel.writeOutbound(HTTPClientRequestPart.head(Self.get))
+        upstream.requestStarted()  // as UpstreamHandler tells it when it writes a request head
         loop.advanceTime(by: .seconds(11))
         #expect(!channel.isActive)
         #expect(catcher.errors.compactMap { $0 as? ProxyTimeout } == [ProxyTimeout(code: .tlsHandshake, seconds: 10)])
@@ -136,7 +136,7 @@ import Testing
     @Test func aPooledUpstreamConnectionIsClosedAfterItsIdleTimeout() throws {
         let upstream = UpstreamTimeoutHandler(timeouts: .upstream(ProxyLimits()), tls: true)
         let (loop, channel, catcher) = try active([upstream])
-        try channel.writeOutbound(HTTPClientRequestPart.head(Self.get))
+        upstream.requestStarted()  // as UpstreamHandler tells it when it writes a request head
         channel.pipeline.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: nil))
         loop.advanceTime(by: .seconds(100))  // a slow response is not idleness
         #expect(channel.isActive)
@@ -146,5 +146,18 @@ import Testing
         loop.advanceTime(by: .seconds(2))
         #expect(!channel.isActive)
         #expect(catcher.errors.compactMap { $0 as? ProxyTimeout } == [ProxyTimeout(code: .upstreamIdle, seconds: 30)])
+    }
+
+    @Test func anUpstreamHandlerWritingAHeadTellsItsTimerTheRequestStarted() throws {
+        let timer = UpstreamTimeoutHandler(timeouts: .upstream(ProxyLimits()), tls: true)
+        let handler = UpstreamHandler(key: "idp.example:443", isTLS: true, insecure: false)
+        handler.timer = timer
+        let (loop, channel, _) = try active([timer, handler])
+        channel.pipeline.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: nil))
+        handler.write(.head(Self.get), flush: true)
+        #expect(try channel.readOutbound(as: HTTPClientRequestPart.self) != nil)
+        // Waiting for a response is not the pool's idle wait (30 s): the connection stays open.
+        loop.advanceTime(by: .seconds(100))
+        #expect(channel.isActive)
     }
 }

@@ -107,6 +107,9 @@ public enum TokenFormats {
     private static let detectSecrets = "Yelp/detect-secrets detect_secrets/plugins/"
     private static let noseyParker = "praetorian-inc/noseyparker crates/noseyparker/data/default/rules/"
 
+    /// The fewest bytes any format matches: its shortest prefix and its shortest body.
+    public static let shortestMatch = all.map { ($0.prefixes.map(\.utf8.count).min() ?? 0) + $0.minBody }.min() ?? 0
+
     /// Published formats with a distinctive literal prefix. Bounds are the source's regex, rounded out where the
     /// regex has internal structure (`xoxb-\d{10,13}-\d{10,13}[A-Za-z0-9-]*` becomes one `[A-Za-z0-9-]` body):
     /// a masker would rather cover a little more than leave a credential's tail readable.
