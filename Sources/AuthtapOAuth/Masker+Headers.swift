@@ -14,7 +14,7 @@ extension Masker {
         for (i, field) in headers.enumerated() {
             // A header seen before and found clean (most response headers, repeated on every exchange) is
             // known by its exact name and value: none of the per-name work below is needed for it.
-            let cleanKey = Self.cleanHeaderKey(field)
+            let cleanKey = CleanHeaderKey(name: field.name, value: field.value)
             if Self.cleanHeaderValues.known(cleanKey) != nil { continue }
             let lower = field.name.lowercased()
             var value = field.value
@@ -69,11 +69,15 @@ extension Masker {
     /// the work per exchange. Only headers that took the readable path and were found clean are kept, so no
     /// secret stays here, and a credential-carrying name never does; a clean value is clean for every masker, as
     /// only a marker carries the fingerprint key.
-    private static let cleanHeaderValues = NameCache<Bool>(limit: 4096, maximumLength: 256)
+    private static let cleanHeaderValues = NameCache<CleanHeaderKey, Bool>(limit: 4096, maximumLength: 256)
 
-    /// The name's length first, so that no split of the same bytes into name and value shares a key.
-    private static func cleanHeaderKey(_ field: HeaderField) -> String {
-        "\(field.name.utf8.count):" + field.name + field.value
+    /// A header by its exact name and value, kept apart (no split of the same bytes into name and value
+    /// shares a key) and never joined into one string.
+    struct CleanHeaderKey: CacheKey {
+        let name: String
+        let value: String
+        var cacheLength: Int { name.utf8.count + value.utf8.count }
+        var isASCIIKey: Bool { name.isASCII && value.isASCII }
     }
 
     /// `client_id:[masked …]`, as a recorded Basic credential reads: the marker after the first colon.

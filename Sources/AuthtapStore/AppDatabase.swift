@@ -253,6 +253,11 @@ public final class AppDatabase: Sendable {
                     ALTER TABLE exchange ADD COLUMN response_body_note TEXT;
                     """)
         }
+        m.registerMigration("v7-no-host-index") { db in
+            // Every host filter is a substring match (`host LIKE '%…%'`), which no index serves, while each
+            // recorded exchange paid for one more B-tree insert.
+            try db.execute(sql: "DROP INDEX IF EXISTS exchange_host")
+        }
         return m
     }
 }

@@ -477,7 +477,7 @@ func secretNamesInAnyCase(_ name: String, _ secret: Bool) {
 /// A small cache over a counting classifier: a repeated name is classified once, a non-ASCII or long one
 /// every time, and a flood past the limit empties the cache instead of growing it.
 @Test func nameCacheKeepsOnlyWhatItMayAndStaysBounded() {
-    let cache = NameCache<Int>(limit: 8, maximumLength: 16)
+    let cache = NameCache<String, Int>(limit: 8, maximumLength: 16)
     var calls = 0
     let count: (String) -> Int = {
         calls += 1; return $0.utf8.count

@@ -250,6 +250,22 @@ func recorded(_ e: Exchange) -> Exchange {
         #expect(try db.exchanges().isEmpty)
     }
 
+    /// Each index is one more B-tree insert per recorded exchange: the exchange table keeps only those a reader
+    /// looks rows up by (a session's rows, its rows with roles), also in a capture written before v7.
+    @Test func theExchangeTableKeepsOnlyTheSessionIndex() throws {
+        let indexes = { (queue: DatabaseQueue) in
+            try queue.read {
+                try String.fetchAll(
+                    $0, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'exchange' ORDER BY name")
+            }
+        }
+        let queue = try DatabaseQueue()
+        try AppDatabase.migrator.migrate(queue, upTo: "v6-body-decoding")
+        #expect(try indexes(queue) == ["exchange_host", "exchange_session", "exchange_session_roles"])
+        _ = try AppDatabase(queue)
+        #expect(try indexes(queue) == ["exchange_session", "exchange_session_roles"])
+    }
+
     /// Capture files written before v5 hold each parameter as an object; after the migration their
     /// rows still read back, through `exchanges` and the `oauth_param` view, next to new array rows.
     @Test func paramsWrittenBeforeV5StillRead() throws {

@@ -6,8 +6,8 @@ import Synchronization
 /// Bounded by entries and bytes: only ASCII names of at most 128 bytes go in (String equality is canonical
 /// equivalence, which can join two non-ASCII names whose bytes split into different words), and a flood of
 /// distinct names, which the traffic can send, empties the cache instead of growing it.
-final class NameCache<Value: Sendable>: Sendable {
-    private let entries = Mutex<[String: Value]>([:])
+final class NameCache<Key: CacheKey, Value: Sendable>: Sendable {
+    private let entries = Mutex<[Key: Value]>([:])
     private let limit: Int
     private let maximumLength: Int
 
@@ -17,19 +17,19 @@ final class NameCache<Value: Sendable>: Sendable {
     }
 
     /// The kept answer for `name`, or `compute(name)`, kept when the name may be.
-    func value(for name: String, compute: (String) -> Value) -> Value {
+    func value(for name: Key, compute: (Key) -> Value) -> Value {
         if let known = known(name) { return known }
         let value = compute(name)
         keep(value, for: name)
         return value
     }
 
-    func known(_ name: String) -> Value? {
+    func known(_ name: Key) -> Value? {
         guard mayKeep(name) else { return nil }
         return entries.withLock { $0[name] }
     }
 
-    func keep(_ value: Value, for name: String) {
+    func keep(_ value: Value, for name: Key) {
         guard mayKeep(name) else { return }
         entries.withLock { entries in
             if entries.count >= limit { entries.removeAll(keepingCapacity: true) }
@@ -37,5 +37,17 @@ final class NameCache<Value: Sendable>: Sendable {
         }
     }
 
-    private func mayKeep(_ name: String) -> Bool { name.utf8.count <= maximumLength && name.isASCII }
+    private func mayKeep(_ name: Key) -> Bool { name.cacheLength <= maximumLength && name.isASCIIKey }
+}
+
+/// What `NameCache` needs of a key beyond equality: its length in bytes, and whether it is all ASCII (only then
+/// does String equality, canonical equivalence, mean equal bytes).
+protocol CacheKey: Hashable, Sendable {
+    var cacheLength: Int { get }
+    var isASCIIKey: Bool { get }
+}
+
+extension String: CacheKey {
+    var cacheLength: Int { utf8.count }
+    var isASCIIKey: Bool { isASCII }
 }

@@ -12,7 +12,7 @@ public enum SecretNames {
 
     public static func isSecret(_ name: some StringProtocol) -> Bool { family(of: name) != nil }
 
-    private static let cache = NameCache<Int?>()
+    private static let cache = NameCache<String, Int?>()
 
     /// The index in `SecretFamily.all` of the family a name belongs to.
     static func classify(_ name: String) -> Int? {

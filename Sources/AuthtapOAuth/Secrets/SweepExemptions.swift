@@ -38,7 +38,7 @@ enum SweepExemptions {
         return cache.value(for: name, compute: classify)
     }
 
-    private static let cache = NameCache<Bool>()
+    private static let cache = NameCache<String, Bool>()
 
     private static func classify(_ name: String) -> Bool {
         let words = SecretNames.words(of: name)
