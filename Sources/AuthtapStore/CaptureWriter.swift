@@ -175,84 +175,103 @@ public final class CaptureWriter: ExchangeSink {
         var lastDropped = 0
         while true {
             _ = wake.wait(timeout: .now() + .milliseconds(50))
-            // Take a batch bounded in count and bytes; what is left waits for the next turn.
-            // Owned here alone (no other reference), so masking it in place below copies nothing.
-            var exchanges: [Exchange] = []
-            let (tunnels, closed, dropped, more) = queue.withLock { q in
-                var count = 0
-                var bytes = 0
-                while count < q.exchanges.count, count < limits.batchSize, bytes < limits.batchBytes {
-                    bytes += Self.footprint(q.exchanges[count])
-                    count += 1
-                }
-                if count == q.exchanges.count {
-                    // The usual case: everything queued. Swapped out whole, so no record is copied.
-                    swap(&exchanges, &q.exchanges)
-                } else {
-                    exchanges = Array(q.exchanges.prefix(count))
-                    q.exchanges.removeFirst(count)
-                }
-                q.bytes -= bytes
-                let tunnels = q.tunnels
-                q.tunnels.removeAll(keepingCapacity: true)
-                return (tunnels, q.closed, q.dropped, !q.exchanges.isEmpty)
+            var batch = takeBatch()
+            if batch.more { wake.signal() }
+            if !batch.exchanges.isEmpty || !batch.tunnels.isEmpty {
+                let started = DispatchTime.now()
+                prepareInPlace(&batch.exchanges)
+                report("prepared", batch.exchanges.count, since: started)
+                store(batch)
             }
-            if more { wake.signal() }
-            if !exchanges.isEmpty || !tunnels.isEmpty {
-                let t0 = DispatchTime.now()
-                let batchBytes = exchanges.reduce(0) { $0 + Self.footprint($1) }
-                // In place: each raw exchange is freed as soon as its masked form exists, so its memory
-                // is reused, still in cache, by the next one's masking. It is moved out of the array and
-                // its prepared form moved back in (`exchanges[i] = prepare(exchanges[i])` copied it).
-                exchanges.withUnsafeMutableBufferPointer { records in
-                    guard let base = records.baseAddress else { return }
-                    for i in records.indices {
-                        let raw = (base + i).move()
-                        (base + i).initialize(to: prepare(raw))
-                    }
-                }
-                let prepared = exchanges
-                exchanges = []
-                if printStats {
-                    FileHandle.standardError.write(
-                        Data(
-                            "writer: \(prepared.count) prepared in \((DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1000)us\n"
-                                .utf8))
-                }
-                // Inserted from this thread (GRDB runs a synchronous write on the calling thread): the
-                // masked batch is still in this core's cache, and no other thread has to wake up for it.
-                let start = DispatchTime.now()
-                do {
-                    let ids = try database.writer.write { db in
-                        try AppDatabase.insert(exchanges: prepared, tunnels: tunnels, db: db)
-                    }
-                    if printStats {
-                        FileHandle.standardError.write(
-                            Data(
-                                "writer: \(prepared.count) inserted in \((DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1000)us\n"
-                                    .utf8))
-                    }
-                    if let onRecorded {
-                        var stored = prepared
-                        for i in stored.indices where i < ids.count { stored[i].id = ids[i] }
-                        onRecorded(stored)
-                    }
-                } catch {
-                    queue.withLock { $0.dropped += prepared.count + tunnels.count }
-                    FileHandle.standardError.write(
-                        Data("authtap: could not write \(prepared.count) exchanges: \(error)\n".utf8))
-                }
-                backlog.subtract(prepared.count, ordering: .relaxed)
-                backlogBytes.subtract(batchBytes, ordering: .relaxed)
+            if batch.dropped != lastDropped {
+                try? database.recordDrops(sessionID, dropped: batch.dropped)
+                lastDropped = batch.dropped
             }
-            if dropped != lastDropped {
-                try? database.recordDrops(sessionID, dropped: dropped)
-                lastDropped = dropped
-            }
-            if closed && queue.withLock({ $0.exchanges.isEmpty && $0.tunnels.isEmpty }) {
+            if batch.closed && queue.withLock({ $0.exchanges.isEmpty && $0.tunnels.isEmpty }) {
                 finished.signal()
                 return
             }
         }
+    }
+
+    /// One turn's work, taken from the queue under its lock.
+    private struct Batch {
+        var exchanges: [Exchange] = []
+        var bytes = 0
+        var tunnels: [Tunnel] = []
+        var closed = false
+        var dropped = 0
+        /// More exchanges wait than one batch may hold.
+        var more = false
+    }
+
+    /// A batch bounded in count and bytes; what is left waits for the next turn. The exchanges are owned by the
+    /// batch alone (no other reference), so masking them in place copies nothing.
+    private func takeBatch() -> Batch {
+        queue.withLock { q in
+            var batch = Batch()
+            var count = 0
+            while count < q.exchanges.count, count < limits.batchSize, batch.bytes < limits.batchBytes {
+                batch.bytes += Self.footprint(q.exchanges[count])
+                count += 1
+            }
+            if count == q.exchanges.count {
+                // The usual case: everything queued. Swapped out whole, so no record is copied.
+                swap(&batch.exchanges, &q.exchanges)
+            } else {
+                batch.exchanges = Array(q.exchanges.prefix(count))
+                q.exchanges.removeFirst(count)
+            }
+            q.bytes -= batch.bytes
+            swap(&batch.tunnels, &q.tunnels)
+            batch.closed = q.closed
+            batch.dropped = q.dropped
+            batch.more = !q.exchanges.isEmpty
+            return batch
+        }
+    }
+
+    /// Masks each exchange where it lies: each raw exchange is freed as soon as its masked form exists, so its
+    /// memory is reused, still in cache, by the next one's masking. It is moved out of the array and its
+    /// prepared form moved back in (`exchanges[i] = prepare(exchanges[i])` copied it).
+    private func prepareInPlace(_ exchanges: inout [Exchange]) {
+        exchanges.withUnsafeMutableBufferPointer { records in
+            guard let base = records.baseAddress else { return }
+            for i in records.indices {
+                let raw = (base + i).move()
+                (base + i).initialize(to: prepare(raw))
+            }
+        }
+    }
+
+    /// Inserts a prepared batch from this thread (GRDB runs a synchronous write on the calling thread): the
+    /// masked batch is still in this core's cache, and no other thread has to wake up for it. A batch the
+    /// database refuses is counted as dropped.
+    private func store(_ batch: Batch) {
+        let started = DispatchTime.now()
+        do {
+            let ids = try database.writer.write { db in
+                try AppDatabase.insert(exchanges: batch.exchanges, tunnels: batch.tunnels, db: db)
+            }
+            report("inserted", batch.exchanges.count, since: started)
+            if let onRecorded {
+                var stored = batch.exchanges
+                for i in stored.indices where i < ids.count { stored[i].id = ids[i] }
+                onRecorded(stored)
+            }
+        } catch {
+            queue.withLock { $0.dropped += batch.exchanges.count + batch.tunnels.count }
+            FileHandle.standardError.write(
+                Data("authtap: could not write \(batch.exchanges.count) exchanges: \(error)\n".utf8))
+        }
+        backlog.subtract(batch.exchanges.count, ordering: .relaxed)
+        backlogBytes.subtract(batch.bytes, ordering: .relaxed)
+    }
+
+    /// `AUTHTAP_WRITER_STATS=1`: one line per batch and stage.
+    private func report(_ stage: String, _ count: Int, since start: DispatchTime) {
+        guard printStats else { return }
+        let micros = (DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1000
+        FileHandle.standardError.write(Data("writer: \(count) \(stage) in \(micros)us\n".utf8))
     }
 }

@@ -262,12 +262,12 @@ extension TUIApp {
     // MARK: formatting
 
     /// Two formatters for the process, not one per row drawn.
-    nonisolated(unsafe) static let dateTimeFormatter: DateFormatter = {
+    static let dateTimeFormatter: DateFormatter = {
         let f = DateFormatter()
         f.dateFormat = "yyyy-MM-dd HH:mm:ss"
         return f
     }()
-    nonisolated(unsafe) static let timeFormatter: DateFormatter = {
+    static let timeFormatter: DateFormatter = {
         let f = DateFormatter()
         f.dateFormat = "HH:mm:ss.SSS"
         return f
