@@ -88,6 +88,15 @@ public enum HARImport {
             port: url.port ?? (scheme == .https ? 443 : 80),
             method: method.uppercased(), target: target,
             httpVersion: request["httpVersion"]?.string.map(normalizeVersion) ?? "HTTP/1.1", start: start)
+        readRequest(request, into: &e)
+        if let response = entry["response"], case .object = response { readResponse(response, into: &e) }
+        if let timings = entry["timings"], case .object = timings { readTimings(timings, into: &e) }
+        readOutcome(entry, into: &e)
+        return .success(e)
+    }
+
+    /// Headers (with `cookies` where the file lists them apart) and the body of `request`.
+    static func readRequest(_ request: JSONValue, into e: inout Exchange) {
         e.requestHeaders = headers(request["headers"])
         if e.requestHeaders.value(of: "cookie") == nil, case .array(let cookies)? = request["cookies"], !cookies.isEmpty
         {
@@ -116,61 +125,70 @@ public enum HARImport {
             e.requestBody = importedBody(
                 body, base64: base64, wireSize: declared, decodedSize: nil, headers: e.requestHeaders)
         }
-        if let response = entry["response"], case .object = response {
-            let status = checkedInt(response["status"]?.number) ?? 0
-            e.status = status > 0 ? status : nil
-            e.responseHeaders = headers(response["headers"])
-            if e.responseHeaders.value(of: "set-cookie") == nil, case .array(let cookies)? = response["cookies"] {
-                for c in cookies {
-                    if let name = c["name"]?.string {
-                        e.responseHeaders.append(HeaderField("Set-Cookie", "\(name)=\(c["value"]?.string ?? "")"))
-                    }
+    }
+
+    /// Status, headers (with `cookies` and `redirectURL` where the file lists them apart) and body of `response`.
+    static func readResponse(_ response: JSONValue, into e: inout Exchange) {
+        let status = checkedInt(response["status"]?.number) ?? 0
+        e.status = status > 0 ? status : nil
+        e.responseHeaders = headers(response["headers"])
+        if e.responseHeaders.value(of: "set-cookie") == nil, case .array(let cookies)? = response["cookies"] {
+            for c in cookies {
+                if let name = c["name"]?.string {
+                    e.responseHeaders.append(HeaderField("Set-Cookie", "\(name)=\(c["value"]?.string ?? "")"))
                 }
             }
-            if e.responseHeaders.value(of: "location") == nil, let redirect = response["redirectURL"]?.string,
-                !redirect.isEmpty
+        }
+        if e.responseHeaders.value(of: "location") == nil, let redirect = response["redirectURL"]?.string,
+            !redirect.isEmpty
+        {
+            e.responseHeaders.append(HeaderField("Location", redirect))
+        }
+        if let content = response["content"], case .object = content {
+            var body: [UInt8] = []
+            let base64 = content["encoding"]?.string == "base64"
+            if let text = content["text"]?.string {
+                body = base64 ? Array(Data(base64Encoded: text) ?? Data()) : Array(text.utf8)
+            }
+            if e.responseHeaders.value(of: "content-type") == nil, let mime = content["mimeType"]?.string,
+                !mime.isEmpty
             {
-                e.responseHeaders.append(HeaderField("Location", redirect))
+                e.responseHeaders.append(HeaderField("Content-Type", mime))
             }
-            if let content = response["content"], case .object = content {
-                var body: [UInt8] = []
-                let base64 = content["encoding"]?.string == "base64"
-                if let text = content["text"]?.string {
-                    body = base64 ? Array(Data(base64Encoded: text) ?? Data()) : Array(text.utf8)
+            let decodedSize = checkedInt(content["size"]?.number)
+            let wireSize =
+                checkedInt(response["bodySize"]?.number).flatMap { $0 >= 0 ? $0 : nil }
+                ?? checkedInt(content["compression"]?.number).flatMap { c in
+                    decodedSize.flatMap { d in d.subtractingReportingOverflow(c).overflow ? nil : d - c }
                 }
-                if e.responseHeaders.value(of: "content-type") == nil, let mime = content["mimeType"]?.string,
-                    !mime.isEmpty
-                {
-                    e.responseHeaders.append(HeaderField("Content-Type", mime))
-                }
-                let decodedSize = checkedInt(content["size"]?.number)
-                let wireSize =
-                    checkedInt(response["bodySize"]?.number).flatMap { $0 >= 0 ? $0 : nil }
-                    ?? checkedInt(content["compression"]?.number).flatMap { c in
-                        decodedSize.flatMap { d in d.subtractingReportingOverflow(c).overflow ? nil : d - c }
-                    }
-                    ?? decodedSize ?? -1
-                e.responseBody = importedBody(
-                    body, base64: base64, wireSize: wireSize, decodedSize: decodedSize, headers: e.responseHeaders)
-            }
+                ?? decodedSize ?? -1
+            e.responseBody = importedBody(
+                body, base64: base64, wireSize: wireSize, decodedSize: decodedSize, headers: e.responseHeaders)
         }
-        if let timings = entry["timings"], case .object = timings {
-            func t(_ k: String) -> Double? { timings[k]?.number.flatMap { $0 >= 0 ? $0 : nil } }
-            let before = (t("blocked") ?? 0) + (t("dns") ?? 0)
-            var cursor = before
-            if let connect = t("connect") {
-                let ssl = t("ssl") ?? 0
-                e.timings.connect = cursor + connect - ssl
-                if t("ssl") != nil { e.timings.tls = cursor + connect }
-                cursor += connect
-            }
-            cursor += t("send") ?? 0
-            e.timings.requestSent = cursor
-            cursor += t("wait") ?? 0
-            e.timings.firstByte = cursor
-            cursor += t("receive") ?? 0
-            e.timings.end = cursor
+    }
+
+    /// HAR's phase durations, summed into authtap's offsets from the request's start.
+    static func readTimings(_ timings: JSONValue, into e: inout Exchange) {
+        func t(_ k: String) -> Double? { timings[k]?.number.flatMap { $0 >= 0 ? $0 : nil } }
+        let before = (t("blocked") ?? 0) + (t("dns") ?? 0)
+        var cursor = before
+        if let connect = t("connect") {
+            let ssl = t("ssl") ?? 0
+            e.timings.connect = cursor + connect - ssl
+            if t("ssl") != nil { e.timings.tls = cursor + connect }
+            cursor += connect
         }
+        cursor += t("send") ?? 0
+        e.timings.requestSent = cursor
+        cursor += t("wait") ?? 0
+        e.timings.firstByte = cursor
+        cursor += t("receive") ?? 0
+        e.timings.end = cursor
+    }
+
+    /// What authtap's own exports carry (`_authtap`: derived params, error, TLS failure) and a browser's failed
+    /// entry (`_error`); an entry with no response is recorded as the client gone.
+    static func readOutcome(_ entry: JSONValue, into e: inout Exchange) {
         if case .array(let derived)? = entry["_authtap"]?["derived"] {
             e.oauthParams = derived.compactMap { d in
                 guard let name = d["name"]?.string, let value = d["value"]?.string else { return nil }
@@ -187,7 +205,6 @@ public enum HARImport {
         if e.status == nil, e.error == nil {
             e.error = .clientGone; e.errorDetail = e.errorDetail ?? "the HAR entry has no response"
         }
-        return .success(e)
     }
 
     static func headers(_ v: JSONValue?) -> [HeaderField] {
