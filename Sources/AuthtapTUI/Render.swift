@@ -66,117 +66,141 @@ extension TUIApp {
     func renderBody(_ buf: inout ScreenBuffer, top row0: Int, height: Int) throws {
         switch current {
         case .sessions:
-            let rows = try sessions()
-            header(&buf, row0 - 1, "  #  started               duration  exchanges  transactions  findings")
-            list(&buf, row0, height, count: rows.count) { i, w in
-                let s = rows[i]
-                let duration = s.endedAt.map { String(format: "%.0fs", $0.timeIntervalSince(s.startedAt)) } ?? "running"
-                let findings =
-                    s.errors + s.warnings + s.info == 0
-                    ? "none" : "\(s.errors) errors, \(s.warnings) warnings, \(s.info) info"
-                let text =
-                    fit("\(s.id)", 4) + " " + fit(Self.time(s.startedAt, date: true), 20) + "  " + fit(duration, 8)
-                    + "  " + fit("\(s.exchanges)", 9) + "  "
-                    + fit("\(s.transactions)", 12) + "  " + findings
-                return [(text, s.errors > 0 ? Style.error : s.warnings > 0 ? .warning : .plain)]
-            }
-            if rows.isEmpty { buf.put(row0, 2, "No sessions yet: run `authtap proxy`, then come back.") }
+            try renderSessions(&buf, row0: row0, height: height)
         case .transactions:
-            header(
-                &buf, row0 - 1,
-                "   #  client_id             server                      outcome                 findings")
-            let total = try pagedList(&buf, row0, height, try transactions()) { t in
-                let text =
-                    fit("\(t.number)", 4) + "  " + fit(t.clientID ?? "?", 20) + "  " + fit(t.serverHost ?? "?", 26)
-                    + "  " + fit(t.outcome, 22) + "  "
-                let style: Style = t.outcome.hasPrefix("failed") ? .error : t.outcome == "ok" ? .ok : .plain
-                return [(text, style)] + Self.badgeSegments(t.findings)
-            }
-            if total == 0 {
-                buf.put(
-                    row0, 2,
-                    session == nil
-                        ? "Pick a session first (1)." : "No OAuth transactions in this session (run `authtap analyze`)."
-                )
-            }
+            try renderTransactions(&buf, row0: row0, height: height)
         case .timeline(let t):
-            let members = try timeline(t)
-            buf.put(
-                row0 - 1, 1,
-                "client_id=\(t.clientID ?? "?")  server=\(t.serverHost ?? "?")  \(t.grantType ?? "")  → \(t.outcome)",
-                .key)
-            list(&buf, row0, height, count: members.count) { i, _ in
-                let (leg, e) = members[i]
-                let offset = e.startedAt.timeIntervalSince(members[0].row.startedAt)
-                let status = e.status.map(String.init) ?? (e.error ?? "---")
-                let text =
-                    String(format: "+%8.3fs  ", offset) + fit("#\(e.id)", 7) + " " + fit(leg, 22) + " "
-                    + fit(e.method, 6) + " " + fit(e.host + Self.path(e.target), 50) + "  "
-                return [(text, .plain), (status, Self.statusStyle(e.status, e.error))]
-            }
+            try renderTimeline(&buf, row0: row0, height: height, t)
         case .exchanges:
-            let count = try exchanges().total()
-            header(
-                &buf, row0 - 1,
-                " time          method host                 path                       status    ms  role             error / findings"
-            )
-            let visible = height
-            adjustTop(count: count, height: visible)
-            let rows = try exchanges().rows(offset: top[top.count - 1], count: visible)
-            for (k, e) in rows.enumerated() {
-                let index = top[top.count - 1] + k
-                let row = row0 + k
-                let status = e.status.map(String.init) ?? "---"
-                var col = buf.put(
-                    row, 0,
-                    " " + fit(Self.time(e.startedAt, date: false), 13) + " " + fit(e.method, 6) + " " + fit(e.host, 20)
-                        + " " + fit(Self.path(e.target), 26) + " ")
-                col = buf.put(row, col, fit(status, 6), Self.statusStyle(e.status, e.error))
-                col = buf.put(row, col, fit(e.durationMs.map { String(format: "%5.0f", $0) } ?? "    -", 6) + "  ")
-                col = buf.put(row, col, fit(e.roles.joined(separator: ","), 16) + " ", .key)
-                if let err = e.error {
-                    col = buf.put(row, col, "!" + err + (e.tlsFailure.map { "(\($0))" } ?? "") + " ", .error)
-                }
-                for (text, style) in Self.badgeSegments(e.findings) { col = buf.put(row, col, text, style) }
-                if index == cursor { buf.fill(row, .selected) }
-            }
-            if count == 0 {
-                buf.put(
-                    row0, 2,
-                    filterText.isEmpty ? "No exchanges in this session yet." : "No exchange matches the filter.")
-            }
+            try renderExchanges(&buf, row0: row0, height: height)
         case .detail(let id):
             try renderDetail(&buf, id: id, row0: row0 - 1, height: height + 1)
         case .findings:
-            header(&buf, row0 - 1, " severity  rule                     title")
-            let total = try pagedList(&buf, row0, height, try findings()) { f in
-                [
-                    (" " + fit(f.severity.uppercased(), 8) + "  ", Self.severityStyle(f.severity)),
-                    (fit(f.rule, 24) + " " + f.title, .plain),
-                ]
-            }
-            if total == 0 { buf.put(row0, 2, "No findings.", .ok) }
+            try renderFindings(&buf, row0: row0, height: height)
         case .finding(let f):
-            // Titles, explanations and evidence quote servers: escaped in full before wrapping.
-            let t: (String) -> String = { TerminalText.escape($0) }
-            let heading = f.severity.uppercased() + "  " + t(f.rule) + ": " + t(f.title)
-            var lines: [(String, Style)] = [(heading, Self.severityStyle(f.severity)), ("", .plain)]
-            lines += wrap("Why: " + t(f.explanation), buf.cols - 2).map { ($0, .plain) }
-            lines.append(("", .plain))
-            lines.append(("Evidence:", .key))
-            for (k, v) in f.evidence.sorted(by: { $0.key < $1.key }) {
-                lines += wrap("  \(t(k)): \(t(v))", buf.cols - 2).map { ($0, Self.maskedStyle($0)) }
+            try renderFinding(&buf, row0: row0, height: height, f)
+        }
+    }
+
+    private func renderSessions(_ buf: inout ScreenBuffer, row0: Int, height: Int) throws {
+        let rows = try sessions()
+        header(&buf, row0 - 1, "  #  started               duration  exchanges  transactions  findings")
+        list(&buf, row0, height, count: rows.count) { i, w in
+            let s = rows[i]
+            let duration = s.endedAt.map { String(format: "%.0fs", $0.timeIntervalSince(s.startedAt)) } ?? "running"
+            let findings =
+                s.errors + s.warnings + s.info == 0
+                ? "none" : "\(s.errors) errors, \(s.warnings) warnings, \(s.info) info"
+            let text =
+                fit("\(s.id)", 4) + " " + fit(Self.time(s.startedAt, date: true), 20) + "  " + fit(duration, 8)
+                + "  " + fit("\(s.exchanges)", 9) + "  "
+                + fit("\(s.transactions)", 12) + "  " + findings
+            return [(text, s.errors > 0 ? Style.error : s.warnings > 0 ? .warning : .plain)]
+        }
+        if rows.isEmpty { buf.put(row0, 2, "No sessions yet: run `authtap proxy`, then come back.") }
+    }
+
+    private func renderTransactions(_ buf: inout ScreenBuffer, row0: Int, height: Int) throws {
+        header(
+            &buf, row0 - 1,
+            "   #  client_id             server                      outcome                 findings")
+        let total = try pagedList(&buf, row0, height, try transactions()) { t in
+            let text =
+                fit("\(t.number)", 4) + "  " + fit(t.clientID ?? "?", 20) + "  " + fit(t.serverHost ?? "?", 26)
+                + "  " + fit(t.outcome, 22) + "  "
+            let style: Style = t.outcome.hasPrefix("failed") ? .error : t.outcome == "ok" ? .ok : .plain
+            return [(text, style)] + Self.badgeSegments(t.findings)
+        }
+        if total == 0 {
+            buf.put(
+                row0, 2,
+                session == nil
+                    ? "Pick a session first (1)." : "No OAuth transactions in this session (run `authtap analyze`)."
+            )
+        }
+    }
+
+    private func renderTimeline(_ buf: inout ScreenBuffer, row0: Int, height: Int, _ t: TransactionRow) throws {
+        let members = try timeline(t)
+        buf.put(
+            row0 - 1, 1,
+            "client_id=\(t.clientID ?? "?")  server=\(t.serverHost ?? "?")  \(t.grantType ?? "")  → \(t.outcome)",
+            .key)
+        list(&buf, row0, height, count: members.count) { i, _ in
+            let (leg, e) = members[i]
+            let offset = e.startedAt.timeIntervalSince(members[0].row.startedAt)
+            let status = e.status.map(String.init) ?? (e.error ?? "---")
+            let text =
+                String(format: "+%8.3fs  ", offset) + fit("#\(e.id)", 7) + " " + fit(leg, 22) + " "
+                + fit(e.method, 6) + " " + fit(e.host + Self.path(e.target), 50) + "  "
+            return [(text, .plain), (status, Self.statusStyle(e.status, e.error))]
+        }
+    }
+
+    private func renderExchanges(_ buf: inout ScreenBuffer, row0: Int, height: Int) throws {
+        let count = try exchanges().total()
+        header(
+            &buf, row0 - 1,
+            " time          method host                 path                       status    ms  role             error / findings"
+        )
+        let visible = height
+        adjustTop(count: count, height: visible)
+        let rows = try exchanges().rows(offset: top[top.count - 1], count: visible)
+        for (k, e) in rows.enumerated() {
+            let index = top[top.count - 1] + k
+            let row = row0 + k
+            let status = e.status.map(String.init) ?? "---"
+            var col = buf.put(
+                row, 0,
+                " " + fit(Self.time(e.startedAt, date: false), 13) + " " + fit(e.method, 6) + " " + fit(e.host, 20)
+                    + " " + fit(Self.path(e.target), 26) + " ")
+            col = buf.put(row, col, fit(status, 6), Self.statusStyle(e.status, e.error))
+            col = buf.put(row, col, fit(e.durationMs.map { String(format: "%5.0f", $0) } ?? "    -", 6) + "  ")
+            col = buf.put(row, col, fit(e.roles.joined(separator: ","), 16) + " ", .key)
+            if let err = e.error {
+                col = buf.put(row, col, "!" + err + (e.tlsFailure.map { "(\($0))" } ?? "") + " ", .error)
             }
-            lines.append(("", .plain))
-            lines += wrap("Fix: " + t(f.fix), buf.cols - 2).map { ($0, .ok) }
-            lines.append(("", .plain))
-            lines.append(("Exchanges (Enter opens):", .key))
-            let fixed = lines.count
-            for (i, row) in lines.prefix(max(0, height - 1)).enumerated() { buf.put(row0 - 1 + i, 1, row.0, row.1) }
-            let start = row0 - 1 + min(fixed, height - 1)
-            for (i, id) in f.exchanges.enumerated() where start + i < row0 + height - 1 {
-                buf.put(start + i, 3, "#\(id)", i == cursor ? .selected : .plain)
-            }
+            for (text, style) in Self.badgeSegments(e.findings) { col = buf.put(row, col, text, style) }
+            if index == cursor { buf.fill(row, .selected) }
+        }
+        if count == 0 {
+            buf.put(
+                row0, 2,
+                filterText.isEmpty ? "No exchanges in this session yet." : "No exchange matches the filter.")
+        }
+    }
+
+    private func renderFindings(_ buf: inout ScreenBuffer, row0: Int, height: Int) throws {
+        header(&buf, row0 - 1, " severity  rule                     title")
+        let total = try pagedList(&buf, row0, height, try findings()) { f in
+            [
+                (" " + fit(f.severity.uppercased(), 8) + "  ", Self.severityStyle(f.severity)),
+                (fit(f.rule, 24) + " " + f.title, .plain),
+            ]
+        }
+        if total == 0 { buf.put(row0, 2, "No findings.", .ok) }
+    }
+
+    private func renderFinding(_ buf: inout ScreenBuffer, row0: Int, height: Int, _ f: FindingRow) throws {
+        // Titles, explanations and evidence quote servers: escaped in full before wrapping.
+        let t: (String) -> String = { TerminalText.escape($0) }
+        let heading = f.severity.uppercased() + "  " + t(f.rule) + ": " + t(f.title)
+        var lines: [(String, Style)] = [(heading, Self.severityStyle(f.severity)), ("", .plain)]
+        lines += wrap("Why: " + t(f.explanation), buf.cols - 2).map { ($0, .plain) }
+        lines.append(("", .plain))
+        lines.append(("Evidence:", .key))
+        for (k, v) in f.evidence.sorted(by: { $0.key < $1.key }) {
+            lines += wrap("  \(t(k)): \(t(v))", buf.cols - 2).map { ($0, Self.maskedStyle($0)) }
+        }
+        lines.append(("", .plain))
+        lines += wrap("Fix: " + t(f.fix), buf.cols - 2).map { ($0, .ok) }
+        lines.append(("", .plain))
+        lines.append(("Exchanges (Enter opens):", .key))
+        let fixed = lines.count
+        for (i, row) in lines.prefix(max(0, height - 1)).enumerated() { buf.put(row0 - 1 + i, 1, row.0, row.1) }
+        let start = row0 - 1 + min(fixed, height - 1)
+        for (i, id) in f.exchanges.enumerated() where start + i < row0 + height - 1 {
+            buf.put(start + i, 3, "#\(id)", i == cursor ? .selected : .plain)
         }
     }
 
