@@ -97,7 +97,22 @@ public enum HARExport {
     }
 
     static func entry(_ e: Exchange, transaction: Int?, findings: [Int]) -> [String: Any] {
-        let t = e.timings
+        let (timings, time) = timingsObject(e.timings)
+        var entry: [String: Any] = [
+            "startedDateTime": iso(e.timings.start), "time": round3(time), "request": requestObject(e),
+            "response": responseObject(e), "cache": [String: Any](), "timings": timings,
+            "connection": String(e.connectionID),
+            "_authtap": authtapObject(e, transaction: transaction, findings: findings),
+        ]
+        if let error = e.error {
+            // Failed exchanges stay in the HAR (most tools drop them), with the reason.
+            entry["_error"] = "\(error.rawValue): \(e.errorDetail ?? error.sentence)"
+        }
+        return entry
+    }
+
+    /// HAR's phases from authtap's offsets, and their sum (the entry's `time`).
+    static func timingsObject(_ t: Timings) -> (timings: [String: Any], time: Double) {
         let connectEnd = t.connect
         let tlsEnd = t.tls
         let setupEnd = tlsEnd ?? connectEnd ?? 0
@@ -113,6 +128,10 @@ public enum HARExport {
         ]
         let time = [connect, send, wait, receive].filter { $0 >= 0 }.reduce(0, +)
 
+        return (timings, time)
+    }
+
+    static func requestObject(_ e: Exchange) -> [String: Any] {
         let url = e.method == "CONNECT" ? "https://\(e.host.contains(":") ? "[\(e.host)]" : e.host):\(e.port)/" : e.url
         var request: [String: Any] = [
             "method": e.method, "url": url, "httpVersion": e.httpVersion,
@@ -132,6 +151,10 @@ public enum HARExport {
             if let comment = bodyComment(e.requestBody) { post["comment"] = comment }
             request["postData"] = post
         }
+        return request
+    }
+
+    static func responseObject(_ e: Exchange) -> [String: Any] {
         let mime =
             e.responseHeaders.value(of: "content-type")
             ?? (e.responseBody.bytes.isEmpty ? "x-unknown" : "application/octet-stream")
@@ -147,7 +170,7 @@ public enum HARExport {
             if base64 { content["encoding"] = "base64" }
         }
         if let comment = bodyComment(body) { content["comment"] = comment }
-        let response: [String: Any] = [
+        return [
             "status": e.status ?? 0, "statusText": e.status.map(statusText) ?? "",
             "httpVersion": e.status == nil ? "" : "HTTP/1.1",
             "cookies": cookies(
@@ -157,6 +180,10 @@ public enum HARExport {
             "redirectURL": e.responseHeaders.value(of: "location") ?? "",
             "headersSize": -1, "bodySize": e.responseBody.size,
         ]
+    }
+
+    /// authtap's own members: ids, roles, findings, capture-time results and TLS facts, which an import keeps.
+    static func authtapObject(_ e: Exchange, transaction: Int?, findings: [Int]) -> [String: Any] {
         var authtap: [String: Any] = [
             "exchange": e.id ?? 0, "roles": e.roles.map(\.rawValue), "findings": findings,
             "connectionReused": e.connectionReused,
@@ -177,15 +204,7 @@ public enum HARExport {
         if let error = e.error { authtap["error"] = error.rawValue }
         if let reason = e.tlsFailure { authtap["tlsFailure"] = reason.rawValue }
         if e.insecureUpstream { authtap["insecureUpstream"] = true }
-        var entry: [String: Any] = [
-            "startedDateTime": iso(t.start), "time": round3(time), "request": request, "response": response,
-            "cache": [String: Any](), "timings": timings, "connection": String(e.connectionID), "_authtap": authtap,
-        ]
-        if let error = e.error {
-            // Failed exchanges stay in the HAR (most tools drop them), with the reason.
-            entry["_error"] = "\(error.rawValue): \(e.errorDetail ?? error.sentence)"
-        }
-        return entry
+        return authtap
     }
 
     /// What a reader of the HAR should know about a recorded body: cut, not decoded, converted.
