@@ -43,88 +43,109 @@ extension TUIApp {
     }
 
     func detailLines(_ e: Exchange, findings: [FindingRow], width: Int) -> [(String, Style)] {
-        var out: [(String, Style)] = []
         // Every line quotes what a client or a server sent: escaped in full, so that a literal `\x1b` and a real
         // ESC never look alike.
-        func add(_ s: String, _ style: Style = .plain) {
-            for piece in wrap(TerminalText.escape(s), width) { out.append((piece, style)) }
-        }
+        var text = DetailText(width: width, wrap: wrap)
         switch Self.tabs[detailTab] {
         case "Request":
-            add("\(e.method) \(e.url) \(e.httpVersion)", Style(bold: true))
-            for h in e.requestHeaders { add("\(h.name): \(h.value)") }
-            add("")
-            body(e.requestBody, headers: e.requestHeaders, add: add)
+            requestTab(e, into: &text)
         case "Response":
-            if let status = e.status {
-                add("HTTP/1.1 \(status)", TUIApp.statusStyle(e.status, e.error?.rawValue))
-            } else {
-                add("no response", .error)
-            }
-            if let error = e.error {
-                add(
-                    "authtap: \(error.rawValue)\(e.tlsFailure.map { " (\($0.rawValue))" } ?? ""): \(e.errorDetail ?? error.sentence)",
-                    .error)
-            }
-            for h in e.responseHeaders { add("\(h.name): \(h.value)") }
-            add("")
-            body(e.responseBody, headers: e.responseHeaders, add: add)
+            responseTab(e, into: &text)
         case "OAuth":
-            add("roles: " + (e.roles.isEmpty ? "none" : e.roles.map(\.rawValue).joined(separator: ", ")), .key)
-            add("")
-            for p in e.oauthParams {
-                add(
-                    fit(p.location.rawValue, 30) + " " + fit(p.name, 22) + " " + p.value
-                        + (p.fingerprint.map { "  fp=\($0)" } ?? ""))
-            }
-            if e.oauthParams.isEmpty { add("no OAuth parameters") }
+            oauthTab(e, into: &text)
         case "JWT":
-            let tokens = jwts(e)
-            if tokens.isEmpty { add("no JWT in this exchange") }
-            for (name, token) in tokens {
-                add(name, Style(bold: true))
-                guard let decoded = JWT.decode(token) else { add("  (not decodable)", .warning); continue }
-                add("  header: " + compact(decoded.header))
-                for (k, v) in decoded.claims.sorted(by: { $0.key < $1.key }) {
-                    var line = "  \(k): \(v)"
-                    if ["exp", "iat", "nbf", "auth_time"].contains(k), let n = (v as? NSNumber)?.doubleValue,
-                        Self.plausibleEpoch(n)
-                    {
-                        let date = Date(timeIntervalSince1970: n)
-                        line +=
-                            "  = " + TUIApp.time(date, date: true) + " (" + relative(date, to: e.timings.start) + ")"
-                    }
-                    add(line)
-                }
-                add("  signature: " + (token.split(separator: ".").last.map(String.init) ?? ""), .masked)
-                add("")
-            }
+            jwtTab(e, into: &text)
         case "TLS":
-            for (leg, facts) in [("client ↔ authtap", e.clientTLS), ("authtap ↔ upstream", e.upstreamTLS)] {
-                add(leg, Style(bold: true))
-                guard let t = facts else { add("  (none: plain HTTP or not reached)"); continue }
-                add(
-                    "  version \(t.version ?? "?")  cipher \(t.cipher ?? "?")  ALPN \(t.alpn ?? "-")  SNI \(t.sni ?? "-")"
-                )
-                if let v = t.verification { add("  verification: \(v)", v == "verified" ? .ok : .error) }
-                if let c = t.peerCertificate {
-                    add("  subject \(c.subject)")
-                    add("  issuer  \(c.issuer)")
-                    add("  SANs    \(c.sans.joined(separator: ", "))")
-                    add("  valid   \(TUIApp.time(c.notBefore, date: true)) → \(TUIApp.time(c.notAfter, date: true))")
-                }
-            }
-            if e.insecureUpstream { add("upstream verification was off (--insecure-upstream)", .warning) }
+            tlsTab(e, into: &text)
         default:
-            if findings.isEmpty { add("No findings on this exchange.", .ok) }
-            for f in findings {
-                add("\(f.severity.uppercased()) \(f.rule): \(f.title)", TUIApp.severityStyle(f.severity))
-                add("  " + f.explanation)
-                add("  Fix: " + f.fix, .ok)
-                add("")
+            findingsTab(findings, into: &text)
+        }
+        return text.lines
+    }
+
+    private func requestTab(_ e: Exchange, into text: inout DetailText) {
+        text.add("\(e.method) \(e.url) \(e.httpVersion)", Style(bold: true))
+        for h in e.requestHeaders { text.add("\(h.name): \(h.value)") }
+        text.add("")
+        body(e.requestBody, headers: e.requestHeaders, add: { text.add($0, $1) })
+    }
+
+    private func responseTab(_ e: Exchange, into text: inout DetailText) {
+        if let status = e.status {
+            text.add("HTTP/1.1 \(status)", TUIApp.statusStyle(e.status, e.error?.rawValue))
+        } else {
+            text.add("no response", .error)
+        }
+        if let error = e.error {
+            text.add(
+                "authtap: \(error.rawValue)\(e.tlsFailure.map { " (\($0.rawValue))" } ?? ""): \(e.errorDetail ?? error.sentence)",
+                .error)
+        }
+        for h in e.responseHeaders { text.add("\(h.name): \(h.value)") }
+        text.add("")
+        body(e.responseBody, headers: e.responseHeaders, add: { text.add($0, $1) })
+    }
+
+    private func oauthTab(_ e: Exchange, into text: inout DetailText) {
+        text.add("roles: " + (e.roles.isEmpty ? "none" : e.roles.map(\.rawValue).joined(separator: ", ")), .key)
+        text.add("")
+        for p in e.oauthParams {
+            text.add(
+                fit(p.location.rawValue, 30) + " " + fit(p.name, 22) + " " + p.value
+                    + (p.fingerprint.map { "  fp=\($0)" } ?? ""))
+        }
+        if e.oauthParams.isEmpty { text.add("no OAuth parameters") }
+    }
+
+    private func jwtTab(_ e: Exchange, into text: inout DetailText) {
+        let tokens = jwts(e)
+        if tokens.isEmpty { text.add("no JWT in this exchange") }
+        for (name, token) in tokens {
+            text.add(name, Style(bold: true))
+            guard let decoded = JWT.decode(token) else { text.add("  (not decodable)", .warning); continue }
+            text.add("  header: " + compact(decoded.header))
+            for (k, v) in decoded.claims.sorted(by: { $0.key < $1.key }) {
+                var line = "  \(k): \(v)"
+                if ["exp", "iat", "nbf", "auth_time"].contains(k), let n = (v as? NSNumber)?.doubleValue,
+                    Self.plausibleEpoch(n)
+                {
+                    let date = Date(timeIntervalSince1970: n)
+                    line +=
+                        "  = " + TUIApp.time(date, date: true) + " (" + relative(date, to: e.timings.start) + ")"
+                }
+                text.add(line)
+            }
+            text.add("  signature: " + (token.split(separator: ".").last.map(String.init) ?? ""), .masked)
+            text.add("")
+        }
+    }
+
+    private func tlsTab(_ e: Exchange, into text: inout DetailText) {
+        for (leg, facts) in [("client ↔ authtap", e.clientTLS), ("authtap ↔ upstream", e.upstreamTLS)] {
+            text.add(leg, Style(bold: true))
+            guard let t = facts else { text.add("  (none: plain HTTP or not reached)"); continue }
+            text.add(
+                "  version \(t.version ?? "?")  cipher \(t.cipher ?? "?")  ALPN \(t.alpn ?? "-")  SNI \(t.sni ?? "-")"
+            )
+            if let v = t.verification { text.add("  verification: \(v)", v == "verified" ? .ok : .error) }
+            if let c = t.peerCertificate {
+                text.add("  subject \(c.subject)")
+                text.add("  issuer  \(c.issuer)")
+                text.add("  SANs    \(c.sans.joined(separator: ", "))")
+                text.add("  valid   \(TUIApp.time(c.notBefore, date: true)) → \(TUIApp.time(c.notAfter, date: true))")
             }
         }
-        return out
+        if e.insecureUpstream { text.add("upstream verification was off (--insecure-upstream)", .warning) }
+    }
+
+    private func findingsTab(_ findings: [FindingRow], into text: inout DetailText) {
+        if findings.isEmpty { text.add("No findings on this exchange.", .ok) }
+        for f in findings {
+            text.add("\(f.severity.uppercased()) \(f.rule): \(f.title)", TUIApp.severityStyle(f.severity))
+            text.add("  " + f.explanation)
+            text.add("  Fix: " + f.fix, .ok)
+            text.add("")
+        }
     }
 
     func body(_ b: CapturedBody, headers: [HeaderField], add: (String, Style) -> Void) {
@@ -240,5 +261,16 @@ extension TUIApp {
         let a = abs(s)
         let text = a < 120 ? "\(a) s" : a < 7200 ? "\(a / 60) min" : a < 172_800 ? "\(a / 3600) h" : "\(a / 86400) days"
         return s >= 0 ? "in \(text)" : "\(text) ago"
+    }
+}
+
+/// The detail view's lines for one tab: each added line escaped in full, then wrapped to the width.
+struct DetailText {
+    let width: Int
+    let wrap: (String, Int) -> [String]
+    var lines: [(String, Style)] = []
+
+    mutating func add(_ s: String, _ style: Style = .plain) {
+        for piece in wrap(TerminalText.escape(s), width) { lines.append((piece, style)) }
     }
 }
