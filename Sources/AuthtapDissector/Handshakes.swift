@@ -91,35 +91,12 @@ public final class HandshakeTracker {
             sweep(now: micros)
         }
         let key = Key(s.source, s.destination)
-        var conn = connections[key]
         if s.syn && !s.ackFlag {
-            if let c = conn, c.client == s.source, c.synAckAt == nil, c.streams[0].sentAny == false, !c.done {
-                c.synRetransmits += 1
-                c.lastPacket = packetNumber
-                c.lastMicros = micros
-                return
-            }
-            if let c = conn, !c.done { finish(c, at: micros, reason: .closed) }
-            let c = Connection(client: s.source, server: s.destination, packet: packetNumber, at: micros)
-            c.synAt = micros
-            c.streams[0].nextSeq = s.seq &+ 1
-            connections[key] = c
-            if connections.count > limits.maxConnections { evictOldest() }
+            opening(s, key: key, packetNumber: packetNumber, at: micros)
             return
         }
-        if conn == nil {
-            // A connection already open when the capture started: follow it only if the client's
-            // first bytes are a TLS handshake record.
-            guard s.payloadLength >= 6, !s.rst, packet[s.payloadOffset] == 0x16, packet[s.payloadOffset + 1] == 3,
-                packet[s.payloadOffset + 5] == 1
-            else { return }
-            let c = Connection(client: s.source, server: s.destination, packet: packetNumber, at: micros)
-            c.streams[0].nextSeq = s.seq
-            connections[key] = c
-            if connections.count > limits.maxConnections { evictOldest() }
-            conn = c
-        }
-        guard let c = conn else { return }
+        guard let c = connections[key] ?? adoptOpen(s, key: key, packetNumber: packetNumber, at: micros, packet)
+        else { return }
         if c.done {
             // Classified already (completed, or ended): nothing more to learn; forget it on FIN/RST.
             if s.rst || s.fin { connections[key] = nil }
@@ -128,7 +105,6 @@ public final class HandshakeTracker {
         c.lastPacket = packetNumber
         c.lastMicros = micros
         let fromClient = s.source == c.client
-        let side = fromClient ? "client" : "server"
         if s.syn && s.ackFlag && !fromClient {
             c.synAckAt = micros
             c.streams[1].nextSeq = s.seq &+ 1
@@ -145,27 +121,72 @@ public final class HandshakeTracker {
             }
         }
         if s.rst {
-            if !fromClient && c.synAckAt == nil && !c.streams[0].sentAny {
-                record(
-                    c, .refused, side: "server", at: micros,
-                    detail: "the server answered the SYN with a RST: nothing listens on \(c.server.port)")
-            } else if c.clientHello != nil && !c.streams[1].sentAny && fromClient {
-                noServerHello(
-                    c, at: micros, detail: "the client reset the connection after its ClientHello got no answer")
-            } else {
-                record(
-                    c, .resetDuringHandshake, side: side, at: micros,
-                    detail: "the \(side) reset the connection \(stage(c))")
-            }
+            reset(c, fromClient: fromClient, at: micros)
             connections[key] = nil
         } else if s.fin {
-            if c.clientHello != nil && !c.streams[1].sentAny && fromClient {
-                noServerHello(c, at: micros, detail: "the client closed after its ClientHello got no answer")
-            } else {
-                record(
-                    c, .closedDuringHandshake, side: side, at: micros,
-                    detail: "the \(side) closed the connection \(stage(c))")
-            }
+            closed(c, fromClient: fromClient, at: micros)
+        }
+    }
+
+    /// A SYN: a retransmission of the one that opened the attempt, or a new attempt (which ends an old one on
+    /// the same ports).
+    private func opening(_ s: TCPSegment, key: Key, packetNumber: Int, at micros: Int64) {
+        if let c = connections[key], c.client == s.source, c.synAckAt == nil, c.streams[0].sentAny == false,
+            !c.done
+        {
+            c.synRetransmits += 1
+            c.lastPacket = packetNumber
+            c.lastMicros = micros
+            return
+        }
+        if let c = connections[key], !c.done { finish(c, at: micros, reason: .closed) }
+        let c = Connection(client: s.source, server: s.destination, packet: packetNumber, at: micros)
+        c.synAt = micros
+        c.streams[0].nextSeq = s.seq &+ 1
+        connections[key] = c
+        if connections.count > limits.maxConnections { evictOldest() }
+    }
+
+    /// A connection already open when the capture started: followed only if the client's first bytes are a TLS
+    /// handshake record.
+    private func adoptOpen(
+        _ s: TCPSegment, key: Key, packetNumber: Int, at micros: Int64, _ packet: UnsafeRawBufferPointer
+    ) -> Connection? {
+        guard s.payloadLength >= 6, !s.rst, packet[s.payloadOffset] == 0x16, packet[s.payloadOffset + 1] == 3,
+            packet[s.payloadOffset + 5] == 1
+        else { return nil }
+        let c = Connection(client: s.source, server: s.destination, packet: packetNumber, at: micros)
+        c.streams[0].nextSeq = s.seq
+        connections[key] = c
+        if connections.count > limits.maxConnections { evictOldest() }
+        return c
+    }
+
+    /// A RST before the handshake completed: refused, unanswered, or reset mid-handshake.
+    private func reset(_ c: Connection, fromClient: Bool, at micros: Int64) {
+        let side = fromClient ? "client" : "server"
+        if !fromClient && c.synAckAt == nil && !c.streams[0].sentAny {
+            record(
+                c, .refused, side: "server", at: micros,
+                detail: "the server answered the SYN with a RST: nothing listens on \(c.server.port)")
+        } else if c.clientHello != nil && !c.streams[1].sentAny && fromClient {
+            noServerHello(c, at: micros, detail: "the client reset the connection after its ClientHello got no answer")
+        } else {
+            record(
+                c, .resetDuringHandshake, side: side, at: micros, detail: "the \(side) reset the connection \(stage(c))"
+            )
+        }
+    }
+
+    /// A FIN before the handshake completed.
+    private func closed(_ c: Connection, fromClient: Bool, at micros: Int64) {
+        let side = fromClient ? "client" : "server"
+        if c.clientHello != nil && !c.streams[1].sentAny && fromClient {
+            noServerHello(c, at: micros, detail: "the client closed after its ClientHello got no answer")
+        } else {
+            record(
+                c, .closedDuringHandshake, side: side, at: micros,
+                detail: "the \(side) closed the connection \(stage(c))")
         }
     }
 
