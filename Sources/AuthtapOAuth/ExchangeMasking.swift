@@ -36,25 +36,10 @@ extension Masker {
             ex.errorDetail = maskFreeText(detail)
         }
 
-        // PKCE: S256(code_verifier) is public; keep it so a later check can compare it with code_challenge.
         // Results of capture-time checks carried by the source (an imported authtap HAR) are kept as they are.
         let carried = raw.oauthParams.filter { $0.location == .derived }
         params += carried
-        if params.contains(where: { $0.name == "code_verifier" }),
-            !carried.contains(where: { $0.name == "code_verifier_s256" }),
-            let verifier = Masker.rawValue(named: "code_verifier", in: raw), Masker.alreadyMasked(verifier) == nil
-        {
-            let digest = SHA256.hash(data: Array(verifier.utf8))
-            params.append(OAuthParam(location: .derived, name: "code_verifier_s256", value: JWT.base64URL(digest)))
-            // RFC 7636 §4.1: unreserved characters only. Only the verdict is kept.
-            let valid = verifier.utf8.allSatisfy { c in
-                (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39)
-                    || c == UInt8(ascii: "-") || c == UInt8(ascii: ".") || c == UInt8(ascii: "_")
-                    || c == UInt8(ascii: "~")
-            }
-            params.append(
-                OAuthParam(location: .derived, name: "code_verifier_charset", value: valid ? "valid" : "invalid"))
-        }
+        params += Self.pkceFacts(raw, params: params, carried: carried)
 
         let path = String(raw.target.prefix { $0 != "?" && $0 != "#" })
         ex.roles = Recognizer.roles(
@@ -71,17 +56,40 @@ extension Masker {
                 if ex.roles.isEmpty { ex.roles = [.jwks] }
             }
         }
-        // Secrets already carry their short marker; a JWT's header and claims stay readable in the body or header.
-        // Long readable values are cut (rare: most exchanges keep their params as they are, uncopied).
-        if ex.roles.isEmpty {
-            ex.oauthParams = []
-        } else {
-            for i in params.indices where params[i].fingerprint == nil && params[i].value.utf8.count > 2048 {
-                params[i].value = String(params[i].value.prefix(2048)) + "…"
-            }
-            ex.oauthParams = params
-        }
+        ex.oauthParams = ex.roles.isEmpty ? [] : Self.recordable(params)
         return ex
+    }
+
+    /// Secrets already carry their short marker; a JWT's header and claims stay readable in the body or header.
+    /// Long readable values are cut (rare: most exchanges keep their params as they are, uncopied).
+    private static func recordable(_ params: [OAuthParam]) -> [OAuthParam] {
+        var params = params
+        for i in params.indices where params[i].fingerprint == nil && params[i].value.utf8.count > 2048 {
+            params[i].value = String(params[i].value.prefix(2048)) + "…"
+        }
+        return params
+    }
+
+    /// PKCE: S256(code_verifier) is public; kept so a later check can compare it with code_challenge, with the
+    /// verifier's charset verdict. Nothing when the source carried them already or the verifier is masked.
+    private static func pkceFacts(_ raw: Exchange, params: [OAuthParam], carried: [OAuthParam]) -> [OAuthParam] {
+        var derived: [OAuthParam] = []
+        if params.contains(where: { $0.name == "code_verifier" }),
+            !carried.contains(where: { $0.name == "code_verifier_s256" }),
+            let verifier = Masker.rawValue(named: "code_verifier", in: raw), Masker.alreadyMasked(verifier) == nil
+        {
+            let digest = SHA256.hash(data: Array(verifier.utf8))
+            derived.append(OAuthParam(location: .derived, name: "code_verifier_s256", value: JWT.base64URL(digest)))
+            // RFC 7636 §4.1: unreserved characters only. Only the verdict is kept.
+            let valid = verifier.utf8.allSatisfy { c in
+                (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39)
+                    || c == UInt8(ascii: "-") || c == UInt8(ascii: ".") || c == UInt8(ascii: "_")
+                    || c == UInt8(ascii: "~")
+            }
+            derived.append(
+                OAuthParam(location: .derived, name: "code_verifier_charset", value: valid ? "valid" : "invalid"))
+        }
+        return derived
     }
 
     /// A raw request parameter value (query or form body), read in memory only.
