@@ -56,76 +56,91 @@ extension AppDatabase {
     /// (`readProblems`); a finding whose evidence or exchange list is not JSON keeps the rest.
     public func analysis(session: Int64) throws -> Analysis {
         try reading { db in
-            var numbers: [Int64: Int] = [:]
-            var transactions: [Transaction] = []
-            let rows = try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT id, number, client_id, server_host, grant_type, state, started_at, outcome
-                    FROM oauth_transaction WHERE session_id = ? ORDER BY number
-                    """, arguments: [session])
-            for row in rows {
-                let r = StoredRow(row)
-                do {
-                    let id = try r.int64(0, "id")
-                    let number = try r.int(1, "number")
-                    let members = try Row.fetchAll(
-                        db,
-                        sql: """
-                            SELECT exchange_id, leg FROM transaction_member
-                            WHERE transaction_id = ? ORDER BY exchange_id
-                            """,
-                        arguments: [id]
-                    ).compactMap { row -> Transaction.Member? in
-                        let m = StoredRow(row)
-                        do {
-                            return Transaction.Member(
-                                exchange: try m.int64(0, "exchange_id"),
-                                leg: Leg(rawValue: try m.text(1, "leg")) ?? .other)
-                        } catch let bad {
-                            readProblems.skipped("member of transaction", id: String(id), bad)
-                            return nil
-                        }
-                    }
-                    let t = Transaction(
-                        index: number, clientID: try r.optionalText(2, "client_id"),
-                        serverHost: try r.optionalText(3, "server_host"),
-                        grantType: try r.optionalText(4, "grant_type"), state: try r.optionalText(5, "state"),
-                        startedAt: try r.date(6, "started_at"), outcome: try r.text(7, "outcome"), members: members)
-                    numbers[id] = number
-                    transactions.append(t)
-                } catch let bad as BadColumn {
-                    readProblems.skipped("transaction", id: r.label(0), bad)
-                }
-            }
-            let findingRows = try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT id, rule, severity, title, explanation, fix, exchanges, transaction_id, evidence
-                    FROM finding WHERE session_id = ? ORDER BY id
-                    """, arguments: [session])
-            let findings = findingRows.compactMap { row -> Finding? in
-                let r = StoredRow(row)
-                let id = r.label(0)
-                do {
-                    return Finding(
-                        rule: RuleID(try r.text(1, "rule")),
-                        severity: Severity(rawValue: try r.text(2, "severity")) ?? .info,
-                        title: try r.text(3, "title"), explanation: try r.text(4, "explanation"),
-                        fix: try r.text(5, "fix"),
-                        exchanges: decodeJSON(
-                            [Int64].self, try r.optionalText(6, "exchanges"), fallback: [],
-                            table: "finding", id: id, column: "exchanges", readAs: "no exchanges"),
-                        transaction: try r.optionalInt64(7, "transaction_id").flatMap { numbers[$0] },
-                        evidence: decodeJSON(
-                            [String: String].self, try r.optionalText(8, "evidence"), fallback: [:],
-                            table: "finding", id: id, column: "evidence", readAs: "no evidence"))
-                } catch let bad {
-                    readProblems.skipped("finding", id: id, bad)
-                    return nil
-                }
-            }
+            let (transactions, numbers) = try storedTransactions(session: session, db: db)
+            let findings = try storedFindings(session: session, numbers: numbers, db: db)
             return Analysis(transactions: transactions, findings: findings)
+        }
+    }
+
+    /// A session's transactions in number order, with their members, and each row id's number.
+    private func storedTransactions(session: Int64, db: Database) throws -> ([Transaction], [Int64: Int]) {
+        var numbers: [Int64: Int] = [:]
+        var transactions: [Transaction] = []
+        let rows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT id, number, client_id, server_host, grant_type, state, started_at, outcome
+                FROM oauth_transaction WHERE session_id = ? ORDER BY number
+                """, arguments: [session])
+        for row in rows {
+            let r = StoredRow(row)
+            do {
+                let id = try r.int64(0, "id")
+                let number = try r.int(1, "number")
+                let members = try storedMembers(transaction: id, db: db)
+                let t = Transaction(
+                    index: number, clientID: try r.optionalText(2, "client_id"),
+                    serverHost: try r.optionalText(3, "server_host"),
+                    grantType: try r.optionalText(4, "grant_type"), state: try r.optionalText(5, "state"),
+                    startedAt: try r.date(6, "started_at"), outcome: try r.text(7, "outcome"),
+                    members: members)
+                numbers[id] = number
+                transactions.append(t)
+            } catch let bad as BadColumn {
+                readProblems.skipped("transaction", id: r.label(0), bad)
+            }
+        }
+        return (transactions, numbers)
+    }
+
+    private func storedMembers(transaction id: Int64, db: Database) throws -> [Transaction.Member] {
+        try Row.fetchAll(
+            db,
+            sql: """
+                SELECT exchange_id, leg FROM transaction_member
+                WHERE transaction_id = ? ORDER BY exchange_id
+                """,
+            arguments: [id]
+        ).compactMap { row -> Transaction.Member? in
+            let m = StoredRow(row)
+            do {
+                return Transaction.Member(
+                    exchange: try m.int64(0, "exchange_id"), leg: Leg(rawValue: try m.text(1, "leg")) ?? .other)
+            } catch let bad {
+                readProblems.skipped("member of transaction", id: String(id), bad)
+                return nil
+            }
+        }
+    }
+
+    /// A session's findings in id order; `numbers` turns a transaction row id into its number.
+    private func storedFindings(session: Int64, numbers: [Int64: Int], db: Database) throws -> [Finding] {
+        let rows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT id, rule, severity, title, explanation, fix, exchanges, transaction_id, evidence
+                FROM finding WHERE session_id = ? ORDER BY id
+                """, arguments: [session])
+        return rows.compactMap { row -> Finding? in
+            let r = StoredRow(row)
+            let id = r.label(0)
+            do {
+                return Finding(
+                    rule: RuleID(try r.text(1, "rule")),
+                    severity: Severity(rawValue: try r.text(2, "severity")) ?? .info,
+                    title: try r.text(3, "title"), explanation: try r.text(4, "explanation"),
+                    fix: try r.text(5, "fix"),
+                    exchanges: decodeJSON(
+                        [Int64].self, try r.optionalText(6, "exchanges"), fallback: [],
+                        table: "finding", id: id, column: "exchanges", readAs: "no exchanges"),
+                    transaction: try r.optionalInt64(7, "transaction_id").flatMap { numbers[$0] },
+                    evidence: decodeJSON(
+                        [String: String].self, try r.optionalText(8, "evidence"), fallback: [:],
+                        table: "finding", id: id, column: "evidence", readAs: "no evidence"))
+            } catch let bad {
+                readProblems.skipped("finding", id: id, bad)
+                return nil
+            }
         }
     }
 
