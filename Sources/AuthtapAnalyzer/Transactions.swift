@@ -46,27 +46,28 @@ enum TransactionBuilder {
     }
 
     static func build(_ facts: [ExchangeFacts]) -> (transactions: [Transaction], membership: [Int64: Int]) {
-        // Union-find over positions in `facts`.
-        var parent = Array(facts.indices)
-        func find(_ x: Int) -> Int {
-            var x = x
-            while parent[x] != x {
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            }
-            return x
+        var transactions: [Transaction] = []
+        var membership: [Int64: Int] = [:]
+        for group in linkedGroups(facts) {
+            let members = group.map { facts[$0] }
+            let index = transactions.count + 1
+            for f in members { membership[f.id] = index }
+            transactions.append(transaction(index, members))
         }
-        func union(_ i: Int, _ j: Int) {
-            let a = find(i), b = find(j)
-            if a != b { parent[max(a, b)] = min(a, b) }
-        }
+        return (transactions, membership)
+    }
+
+    /// The participating exchanges, grouped by what links them (shared keys, an authorization request's state),
+    /// as positions in `facts`: groups in the order of their first exchange, members in id order.
+    static func linkedGroups(_ facts: [ExchangeFacts]) -> [[Int]] {
+        var sets = DisjointSets(count: facts.count)
         var owner: [String: Int] = [:]
         // The latest authorization request per state: a response or code-less callback with that state
         // belongs to it, so a constant state does not chain unrelated flows together.
         var openAuthorize: [String: Int] = [:]
         for (i, f) in facts.enumerated() where participates(f) {
             for key in keys(of: f) {
-                if let j = owner[key] { union(i, j) } else { owner[key] = i }
+                if let j = owner[key] { sets.union(i, j) } else { owner[key] = i }
             }
             if f.roles.contains(.authorizationRequest), let state = state(of: f, .request) {
                 openAuthorize[state] = i
@@ -75,40 +76,58 @@ enum TransactionBuilder {
             if f.roles.contains(.authorizationResponse), let state = state(of: f, .responseLocation),
                 let j = openAuthorize[state]
             {
-                union(i, j)
+                sets.union(i, j)
             } else if f.roles.contains(.callback), !hasCode, let state = state(of: f, .request),
                 let j = openAuthorize[state]
             {
-                union(i, j)
+                sets.union(i, j)
             }
         }
         var groups: [Int: [Int]] = [:]
         var order: [Int] = []
         for (i, f) in facts.enumerated() where participates(f) {
-            let root = find(i)
+            let root = sets.find(i)
             if groups[root] == nil { order.append(root) }
             groups[root, default: []].append(i)
         }
-        var transactions: [Transaction] = []
-        var membership: [Int64: Int] = [:]
-        for root in order.sorted(by: { facts[$0].id < facts[$1].id }) {
-            let members = (groups[root] ?? []).sorted { facts[$0].id < facts[$1].id }
-            let index = transactions.count + 1
-            let memberFacts = members.map { facts[$0] }
-            let tokenLeg = memberFacts.first { $0.roles.contains(.token) }
-            let authorize = memberFacts.first { $0.roles.contains(.authorizationRequest) }
-            for f in memberFacts { membership[f.id] = index }
-            transactions.append(
-                Transaction(
-                    index: index,
-                    clientID: memberFacts.lazy.compactMap(\.clientID).first,
-                    serverHost: (tokenLeg ?? authorize)?.ex.host,
-                    grantType: memberFacts.lazy.compactMap(\.grantType).first,
-                    state: memberFacts.lazy.compactMap { $0.value("state", .requestTarget) }.first,
-                    startedAt: memberFacts[0].start,
-                    outcome: "incomplete",
-                    members: memberFacts.map { Transaction.Member(exchange: $0.id, leg: leg(of: $0)) }))
+        return order.sorted { facts[$0].id < facts[$1].id }.map { root in
+            (groups[root] ?? []).sorted { facts[$0].id < facts[$1].id }
         }
-        return (transactions, membership)
+    }
+
+    /// A transaction from its members (in id order), before the analyzer sets its outcome.
+    static func transaction(_ index: Int, _ members: [ExchangeFacts]) -> Transaction {
+        let tokenLeg = members.first { $0.roles.contains(.token) }
+        let authorize = members.first { $0.roles.contains(.authorizationRequest) }
+        return Transaction(
+            index: index,
+            clientID: members.lazy.compactMap(\.clientID).first,
+            serverHost: (tokenLeg ?? authorize)?.ex.host,
+            grantType: members.lazy.compactMap(\.grantType).first,
+            state: members.lazy.compactMap { $0.value("state", .requestTarget) }.first,
+            startedAt: members[0].start,
+            outcome: "incomplete",
+            members: members.map { Transaction.Member(exchange: $0.id, leg: leg(of: $0)) })
+    }
+}
+
+/// Union-find over positions, with path halving; a union keeps the smaller root.
+struct DisjointSets {
+    private var parent: [Int]
+
+    init(count: Int) { parent = Array(0..<count) }
+
+    mutating func find(_ x: Int) -> Int {
+        var x = x
+        while parent[x] != x {
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        }
+        return x
+    }
+
+    mutating func union(_ i: Int, _ j: Int) {
+        let a = find(i), b = find(j)
+        if a != b { parent[max(a, b)] = min(a, b) }
     }
 }
