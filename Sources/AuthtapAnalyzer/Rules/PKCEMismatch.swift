@@ -51,16 +51,49 @@ struct PKCEMismatch: Rule {
         let method = auth?.value("code_challenge_method", .request) ?? (challenge == nil ? nil : "plain")
         let verifier = f.param("code_verifier", .request)
         let s256 = f.value("code_verifier_s256", .derived)
-        let serverSaysPKCE = f.errorClass == .pkceMismatch
         let evidence = [
             ("code_challenge", challenge), ("code_challenge_method", method),
             ("code_verifier", verifier?.value), ("S256(code_verifier)", s256),
         ]
         .reduce(into: [String: String]()) { e, pair in e[pair.0] = pair.1 }
         let more = auth.map { [$0] } ?? []
-        let authID = auth.map { "\($0.id)" } ?? "?"
         verifierShape(f, verifier, more: more, evidence: evidence, &c)
+        let mismatch: Mismatch
         if let challenge, method == "S256", let s256, s256 != challenge {
+            mismatch = .s256(challenge: challenge, s256: s256)
+        } else if method == "plain", let plain = auth?.fingerprint("code_challenge", .request), let verifier,
+            let verifierPrint = verifier.fingerprint, plain != verifierPrint
+        {
+            mismatch = .plain(challenge: plain, verifier: verifierPrint)
+        } else if challenge != nil, verifier == nil {
+            mismatch = .noVerifier
+        } else if auth != nil, challenge == nil, verifier != nil {
+            mismatch = .noChallenge
+        } else if f.errorClass == .pkceMismatch {
+            mismatch = .serverRejected
+        } else {
+            return
+        }
+        report(mismatch, f, authorize: auth, more: more, evidence: evidence, &c)
+    }
+
+    /// What is wrong between the challenge and the verifier.
+    enum Mismatch {
+        case s256(challenge: String, s256: String)
+        /// Fingerprints of the plain challenge and of the verifier.
+        case plain(challenge: String, verifier: String)
+        case noVerifier
+        case noChallenge
+        case serverRejected
+    }
+
+    private func report(
+        _ mismatch: Mismatch, _ f: ExchangeFacts, authorize auth: ExchangeFacts?, more: [ExchangeFacts],
+        evidence: [String: String], _ c: inout RuleContext
+    ) {
+        let authID = auth.map { "\($0.id)" } ?? "?"
+        switch mismatch {
+        case .s256(let challenge, let s256):
             c.add(
                 id, .error, "S256(code_verifier) does not match the code_challenge", f, more: more,
                 explanation: """
@@ -75,9 +108,7 @@ struct PKCEMismatch: Rule {
                     BASE64URL(SHA256(verifier)) with no padding.
                     """,
                 evidence: evidence)
-        } else if method == "plain", let plain = auth?.fingerprint("code_challenge", .request), let verifier,
-            let verifierPrint = verifier.fingerprint, plain != verifierPrint
-        {
+        case .plain(let plain, let verifierPrint):
             c.add(
                 id, .error, "code_verifier is not the plain code_challenge", f, more: more,
                 explanation: "The authorization request #\(authID) sent a plain code_challenge (fingerprint \(plain)); "
@@ -86,7 +117,7 @@ struct PKCEMismatch: Rule {
                 fix: "Send the same verifier the challenge was made from, generated once per authorization; "
                     + "better, switch to code_challenge_method=S256.",
                 evidence: evidence)
-        } else if challenge != nil, verifier == nil {
+        case .noVerifier:
             c.add(
                 id, .error, "code_challenge was sent but the token request has no code_verifier", f, more: more,
                 explanation: """
@@ -95,7 +126,7 @@ struct PKCEMismatch: Rule {
                     """,
                 fix: "Send code_verifier with the token request (the value the challenge was derived from).",
                 evidence: evidence)
-        } else if auth != nil, challenge == nil, verifier != nil {
+        case .noChallenge:
             c.add(
                 id, f.is2xx ? .warning : .error,
                 "code_verifier sent without any code_challenge at /authorize", f, more: more,
@@ -105,7 +136,7 @@ struct PKCEMismatch: Rule {
                     """,
                 fix: "Send code_challenge and code_challenge_method=S256 in the authorization request.",
                 evidence: evidence)
-        } else if serverSaysPKCE {
+        case .serverRejected:
             c.add(
                 id, .error, "The server rejected the PKCE verification", f, more: more,
                 explanation: "\(f.ex.host) answered \(f.error?.summary ?? "an error")."
