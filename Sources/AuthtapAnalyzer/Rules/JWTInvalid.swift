@@ -77,30 +77,37 @@ struct JWTInvalid: Rule {
         _ c: inout RuleContext
     ) {
         let auth = c.authorizeFor(f)
-        let clientID = f.clientID ?? auth?.value("client_id", .request)
-        if let clientID {
-            let aud: [String] = {
-                switch jwt.claims["aud"] {
-                case .string(let s)?: return [s]
-                case .array(let a)?: return a.compactMap(\.string)
-                default: return []
-                }
-            }()
-            if !aud.isEmpty, !aud.contains(clientID) {
-                c.add(
-                    id, .error, "id_token audience does not include the client_id", f,
-                    explanation: """
-                        aud=\(aud.joined(separator: ",")) but the client is \(clientID) (OIDC Core §3.1.3.7: the \
-                        client must reject it).
-                        """,
-                    fix: """
-                        Check which client the token was issued for (a token from another app, or a misconfigured \
-                        audience).
-                        """,
-                    evidence: ["aud": aud.joined(separator: ","), "client_id": clientID])
+        if let clientID = f.clientID ?? auth?.value("client_id", .request) { audience(f, jwt.claims, clientID, &c) }
+        issuer(f, jwt.claims, &c)
+        nonce(f, jwt.claims, authorize: auth, &c)
+        keyID(f, jwt.header, &c)
+    }
+
+    private func audience(_ f: ExchangeFacts, _ claims: JSONValue, _ clientID: String, _ c: inout RuleContext) {
+        let aud: [String] = {
+            switch claims["aud"] {
+            case .string(let s)?: return [s]
+            case .array(let a)?: return a.compactMap(\.string)
+            default: return []
             }
+        }()
+        if !aud.isEmpty, !aud.contains(clientID) {
+            c.add(
+                id, .error, "id_token audience does not include the client_id", f,
+                explanation: """
+                    aud=\(aud.joined(separator: ",")) but the client is \(clientID) (OIDC Core §3.1.3.7: the \
+                    client must reject it).
+                    """,
+                fix: """
+                    Check which client the token was issued for (a token from another app, or a misconfigured \
+                    audience).
+                    """,
+                evidence: ["aud": aud.joined(separator: ","), "client_id": clientID])
         }
-        if let iss = jwt.claims["iss"]?.string, !c.discoveredIssuers.isEmpty, !c.discoveredIssuers.contains(iss) {
+    }
+
+    private func issuer(_ f: ExchangeFacts, _ claims: JSONValue, _ c: inout RuleContext) {
+        if let iss = claims["iss"]?.string, !c.discoveredIssuers.isEmpty, !c.discoveredIssuers.contains(iss) {
             c.add(
                 id, .error, "id_token issuer differs from the discovered issuer", f,
                 explanation: """
@@ -113,7 +120,11 @@ struct JWTInvalid: Rule {
                     """,
                 evidence: ["iss": iss, "discovered": c.discoveredIssuers.sorted().joined(separator: ", ")])
         }
-        if let sentNonce = auth?.value("nonce", .request), let nonce = jwt.claims["nonce"]?.string,
+    }
+
+    private func nonce(_ f: ExchangeFacts, _ claims: JSONValue, authorize auth: ExchangeFacts?, _ c: inout RuleContext)
+    {
+        if let sentNonce = auth?.value("nonce", .request), let nonce = claims["nonce"]?.string,
             nonce != sentNonce
         {
             c.add(
@@ -126,7 +137,10 @@ struct JWTInvalid: Rule {
                 fix: "Store the nonce with the state for each authorization and compare it with the id_token's.",
                 evidence: ["sent_nonce": sentNonce, "token_nonce": nonce])
         }
-        if let kid = jwt.header["kid"]?.string, let kids = c.jwksKids, !kids.contains(kid) {
+    }
+
+    private func keyID(_ f: ExchangeFacts, _ header: JSONValue, _ c: inout RuleContext) {
+        if let kid = header["kid"]?.string, let kids = c.jwksKids, !kids.contains(kid) {
             c.add(
                 id, .error, "id_token kid \(kid) is not in the captured JWKS", f,
                 explanation: """
