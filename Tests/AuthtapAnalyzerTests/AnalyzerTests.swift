@@ -552,6 +552,14 @@ func redirectURIDifferences(_ c: RedirectCase) {
         "GET", "\(asBase)/.well-known/openid-configuration", at: 0,
         responseBody: #"{"issuer":"https://as.example","jwks_uri":"https://as.example/jwks"}"#)
     #expect(e.analyze().findings.isEmpty)
+    // Discovery announced the issuer with a trailing slash; the id_token's iss has none.
+    var g = healthyFlow().0
+    g.add(
+        "GET", "\(asBase)/.well-known/openid-configuration", at: 0,
+        responseBody: #"{"issuer":"https://as.example/","jwks_uri":"https://as.example/jwks"}"#)
+    let issuer = g.analyze().findings.first { $0.rule == "jwt-invalid" && $0.title.contains("issuer") }
+    #expect(issuer?.evidence["iss"] == "https://as.example")
+    #expect(issuer?.evidence["discovered"] == "https://as.example/")
 }
 
 @Test func missingLegWhenTheCodeIsNeverExchanged() throws {
