@@ -31,82 +31,116 @@ extension TLSFault {
         _ h: HandshakeRecord, server: String, client: String, name: String, toProxy: Bool,
         caPath: String
     ) -> (String, String, String)? {
-        let title: String
-        let explanation: String
-        let fix: String
         switch h.outcome {
-        case .refused:
-            title = "Connection to \(server) refused"
-            explanation = """
-                The SYN from \(client) was answered with a RST: nothing listens on \(server), or a firewall \
-                rejects it.
-                """
-            fix = "Check that the server runs on that port and the host/port in the URL."
-        case .synUnanswered:
-            title = "No answer to the connection attempt to \(server)"
-            explanation = """
-                \(client) sent SYNs to \(server) that got no answer: \(h.detail). A firewall drops the packets, or \
-                the address is wrong.
-                """
-            fix = "Check routes and firewalls towards \(server) (and that the app resolves the right address)."
-        case .noServerHello, .clientHelloRetransmitted:
-            title = "ClientHello to \(server)\(name) never answered"
-            explanation = "TCP connected, the client sent its ClientHello, and the server never answered: \(h.detail)."
-            fix = """
-                Look for a middlebox that filters TLS by SNI or drops large ClientHellos (post-quantum key shares \
-                make them larger than one MTU), or a server that is not TLS on that port.
-                """
-        case .versionMismatch:
-            title = "No TLS version in common with \(server)\(name)"
-            explanation = "\(h.detail). Offered: \(h.versionsOffered.joined(separator: ", "))."
-            fix = "Enable TLS 1.2/1.3 on both sides."
-        case .alert where toProxy && h.side == "client":
-            title = "The client at \(client) rejected authtap's certificate"
-            explanation = """
-                During the handshake with authtap\(name), the client sent \
-                \(h.alert == "encrypted" ? "an encrypted alert" : "the alert \(h.alert ?? "")") after our \
-                certificate and closed: it does not trust the authtap CA. No exchange was recorded for it.
-                """
-            fix =
-                "Trust the authtap CA in the client: \(TrustCA.env) (\(TrustCA.variables(last: nil))); "
-                + "for Java, \(TrustCA.java(caPath))."
+        case .refused, .synUnanswered:
+            return unreachedProse(h, server: server, client: client)
+        case .noServerHello, .clientHelloRetransmitted, .versionMismatch:
+            return unansweredHelloProse(h, server: server, name: name)
         case .alert:
-            title = """
-                \(h.side == "client" ? "The client" : "The server") sent \(h.alert ?? "an alert") during the \
-                handshake with \(server)\(name)
-                """
-            explanation = h.detail + "."
-            fix =
-                h.side == "client"
-                ? """
-                The client refused the server's certificate or parameters: check its trust store and the \
-                certificate's names.
-                """
-                : "The server refused the client's parameters: check versions, ciphers, SNI and client "
-                    + "certificates."
+            return alertProse(h, server: server, client: client, name: name, toProxy: toProxy, caPath: caPath)
         case .resetDuringHandshake, .closedDuringHandshake:
-            let closedByClient = h.side == "client"
-            if toProxy && closedByClient {
-                title = "The client at \(client) gave up during the handshake with authtap"
-                explanation = """
-                    \(h.detail). A client that closes right after authtap's certificate usually does not trust the \
-                    authtap CA.
-                    """
-                fix = "Trust the authtap CA in the client (\(TrustCA.env)), or exclude pinned hosts with --intercept."
-            } else {
-                title = """
-                    Connection \(h.outcome == .resetDuringHandshake ? "reset" : "closed") during the handshake \
-                    with \(server)\(name)
-                    """
-                explanation = h.detail + "."
-                fix = """
-                    A middlebox or the server dropped the handshake: compare with a direct connection (openssl \
-                    s_client -connect \(server) -servername \(h.sni ?? h.server)).
-                    """
-            }
+            return droppedProse(h, server: server, client: client, name: name, toProxy: toProxy)
         case .completed:
             return nil
         }
-        return (title, explanation, fix)
+    }
+
+    /// TCP never connected: refused, or the SYNs went unanswered.
+    private func unreachedProse(_ h: HandshakeRecord, server: String, client: String) -> (String, String, String) {
+        if h.outcome == .refused {
+            return (
+                "Connection to \(server) refused",
+                """
+                The SYN from \(client) was answered with a RST: nothing listens on \(server), or a firewall \
+                rejects it.
+                """,
+                "Check that the server runs on that port and the host/port in the URL."
+            )
+        }
+        return (
+            "No answer to the connection attempt to \(server)",
+            """
+            \(client) sent SYNs to \(server) that got no answer: \(h.detail). A firewall drops the packets, or \
+            the address is wrong.
+            """,
+            "Check routes and firewalls towards \(server) (and that the app resolves the right address)."
+        )
+    }
+
+    /// TCP connected but the ClientHello got no usable answer: none at all, or no version in common.
+    private func unansweredHelloProse(_ h: HandshakeRecord, server: String, name: String) -> (String, String, String) {
+        if h.outcome == .versionMismatch {
+            return (
+                "No TLS version in common with \(server)\(name)",
+                "\(h.detail). Offered: \(h.versionsOffered.joined(separator: ", ")).",
+                "Enable TLS 1.2/1.3 on both sides."
+            )
+        }
+        return (
+            "ClientHello to \(server)\(name) never answered",
+            "TCP connected, the client sent its ClientHello, and the server never answered: \(h.detail).",
+            """
+            Look for a middlebox that filters TLS by SNI or drops large ClientHellos (post-quantum key shares \
+            make them larger than one MTU), or a server that is not TLS on that port.
+            """
+        )
+    }
+
+    /// A TLS alert during the handshake; from a client of authtap itself, its CA is not trusted.
+    private func alertProse(
+        _ h: HandshakeRecord, server: String, client: String, name: String, toProxy: Bool, caPath: String
+    ) -> (String, String, String) {
+        if toProxy && h.side == "client" {
+            return (
+                "The client at \(client) rejected authtap's certificate",
+                """
+                During the handshake with authtap\(name), the client sent \
+                \(h.alert == "encrypted" ? "an encrypted alert" : "the alert \(h.alert ?? "")") after our \
+                certificate and closed: it does not trust the authtap CA. No exchange was recorded for it.
+                """,
+                "Trust the authtap CA in the client: \(TrustCA.env) (\(TrustCA.variables(last: nil))); "
+                    + "for Java, \(TrustCA.java(caPath))."
+            )
+        }
+        let title = """
+            \(h.side == "client" ? "The client" : "The server") sent \(h.alert ?? "an alert") during the \
+            handshake with \(server)\(name)
+            """
+        let fix =
+            h.side == "client"
+            ? """
+            The client refused the server's certificate or parameters: check its trust store and the \
+            certificate's names.
+            """
+            : "The server refused the client's parameters: check versions, ciphers, SNI and client "
+                + "certificates."
+        return (title, h.detail + ".", fix)
+    }
+
+    /// The connection was reset or closed mid-handshake; by a client of authtap itself, its CA is not trusted.
+    private func droppedProse(
+        _ h: HandshakeRecord, server: String, client: String, name: String, toProxy: Bool
+    ) -> (String, String, String) {
+        if toProxy && h.side == "client" {
+            return (
+                "The client at \(client) gave up during the handshake with authtap",
+                """
+                \(h.detail). A client that closes right after authtap's certificate usually does not trust the \
+                authtap CA.
+                """,
+                "Trust the authtap CA in the client (\(TrustCA.env)), or exclude pinned hosts with --intercept."
+            )
+        }
+        return (
+            """
+            Connection \(h.outcome == .resetDuringHandshake ? "reset" : "closed") during the handshake \
+            with \(server)\(name)
+            """,
+            h.detail + ".",
+            """
+            A middlebox or the server dropped the handshake: compare with a direct connection (openssl \
+            s_client -connect \(server) -servername \(h.sni ?? h.server)).
+            """
+        )
     }
 }
