@@ -4,10 +4,14 @@ import Foundation
 extension TLSFault {
     /// Title, explanation and fix for a failed handshake with the upstream server, by reason.
     func upstreamProse(_ reason: TLSFailureReason, _ f: ExchangeFacts) -> (String, String, String) {
+        certificateProse(reason, f) ?? handshakeProse(reason, f)
+    }
+
+    /// The upstream's certificate was refused; nil for a failure that is not about the certificate.
+    private func certificateProse(_ reason: TLSFailureReason, _ f: ExchangeFacts) -> (String, String, String)? {
         let host = f.ex.host
         let cert = f.ex.upstreamTLS?.peerCertificate
         let date = { (d: Date) in ISO8601DateFormatter().string(from: d) }
-        let detail = f.ex.errorDetail ?? "no detail"
         switch reason {
         case .untrustedIssuer:
             let certText = cert.map {
@@ -46,6 +50,16 @@ extension TLSFault {
                     + "\(cert?.sans.joined(separator: ", ") ?? "other names").",
                 "Use the host name the certificate covers, or get a certificate with \(host) in its SANs."
             )
+        case .protocolVersion, .handshakeAlert, .closedDuringHandshake, .handshakeTimeout, .other:
+            return nil
+        }
+    }
+
+    /// The handshake itself failed: version, alert, close, timeout.
+    private func handshakeProse(_ reason: TLSFailureReason, _ f: ExchangeFacts) -> (String, String, String) {
+        let host = f.ex.host
+        let detail = f.ex.errorDetail ?? "no detail"
+        switch reason {
         case .protocolVersion:
             return (
                 "Upstream did not answer with a TLS version authtap accepts",
@@ -89,7 +103,7 @@ extension TLSFault {
                 raise --tls-handshake-timeout only if the server is known to be slow.
                 """
             )
-        case .other:
+        case .other, .untrustedIssuer, .expired, .notYetValid, .hostnameMismatch:
             return (
                 "Upstream TLS handshake failed", "The TLS handshake with \(host) failed: \(detail).",
                 "Check the server's certificate and TLS configuration."
