@@ -159,18 +159,12 @@ extension AppDatabase {
         e.status = try r.optionalInt(C.status)
         e.requestHeaders = JSONText.decodeHeaders(try r.text(C.requestHeaders))
         e.responseHeaders = JSONText.decodeHeaders(try r.text(C.responseHeaders))
-        e.requestBody = CapturedBody(
-            bytes: try r.bytes(C.requestBody), size: try r.count(C.requestBodySize),
-            truncated: try r.bool(C.requestBodyTruncated),
-            encoding: try r.optionalText(C.requestBodyEncoding),
-            decodedSize: try r.optionalCount(C.requestBodyDecodedSize),
-            note: try r.optionalText(C.requestBodyNote))
-        e.responseBody = CapturedBody(
-            bytes: try r.bytes(C.responseBody), size: try r.count(C.responseBodySize),
-            truncated: try r.bool(C.responseBodyTruncated),
-            encoding: try r.optionalText(C.responseBodyEncoding),
-            decodedSize: try r.optionalCount(C.responseBodyDecodedSize),
-            note: try r.optionalText(C.responseBodyNote))
+        e.requestBody = try Self.body(
+            r, C.requestBody, C.requestBodySize, C.requestBodyTruncated, C.requestBodyEncoding,
+            C.requestBodyDecodedSize, C.requestBodyNote)
+        e.responseBody = try Self.body(
+            r, C.responseBody, C.responseBodySize, C.responseBodyTruncated, C.responseBodyEncoding,
+            C.responseBodyDecodedSize, C.responseBodyNote)
         e.clientTLS = try tls.facts(r, C.clientTLS, problems: readProblems)
         e.upstreamTLS = try tls.facts(r, C.upstreamTLS, problems: readProblems)
         e.insecureUpstream = try r.bool(C.insecureUpstream)
@@ -187,6 +181,17 @@ extension AppDatabase {
             .compactMap { OAuthRole(rawValue: String($0)) }
         e.oauthParams = JSONText.decodeParams(try r.optionalText(C.oauthParams))
         return e
+    }
+
+    /// One side's body from its six columns.
+    private static func body(
+        _ r: StoredRow, _ bytes: ExchangeColumn, _ size: ExchangeColumn, _ truncated: ExchangeColumn,
+        _ encoding: ExchangeColumn, _ decodedSize: ExchangeColumn, _ note: ExchangeColumn
+    ) throws -> CapturedBody {
+        CapturedBody(
+            bytes: try r.bytes(bytes), size: try r.count(size), truncated: try r.bool(truncated),
+            encoding: try r.optionalText(encoding), decodedSize: try r.optionalCount(decodedSize),
+            note: try r.optionalText(note))
     }
 
     /// Exchanges of one connection share TLS facts: each distinct text is decoded once.
