@@ -12,8 +12,7 @@ struct Analyze: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Rebuild OAuth transactions and explain every failure (stored in the database).",
         discussion: "Exit status 1 when a finding is at or above --fail-on, so it can gate CI.")
-    @Option(help: "The capture database.")
-    var db: String = "Captures/authtap.sqlite"
+    @OptionGroup var db: DatabaseOption
     @Option(help: "Analyze this session (default: the latest).")
     var session: Int64?
     @Flag(help: "Analyze every session.")
@@ -37,7 +36,7 @@ struct Analyze: ParsableCommand {
     }
 
     func run() throws {
-        let database = try openExisting(db)
+        let database = try openExisting(db.path)
         let targets = try targetSessions(database)
         let analyzer = Analyzer(caPath: absolute(certs + "/authtap-ca.pem"))
         var reports: [SessionReport] = []
@@ -87,11 +86,11 @@ struct Analyze: ParsableCommand {
         if let session {
             guard ids.contains(session) else {
                 let known = ids.map(String.init).joined(separator: ", ")
-                throw ValidationError("no session \(session) in \(db) (sessions: \(known))")
+                throw ValidationError("no session \(session) in \(db.path) (sessions: \(known))")
             }
             return [session]
         }
-        guard let last = ids.last else { throw ValidationError("no sessions in \(db)") }
+        guard let last = ids.last else { throw ValidationError("no sessions in \(db.path)") }
         return [last]
     }
 }

@@ -16,8 +16,7 @@ struct Audit: ParsableCommand {
             """)
     @Argument(help: "A HAR file to scan (instead of --db).")
     var file: String?
-    @Option(help: "The capture database to scan when no HAR file is given.")
-    var db: String = "Captures/authtap.sqlite"
+    @OptionGroup var db: DatabaseOption
     @Flag(help: "Print the secret-detection rule tables (names, token formats) with their sources, as JSON.")
     var rules = false
 
@@ -46,8 +45,8 @@ struct Audit: ParsableCommand {
                 entries = result.exchanges.enumerated().map { ("entry \($0.offset + 1)", $0.element) }
             }
         } else {
-            source = db
-            let database = try openExisting(db)
+            source = db.path
+            let database = try openExisting(db.path)
             entries = try database.exchanges().map { ("exchange \($0.id ?? 0)", $0) }
         }
         var found = 0

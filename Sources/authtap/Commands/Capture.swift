@@ -25,8 +25,7 @@ struct Capture: ParsableCommand {
     var write: String?
     @Option(help: "Stop after this many seconds (default: until Ctrl-C).")
     var duration: Double?
-    @Option(help: "The capture database.")
-    var db: String = "Captures/authtap.sqlite"
+    @OptionGroup var db: DatabaseOption
     @Flag(help: "Print nothing per handshake.")
     var quiet = false
 
@@ -57,7 +56,7 @@ struct Capture: ParsableCommand {
             FileHandle.standardError.write(Data("authtap: \(TerminalText.escape(error.description))\n".utf8))
             throw ExitCode(2)
         }
-        let database = try AppDatabase.open(path: db)
+        let database = try AppDatabase.open(path: db.path)
         let session = try database.startSession(
             version: authtapVersion, arguments: ["capture", "--read", path], listen: nil)
         let sessionID = try insertedID(session.id, of: "session")
@@ -96,7 +95,7 @@ struct Capture: ParsableCommand {
             FileHandle.standardError.write(Data("authtap: \(TerminalText.escape(error.description))\n".utf8))
             throw ExitCode(2)
         }
-        let database = try AppDatabase.open(path: db)
+        let database = try AppDatabase.open(path: db.path)
         let session = try database.startSession(
             version: authtapVersion, arguments: Array(CommandLine.arguments.dropFirst()), listen: nil)
         let sessionID = try insertedID(session.id, of: "session")

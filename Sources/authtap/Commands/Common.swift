@@ -14,6 +14,12 @@ struct CommonPaths: ParsableArguments {
     var db: String = "Captures/authtap.sqlite"
 }
 
+/// `--db` for the commands that read or write a capture without the CA.
+struct DatabaseOption: ParsableArguments {
+    @Option(name: .customLong("db"), help: "The capture database (SQLite, WAL).")
+    var path: String = "Captures/authtap.sqlite"
+}
+
 struct ListenOption: ParsableArguments {
     @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).")
     var listen: String = "127.0.0.1:8080"

@@ -5,8 +5,7 @@ import Foundation
 
 struct Exchanges: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List recorded exchanges (already masked).")
-    @Option(help: "The capture database.")
-    var db: String = "Captures/authtap.sqlite"
+    @OptionGroup var db: DatabaseOption
     @Option(help: "Only this session.")
     var session: Int64?
     @Option(help: "Output format: text or json.")
@@ -17,7 +16,7 @@ struct Exchanges: ParsableCommand {
     var limit: Int?
 
     func run() throws {
-        let database = try openExisting(db)
+        let database = try openExisting(db.path)
         let exchanges = try database.exchanges(session: session, limit: limit)
         switch format {
         case .json:

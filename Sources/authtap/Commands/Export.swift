@@ -9,8 +9,7 @@ import Foundation
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Export a session, a transaction or everything as HAR 1.2 (masked: safe to attach to a ticket).")
-    @Option(help: "The capture database.")
-    var db: String = "Captures/authtap.sqlite"
+    @OptionGroup var db: DatabaseOption
     @Option(help: "Export this session.")
     var session: Int64?
     @Option(help: "Export one transaction, as SESSION:NUMBER (or NUMBER in the latest session).")
@@ -30,7 +29,7 @@ struct Export: ParsableCommand {
     }
 
     func run() throws {
-        let database = try openExisting(db)
+        let database = try openExisting(db.path)
         let ids = try database.sessionIDs()
         var exchanges: [Exchange] = []
         var analysis = Analysis(transactions: [], findings: [])
@@ -38,7 +37,7 @@ struct Export: ParsableCommand {
         if all {
             for id in ids { try collect(database, id, &exchanges, &analysis, &handshakes) }
         } else if let session {
-            guard ids.contains(session) else { throw ValidationError("no session \(session) in \(db)") }
+            guard ids.contains(session) else { throw ValidationError("no session \(session) in \(db.path)") }
             try collect(database, session, &exchanges, &analysis, &handshakes)
         } else if let transaction {
             let parts = transaction.split(separator: ":")

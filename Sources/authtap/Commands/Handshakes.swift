@@ -5,15 +5,14 @@ import Foundation
 
 struct Handshakes: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List captured TLS handshake records.")
-    @Option(help: "The capture database.")
-    var db: String = "Captures/authtap.sqlite"
+    @OptionGroup var db: DatabaseOption
     @Option(help: "Only this session.")
     var session: Int64?
     @Option(help: "Output format: text or json.")
     var format: OutputFormat = .text
 
     func run() throws {
-        let database = try openExisting(db)
+        let database = try openExisting(db.path)
         let rows = try database.handshakes(session: session)
         switch format {
         case .json:

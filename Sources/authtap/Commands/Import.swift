@@ -16,8 +16,7 @@ struct Import: ParsableCommand {
             """)
     @Argument(help: "The HAR file.")
     var file: String
-    @Option(help: "The capture database.")
-    var db: String = "Captures/authtap.sqlite"
+    @OptionGroup var db: DatabaseOption
     @Option(help: "Directory of the fingerprint key (masking uses the same key as the proxy).")
     var certs: String = "certs"
 
@@ -85,7 +84,7 @@ struct Import: ParsableCommand {
         let key = try CertsDirectory(path: certs).loadOrCreateFingerprintKey()
         let masker = Masker(fingerprinter: Fingerprinter(key: key), bodyLimit: Self.maxBytes)
         let ledger = JWTLedger()
-        let database = try AppDatabase.open(path: db)
+        let database = try AppDatabase.open(path: db.path)
         let session = try database.startSession(version: authtapVersion, arguments: ["import", file], listen: nil)
         guard let sessionID = session.id else { throw fail("the database did not number the new session") }
         var batch: [Exchange] = []
