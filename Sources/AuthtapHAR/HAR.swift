@@ -1,6 +1,7 @@
 import AuthtapAnalyzer
 import AuthtapModel
 import Foundation
+import Synchronization
 
 /// HAR 1.2 (http://www.softwareishard.com/blog/har-12-spec/), written by hand: the spec's shape,
 /// plus authtap's facts in `_authtap` fields (the spec allows custom fields with a leading underscore).
@@ -303,14 +304,13 @@ public enum HARExport {
 
 /// One formatter each way for the whole run: creating one per entry dominated large exports and imports.
 enum HARDate {
-    nonisolated(unsafe) private static let withFraction: ISO8601DateFormatter = {
+    private static let withFraction: Mutex<ISO8601DateFormatter> = {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f
+        return Mutex(f)
     }()
-    private static let lock = NSLock()
 
-    static func string(_ date: Date) -> String { lock.withLock { withFraction.string(from: date) } }
+    static func string(_ date: Date) -> String { withFraction.withLock { $0.string(from: date) } }
 
     /// RFC 3339 date-time, as HAR 1.2 requires (`2023-03-29T17:37:42.489-07:00`, `…Z`), read by hand: an
     /// ISO8601DateFormatter hands the text to ICU, which dies of a division trap on a long enough fraction

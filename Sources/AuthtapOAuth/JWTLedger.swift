@@ -2,6 +2,7 @@ import AuthtapModel
 import Crypto
 import CryptoExtras
 import Foundation
+import Synchronization
 
 /// Signature checks that need the raw token, done at capture time (the signature is masked on disk).
 ///
@@ -9,7 +10,7 @@ import Foundation
 /// known yet (bounded, in memory only). Each check ends as a derived parameter
 /// `jwt_signature = valid | invalid | unsupported-alg` whose fingerprint is the token's: on the token
 /// response when its key was already known, or on the JWKS response that later published the key.
-public final class JWTLedger: @unchecked Sendable {
+public final class JWTLedger: Sendable {
     enum Key {
         case rsa(_RSA.Signing.PublicKey)
         case p256(P256.Signing.PublicKey)
@@ -21,15 +22,17 @@ public final class JWTLedger: @unchecked Sendable {
         var fingerprint: String
     }
 
-    private let lock = NSLock()
-    private var keys: [String: Key] = [:]
-    private var pending: [Pending] = []
-    /// Fingerprints of `pending`: a token seen again while its key is still unknown is not queued twice.
-    private var pendingFingerprints: Set<String> = []
+    private struct State {
+        var keys: [String: Key] = [:]
+        var pending: [Pending] = []
+        /// Fingerprints of `pending`: a token seen again while its key is still unknown is not queued twice.
+        var pendingFingerprints: Set<String> = []
+    }
+    private let state = Mutex(State())
     private let pendingLimit: Int
 
     /// JWTs waiting for their key. Beyond `2 × pendingLimit` the oldest are dropped down to `pendingLimit`.
-    var pendingCount: Int { lock.withLock { pending.count } }
+    var pendingCount: Int { state.withLock { $0.pending.count } }
 
     /// - Parameter pendingLimit: JWTs kept while their key is unknown (up to twice as many between trims).
     public init(pendingLimit: Int = 1024) {
@@ -41,52 +44,56 @@ public final class JWTLedger: @unchecked Sendable {
         let body = raw.responseBody.bytes
         guard !body.isEmpty, !raw.responseBody.truncated else { return [] }
         var out: [OAuthParam] = []
-        lock.lock()
-        defer { lock.unlock() }
-        if roles.contains(.jwks) || (roles.isEmpty && body.count < 262_144 && ByteSearch.contains(body, "\"keys\"")) {
-            let published = parseJWKS(body)
-            if !published.isEmpty {
-                for (kid, key) in published { keys[kid] = key }
-                var still: [Pending] = []
-                for p in pending {
-                    if let key = keys[p.kid] {
+        state.withLock { (s: inout State) -> Void in
+            if roles.contains(.jwks) || (roles.isEmpty && body.count < 262_144 && ByteSearch.contains(body, "\"keys\""))
+            {
+                let published = parseJWKS(body)
+                if !published.isEmpty {
+                    for (kid, key) in published { s.keys[kid] = key }
+                    var still: [Pending] = []
+                    for p in s.pending {
+                        if let key = s.keys[p.kid] {
+                            out.append(
+                                OAuthParam(
+                                    location: .derived, name: "jwt_signature",
+                                    value: Self.verify(p.token, key: key).rawValue, fingerprint: p.fingerprint))
+                        } else {
+                            still.append(p)
+                        }
+                    }
+                    s.pending = still
+                    s.pendingFingerprints = Set(still.map(\.fingerprint))
+                }
+            }
+            guard roles.contains(.token) || roles.contains(.userinfo) || roles.contains(.introspection) else {
+                return
+            }
+            for token in Self.jwtCandidates(body) {
+                let fp = fingerprint(token)
+                if s.pendingFingerprints.contains(fp) { continue }
+                guard let header = Self.header(of: token) else { continue }
+                guard let kid = header["kid"] as? String else {
+                    if let alg = header["alg"] as? String, alg != "none" {
                         out.append(
                             OAuthParam(
-                                location: .derived, name: "jwt_signature",
-                                value: Self.verify(p.token, key: key).rawValue, fingerprint: p.fingerprint))
-                    } else {
-                        still.append(p)
+                                location: .derived, name: "jwt_signature", value: Verdict.noKid.rawValue,
+                                fingerprint: fp))
                     }
+                    continue
                 }
-                pending = still
-                pendingFingerprints = Set(still.map(\.fingerprint))
-            }
-        }
-        guard roles.contains(.token) || roles.contains(.userinfo) || roles.contains(.introspection) else { return out }
-        for token in Self.jwtCandidates(body) {
-            let fp = fingerprint(token)
-            if pendingFingerprints.contains(fp) { continue }
-            guard let header = Self.header(of: token) else { continue }
-            guard let kid = header["kid"] as? String else {
-                if let alg = header["alg"] as? String, alg != "none" {
+                if let key = s.keys[kid] {
                     out.append(
                         OAuthParam(
-                            location: .derived, name: "jwt_signature", value: Verdict.noKid.rawValue, fingerprint: fp))
-                }
-                continue
-            }
-            if let key = keys[kid] {
-                out.append(
-                    OAuthParam(
-                        location: .derived, name: "jwt_signature", value: Self.verify(token, key: key).rawValue,
-                        fingerprint: fp))
-            } else {
-                pending.append(Pending(kid: kid, token: token, fingerprint: fp))
-                pendingFingerprints.insert(fp)
-                // Trimmed in halves, not one at a time: removing the first of a full list moves all the others.
-                if pending.count >= 2 * pendingLimit {
-                    pending.removeFirst(pending.count - pendingLimit)
-                    pendingFingerprints = Set(pending.map(\.fingerprint))
+                            location: .derived, name: "jwt_signature", value: Self.verify(token, key: key).rawValue,
+                            fingerprint: fp))
+                } else {
+                    s.pending.append(Pending(kid: kid, token: token, fingerprint: fp))
+                    s.pendingFingerprints.insert(fp)
+                    // Trimmed in halves, not one at a time: removing the first of a full list moves all the others.
+                    if s.pending.count >= 2 * pendingLimit {
+                        s.pending.removeFirst(s.pending.count - pendingLimit)
+                        s.pendingFingerprints = Set(s.pending.map(\.fingerprint))
+                    }
                 }
             }
         }

@@ -2,6 +2,7 @@ import AuthtapModel
 import AuthtapOAuth
 import AuthtapStore
 import Foundation
+import Synchronization
 
 extension TUIApp {
     /// Draws the whole screen: a title bar, the current view, and a status line.
@@ -286,21 +287,16 @@ extension TUIApp {
     // MARK: formatting
 
     /// Two formatters for the process, not one per row drawn.
-    static let dateTimeFormatter: DateFormatter = {
-        let f = DateFormatter()
-        f.dateFormat = "yyyy-MM-dd HH:mm:ss"
-        return f
+    private static let formatters: Mutex<(dateTime: DateFormatter, time: DateFormatter)> = {
+        let dateTime = DateFormatter()
+        dateTime.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        let time = DateFormatter()
+        time.dateFormat = "HH:mm:ss.SSS"
+        return Mutex((dateTime, time))
     }()
-    static let timeFormatter: DateFormatter = {
-        let f = DateFormatter()
-        f.dateFormat = "HH:mm:ss.SSS"
-        return f
-    }()
-
-    static let formatterLock = NSLock()
 
     static func time(_ d: Date, date: Bool) -> String {
-        formatterLock.withLock { (date ? dateTimeFormatter : timeFormatter).string(from: d) }
+        formatters.withLock { (date ? $0.dateTime : $0.time).string(from: d) }
     }
 
     static func path(_ target: String) -> String { String(target.prefix { $0 != "?" && $0 != "#" }) }
