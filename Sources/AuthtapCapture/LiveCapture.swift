@@ -2,6 +2,7 @@ import AuthtapDissector
 import AuthtapModel
 import CPcap
 import Foundation
+import Synchronization
 
 /// Live capture: the blocking pcap loop runs on its own thread and hands packets to a bounded
 /// queue; a second thread consumes them. Drops are counted: libpcap's (kernel) and ours (queue full).
@@ -10,17 +11,24 @@ public final class LiveCapture: @unchecked Sendable {
     private var dumper: OpaquePointer?
     public let linkType: Int32
     public let interface: String
-    private let lock = NSLock()
     private let ready = DispatchSemaphore(value: 0)
-    private var queue: [(Int, Int64, [UInt8])] = []
-    private var queueBytes = 0
     private let maxQueue = 65_536
     private let maxQueueBytes = 64 << 20
-    private var stopped = false
-    private var captureDone = false
-    private var redaction = DumpRedaction()
-    public private(set) var queueDrops = 0
-    public private(set) var packets = 0
+    /// What the capture thread, the dissector thread and the caller share.
+    private struct Shared {
+        var queue: [(Int, Int64, [UInt8])] = []
+        var queueBytes = 0
+        var stopped = false
+        var captureDone = false
+        var redaction = DumpRedaction()
+        var queueDrops = 0
+        var packets = 0
+    }
+    private let shared = Mutex(Shared())
+    /// Packets dropped because the dissector's queue was full.
+    public var queueDrops: Int { shared.withLock { $0.queueDrops } }
+    /// Packets the capture delivered.
+    public var packets: Int { shared.withLock { $0.packets } }
 
     public init(interface: String, filter: String, snaplen: Int32 = 65_535, write: String? = nil) throws {
         var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
@@ -96,7 +104,7 @@ public final class LiveCapture: @unchecked Sendable {
     /// dissector still sees whole packets. See `DumpRedaction`.
     public func redactPayload(onPorts ports: Set<Int>) {
         let valid = Set(ports.compactMap { UInt16(exactly: $0) })
-        lock.lock(); redaction.ports = valid; lock.unlock()
+        shared.withLock { $0.redaction.ports = valid }
     }
 
     /// Replaces the BPF filter (e.g. once the proxy knows the port it bound).
@@ -127,19 +135,18 @@ public final class LiveCapture: @unchecked Sendable {
         let consumer = Thread { [self] in
             while true {
                 ready.wait()
-                lock.lock()
-                let batch = queue
-                queue.removeAll(keepingCapacity: true)
-                queueBytes = 0
-                let done = captureDone
-                lock.unlock()
+                let (batch, done) = shared.withLock { s in
+                    let batch = s.queue
+                    s.queue.removeAll(keepingCapacity: true)
+                    s.queueBytes = 0
+                    return (batch, s.captureDone)
+                }
                 for (n, t, bytes) in batch {
                     bytes.withUnsafeBytes { consume(RawPacket(number: n, micros: t, bytes: $0)) }
                 }
                 if done && batch.isEmpty { break }
                 if done {
-                    lock.lock(); let empty = queue.isEmpty; lock.unlock()
-                    if empty { break }
+                    if shared.withLock({ $0.queue.isEmpty }) { break }
                 }
             }
             finished()
@@ -183,7 +190,7 @@ public final class LiveCapture: @unchecked Sendable {
         var header: UnsafeMutablePointer<pcap_pkthdr>?
         var data: UnsafePointer<UInt8>?
         while true {
-            lock.lock(); let stop = stopped; let redaction = self.redaction; lock.unlock()
+            let (stop, redaction) = shared.withLock { ($0.stopped, $0.redaction) }
             if stop { break }
             let rc = pcap_next_ex(handle, &header, &data)
             if rc == 1, let header, let data {
@@ -193,17 +200,18 @@ public final class LiveCapture: @unchecked Sendable {
                     dump(dumper, header, data, keep: keep)
                 }
                 let bytes = Array(UnsafeBufferPointer(start: data, count: len))
-                lock.lock()
-                packets += 1
-                if queue.count < maxQueue && queueBytes + len < maxQueueBytes {
-                    queue.append((packets, authtap_pcap_ts_usec(header), bytes))
-                    queueBytes += len
-                    lock.unlock()
-                    ready.signal()
-                } else {
-                    queueDrops += 1
-                    lock.unlock()
+                let micros = authtap_pcap_ts_usec(header)
+                let queued = shared.withLock { s in
+                    s.packets += 1
+                    guard s.queue.count < maxQueue && s.queueBytes + len < maxQueueBytes else {
+                        s.queueDrops += 1
+                        return false
+                    }
+                    s.queue.append((s.packets, micros, bytes))
+                    s.queueBytes += len
+                    return true
                 }
+                if queued { ready.signal() }
             } else if rc == 0 {
                 continue  // timeout: look at the stop flag
             } else {
@@ -211,7 +219,7 @@ public final class LiveCapture: @unchecked Sendable {
             }
         }
         if let dumper { pcap_dump_flush(dumper) }
-        lock.lock(); captureDone = true; lock.unlock()
+        shared.withLock { $0.captureDone = true }
         ready.signal()
     }
 
@@ -228,7 +236,7 @@ public final class LiveCapture: @unchecked Sendable {
     }
 
     public func stop() {
-        lock.lock(); stopped = true; lock.unlock()
+        shared.withLock { $0.stopped = true }
         pcap_breakloop(handle)
     }
 
