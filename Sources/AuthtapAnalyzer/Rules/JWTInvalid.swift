@@ -7,8 +7,9 @@ struct JWTInvalid: Rule {
     var title: String { "A token's JWT is invalid" }
     var checks: String {
         """
-        Malformed id_token, alg none, aud without the client_id, iss not the discovered issuer, nonce different \
-        from /authorize, kid absent from the captured JWKS.
+        Malformed id_token, alg none, a signature that does not verify against the key the captured JWKS \
+        published (checked at capture time, while the raw token is in memory), aud without the client_id, iss not \
+        the discovered issuer, nonce different from /authorize, kid absent from the captured JWKS.
         """
     }
 

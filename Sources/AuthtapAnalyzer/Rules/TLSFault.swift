@@ -8,8 +8,10 @@ struct TLSFault: Rule {
     var title: String { "A TLS handshake failed" }
     var checks: String {
         """
-        Upstream certificate untrusted, expired, not yet valid, wrong host; protocol version; reset or alert \
-        during the handshake; the client rejecting the authtap CA.
+        Upstream certificate untrusted, expired, not yet valid, wrong host; protocol version; reset, alert or \
+        timeout during the handshake; the client rejecting the authtap CA (with the trust commands for its \
+        runtime); in pcap mode, failed handshakes that no exchange explains (refused, SYN or ClientHello \
+        unanswered, no common version).
         """
     }
 
