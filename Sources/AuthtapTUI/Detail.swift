@@ -78,7 +78,8 @@ extension TUIApp {
         }
         if let error = e.error {
             text.add(
-                "authtap: \(error.rawValue)\(e.tlsFailure.map { " (\($0.rawValue))" } ?? ""): \(e.errorDetail ?? error.sentence)",
+                "authtap: \(error.rawValue)\(e.tlsFailure.map { " (\($0.rawValue))" } ?? ""): "
+                    + (e.errorDetail ?? error.sentence),
                 .error)
         }
         for h in e.responseHeaders { text.add("\(h.name): \(h.value)") }

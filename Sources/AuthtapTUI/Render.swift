@@ -142,7 +142,8 @@ extension TUIApp {
         let count = try exchanges().total()
         header(
             &buf, row0 - 1,
-            " time          method host                 path                       status    ms  role             error / findings"
+            " time          method host                 path                       status    ms  role             "
+                + "error / findings"
         )
         let visible = height
         adjustTop(count: count, height: visible)

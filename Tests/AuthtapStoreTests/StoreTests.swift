@@ -256,7 +256,8 @@ func recorded(_ e: Exchange) -> Exchange {
         let indexes = { (queue: DatabaseQueue) in
             try queue.read {
                 try String.fetchAll(
-                    $0, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'exchange' ORDER BY name")
+                    $0,
+                    sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'exchange' ORDER BY name")
             }
         }
         let queue = try DatabaseQueue()
