@@ -38,6 +38,7 @@ public struct Analyzer: Sendable {
         context.proxyPort = proxyPort
         for rule in Rules.all { rule.evaluate(&context) }
         var findings = context.findings
+        RootCause.assign(&findings, subjects: context.subjectOf, facts: context.byID)
         // De-duplicate (a fact seen from two sides gives one finding), then order by first exchange. The sort is
         // stable, so findings of one rule at one exchange keep the order the rule produced them in.
         var seen = Set<String>()

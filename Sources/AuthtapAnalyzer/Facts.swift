@@ -40,7 +40,7 @@ final class ExchangeFacts {
         }
         var report: ErrorReport? = nil
         if case .success(let value)? = json {
-            report = ProviderErrors.report(json: value)
+            report = ProviderErrors.report(json: value, status: ex.status)
         } else if !ex.responseBody.bytes.isEmpty,
             contentType.has("x-www-form-urlencoded")
                 || (contentType.hasPrefix("text/plain") && Self.looksLikeForm(ex.responseBody.bytes))
@@ -55,15 +55,58 @@ final class ExchangeFacts {
             let query = ex.oauthParams.filter { $0.location.isRequest }.map { ($0.name, $0.value) }
             report = ProviderErrors.report(pairs: query, dialect: "callback")
         }
+        // An error page where the browser asked for authorization: what it shows is the server's error.
+        if report == nil, roles.contains(.authorizationRequest), !ex.responseBody.bytes.isEmpty,
+            !(300..<400).contains(ex.status ?? 0)
+        {
+            if case .success(let value) = JSONValue.parse(ex.responseBody.bytes) {
+                report = ProviderErrors.report(json: value, status: (ex.status ?? 0) >= 400 ? ex.status : 400)
+            } else {
+                let page = String(decoding: ex.responseBody.bytes.prefix(65536), as: UTF8.self)
+                if (ex.status ?? 0) >= 400 || ProviderErrors.pageShowsError(page) {
+                    report = ProviderErrors.report(page: page)
+                }
+            }
+        }
         self.error = report
+        let leg = Self.leg(roles: roles, grantType: grantType)
         if let report {
-            let (cls, entry) = ProviderErrors.classify(report)
-            errorClass = cls
+            let (cls, entry) = ProviderErrors.classify(report, leg: leg)
+            // A 5xx is the server failing, whatever words came with it.
+            let failed =
+                (ex.status ?? 0) >= 500 && [.invalidRequest, .other, .invalidGrant, .codeInvalid].contains(cls)
+            errorClass = failed ? .serverError : cls
             errorSource = entry
         } else {
             errorClass = nil
             errorSource = nil
         }
+    }
+
+    /// The leg an error answered, for the words that mean different things on different legs.
+    static func leg(roles: Set<OAuthRole>, grantType: String?) -> ProviderErrors.Leg {
+        guard roles.contains(.token) else {
+            let front: Set<OAuthRole> = [.authorizationRequest, .authorizationResponse, .callback]
+            return roles.isDisjoint(with: front) ? .other : .front
+        }
+        switch grantType {
+        case "authorization_code"?: return .code
+        case "refresh_token"?: return .refresh
+        case "urn:ietf:params:oauth:grant-type:device_code"?: return .device
+        case "urn:ietf:params:oauth:grant-type:jwt-bearer"?, "urn:ietf:params:oauth:grant-type:saml2-bearer"?:
+            return .assertion
+        case nil: return .code
+        default: return .otherGrant
+        }
+    }
+
+    /// What the client application's callback page complains of, read from its body (a framework's error page,
+    /// JSON or text): only its state-mismatch classes are used.
+    var callbackComplaint: ErrorReport? {
+        guard roles.contains(.callback), !ex.responseBody.bytes.isEmpty else { return nil }
+        let text = String(decoding: ex.responseBody.bytes.prefix(65536), as: UTF8.self)
+        if case .success(let value)? = json, let r = ProviderErrors.report(json: value, status: 400) { return r }
+        return ProviderErrors.report(page: text)
     }
 
     func param(_ name: String, _ prefix: ParamLocation) -> OAuthParam? {

@@ -20,6 +20,18 @@ public enum ErrorClass: String, Codable, Sendable {
     case accessDenied = "access-denied"
     case interactionRequired = "interaction-required"
     case serverError = "server-error"
+    /// A JWT or assertion outside its time window.
+    case clockSkew = "clock-skew"
+    /// A JWT or assertion that does not verify (signature, audience, issuer).
+    case jwtInvalid = "jwt-invalid"
+    /// An unknown tenant or realm, or a retired endpoint.
+    case wrongEndpoint = "wrong-endpoint"
+    case rateLimited = "rate-limited"
+    /// The client application's own callback error: its stored state did not answer the callback.
+    case stateMismatch = "state-mismatch"
+    /// Device flow polling: the user has not finished yet (RFC 8628 §3.5). Not a failure.
+    case devicePending = "device-pending"
+    case deviceExpired = "device-expired"
     case other
 }
 
@@ -33,11 +45,23 @@ public struct ErrorReport: Sendable, Equatable {
     /// Where it came from: `json`, `json-nested` (Facebook), `slack`, `form`, `location`.
     public var dialect: String
 
-    public init(code: String, description: String? = nil, numericCodes: [Int] = [], dialect: String) {
+    /// Every field that carries the provider's own words (description, message, reason, hint, nested and
+    /// listed errors), normalised to lower-case words, with RFC 6749's catch-all sentences taken out.
+    public var words: String
+    /// The response carried one of RFC 6749's catch-all sentences, which list every cause and name none.
+    public var catchAll: Bool
+
+    public init(
+        code: String, description: String? = nil, numericCodes: [Int] = [], dialect: String, text: [String] = []
+    ) {
         self.code = code
         self.description = description
         self.numericCodes = numericCodes
         self.dialect = dialect
+        var all = ([description].compactMap { $0 } + text).map { ProviderErrors.words($0) }.joined(separator: " ")
+        // A code written as free text (`"error": "Invalid code"`) is words too.
+        if code.utf8.contains(0x20) { all = ProviderErrors.words(code) + " " + all }
+        (self.words, self.catchAll) = ProviderErrors.removingCatchAll(all)
     }
 
     /// The short form used in evidence: `invalid_grant: AADSTS54005: …`.
@@ -51,10 +75,10 @@ public struct ErrorReport: Sendable, Equatable {
 /// One known provider message, with where it is documented or reported.
 public struct ProviderErrorEntry: Sendable {
     public enum Match: Sendable {
-        /// The `error` code, exactly.
+        /// The `error` code, compared without case or punctuation.
         case code(String)
-        /// Text in the description (ASCII case-insensitive).
-        case description(String)
+        /// Words in the provider's text (`a + b`: both), normalised as `ProviderErrors.words` does.
+        case phrase(String)
         /// A numeric code (AADSTS number, Facebook subcode).
         case number(Int)
     }
@@ -62,263 +86,220 @@ public struct ProviderErrorEntry: Sendable {
     public var match: Match
     public var errorClass: ErrorClass
     public var source: String
+
+    init(_ provider: String, _ match: Match, _ errorClass: ErrorClass, _ source: String) {
+        self.provider = provider
+        self.match = match
+        self.errorClass = errorClass
+        self.source = source
+    }
 }
 
-/// Provider dialects, as data. Order matters: the first matching entry wins, so specific
-/// messages come before the generic RFC codes at the end.
+/// Provider dialects: reading an error out of any response shape, and classifying it with the table in
+/// `ProviderPhrases.swift`.
 public enum ProviderErrors {
-    public static let table: [ProviderErrorEntry] = [
-        // Microsoft Entra ID (Azure AD): invalid_grant with an AADSTS code in error_description and error_codes.
-        .init(
-            provider: "Microsoft Entra ID", match: .number(54005), errorClass: .codeReused,
-            source: "https://github.com/AzureAD/microsoft-identity-web/issues/2328"),
-        .init(
-            provider: "Microsoft Entra ID", match: .number(70008), errorClass: .codeExpired,
-            source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
-        .init(
-            provider: "Microsoft Entra ID", match: .number(50011), errorClass: .redirectURIMismatch,
-            source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
-        .init(
-            provider: "Microsoft Entra ID", match: .number(501481), errorClass: .pkceMismatch,
-            source: "https://github.com/CoasterKaty/PHPAzureADoAuth/issues/18"),
-        .init(
-            provider: "Microsoft Entra ID", match: .number(7000215), errorClass: .invalidClient,
-            source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
-        .init(
-            provider: "Microsoft Entra ID", match: .number(7000222), errorClass: .invalidClient,
-            source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
-        .init(
-            provider: "Microsoft Entra ID", match: .number(700016), errorClass: .invalidClient,
-            source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
-        .init(
-            provider: "Microsoft Entra ID", match: .number(700082), errorClass: .refreshExpired,
-            source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
-        .init(
-            provider: "Microsoft Entra ID", match: .number(50173), errorClass: .refreshRevoked,
-            source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
-        .init(
-            provider: "Microsoft Entra ID", match: .number(70011), errorClass: .invalidScope,
-            source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
-        .init(
-            provider: "Microsoft Entra ID", match: .number(65001), errorClass: .interactionRequired,
-            source: "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
-        // GitHub: errors in a 200 response, form-encoded unless Accept: application/json.
-        .init(
-            provider: "GitHub", match: .code("bad_verification_code"), errorClass: .codeInvalid,
-            source:
-                "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/"
-        ),
-        .init(
-            provider: "GitHub", match: .code("incorrect_client_credentials"), errorClass: .invalidClient,
-            source:
-                "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/"
-        ),
-        .init(
-            provider: "GitHub", match: .code("redirect_uri_mismatch"), errorClass: .redirectURIMismatch,
-            source:
-                "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/"
-        ),
-        .init(
-            provider: "GitHub", match: .code("unverified_user_email"), errorClass: .accessDenied,
-            source:
-                "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/"
-        ),
-        // Facebook / Meta Graph API: {"error":{"message","type":"OAuthException","code":100,"error_subcode":…}}.
-        .init(
-            provider: "Facebook", match: .description("authorization code has been used"), errorClass: .codeReused,
-            source: "https://github.com/laravel/socialite/issues/385"),
-        .init(
-            provider: "Facebook", match: .description("authorization code has expired"), errorClass: .codeExpired,
-            source: "https://github.com/SammyK/LaravelFacebookSdk/issues/141"),
-        .init(
-            provider: "Facebook",
-            match: .description("redirect_uri is identical to the one you used in the OAuth dialog"),
-            errorClass: .redirectURIMismatch,
-            source: "https://developers.facebook.com/docs/facebook-login/guides/advanced/manual-flow"),
-        // Keycloak: invalid_grant with a short description.
-        .init(
-            provider: "Keycloak", match: .description("PKCE verification failed"), errorClass: .pkceMismatch,
-            source: "https://github.com/keycloak/keycloak-community/issues/292"),
-        .init(
-            provider: "Keycloak", match: .description("Code not valid"), errorClass: .codeInvalid,
-            source: "https://github.com/marcospereirampj/python-keycloak/issues/339"),
-        .init(
-            provider: "Keycloak", match: .description("Incorrect redirect_uri"), errorClass: .redirectURIMismatch,
-            source: "https://github.com/marcospereirampj/python-keycloak/issues/207"),
-        .init(
-            provider: "Keycloak", match: .description("Token is not active"), errorClass: .refreshExpired,
-            source: "https://www.keycloak.org/docs/latest/server_admin/#_timeouts"),
-        .init(
-            provider: "Keycloak", match: .description("Stale token"), errorClass: .refreshRevoked,
-            source: "https://www.keycloak.org/docs/latest/server_admin/#_timeouts"),
-        .init(
-            provider: "Keycloak", match: .description("Maximum allowed refresh token reuse exceeded"),
-            errorClass: .refreshRevoked,
-            source: "https://www.keycloak.org/docs/latest/server_admin/#_timeouts"),
-        // Okta.
-        .init(
-            provider: "Okta", match: .description("PKCE verification failed"), errorClass: .pkceMismatch,
-            source: "https://developer.okta.com/docs/guides/implement-grant-type/authcodepkce/main/"),
-        .init(
-            provider: "Okta", match: .description("authorization code is invalid or has expired"),
-            errorClass: .codeInvalid,
-            source: "https://developer.okta.com/docs/reference/error-codes/"),
-        .init(
-            provider: "Okta",
-            match: .description("does not match the redirection URI used in the authorization request"),
-            errorClass: .redirectURIMismatch,
-            source: "https://developer.okta.com/docs/reference/error-codes/"),
-        .init(
-            provider: "Okta", match: .description("refresh token is invalid or expired"), errorClass: .refreshInvalid,
-            source: "https://developer.okta.com/docs/reference/error-codes/"),
-        // Auth0.
-        .init(
-            provider: "Auth0", match: .description("Invalid authorization code"), errorClass: .codeInvalid,
-            source:
-                "https://auth0.com/docs/get-started/authentication-and-authorization-flow/authorization-code-flow-with-pkce"
-        ),
-        .init(
-            provider: "Auth0", match: .description("Unknown or invalid refresh token"), errorClass: .refreshInvalid,
-            source: "https://auth0.com/docs/secure/tokens/refresh-tokens/refresh-token-rotation"),
-        // Google.
-        .init(
-            provider: "Google", match: .description("Malformed auth code"), errorClass: .codeInvalid,
-            source: "https://developers.google.com/identity/protocols/oauth2/web-server#exchange-authorization-code"),
-        .init(
-            provider: "Google", match: .description("Token has been expired or revoked"), errorClass: .refreshRevoked,
-            source: "https://developers.google.com/identity/protocols/oauth2#expiration"),
-        .init(
-            provider: "Google", match: .description("Missing code verifier"), errorClass: .pkceMismatch,
-            source: "https://developers.google.com/identity/protocols/oauth2/native-app"),
-        // Salesforce.
-        .init(
-            provider: "Salesforce", match: .description("expired authorization code"), errorClass: .codeExpired,
-            source: "https://github.com/omniphx/forrest/issues/169"),
-        // Servers that name the verifier in their description.
-        .init(
-            provider: "Google", match: .description("Invalid code verifier"), errorClass: .pkceMismatch,
-            source: "https://github.com/googleapis/google-api-java-client/issues/1479"),
-        .init(
-            provider: "Spotify", match: .description("code_verifier was incorrect"), errorClass: .pkceMismatch,
-            source: "https://github.com/spotify/web-api-examples/issues/126"),
-        .init(
-            provider: "OpenIddict", match: .description("The specified 'code_verifier' is invalid"),
-            errorClass: .pkceMismatch,
-            source: "https://github.com/openiddict/openiddict-core/issues/1225"),
-        .init(
-            provider: "Duende IdentityServer",
-            match: .description("Transformed code verifier does not match code challenge"), errorClass: .pkceMismatch,
-            source: "https://github.com/DuendeArchive/Support/issues/498"),
-        .init(
-            provider: "bshaffer/oauth2-server-php", match: .description("The authorization code has expired"),
-            errorClass: .codeExpired,
-            source: "https://github.com/bshaffer/oauth2-server-php/issues/494"),
-        // Slack: {"ok":false,"error":"…"} with HTTP 200.
-        .init(
-            provider: "Slack", match: .code("invalid_code"), errorClass: .codeInvalid,
-            source: "https://api.slack.com/methods/oauth.v2.access"),
-        .init(
-            provider: "Slack", match: .code("code_already_used"), errorClass: .codeReused,
-            source: "https://api.slack.com/methods/oauth.v2.access"),
-        .init(
-            provider: "Slack", match: .code("bad_redirect_uri"), errorClass: .redirectURIMismatch,
-            source: "https://api.slack.com/methods/oauth.v2.access"),
-        .init(
-            provider: "Slack", match: .code("bad_client_secret"), errorClass: .invalidClient,
-            source: "https://api.slack.com/methods/oauth.v2.access"),
-        .init(
-            provider: "Slack", match: .code("invalid_client_id"), errorClass: .invalidClient,
-            source: "https://api.slack.com/methods/oauth.v2.access"),
-        .init(
-            provider: "Slack", match: .code("invalid_refresh_token"), errorClass: .refreshInvalid,
-            source: "https://api.slack.com/methods/oauth.v2.access"),
-        // Discord.
-        .init(
-            provider: "Discord", match: .description("Invalid \"code\" in request"), errorClass: .codeInvalid,
-            source: "https://discord.com/developers/docs/topics/oauth2#authorization-code-grant"),
-        .init(
-            provider: "Discord", match: .description("Invalid \"redirect_uri\" in request"),
-            errorClass: .redirectURIMismatch,
-            source: "https://discord.com/developers/docs/topics/oauth2#authorization-code-grant"),
-        // Amazon Cognito.
-        .init(
-            provider: "Amazon Cognito", match: .code("invalid_grant"), errorClass: .invalidGrant,
-            source: "https://docs.aws.amazon.com/cognito/latest/developerguide/token-endpoint.html"),
-    ]
-
-    /// RFC 6749 §4.1.2.1 and §5.2 codes, and OIDC Core §3.1.2.6, after the provider table.
-    static let rfcCodes: [String: ErrorClass] = [
-        "invalid_client": .invalidClient, "unauthorized_client": .invalidClient,
-        "unsupported_grant_type": .unsupportedGrantType, "invalid_scope": .invalidScope,
-        "invalid_request": .invalidRequest, "invalid_grant": .invalidGrant,
-        "access_denied": .accessDenied, "login_required": .interactionRequired,
-        "consent_required": .interactionRequired, "interaction_required": .interactionRequired,
-        "account_selection_required": .interactionRequired,
-        "server_error": .serverError, "temporarily_unavailable": .serverError,
-        "redirect_uri_mismatch": .redirectURIMismatch,
-    ]
+    /// The grant (or leg) an error answered: the same words mean different causes on different legs.
+    public enum Leg: Sendable {
+        case code, refresh, device, assertion, otherGrant, front, other
+    }
 
     /// The class of an error, and the table entry (with its source) that decided it.
-    public static func classify(_ report: ErrorReport) -> (ErrorClass, ProviderErrorEntry?) {
-        let description = report.description ?? ""
-        for entry in table {
-            switch entry.match {
-            case .code(let code) where report.code == code:
-                // The generic Cognito entry only applies to codes no earlier entry explains.
-                if entry.errorClass == .invalidGrant { continue }
-                return (entry.errorClass, entry)
-            case .description(let text) where description.range(of: text, options: .caseInsensitive) != nil:
-                return (entry.errorClass, entry)
-            case .number(let n) where report.numericCodes.contains(n):
-                return (entry.errorClass, entry)
-            default: continue
-            }
-        }
-        // Descriptions that say it in RFC words, whatever the server.
-        let lower = description.lowercased()
-        if report.code == "invalid_grant" {
-            if lower.has("code_verifier") || lower.has("code verifier") || lower.has("pkce") {
-                return (.pkceMismatch, nil)
-            }
-            if lower.has("redirect") { return (.redirectURIMismatch, nil) }
-            if lower.has("refresh") && lower.has("expired") { return (.refreshExpired, nil) }
-            if lower.has("refresh") && lower.has("revoked") { return (.refreshRevoked, nil) }
-            if (lower.has("already") && (lower.has("used") || lower.has("redeemed"))) { return (.codeReused, nil) }
-        }
-        return (rfcCodes[report.code] ?? .other, nil)
+    public static func classify(_ report: ErrorReport, leg: Leg = .code) -> (ErrorClass, ProviderErrorEntry?) {
+        let (raw, entry) = rawClass(report)
+        return (adjust(raw, for: leg), entry)
     }
 
-    /// Reads an error out of a response body (JSON in any of the dialects above, or a form).
-    public static func report(json: JSONValue) -> ErrorReport? {
-        guard json.isObject else { return nil }
-        // Facebook: a nested error object.
-        if case .object = json["error"] ?? .null, let nested = json["error"] {
-            var numbers: [Int] = []
-            if let c = nested["code"]?.number.flatMap(Int.init(wholeNumber:)) { numbers.append(c) }
-            if let s = nested["error_subcode"]?.number.flatMap(Int.init(wholeNumber:)) { numbers.append(s) }
-            return ErrorReport(
-                code: nested["type"]?.string ?? "error", description: nested["message"]?.string,
-                numericCodes: numbers, dialect: "json-nested")
+    static func rawClass(_ report: ErrorReport) -> (ErrorClass, ProviderErrorEntry?) {
+        let code = squeeze(report.code)
+        for entry in numbers {
+            if case .number(let n) = entry.match, report.numericCodes.contains(n) { return (entry.errorClass, entry) }
         }
-        if let code = json["error"]?.string {
-            let description = json["error_description"]?.string ?? json["message"]?.string
-            var numbers: [Int] = []
-            if case .array(let codes) = json["error_codes"] ?? .null {
-                numbers = codes.compactMap { $0.number.flatMap(Int.init(wholeNumber:)) }
-            }
-            numbers += aadstsCodes(in: description ?? "")
-            let dialect = json["ok"] == .bool(false) ? "slack" : "json"
-            return ErrorReport(code: code, description: description, numericCodes: numbers, dialect: dialect)
+        for entry in codes {
+            if case .code(let c) = entry.match, squeeze(c) == code { return (entry.errorClass, entry) }
         }
-        return nil
+        let text = " " + report.words + " "
+        for entry in phrases {
+            guard case .phrase(let p) = entry.match else { continue }
+            let parts = p.split(separator: "+").map { " " + words($0) + " " }
+            if parts.allSatisfy({ text.has($0) }) { return (entry.errorClass, entry) }
+        }
+        if let cls = rfcCodes[code] { return (cls, nil) }
+        // A code in words ("invalid code", "Authorization code expired") read as a phrase.
+        let codeWords = " " + words(report.code) + " "
+        for entry in phrases {
+            guard case .phrase(let p) = entry.match else { continue }
+            let parts = p.split(separator: "+").map { " " + words($0) + " " }
+            if parts.allSatisfy({ codeWords.has($0) }) { return (entry.errorClass, entry) }
+        }
+        return (.other, nil)
     }
+
+    /// The same words on another leg: an expired refresh token is not an expired code, and "expired" in a JWT
+    /// bearer grant is the assertion's time window.
+    static func adjust(_ cls: ErrorClass, for leg: Leg) -> ErrorClass {
+        switch (leg, cls) {
+        case (.refresh, .codeReused), (.refresh, .accessDenied): return .refreshRevoked
+        case (.refresh, .codeExpired): return .refreshExpired
+        case (.refresh, .codeInvalid): return .refreshInvalid
+        case (.code, .refreshRevoked), (.code, .refreshInvalid), (.code, .refreshExpired): return .codeInvalid
+        case (.device, .codeExpired): return .deviceExpired
+        case (.assertion, .codeExpired): return .clockSkew
+        case (.assertion, .codeInvalid): return .invalidGrant
+        case (.otherGrant, .refreshRevoked), (.otherGrant, .refreshInvalid), (.otherGrant, .refreshExpired),
+            (.otherGrant, .codeInvalid):
+            return .invalidGrant
+        default: return cls
+        }
+    }
+
+    /// Lower-case words: every run of letters and digits, joined by single spaces.
+    static func words<S: StringProtocol>(_ text: S) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        var space = true
+        for scalar in text.unicodeScalars {
+            if scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) {
+                out.unicodeScalars.append(contentsOf: scalar.properties.lowercaseMapping.unicodeScalars)
+                space = false
+            } else if !space {
+                out.append(" ")
+                space = true
+            }
+        }
+        if out.hasSuffix(" ") { out.removeLast() }
+        return out
+    }
+
+    /// A code without case or punctuation: `InvalidScope`, `invalid_scope` and `invalid-scope` are one code.
+    static func squeeze(_ code: String) -> String { words(code).replacingOccurrences(of: " ", with: "") }
+
+    /// Reads an error out of a JSON body, in any of the shapes providers use: RFC 6749's `error`, a nested
+    /// `error` object (Facebook, Google APIs), `errors` lists (Fitbit, Strava), `ok:false` (Slack), or only
+    /// `status`/`message`/`reason` fields (HubSpot, Twitch). `status` is the HTTP status: without an `error`
+    /// member, a body is an error only when the status says so or a provider code field is present.
+    public static func report(json: JSONValue, status: Int? = nil) -> ErrorReport? {
+        guard json.isObject else { return nil }
+        var text: [String] = []
+        var numbers: [Int] = []
+        func collect(_ v: JSONValue?, depth: Int = 0) {
+            guard let v, depth < 4 else { return }
+            for key in describingKeys { if let s = v[key]?.string { text.append(s) } }
+            if case .array(let list)? = v["errors"] {
+                for e in list.prefix(8) {
+                    collect(e, depth: depth + 1)
+                    // Strava: {"resource":"AuthorizationCode","field":"code","code":"invalid"}.
+                    for key in ["resource", "field"] { if let s = e[key]?.string { text.append(s) } }
+                }
+            }
+            if case .array(let list)? = v["messages"] {
+                for m in list.prefix(8) { if let s = m.string { text.append(s) } }
+            }
+            for key in ["error_subcode", "subcode"] {
+                if let n = v[key]?.number.flatMap(Int.init(wholeNumber:)) { numbers.append(n) }
+            }
+            if case .array(let codes)? = v["error_codes"] {
+                numbers += codes.compactMap { $0.number.flatMap(Int.init(wholeNumber:)) }
+            }
+        }
+        collect(json)
+        collect(json["response_metadata"])
+        // Casdoor's success-shaped error: the message in access_token, for old clients.
+        if let t = json["access_token"]?.string, t.utf8.contains(0x20) { text.append(t) }
+        var code: String?
+        var dialect = "json"
+        switch json["error"] {
+        case .object?:
+            let nested = json["error"]
+            collect(nested, depth: 1)
+            if let c = nested?["code"]?.number.flatMap(Int.init(wholeNumber:)) { numbers.append(c) }
+            code = nested?["type"]?.string ?? nested?["status"]?.string ?? nested?["code"]?.string
+            dialect = "json-nested"
+        case .string(let s)?:
+            code = s
+        default:
+            break
+        }
+        if json["ok"] == .bool(false) { dialect = "slack" }
+        let codeFields = ["error_code", "errorCode", "error_type", "errorType", "code", "status"]
+        if code == nil || code == "" {
+            code = codeFields.lazy.compactMap { json[$0]?.string }.first { !$0.isEmpty && !$0.utf8.contains(0x20) }
+            if code == nil, case .array(let list)? = json["errors"], let first = list.first {
+                code = codeFields.lazy.compactMap { first[$0]?.string }.first
+            }
+        }
+        let failed =
+            (status ?? 0) >= 400 || json["ok"] == .bool(false) || json["success"] == .bool(false)
+            || json["error"] == .bool(true)
+        let signal =
+            json["error"] != nil || json["error_description"] != nil || json["errors"] != nil
+            || (failed && (code != nil || !text.isEmpty))
+        guard signal, json["access_token"]?.string.map({ !$0.utf8.contains(0x20) }) != true || json["error"] != nil
+        else { return nil }
+        let joined = text.joined(separator: " ")
+        numbers += aadstsCodes(in: joined)
+        let description = json["error_description"]?.string ?? text.first
+        return ErrorReport(
+            code: code ?? "error", description: description, numericCodes: numbers, dialect: dialect, text: text)
+    }
+
+    /// The fields whose text says what went wrong, in the many names providers give them.
+    static let describingKeys = [
+        "error_description", "message", "msg", "reason", "hint", "error_hint", "error_verbose", "detail", "title",
+        "error_message", "errorMessage", "error_reason", "errorSummary", "error_summary", "data", "description",
+        "errorDescription", "suberror",
+    ]
 
     /// An error from form-style pairs (GitHub's default token response, or a redirect's query).
     public static func report(pairs: [(String, String)], dialect: String) -> ErrorReport? {
         guard let code = pairs.first(where: { $0.0 == "error" })?.1 else { return nil }
         let description = pairs.first { $0.0 == "error_description" }?.1
+        let more = pairs.filter { ["error_hint", "error_reason", "error_message", "suberror"].contains($0.0) }.map(\.1)
         return ErrorReport(
-            code: code, description: description, numericCodes: aadstsCodes(in: description ?? ""), dialect: dialect)
+            code: code, description: description, numericCodes: aadstsCodes(in: description ?? ""), dialect: dialect,
+            text: more)
+    }
+
+    /// An error shown as a page: its visible text, and the first error code it names.
+    public static func report(page: String) -> ErrorReport? {
+        // Parameters a page echoes ("redirect_uri=…" under "Request Details") are not its message.
+        let visible = HTMLText.visible(page).split(separator: " ").filter { !$0.contains("=") }.joined(separator: " ")
+        guard !visible.isEmpty else { return nil }
+        let numbers = aadstsCodes(in: visible)
+        // "Error 400: redirect_uri_mismatch", "Sorry, there was an error : unauthorized_client".
+        let tokens = visible.split { !($0.isLetter || $0.isNumber || $0 == "_") }
+        let known = Set(
+            codes.compactMap { e -> String? in if case .code(let c) = e.match { return squeeze(c) } else { return nil }
+            }
+        )
+        .union(rfcCodes.keys)
+        let code = tokens.first { $0.contains("_") && known.contains(squeeze(String($0))) }.map(String.init)
+        return ErrorReport(
+            code: code ?? "error_page", description: String(visible.prefix(300)), numericCodes: numbers,
+            dialect: "page", text: [String(visible.prefix(2000))])
+    }
+
+    /// Whether a page shows an OAuth error: an error code the tables know, an AADSTS code, or "error:".
+    public static func pageShowsError(_ page: String) -> Bool {
+        guard let r = report(page: page) else { return false }
+        return r.code != "error_page" || !r.numericCodes.isEmpty || (" " + r.words.prefix(200) + " ").has(" error ")
+    }
+
+    /// RFC 6749's catch-all sentences, as word spans: start and end words.
+    static let catchAllSpans: [(String, String)] = [
+        ("the provided authorization grant", "another client"),
+        ("the request is missing a required parameter", "malformed"),
+    ]
+
+    static func removingCatchAll(_ words: String) -> (String, Bool) {
+        var text = words
+        var found = false
+        for (start, end) in catchAllSpans {
+            while let s = text.range(of: start), let e = text.range(of: end, range: s.upperBound..<text.endIndex) {
+                text.removeSubrange(s.lowerBound..<e.upperBound)
+                found = true
+            }
+        }
+        return (text, found)
     }
 
     static func aadstsCodes(in text: String) -> [Int] {

@@ -10,6 +10,8 @@ package struct RuleContext {
     /// Where the authtap CA lives, for the trust instructions in fix texts.
     let caPath: String
     var findings: [Finding] = []
+    /// The exchange each finding (by index in `findings`) is about: where the failure showed.
+    var subjectOf: [Int: Int64] = [:]
     var handshakes: [HandshakeRecord] = []
     var proxyPort: Int?
     /// Handshake records already attached to an exchange's finding.
@@ -86,7 +88,8 @@ package struct RuleContext {
     /// joins the evidence.
     mutating func add(
         _ rule: RuleID, _ severity: Severity, _ title: String, _ f: ExchangeFacts,
-        more: [ExchangeFacts] = [], explanation: String, fix: String, evidence: [String: String] = [:]
+        more: [ExchangeFacts] = [], explanation: String, fix: String, evidence: [String: String] = [:],
+        candidates: [Finding.Candidate]? = nil
     ) {
         let ids = Array(Set(([f] + more).map(\.id))).sorted()
         var evidence = evidence
@@ -96,10 +99,12 @@ package struct RuleContext {
         }
         var tx = transaction(of: f)
         if tx == nil { tx = more.compactMap { membership[$0.id] }.first }
+        subjectOf[findings.count] = f.id
         findings.append(
             Finding(
                 rule: rule, severity: severity, title: title, explanation: explanation, fix: fix,
                 exchanges: ids, transaction: tx, evidence: evidence))
+        findings[findings.count - 1].candidates = candidates
     }
 
     /// The authorization request of the transaction a token request belongs to.

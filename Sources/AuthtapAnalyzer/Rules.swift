@@ -20,6 +20,7 @@ package enum Rules {
         JWTInvalid(),
         MissingLeg(),
         UpstreamError(),
+        WrongEndpoint(),
         InvalidGrant(),
         AuthorizationError(),
     ]

@@ -34,6 +34,13 @@ public struct Finding: Codable, Sendable, Equatable {
     public var transaction: Int?
     /// The exact (masked) values or differences that prove it.
     public var evidence: [String: String]
+    /// For an error: whether it is the root cause of its failure. A failure has one root; generic findings about
+    /// the same response are listed in `related` and kept at info severity.
+    public var rootCause: Bool?
+    /// The rules whose findings this root cause explains.
+    public var related: [RuleID]?
+    /// For a refusal the response does not explain: each cause the capture could tell, with its status.
+    public var candidates: [Candidate]?
 
     public init(
         rule: RuleID, severity: Severity, title: String, explanation: String, fix: String,
@@ -47,6 +54,24 @@ public struct Finding: Codable, Sendable, Equatable {
         self.exchanges = exchanges
         self.transaction = transaction
         self.evidence = evidence
+    }
+
+    /// One possible cause of a refusal, and what the capture says about it.
+    public struct Candidate: Codable, Sendable, Equatable {
+        public enum Status: String, Codable, Sendable {
+            case ruledOut = "ruled-out"
+            case supported
+            case unknown
+        }
+        /// The cause, named as the rule that reports it (`code-reuse`, `pkce-mismatch`, …).
+        public var cause: String
+        public var status: Status
+        public var evidence: String
+        public init(_ cause: String, _ status: Status, _ evidence: String) {
+            self.cause = cause
+            self.status = status
+            self.evidence = evidence
+        }
     }
 
     /// Identity for de-duplication and for printing a live finding once.

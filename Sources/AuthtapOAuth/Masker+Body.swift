@@ -184,3 +184,10 @@ extension Array where Element == HeaderField {
         first { $0.name.asciiCaseInsensitiveEquals(name) }?.value
     }
 }
+
+extension Array where Element == HeaderField {
+    /// Every value of a header, case-insensitive, in order (Set-Cookie repeats).
+    public func values(of name: String) -> [String] {
+        filter { $0.name.asciiCaseInsensitiveEquals(name) }.map(\.value)
+    }
+}

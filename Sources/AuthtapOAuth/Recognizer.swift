@@ -99,6 +99,12 @@ public enum Recognizer {
                 && (f.has("request_uri", in: response) || path.hasSuffix("/par") || path.utf8Contains("pushed"))
             if isPAR { return .pushedAuthorizationRequest }
             if inQuery || (postedRequest && f.has("redirect_uri", in: requestBody)) { return .authorizationRequest }
+            // GitHub's and Slack's authorize URLs carry no response_type: client_id and redirect_uri say it.
+            if method == "GET", f.has("client_id", in: requestQuery), f.has("redirect_uri", in: requestQuery),
+                !f.has("grant_type", in: requestQuery), !f.has("code", in: requestQuery)
+            {
+                return .authorizationRequest
+            }
             return nil
         }
 
@@ -125,8 +131,27 @@ public enum Recognizer {
                 let hasState = f.has("state", in: source)
                 let hasIssuer = f.has("iss", in: source) || f.has("session_state", in: source)
                 let hasToken = f.has("id_token", in: source) || f.has("access_token", in: source)
+                // An error with its description and no state (Cognito), or an RFC code alone (Azure DevOps'
+                // `error=InvalidScope`, Salesforce's `error=access-denied`).
+                let described =
+                    hasError
+                    && (f.has("error_description", in: source)
+                        || Self.callbackErrors.contains(Self.squeezed(f.value("error", in: source) ?? "")))
                 return (hasCode && (hasState || hasIssuer)) || (hasError && hasState) || (hasToken && hasState)
+                    || described
             }
+        }
+
+        /// RFC 6749 §4.1.2.1 and OIDC Core §3.1.2.6 authorization error codes, without case or punctuation.
+        static let callbackErrors: Set<String> = [
+            "invalidrequest", "unauthorizedclient", "accessdenied", "unsupportedresponsetype", "invalidscope",
+            "servererror", "temporarilyunavailable", "interactionrequired", "loginrequired",
+            "accountselectionrequired", "consentrequired", "invalidrequesturi", "invalidrequestobject",
+            "requestnotsupported", "requesturinotsupported", "registrationnotsupported",
+        ]
+
+        static func squeezed(_ code: String) -> String {
+            String(String.UnicodeScalarView(code.lowercased().unicodeScalars.filter { $0.properties.isAlphabetic }))
         }
 
         /// Token endpoint: POST with grant_type, or grant_type in the query (a GET there is a client bug the

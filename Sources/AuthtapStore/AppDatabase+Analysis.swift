@@ -35,8 +35,9 @@ extension AppDatabase {
             }
             let finding = try db.cachedStatement(
                 sql: """
-                    INSERT INTO finding (session_id, transaction_id, rule, severity, title, explanation, fix, evidence, exchanges)
-                    VALUES (?,?,?,?,?,?,?,?,?)
+                    INSERT INTO finding (session_id, transaction_id, rule, severity, title, explanation, fix, evidence, exchanges,
+                        root_cause, related, candidates)
+                    VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
                     """)
             let link = try db.cachedStatement(
                 sql: "INSERT OR IGNORE INTO finding_exchange (finding_id, exchange_id) VALUES (?,?)")
@@ -44,7 +45,8 @@ extension AppDatabase {
                 try finding.execute(arguments: [
                     session, f.transaction.flatMap { rowIDs[$0] }, f.rule.rawValue, f.severity.rawValue, f.title,
                     f.explanation, f.fix,
-                    Self.json(f.evidence), Self.json(f.exchanges),
+                    Self.json(f.evidence), Self.json(f.exchanges), f.rootCause, f.related.map { Self.json($0) },
+                    f.candidates.map { Self.json($0) },
                 ])
                 let id = db.lastInsertedRowID
                 for e in f.exchanges { try link.execute(arguments: [id, e]) }
@@ -118,14 +120,15 @@ extension AppDatabase {
         let rows = try Row.fetchAll(
             db,
             sql: """
-                SELECT id, rule, severity, title, explanation, fix, exchanges, transaction_id, evidence
+                SELECT id, rule, severity, title, explanation, fix, exchanges, transaction_id, evidence, root_cause,
+                    related, candidates
                 FROM finding WHERE session_id = ? ORDER BY id
                 """, arguments: [session])
         return rows.compactMap { row -> Finding? in
             let r = StoredRow(row)
             let id = r.label(0)
             do {
-                return Finding(
+                var finding = Finding(
                     rule: RuleID(try r.text(1, "rule")),
                     severity: Severity(rawValue: try r.text(2, "severity")) ?? .info,
                     title: try r.text(3, "title"), explanation: try r.text(4, "explanation"),
@@ -137,6 +140,17 @@ extension AppDatabase {
                     evidence: decodeJSON(
                         [String: String].self, try r.optionalText(8, "evidence"), fallback: [:],
                         table: "finding", id: id, column: "evidence", readAs: "no evidence"))
+                finding.rootCause = try r.optionalInt64(9, "root_cause").map { $0 != 0 }
+                finding.related = try r.optionalText(10, "related").flatMap {
+                    decodeJSON(
+                        [RuleID]?.self, $0, fallback: nil, table: "finding", id: id, column: "related", readAs: "none")
+                }
+                finding.candidates = try r.optionalText(11, "candidates").flatMap {
+                    decodeJSON(
+                        [Finding.Candidate]?.self, $0, fallback: nil, table: "finding", id: id, column: "candidates",
+                        readAs: "none")
+                }
+                return finding
             } catch let bad {
                 readProblems.skipped("finding", id: id, bad)
                 return nil

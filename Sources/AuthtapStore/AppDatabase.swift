@@ -258,6 +258,15 @@ public final class AppDatabase: Sendable {
             // recorded exchange paid for one more B-tree insert.
             try db.execute(sql: "DROP INDEX IF EXISTS exchange_host")
         }
+        m.registerMigration("v8-root-cause") { db in
+            // One root cause per failure, the generic findings it explains, and the candidates of a refusal.
+            try db.execute(
+                sql: """
+                    ALTER TABLE finding ADD COLUMN root_cause BOOLEAN;
+                    ALTER TABLE finding ADD COLUMN related TEXT;
+                    ALTER TABLE finding ADD COLUMN candidates TEXT;
+                    """)
+        }
         return m
     }
 }

@@ -191,9 +191,26 @@ func rules(_ a: Analysis, _ severity: Severity? = nil) -> [String] {
     let (quick, _) = healthyFlow(
         tokenDelay: 1, tokenStatus: 400, tokenResponse: #"{"error":"invalid_grant","error_description":"invalid code"}"#
     )
+    // The whole flow in view, and every other cause ruled out: expiry is the verdict, by elimination.
     let a = quick.analyze()
-    #expect(!rules(a).contains("code-expired"))
-    #expect(rules(a).contains("invalid-grant"))
+    let verdict = try #require(a.findings.first { $0.rule == "code-expired" })
+    #expect(!rules(a).contains("invalid-grant"))
+    #expect(verdict.title.contains("only cause"))
+    let statuses = Dictionary(uniqueKeysWithValues: (verdict.candidates ?? []).map { ($0.cause, $0.status) })
+    #expect(statuses["code-expired"] == .unknown)
+    for cause in ["code-reuse", "redirect-uri-mismatch", "pkce-mismatch", "invalid-client", "wrong-endpoint"] {
+        #expect(statuses[cause] == .ruledOut, "\(cause)")
+    }
+    // The token request alone: the causes stay open, and the finding says what would decide.
+    var alone = Flow()
+    alone.add(
+        "POST", "\(asBase)/token", status: 400,
+        body: "grant_type=authorization_code&code=CODE-9&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&client_id=app1",
+        responseBody: #"{"error":"invalid_grant"}"#)
+    let open = try #require(alone.analyze().findings.first { $0.rule == "invalid-grant" })
+    #expect(open.rootCause == true)
+    #expect((open.candidates ?? []).filter { $0.status == .unknown }.count >= 4)
+    #expect(open.evidence["to_decide"]?.contains("/authorize") == true)
 }
 
 @Test func stateMismatchAndMissingStateOnTheCallback() throws {
@@ -260,7 +277,7 @@ struct NonJSONCase: Sendable, CustomStringConvertible {
         titleContains: "no token_type; expires_in is the string"),
     NonJSONCase(
         name: "error with 200", status: 200, contentType: "application/json", body: #"{"error":"invalid_grant"}"#,
-        severity: .error, titleContains: "HTTP 200"),
+        severity: .warning, titleContains: "HTTP 200"),
     NonJSONCase(
         name: "healthy", status: 200, contentType: "application/json",
         body: #"{"access_token":"a","token_type":"Bearer","expires_in":60}"#, severity: nil, titleContains: ""),
@@ -625,7 +642,7 @@ struct DialectCase: Sendable, CustomStringConvertible {
         rule: "invalid-client"),
     DialectCase(
         name: "Slack ok false", status: 200, contentType: "application/json",
-        body: #"{"ok":false,"error":"invalid_code"}"#, rule: "non-json-response"),
+        body: #"{"ok":false,"error":"invalid_code"}"#, rule: "invalid-grant"),
 ])
 func providerDialects(_ c: DialectCase) {
     var f = Flow()
@@ -647,7 +664,8 @@ func providerDialects(_ c: DialectCase) {
     let required: [RuleID] = [
         "code-reuse", "code-expired", "state-mismatch", "non-json-response", "tls-fault", "redirect-uri-mismatch",
         "pkce-mismatch", "refresh-token-reuse", "invalid-client", "unsupported-grant-type", "invalid-scope",
-        "invalid-request", "clock-skew", "jwt-invalid", "missing-leg", "upstream-error", "invalid-grant",
+        "invalid-request", "clock-skew", "jwt-invalid", "missing-leg", "upstream-error", "wrong-endpoint",
+        "invalid-grant",
         "authorization-error",
     ]
     #expect(ids == required, "the registry lists every rule once, in the documented order")
@@ -692,5 +710,5 @@ func providerDialects(_ c: DialectCase) {
         "GET",
         "\(asBase)/authorize?response_type=code&client_id=nope&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&state=s&code_challenge=\(challenge)&code_challenge_method=S256",
         status: 400, responseBody: #"{"error":"invalid_client","error_description":"unknown client"}"#)
-    #expect(g.analyze().findings.map(\.rule) == ["authorization-error"])
+    #expect(g.analyze().findings.map(\.rule) == ["invalid-client"])
 }

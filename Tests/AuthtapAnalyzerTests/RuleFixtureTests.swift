@@ -90,7 +90,8 @@ let ruleFixtures: [RuleFixture] = [
     RuleFixture(
         rule: "code-expired",
         positive: { healthyFlow(tokenDelay: 700, tokenStatus: 400, tokenResponse: invalidGrant).0 },
-        nearMiss: { healthyFlow(tokenDelay: 1, tokenStatus: 400, tokenResponse: invalidGrant).0 }),
+        // Without the authorization request, a quick refusal leaves more than expiry open.
+        nearMiss: { redeemAgain(Flow(), code: "CODE-9", at: 1) }),
     RuleFixture(
         rule: "state-mismatch",
         positive: { healthyFlow(callbackState: "st-OTHER").0 },
@@ -198,8 +199,16 @@ let ruleFixtures: [RuleFixture] = [
         },
         nearMiss: { tokenRequest(status: 400, responseBody: #"{"error":"invalid_client"}"#) }),
     RuleFixture(
+        rule: "wrong-endpoint",
+        positive: {
+            tokenRequest(
+                status: 400,
+                responseBody: #"{"error":"invalid_request","error_description":"AADSTS90002: Tenant 'x' not found."}"#)
+        },
+        nearMiss: { tokenRequest(status: 400, responseBody: #"{"error":"invalid_request"}"#) }),
+    RuleFixture(
         rule: "invalid-grant",
-        positive: { healthyFlow(tokenStatus: 400, tokenResponse: invalidGrant).0 },
+        positive: { redeemAgain(Flow(), code: "CODE-9", at: 1) },
         nearMiss: {
             healthyFlow(
                 tokenVerifier: String(verifier.reversed()), tokenStatus: 400,

@@ -3,10 +3,13 @@ import AuthtapModel
 /// An error sent back to the callback, or an error page at /authorize.
 struct AuthorizationError: Rule {
     var id: RuleID { "authorization-error" }
-    var severity: Severity { .warning }
+    var severity: Severity { .error }
     var title: String { "The authorization server returned an error to the callback" }
     var checks: String {
-        "access_denied, login_required, consent_required and other errors at /authorize or the callback."
+        """
+        access_denied, login_required, consent_required (warnings: the user or a policy must act) and errors no \
+        specific rule explains, at /authorize, the callback or the token endpoint.
+        """
     }
 
     static let interactiveFix =
@@ -16,24 +19,31 @@ struct AuthorizationError: Rule {
         scopes and the client's consent settings.
         """
 
+    /// The classes no more specific rule reports.
+    static let classes: Set<ErrorClass> = [.accessDenied, .interactionRequired, .other, .invalidGrant, .codeInvalid]
+
     func evaluate(_ c: inout RuleContext) {
         for f in c.facts {
-            if f.roles.contains(.callback) || f.roles.contains(.authorizationResponse),
-                let report = f.error, f.errorClass != nil, f.errorClass != .redirectURIMismatch,
+            let front = f.roles.contains(.callback) || f.roles.contains(.authorizationResponse)
+            let page = f.roles.contains(.authorizationRequest) ? AuthorizeErrorPage(f) : nil
+            if front, page == nil, let report = f.error, let cls = f.errorClass, Self.classes.contains(cls),
                 f.roles.contains(.callback) || !f.roles.contains(.authorizationRequest)
             {
                 c.add(
-                    id, f.errorClass == .accessDenied || f.errorClass == .interactionRequired ? .warning : .error,
-                    "Authorization returned \(report.code)", f,
+                    id, Self.severity(cls), "Authorization returned \(report.code)", f,
                     explanation: "The authorization server sent the user back with \(report.summary)."
-                        + (f.errorClass == .accessDenied
-                            ? " The user (or a policy) declined consent."
-                            : f.errorClass == .interactionRequired
-                                ? " A silent request (prompt=none) needs the user to sign in or consent." : ""),
-                    fix: f.errorClass == .interactionRequired ? Self.interactiveFix : Self.callbackFix,
+                        + Self.meaning(cls),
+                    fix: cls == .interactionRequired ? Self.interactiveFix : Self.callbackFix,
                     evidence: ["error": report.code])
+            } else if f.roles.contains(.token), let report = f.error, let cls = f.errorClass,
+                [.accessDenied, .interactionRequired].contains(cls), !f.isRefresh
+            {
+                c.add(
+                    id, Self.severity(cls), "The token endpoint refused: \(report.code)", f,
+                    explanation: "\(f.ex.host) answered the token request with \(report.summary)." + Self.meaning(cls),
+                    fix: Self.callbackFix, evidence: ["error": report.code])
             }
-            if f.roles.contains(.authorizationRequest), let page = AuthorizeErrorPage(f), !page.namesRedirectURI {
+            if let page, f.errorClass.map(Self.classes.contains) ?? !page.namesRedirectURI {
                 let (status, shown) = (page.status, page.shown)
                 c.add(
                     id, .error, "The authorization request was rejected with HTTP \(status)", f,
@@ -47,6 +57,19 @@ struct AuthorizationError: Rule {
                         """,
                     evidence: ["status": String(status), "server_says": shown])
             }
+        }
+    }
+
+    /// The user's or a silent request's answer is a warning: nothing is broken, the user must act.
+    static func severity(_ cls: ErrorClass) -> Severity {
+        cls == .accessDenied || cls == .interactionRequired ? .warning : .error
+    }
+
+    static func meaning(_ cls: ErrorClass) -> String {
+        switch cls {
+        case .accessDenied: return " The user (or a policy: assignment, IP range, account state) declined."
+        case .interactionRequired: return " A silent request (prompt=none) needs the user to sign in or consent."
+        default: return ""
         }
     }
 }

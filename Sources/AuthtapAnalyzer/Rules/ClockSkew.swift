@@ -4,17 +4,40 @@ import Foundation
 /// Clocks that disagree: the server's Date against the local clock, and JWT times against either.
 struct ClockSkew: Rule {
     var id: RuleID { "clock-skew" }
-    var severity: Severity { .warning }
+    var severity: Severity { .error }
     var title: String { "Clocks disagree" }
     var checks: String {
         """
         JWT iat/nbf in the future or exp already past relative to the server's Date header; the local clock \
-        against the server's Date.
+        against the server's Date; a server refusing an assertion for its time window (Entra AADSTS700024, Google \
+        'reasonable timeframe').
         """
     }
 
     func evaluate(_ c: inout RuleContext) {
-        for f in c.tokenRequests { check(f, &c) }
+        for f in c.tokenRequests {
+            check(f, &c)
+            serverSays(f, &c)
+        }
+    }
+
+    /// The server refused a JWT or assertion for its time window.
+    func serverSays(_ f: ExchangeFacts, _ c: inout RuleContext) {
+        guard f.errorClass == .clockSkew, let report = f.error else { return }
+        let date = f.ex.responseHeaders.value(of: "date")
+        let skew = f.serverDate.map { Int(saturating: $0.timeIntervalSince(f.start).rounded()) }
+        c.add(
+            id, .error, "The server refused a JWT for its time window", f,
+            explanation: """
+                \(f.ex.host) answered \(report.summary). The assertion's iat, nbf or exp falls outside what the server \
+                accepts: the signing machine's clock is off, or the assertion lives too long (Google and Entra \
+                allow about an hour) or was reused after it expired.
+                """ + (skew.map { " The server's Date header is \($0) s from this machine's clock." } ?? ""),
+            fix: """
+                Synchronise the clock of the machine that signs the assertion (timedatectl set-ntp true / chrony), \
+                set iat to now, exp a few minutes later, and create a new assertion for every request.
+                """,
+            evidence: ["server_date": date ?? "(none)", "skew_seconds": skew.map(String.init) ?? "(unknown)"])
     }
 
     /// The server's Date against the local clock, then each JWT's iat, nbf and exp.

@@ -8,18 +8,33 @@ struct InvalidClient: Rule {
     var checks: String {
         """
         401/invalid_client (with how the client authenticated), credentials in both the Basic header and the body, \
-        client_id differing between /authorize and /token.
+        client_id differing between /authorize and /token; unauthorized_client or an unknown client at /authorize or \
+        the callback.
         """
     }
 
     func evaluate(_ c: inout RuleContext) {
         for f in c.tokenRequests { check(f, &c) }
+        for f in c.reportedOutsideToken([.invalidClient]) {
+            c.addReported(
+                id, .error, "The server does not accept this client", f,
+                meaning: """
+                    The client_id is unknown, disabled, or not allowed this flow (response type, grant or audience) \
+                    in the server's registration.
+                    """,
+                fix: """
+                    Check client_id against the registration for this environment and tenant, and the flows and \
+                    audiences the client is allowed.
+                    """)
+        }
     }
 
     func check(_ f: ExchangeFacts, _ c: inout RuleContext) {
         let auth = ClientAuthentication(f)
         if auth.basic && (auth.bodySecret || auth.assertion) { sentTwice(f, bodySecret: auth.bodySecret, &c) }
-        if f.errorClass == .invalidClient || f.status == 401 { rejected(f, auth, &c) }
+        if f.errorClass == .invalidClient || (f.status == 401 && (f.errorClass ?? .other) == .other) {
+            rejected(f, auth, &c)
+        }
         if let authorize = c.authorizeFor(f), let a = authorize.value("client_id", .request), let t = f.clientID,
             a != t
         {

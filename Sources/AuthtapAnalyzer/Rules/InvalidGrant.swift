@@ -7,7 +7,10 @@ struct InvalidGrant: Rule {
     var severity: Severity { .error }
     var title: String { "The server rejected the grant for a reason the evidence does not pin down" }
     var checks: String {
-        "invalid_grant that no more specific rule explains, with the causes left to check."
+        """
+        invalid_grant that no more specific rule explains: each candidate cause (reuse, expiry, redirect_uri, PKCE, \
+        client, endpoint) ruled out, supported or unknown, and what capture would decide.
+        """
     }
 
     func evaluate(_ c: inout RuleContext) {
@@ -17,10 +20,12 @@ struct InvalidGrant: Rule {
     /// An invalid_grant outside the code and refresh grants, or one no other rule explains.
     func check(_ f: ExchangeFacts, _ c: inout RuleContext) {
         guard let cls = f.errorClass, let report = f.error else { return }
-        if cls == .invalidGrant && !f.isCodeGrant && !f.isRefresh {
-            reportGeneric(f, report, &c)
+        if [.invalidGrant, .codeInvalid].contains(cls) && !f.isCodeGrant && !f.isRefresh {
+            reportGeneric(f, report, nil, &c)
         } else if let refusal = c.codeRefusal(f), !refusal.expired, cls != .codeExpired, !hasSpecificCause(f, c) {
-            reportGeneric(f, report, &c)
+            let elimination = Elimination(f, c)
+            if elimination.verdict?.cause == "code-expired" { return }  // code-expired reports it
+            reportGeneric(f, report, elimination, &c)
         }
     }
 
@@ -45,19 +50,27 @@ struct InvalidGrant: Rule {
         return false
     }
 
-    func reportGeneric(_ f: ExchangeFacts, _ report: ErrorReport, _ c: inout RuleContext) {
+    func reportGeneric(_ f: ExchangeFacts, _ report: ErrorReport, _ e: Elimination?, _ c: inout RuleContext) {
+        var evidence = ["grant_type": f.grantType ?? "(none)"]
+        if let e {
+            evidence["candidates"] = e.summary
+            if let decider = e.decider { evidence["to_decide"] = decider }
+        }
+        let open = e.map { $0.open.map(\.cause).joined(separator: ", ") }
         c.add(
             id, .error, "Grant rejected: \(report.code)", f,
             explanation: """
-                \(f.ex.host) rejected the \(f.grantType ?? "token") grant with \(report.summary). The capture rules \
-                out reuse, expiry, a PKCE or redirect_uri difference that authtap could see; what is left is \
-                server-side state: a code issued to another client, a grant revoked by sign-out or password change, or \
-                a code from another environment (dev vs prod tenant).
-                """,
+                \(f.ex.host) rejected the \(f.grantType ?? "token") grant with \(report.summary), which names no cause.
+                """
+                    + (open.map { " Still possible after what the capture shows: \($0)." } ?? "")
+                        + """
+                         Beyond what a capture can see: a code issued to another client, a grant revoked by sign-out or \
+                        password change, or a code from another environment (dev vs prod tenant).
+                        """,
             fix: """
                 Check that the code comes from this server and this client_id, that the user session was not ended in \
                 between, and read the server's audit log for the specific reason (e.g. 'Grant not found').
                 """,
-            evidence: ["grant_type": f.grantType ?? "(none)"])
+            evidence: evidence, candidates: e?.candidates)
     }
 }

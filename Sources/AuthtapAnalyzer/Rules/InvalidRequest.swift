@@ -13,6 +13,7 @@ struct InvalidRequest: Rule {
     }
 
     func evaluate(_ c: inout RuleContext) {
+        elsewhere(&c)
         for f in c.facts where f.roles.contains(.token) {
             if f.method == "GET" {
                 c.add(
@@ -39,6 +40,16 @@ struct InvalidRequest: Rule {
                         evidence: [:])
                 }
             }
+        }
+    }
+
+    /// The server's invalid_request at the callback, at /authorize or at another endpoint.
+    func elsewhere(_ c: inout RuleContext) {
+        for f in c.reportedOutsideToken([.invalidRequest]) {
+            c.addReported(
+                id, .error, "The server says the request is malformed", f,
+                meaning: "A parameter is missing, repeated or has a value the server refuses.",
+                fix: "Read the description for the parameter it names, and compare the request with the spec.")
         }
     }
 

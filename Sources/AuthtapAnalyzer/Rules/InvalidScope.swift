@@ -6,7 +6,7 @@ struct InvalidScope: Rule {
     var severity: Severity { .error }
     var title: String { "Scope rejected, or granted differently from requested" }
     var checks: String {
-        "invalid_scope errors; a warning when the granted scope lacks requested scopes."
+        "invalid_scope at /token, /authorize or the callback; a warning when the granted scope lacks requested scopes."
     }
 
     func evaluate(_ c: inout RuleContext) {
@@ -25,6 +25,16 @@ struct InvalidScope: Rule {
                     evidence: ["requested_scope": f.value("scope", .request) ?? "(none)"])
             }
             narrowed(f, &c)
+        }
+        for f in c.reportedOutsideToken([.invalidScope]) {
+            c.addReported(
+                id, .error, "Scope rejected by \(f.ex.host)", f,
+                meaning:
+                    "Requested scope: \(c.authorizeFor(f)?.value("scope", .request) ?? f.value("scope", .request) ?? "(not captured)").",
+                fix: """
+                    Request only scopes the server defines and this client is allowed; check the client's allowed \
+                    scopes and any API permissions that need admin consent.
+                    """)
         }
     }
 

@@ -9,12 +9,29 @@ struct JWTInvalid: Rule {
         """
         Malformed id_token, alg none, a signature that does not verify against the key the captured JWKS \
         published (checked at capture time, while the raw token is in memory), aud without the client_id, iss not \
-        the discovered issuer, nonce different from /authorize, kid absent from the captured JWKS.
+        the discovered issuer, nonce different from /authorize, kid absent from the captured JWKS; a server \
+        refusing an assertion whose signature, audience or issuer does not verify.
         """
     }
 
     func evaluate(_ c: inout RuleContext) {
-        for f in c.tokenRequests { check(f, &c) }
+        for f in c.tokenRequests {
+            check(f, &c)
+            if f.errorClass == .jwtInvalid, let report = f.error {
+                c.add(
+                    id, .error, "The server refused a JWT the client sent", f,
+                    explanation: """
+                        \(f.ex.host) answered \(report.summary): the assertion (or client assertion) does not verify: \
+                        its signature does not match a key the server holds for this client, or its audience or \
+                        issuer is not what the server expects.
+                        """,
+                    fix: """
+                        Sign with the private key whose public key (or certificate) is registered for this client, \
+                        and set aud to the server's token endpoint (or issuer) and iss/sub to the client's id.
+                        """,
+                    evidence: ["grant_type": f.grantType ?? "(none)"])
+            }
+        }
     }
 
     func check(_ f: ExchangeFacts, _ c: inout RuleContext) {

@@ -43,7 +43,9 @@ struct NonJSONResponse: Rule {
         if status == 204 || status == 304 { return }
         if body.size == 0 { return emptyBody(f, status, what, &c) }
         let first = body.bytes.first { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }
-        if ct.has("html") || first == UInt8(ascii: "<") { return htmlPage(f, status, what, &c) }
+        let parsed: Bool
+        if case .success? = f.json { parsed = true } else { parsed = false }
+        if !parsed && (ct.has("html") || first == UInt8(ascii: "<")) { return htmlPage(f, status, what, &c) }
         switch f.json {
         case .success(let value)?:
             jsonBody(f, value, status, what, &c)
@@ -157,17 +159,20 @@ struct NonJSONResponse: Rule {
         let ct = f.contentType
         if !ct.has("json") {
             c.add(
-                id, .warning, "JSON served with Content-Type \(ct.isEmpty ? "(none)" : ct)", f,
+                id, .warning, "Valid JSON served with Content-Type \(ct.isEmpty ? "(none)" : ct)", f,
                 explanation: """
-                    The body is valid JSON but labelled \(ct.isEmpty ? "with no Content-Type" : ct); strict \
-                    clients refuse it.
+                    The body is valid JSON but labelled \(ct.isEmpty ? "with no Content-Type" : ct). Clients that \
+                    check the type before parsing refuse it: Spring's RestTemplate/WebClient converters, .NET's \
+                    ReadFromJsonAsync, and libraries that fall back to form parsing for non-JSON types (oauthlib, \
+                    some Go and Java clients) then report a missing access_token; lenient ones (requests' .json(), \
+                    fetch's .json(), axios) parse it anyway. Whether this breaks a sign-in depends on the client.
                     """,
                 fix: "Serve OAuth responses as application/json (RFC 6749 §5.1).",
                 evidence: ["content_type": ct.isEmpty ? "(none)" : ct])
         }
-        if let report = f.error, status == 200 {
+        if let report = f.error, status == 200, f.errorClass != .devicePending {
             c.add(
-                id, .error, "Error reported with HTTP 200", f,
+                id, .warning, "Error reported with HTTP 200", f,
                 explanation: """
                     The \(what) answered HTTP 200 with \(report.summary). RFC 6749 §5.2 requires 400 (or 401); \
                     clients that check the status first treat this as a success and then fail on a missing \

@@ -32,7 +32,9 @@ struct RedirectURIMismatch: Rule {
                         """,
                     evidence: ["redirect_uri": f.value("redirect_uri", .request) ?? "(not in this exchange)"])
             }
-            if f.roles.contains(.authorizationRequest), let page = AuthorizeErrorPage(f), page.namesRedirectURI {
+            if f.roles.contains(.authorizationRequest), let page = AuthorizeErrorPage(f),
+                f.errorClass == .redirectURIMismatch || (page.namesRedirectURI && f.errorClass == nil)
+            {
                 let (status, shown, redirect) = (page.status, page.shown, page.redirect)
                 c.add(
                     id, .error, "The server rejected the redirect_uri at /authorize", f,

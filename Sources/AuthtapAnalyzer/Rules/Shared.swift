@@ -28,7 +28,9 @@ struct AuthorizeErrorPage {
     let namesRedirectURI: Bool
 
     init?(_ f: ExchangeFacts) {
-        guard let status = f.status, status >= 400 else { return nil }
+        guard let status = f.status, status >= 400 || (f.error != nil && !(300..<400).contains(status)) else {
+            return nil
+        }
         var report: ErrorReport? = nil
         if case .success(let json) = JSONValue.parse(f.ex.responseBody.bytes) {
             report = ProviderErrors.report(json: json)
@@ -39,5 +41,37 @@ struct AuthorizeErrorPage {
         self.redirect = f.value("redirect_uri", .request) ?? "(none)"
         self.namesRedirectURI = ["redirect_uri", "redirect uri", "redirect url", "callback url"]
             .contains { text.has($0) }
+    }
+}
+
+extension RuleContext {
+    /// Exchanges outside the token endpoint where the server reported an error of one of `classes`: the
+    /// callback, the authorization response, an error page at /authorize, the other endpoints.
+    func reportedOutsideToken(_ classes: Set<ErrorClass>) -> [ExchangeFacts] {
+        facts.filter { f in
+            guard f.error != nil, let cls = f.errorClass, classes.contains(cls) else { return false }
+            return !f.roles.contains(.token) && !f.roles.isEmpty
+        }
+    }
+
+    /// Where an error outside the token endpoint was shown, as the prose says it.
+    static func place(_ f: ExchangeFacts) -> String {
+        if f.roles.contains(.callback) { return "sent the user back to the callback with" }
+        if f.roles.contains(.authorizationResponse) {
+            return "answered the authorization request with a redirect carrying"
+        }
+        if f.roles.contains(.authorizationRequest) { return "answered the authorization request with an error page:" }
+        return "answered \(f.path) with"
+    }
+
+    /// A finding for the server's own error outside the token endpoint.
+    mutating func addReported(
+        _ rule: RuleID, _ severity: Severity, _ title: String, _ f: ExchangeFacts, meaning: String, fix: String
+    ) {
+        guard let report = f.error else { return }
+        add(
+            rule, severity, title, f,
+            explanation: "\(f.ex.host) \(Self.place(f)) \(report.summary). \(meaning)",
+            fix: fix, evidence: ["error": report.code])
     }
 }

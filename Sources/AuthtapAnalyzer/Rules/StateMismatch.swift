@@ -7,8 +7,9 @@ struct StateMismatch: Rule {
     var title: String { "The callback's state does not match /authorize" }
     var checks: String {
         """
-        Callback state differs from the one sent, is missing, or was never issued; warns on an authorization \
-        request with neither state nor PKCE.
+        Callback state differs from the one sent, is missing, or was never issued; the client framework's own state \
+        error at its callback (mismatching_state, a missing state cookie, Correlation failed); warns on an \
+        authorization request with neither state nor PKCE.
         """
     }
 
@@ -36,8 +37,66 @@ struct StateMismatch: Rule {
         }
     }
 
+    /// The client application's own error at its callback: a framework that lost or did not match the state.
+    func complaint(_ f: ExchangeFacts, _ c: inout RuleContext) -> Bool {
+        guard let report = f.callbackComplaint, ProviderErrors.classify(report, leg: .front).0 == .stateMismatch
+        else { return false }
+        let said = report.description.map { String($0.prefix(200)) } ?? report.code
+        let seen = StateEvidence(callback: f, c)
+        let why =
+            seen.isEmpty
+            ? """
+            The state it stored when the sign-in started was missing or different when the callback arrived: the \
+            state cookie or session did not come back (SameSite on a cross-site form_post, a cookie path or domain \
+            that does not cover the callback, a different host name), or a second sign-in (another tab, a double \
+            click) replaced it.
+            """ : "The capture shows why: \(seen.sentence)."
+        c.add(
+            id, .error, "The client application rejected the callback's state", f,
+            more: [seen.overtakenBy, seen.answered].compactMap { $0 },
+            explanation: """
+                The callback page answered HTTP \(f.status.map(String.init) ?? "?") with the client framework's own \
+                state error: "\(said)". \(why)
+                """,
+            fix: """
+                Keep the state where the callback can read it: a cookie with SameSite=Lax (None; Secure for \
+                response_mode=form_post), a path and domain that cover the callback URL, and the same host name on \
+                both legs; start one sign-in per browser session, or key stored states by their value.
+                """,
+            evidence: seen.evidence.merging(
+                ["app_says": said, "callback_status": f.status.map(String.init) ?? "(none)"],
+                uniquingKeysWith: { a, _ in a }))
+        return true
+    }
+
+    /// A callback whose state answers an earlier sign-in than the latest, or whose state cookie did not come back,
+    /// while the client did not say so itself.
+    func overtaken(_ f: ExchangeFacts, _ c: inout RuleContext) -> Bool {
+        let seen = StateEvidence(callback: f, c)
+        guard !seen.isEmpty else { return false }
+        let failed = (f.status ?? 0) >= 400
+        let title =
+            seen.overtakenBy != nil
+            ? "A second sign-in started before this callback came back"
+            : "The state cookie did not come back to the callback"
+        c.add(
+            id, failed ? .error : .warning, title, f, more: [seen.overtakenBy, seen.answered].compactMap { $0 },
+            explanation: """
+                The callback carries state=\(f.value("state", .request) ?? "?"), but \(seen.sentence). \
+                \(failed ? "The callback failed (HTTP \(f.status ?? 0))." : "Clients that keep one state per session reject it.")
+                """,
+            fix: """
+                Key stored states by their value (one entry per sign-in in flight) or start one sign-in per browser \
+                session; keep the state cookie SameSite=Lax (None; Secure for response_mode=form_post, a cross-site \
+                POST), with a path and domain that cover the callback.
+                """,
+            evidence: seen.evidence)
+        return true
+    }
+
     /// The callback's state against the one its authorization request sent.
     func callback(_ f: ExchangeFacts, _ c: inout RuleContext) {
+        if complaint(f, &c) || overtaken(f, &c) { return }
         let callbackState = f.value("state", .request)
         let code = f.fingerprint("code", .request)
         // The authorization request this callback answers: via the code's authorization response, or the transaction.

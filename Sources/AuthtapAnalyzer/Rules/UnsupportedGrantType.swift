@@ -6,7 +6,10 @@ struct UnsupportedGrantType: Rule {
     var severity: Severity { .error }
     var title: String { "The server does not support the grant type sent" }
     var checks: String {
-        "unsupported_grant_type errors, with the grant_type that was sent."
+        """
+        unsupported_grant_type errors, with the grant_type that was sent; a response_type or grant not enabled for \
+        the client at /authorize.
+        """
     }
 
     func evaluate(_ c: inout RuleContext) {
@@ -24,6 +27,17 @@ struct UnsupportedGrantType: Rule {
                     grants are URNs like urn:ietf:params:oauth:grant-type:device_code.
                     """,
                 evidence: ["grant_type": f.grantType ?? "(missing)"])
+        }
+        for f in c.reportedOutsideToken([.unsupportedGrantType]) {
+            c.addReported(
+                id, .error, "The server does not allow this flow for the client", f,
+                meaning: """
+                    The response_type or grant is not enabled for this client (or not implemented by the server).
+                    """,
+                fix: """
+                    Enable the flow for this client in the authorization server (e.g. 'Authorization Code'), or send \
+                    the response_type it is registered for.
+                    """)
         }
     }
 }

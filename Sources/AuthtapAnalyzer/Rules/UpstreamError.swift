@@ -31,7 +31,20 @@ struct UpstreamError: Rule {
                     : "Check that the server is running and reachable on that port, and firewalls in between.",
                 evidence: ["error_kind": f.ex.error?.rawValue ?? ""])
         default:
-            guard let status = f.status, status >= 500, !f.roles.isEmpty else { return }
+            if let report = f.error, [.serverError, .rateLimited].contains(f.errorClass), (f.status ?? 0) < 500 {
+                c.add(
+                    id, .error, "The authorization server reports a failure on its side: \(report.code)", f,
+                    explanation: """
+                        \(f.ex.host)\(f.path) answered \(report.summary): \
+                        \(f.errorClass == .rateLimited ? "it is throttling this client" : "the server failed").
+                        """,
+                    fix: f.errorClass == .rateLimited
+                        ? "Back off and retry later; cache tokens instead of requesting one per call."
+                        : "Retry with backoff, and check the server's status page and logs for this request.",
+                    evidence: ["status": f.status.map(String.init) ?? "(none)", "error": report.code])
+                return
+            }
+            guard let status = f.status, status >= 500 || status == 429, !f.roles.isEmpty else { return }
             c.add(
                 id, .error, "The authorization server failed with HTTP \(status)", f,
                 explanation: """

@@ -36,6 +36,11 @@ struct AnalysisJSON: Encodable {
         var exchanges: [Int64]
         var transaction: Int?
         var evidence: [String: String]
+        /// True on the root cause of a failure; absent on findings that are not part of one.
+        var rootCause: Bool?
+        /// The generic rules whose findings about the same response this root explains.
+        var related: [String]?
+        var candidates: [Finding.Candidate]?
     }
 
     init(_ a: Analysis) {
@@ -48,7 +53,8 @@ struct AnalysisJSON: Encodable {
         findings = a.findings.map { f in
             FindingJSON(
                 rule: f.rule.rawValue, severity: f.severity.rawValue, title: f.title, explanation: f.explanation,
-                fix: f.fix, exchanges: f.exchanges, transaction: f.transaction, evidence: f.evidence)
+                fix: f.fix, exchanges: f.exchanges, transaction: f.transaction, evidence: f.evidence,
+                rootCause: f.rootCause, related: f.related?.map(\.rawValue), candidates: f.candidates)
         }
     }
 }
@@ -103,9 +109,17 @@ enum Report {
         let ids = f.exchanges.map { "#\($0)" }.joined(separator: ", ")
         var s =
             "  [\(f.severity.rawValue.uppercased())] \(safe(f.rule.rawValue)): \(safe(f.title))"
-            + "  (exchanges \(ids))\n"
+            + "  (exchanges \(ids))\(f.rootCause == true ? "  ROOT CAUSE" : "")\n"
         s += "    Why: \(safe(f.explanation))\n"
-        for (k, v) in f.evidence.sorted(by: { $0.key < $1.key }) { s += "    \(safe(k)): \(safe(v))\n" }
+        for (k, v) in f.evidence.sorted(by: { $0.key < $1.key }) where k != "candidates" {
+            s += "    \(safe(k)): \(safe(v))\n"
+        }
+        for c in f.candidates ?? [] {
+            s += "    candidate \(safe(c.cause)): \(c.status.rawValue) (\(safe(c.evidence)))\n"
+        }
+        if let related = f.related, !related.isEmpty {
+            s += "    Explains: \(related.map { safe($0.rawValue) }.joined(separator: ", "))\n"
+        }
         s += "    Fix: \(safe(f.fix))\n"
         return s
     }

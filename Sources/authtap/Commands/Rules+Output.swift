@@ -25,7 +25,7 @@ enum RulesText {
         let match: String
         switch e.match {
         case .code(let c): match = "error=\(c)"
-        case .description(let d): match = "\"\(d)\""
+        case .phrase(let d): match = "\"\(d)\""
         case .number(let n): match = "code \(n)"
         }
         return "  \(e.provider): \(match) → \(e.errorClass.rawValue)  (\(e.source))"

@@ -1,0 +1,98 @@
+import AuthtapModel
+
+/// Diagnosis by elimination for a refused code grant the server does not explain: each cause the capture can
+/// speak to, ruled out, supported or unknown, with the evidence. Shared by the rules that report the verdict
+/// (code-expired, when it is the only cause left) and the refusal that stays open (invalid-grant).
+struct Elimination {
+    var candidates: [Finding.Candidate] = []
+
+    /// The causes still possible.
+    var open: [Finding.Candidate] { candidates.filter { $0.status != .ruledOut } }
+    /// The one cause left, when every other is ruled out.
+    var verdict: Finding.Candidate? { open.count == 1 ? open.first : nil }
+    /// What would decide between the causes still open.
+    var decider: String? {
+        guard open.count > 1 else { return nil }
+        if open.contains(where: { $0.evidence.hasPrefix("authorization request not captured") }) {
+            return "capture the /authorize leg too (the browser through the proxy, or import its HAR)"
+        }
+        return "the server's own log for this request names the cause"
+    }
+
+    init(_ f: ExchangeFacts, _ c: RuleContext) {
+        let auth = c.authorizeFor(f)
+        let code = f.fingerprint("code", .request)
+        let issued = code.flatMap { c.codeIssued[$0]?.first }
+        let notCaptured = "authorization request not captured"
+        // Reuse: only a capture that saw the code issued can say it was presented once.
+        let sends = code.map { c.codeRedeemed[$0]?.count ?? 0 } ?? 0
+        if sends > 1 {
+            add("code-reuse", .supported, "code sent \(sends) times")
+        } else if issued != nil {
+            add("code-reuse", .ruledOut, "code issued at #\(issued.map { "\($0.id)" } ?? "?") and presented once")
+        } else {
+            add("code-reuse", .unknown, "code issuance not captured: an earlier use cannot be ruled out")
+        }
+        // Expiry: the gap since issue, against the lifetime a server may use.
+        if let issued {
+            let gap = f.start.timeIntervalSince(issued.start)
+            let text = "code presented \(RuleContext.seconds(gap)) after issue"
+            add("code-expired", gap >= c.options.codeLifetime ? .supported : .unknown, text)
+        } else {
+            add("code-expired", .unknown, "code issuance not captured: the gap is unknown")
+        }
+        guard let auth else {
+            for cause in ["redirect-uri-mismatch", "pkce-mismatch", "invalid-client", "wrong-endpoint"] {
+                add(cause, .unknown, notCaptured)
+            }
+            return
+        }
+        // redirect_uri, compared exactly.
+        let a = auth.value("redirect_uri", .request)
+        let t = f.value("redirect_uri", .request)
+        add(
+            "redirect-uri-mismatch", a == t ? .ruledOut : .supported,
+            a == t ? "redirect_uri identical at /authorize and /token" : "redirect_uri \(a ?? "none") vs \(t ?? "none")"
+        )
+        // PKCE: the verifier's S256 against the challenge (a plain challenge by fingerprint).
+        let challenge = auth.param("code_challenge", .request)
+        let verifier = f.param("code_verifier", .request)
+        if challenge == nil && verifier == nil {
+            add("pkce-mismatch", .ruledOut, "no PKCE on either leg")
+        } else if let challenge, let verifier {
+            let match =
+                challenge.fingerprint.map { $0 == verifier.fingerprint }
+                ?? (challenge.value == f.value("code_verifier_s256", .derived))
+            add(
+                "pkce-mismatch", match ? .ruledOut : .supported,
+                match ? "code_verifier matches the code_challenge" : "code_verifier does not match the code_challenge")
+        } else {
+            add(
+                "pkce-mismatch", .supported,
+                challenge == nil
+                    ? "code_verifier sent without a code_challenge" : "code_challenge sent, no code_verifier")
+        }
+        // The client the code was issued to.
+        let ac = auth.value("client_id", .request)
+        let tc = f.clientID
+        if let ac, let tc {
+            add(
+                "invalid-client", ac == tc ? .ruledOut : .supported,
+                ac == tc ? "same client_id on both legs" : "client_id \(ac) vs \(tc)")
+        } else {
+            add("invalid-client", .unknown, "client_id not visible on both legs")
+        }
+        add(
+            "wrong-endpoint", auth.ex.host == f.ex.host ? .ruledOut : .unknown,
+            auth.ex.host == f.ex.host ? "same host for /authorize and /token" : "\(auth.ex.host) vs \(f.ex.host)")
+    }
+
+    private mutating func add(_ cause: String, _ status: Finding.Candidate.Status, _ evidence: String) {
+        candidates.append(.init(cause, status, evidence))
+    }
+
+    /// The candidates as one line of evidence.
+    var summary: String {
+        candidates.map { "\($0.cause): \($0.status.rawValue) (\($0.evidence))" }.joined(separator: "; ")
+    }
+}

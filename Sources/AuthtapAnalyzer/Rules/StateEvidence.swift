@@ -1,0 +1,118 @@
+import AuthtapModel
+
+/// What the capture shows about why a callback's state may not answer the client's stored one: a second
+/// sign-in started in between, and the cookie the sign-in set, compared by its masked fingerprint.
+struct StateEvidence {
+    /// A later authorization request of the same client, before this callback, with another state.
+    var overtakenBy: ExchangeFacts?
+    /// The authorization request whose state the callback carries.
+    var answered: ExchangeFacts?
+    /// A cookie the sign-in's start set, and what the callback sent back of it.
+    var cookie: CookieCheck?
+
+    struct CookieCheck {
+        var name: String
+        var attributes: String
+        /// nil: not sent back at all.
+        var sentFingerprint: String?
+        var setFingerprint: String
+        var setAt: ExchangeFacts
+        var missing: Bool { sentFingerprint == nil }
+    }
+
+    var isEmpty: Bool {
+        overtakenBy == nil && (cookie.map { !$0.missing && $0.sentFingerprint == $0.setFingerprint } ?? true)
+    }
+
+    init(callback f: ExchangeFacts, _ c: RuleContext) {
+        guard let state = f.value("state", .request) else { return }
+        let requests = c.facts.filter { $0.roles.contains(.authorizationRequest) && $0.id < f.id }
+        guard let answered = requests.last(where: { $0.value("state", .request) == state }) else { return }
+        self.answered = answered
+        let client = answered.value("client_id", .request)
+        overtakenBy = requests.last {
+            $0.id > answered.id && $0.value("client_id", .request) == client && $0.ex.host == answered.ex.host
+                && $0.value("state", .request) != state
+        }
+        cookie = Self.cookieCheck(callback: f, start: answered, c)
+    }
+
+    /// The exchange that sent the browser to the authorization request (its Location carries the state), the
+    /// cookies it set, and whether the callback sent them back.
+    static func cookieCheck(callback f: ExchangeFacts, start auth: ExchangeFacts, _ c: RuleContext) -> CookieCheck? {
+        guard let state = auth.value("state", .request) else { return nil }
+        let starter = c.facts.last { s in
+            s.id < auth.id && s.ex.host != auth.ex.host
+                && (s.ex.responseHeaders.value(of: "location")?.contains("state=\(state)") ?? false)
+        }
+        guard let starter else { return nil }
+        let sent = cookies(f.ex.requestHeaders.values(of: "cookie").joined(separator: "; "))
+        for header in starter.ex.responseHeaders.values(of: "set-cookie") {
+            let parts = header.split(separator: ";", maxSplits: 1)
+            guard let pair = parts.first, let (name, fp) = cookies(String(pair)).first else { continue }
+            let attributes = parts.count > 1 ? String(parts[1]).trimmingSpaces : ""
+            if attributes.lowercased().contains("max-age=0") { continue }
+            let back = sent.first { $0.0 == name }?.1
+            if back != fp {
+                return CookieCheck(
+                    name: name, attributes: attributes, sentFingerprint: back, setFingerprint: fp, setAt: starter)
+            }
+        }
+        return nil
+    }
+
+    /// name → fingerprint of each masked cookie in a Cookie header (or one Set-Cookie pair).
+    static func cookies(_ header: String) -> [(String, String)] {
+        header.split(separator: ";").compactMap { part in
+            let pair = part.trimmingSpaces
+            guard let eq = pair.firstIndex(of: "="), let fp = pair.range(of: "fp=") else { return nil }
+            let print = pair[fp.upperBound...].prefix { $0.isHexDigit }
+            return (String(pair[..<eq]), String(print))
+        }
+    }
+
+    /// The evidence in words, for the explanation.
+    var sentence: String {
+        var parts: [String] = []
+        if let later = overtakenBy, let answered {
+            parts.append(
+                """
+                a second sign-in (#\(later.id), state=\(later.value("state", .request) ?? "?")) started after the one \
+                this callback answers (#\(answered.id)) and before it came back, so a client that keeps one state per \
+                session now expects the newer one: two tabs, a double click, or a retry
+                """)
+        }
+        if let cookie, cookie.missing {
+            parts.append(
+                """
+                the cookie \(cookie.name) that #\(cookie.setAt.id) set when the sign-in started \
+                (\(cookie.attributes.isEmpty ? "no attributes" : cookie.attributes)) was not sent back to the callback
+                """)
+        } else if let cookie {
+            parts.append(
+                """
+                the cookie \(cookie.name) came back with another value (fingerprint \(cookie.sentFingerprint ?? "") \
+                instead of \(cookie.setFingerprint) set at #\(cookie.setAt.id)): another sign-in overwrote it
+                """)
+        }
+        return parts.joined(separator: "; and ")
+    }
+
+    var evidence: [String: String] {
+        var e: [String: String] = [:]
+        if let later = overtakenBy { e["later_sign_in"] = "#\(later.id)" }
+        if let cookie {
+            e["state_cookie"] = cookie.name
+            e["cookie_attributes"] = cookie.attributes
+            e["cookie_sent_back"] = cookie.sentFingerprint ?? "(not sent)"
+            e["cookie_set_fingerprint"] = cookie.setFingerprint
+        }
+        return e
+    }
+}
+
+extension StringProtocol {
+    var trimmingSpaces: String {
+        String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
+    }
+}
