@@ -65,12 +65,22 @@ enum TransactionBuilder {
         // The latest authorization request per state: a response or code-less callback with that state
         // belongs to it, so a constant state does not chain unrelated flows together.
         var openAuthorize: [String: Int] = [:]
+        // States whose authorization request has been answered (a code or an error came back).
+        var answered = Set<String>()
         for (i, f) in facts.enumerated() where participates(f) {
             for key in keys(of: f) {
                 if let j = owner[key] { sets.union(i, j) } else { owner[key] = i }
             }
             if f.roles.contains(.authorizationRequest), let state = state(of: f, .request) {
+                // The same sign-in asking again (after the login form, at the consent page): one transaction.
+                if let j = openAuthorize[state], !answered.contains(state), facts[j].clientID == f.clientID {
+                    sets.union(i, j)
+                }
                 openAuthorize[state] = i
+                answered.remove(state)
+            }
+            if f.roles.contains(.authorizationResponse), let state = state(of: f, .responseLocation) {
+                answered.insert(state)
             }
             let hasCode = f.ex.oauthParams.contains { $0.name == "code" && $0.fingerprint != nil }
             if f.roles.contains(.authorizationResponse), let state = state(of: f, .responseLocation),

@@ -60,9 +60,10 @@ struct AuthorizationError: Rule {
         }
     }
 
-    /// The user's or a silent request's answer is a warning: nothing is broken, the user must act.
+    /// A silent request's answer is a warning: it is how prompt=none says "ask the user". A denial is an error:
+    /// the sign-in failed, whoever decided it.
     static func severity(_ cls: ErrorClass) -> Severity {
-        cls == .accessDenied || cls == .interactionRequired ? .warning : .error
+        cls == .interactionRequired ? .warning : .error
     }
 
     static func meaning(_ cls: ErrorClass) -> String {

@@ -48,9 +48,19 @@ extension RuleContext {
     /// Exchanges outside the token endpoint where the server reported an error of one of `classes`: the
     /// callback, the authorization response, an error page at /authorize, the other endpoints.
     func reportedOutsideToken(_ classes: Set<ErrorClass>) -> [ExchangeFacts] {
-        facts.filter { f in
+        let found = facts.filter { f in
             guard f.error != nil, let cls = f.errorClass, classes.contains(cls) else { return false }
             return !f.roles.contains(.token) && !f.roles.isEmpty
+        }
+        // The redirect and the callback it leads to carry one error: report it once, at the callback.
+        let atCallback = Set(
+            found.filter { $0.roles.contains(.callback) }.map {
+                "\($0.error?.code ?? "")|\($0.value("state", .request) ?? "")"
+            })
+        return found.filter { f in
+            guard f.roles.contains(.authorizationResponse), !f.roles.contains(.callback) else { return true }
+            let key = "\(f.error?.code ?? "")|\(f.value("state", .responseLocation) ?? "")"
+            return !atCallback.contains(key)
         }
     }
 

@@ -27,7 +27,8 @@ struct StateEvidence {
     init(callback f: ExchangeFacts, _ c: RuleContext) {
         guard let state = f.value("state", .request) else { return }
         let requests = c.facts.filter { $0.roles.contains(.authorizationRequest) && $0.id < f.id }
-        guard let answered = requests.last(where: { $0.value("state", .request) == state }) else { return }
+        // The sign-in this state started: its first request (the login form and consent ask again).
+        guard let answered = requests.first(where: { $0.value("state", .request) == state }) else { return }
         self.answered = answered
         let client = answered.value("client_id", .request)
         overtakenBy = requests.last {

@@ -74,7 +74,9 @@ struct StateMismatch: Rule {
     func overtaken(_ f: ExchangeFacts, _ c: inout RuleContext) -> Bool {
         let seen = StateEvidence(callback: f, c)
         guard !seen.isEmpty else { return false }
-        let failed = (f.status ?? 0) >= 400
+        // The callback failed, or its code never reached the token endpoint: the client gave up on it.
+        let unredeemed = f.fingerprint("code", .request).map { (c.codeRedeemed[$0] ?? []).isEmpty } ?? false
+        let failed = (f.status ?? 0) >= 400 || unredeemed
         let title =
             seen.overtakenBy != nil
             ? "A second sign-in started before this callback came back"
@@ -83,7 +85,9 @@ struct StateMismatch: Rule {
             id, failed ? .error : .warning, title, f, more: [seen.overtakenBy, seen.answered].compactMap { $0 },
             explanation: """
                 The callback carries state=\(f.value("state", .request) ?? "?"), but \(seen.sentence). \
-                \(failed ? "The callback failed (HTTP \(f.status ?? 0))." : "Clients that keep one state per session reject it.")
+                \(failed
+                    ? "The client did not finish this sign-in: \(unredeemed ? "its code was never exchanged" : "the callback answered HTTP \(f.status ?? 0)")."
+                    : "Clients that keep one state per session reject it.")
                 """,
             fix: """
                 Key stored states by their value (one entry per sign-in in flight) or start one sign-in per browser \

@@ -41,6 +41,11 @@ struct AnalysisJSON: Encodable {
         /// The generic rules whose findings about the same response this root explains.
         var related: [String]?
         var candidates: [Finding.Candidate]?
+
+        enum CodingKeys: String, CodingKey {
+            case rule, severity, title, explanation, fix, exchanges, transaction, evidence, related, candidates
+            case rootCause = "root_cause"
+        }
     }
 
     init(_ a: Analysis) {
