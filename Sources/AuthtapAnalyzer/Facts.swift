@@ -105,6 +105,11 @@ final class ExchangeFacts {
     var callbackComplaint: ErrorReport? {
         guard roles.contains(.callback), !ex.responseBody.bytes.isEmpty else { return nil }
         let text = String(decoding: ex.responseBody.bytes.prefix(65536), as: UTF8.self)
+        // Every state error the table knows names the state, CSRF, a correlation or the authorization request.
+        let lower = text.lowercased()
+        guard ["state", "csrf", "correlation", "authorization_request"].contains(where: { lower.has($0) }) else {
+            return nil
+        }
         if case .success(let value)? = json, let r = ProviderErrors.report(json: value, status: 400) { return r }
         return ProviderErrors.report(page: text)
     }

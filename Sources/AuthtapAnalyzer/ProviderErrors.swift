@@ -114,24 +114,31 @@ public enum ProviderErrors {
         for entry in numbers {
             if case .number(let n) = entry.match, report.numericCodes.contains(n) { return (entry.errorClass, entry) }
         }
-        for entry in codes {
-            if case .code(let c) = entry.match, squeeze(c) == code { return (entry.errorClass, entry) }
-        }
+        if let entry = codeIndex[code] { return (entry.errorClass, entry) }
         let text = " " + report.words + " "
-        for entry in phrases {
-            guard case .phrase(let p) = entry.match else { continue }
-            let parts = p.split(separator: "+").map { " " + words($0) + " " }
-            if parts.allSatisfy({ text.has($0) }) { return (entry.errorClass, entry) }
-        }
+        for (entry, parts) in phraseParts where parts.allSatisfy({ text.has($0) }) { return (entry.errorClass, entry) }
         if let cls = rfcCodes[code] { return (cls, nil) }
         // A code in words ("invalid code", "Authorization code expired") read as a phrase.
         let codeWords = " " + words(report.code) + " "
-        for entry in phrases {
-            guard case .phrase(let p) = entry.match else { continue }
-            let parts = p.split(separator: "+").map { " " + words($0) + " " }
-            if parts.allSatisfy({ codeWords.has($0) }) { return (entry.errorClass, entry) }
+        for (entry, parts) in phraseParts where parts.allSatisfy({ codeWords.has($0) }) {
+            return (entry.errorClass, entry)
         }
         return (.other, nil)
+    }
+
+    /// The code rows by their squeezed code (the first row of a code wins).
+    static let codeIndex: [String: ProviderErrorEntry] = {
+        var index: [String: ProviderErrorEntry] = [:]
+        for entry in codes {
+            if case .code(let c) = entry.match, index[squeeze(c)] == nil { index[squeeze(c)] = entry }
+        }
+        return index
+    }()
+
+    /// Each phrase row with its parts normalised once, padded for whole-word matching.
+    static let phraseParts: [(ProviderErrorEntry, [String])] = phrases.compactMap { entry in
+        guard case .phrase(let p) = entry.match else { return nil }
+        return (entry, p.split(separator: "+").map { " " + words($0) + " " })
     }
 
     /// The same words on another leg: an expired refresh token is not an expired code, and "expired" in a JWT
@@ -267,16 +274,13 @@ public enum ProviderErrors {
         let numbers = aadstsCodes(in: visible)
         // "Error 400: redirect_uri_mismatch", "Sorry, there was an error : unauthorized_client".
         let tokens = visible.split { !($0.isLetter || $0.isNumber || $0 == "_") }
-        let known = Set(
-            codes.compactMap { e -> String? in if case .code(let c) = e.match { return squeeze(c) } else { return nil }
-            }
-        )
-        .union(rfcCodes.keys)
-        let code = tokens.first { $0.contains("_") && known.contains(squeeze(String($0))) }.map(String.init)
+        let code = tokens.first { $0.contains("_") && knownCodes.contains(squeeze(String($0))) }.map(String.init)
         return ErrorReport(
             code: code ?? "error_page", description: String(visible.prefix(300)), numericCodes: numbers,
             dialect: "page", text: [String(visible.prefix(2000))])
     }
+
+    static let knownCodes = Set(codeIndex.keys).union(rfcCodes.keys)
 
     /// Whether a page shows an OAuth error: an error code the tables know, an AADSTS code, or "error:".
     public static func pageShowsError(_ page: String) -> Bool {

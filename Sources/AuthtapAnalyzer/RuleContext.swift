@@ -30,6 +30,12 @@ package struct RuleContext {
     let authorizeStates: Set<String>
     /// Token fingerprint → the capture-time signature verdict and the exchange that carries it.
     let signatureVerdicts: [String: (verdict: String, at: ExchangeFacts)]
+    /// State → the first authorization request that sent it.
+    let firstAuthorizeByState: [String: ExchangeFacts]
+    /// "host client_id" → that client's authorization requests, in id order.
+    let authorizeByClient: [String: [ExchangeFacts]]
+    /// State → the last exchange whose redirect (Location) sent the browser to authorize with it.
+    let startByState: [String: ExchangeFacts]
 
     init(facts: [ExchangeFacts], membership: [Int64: Int], options: Analyzer.Options, caPath: String) {
         self.facts = facts
@@ -44,7 +50,17 @@ package struct RuleContext {
         var kids: Set<String>? = nil
         var states = Set<String>()
         var verdicts: [String: (verdict: String, at: ExchangeFacts)] = [:]
+        var firstByState: [String: ExchangeFacts] = [:]
+        var byClient: [String: [ExchangeFacts]] = [:]
+        var starts: [String: ExchangeFacts] = [:]
         for f in facts {
+            if f.roles.contains(.authorizationRequest) {
+                if let s = f.value("state", .request), firstByState[s] == nil { firstByState[s] = f }
+                byClient["\(f.ex.host) \(f.value("client_id", .request) ?? "")", default: []].append(f)
+            }
+            if let location = f.ex.responseHeaders.value(of: "location"), let s = Self.stateParameter(location) {
+                starts[s] = f
+            }
             byID[f.id] = f
             for p in f.ex.oauthParams where p.name == "jwt_signature" && p.location == .derived {
                 if let fp = p.fingerprint { verdicts[fp] = (p.value, f) }
@@ -78,6 +94,19 @@ package struct RuleContext {
         self.jwksKids = kids
         self.authorizeStates = states
         self.signatureVerdicts = verdicts
+        self.tokenRequests = facts.filter { $0.roles.contains(.token) && $0.method != "GET" }
+        self.firstAuthorizeByState = firstByState
+        self.authorizeByClient = byClient
+        self.startByState = starts
+    }
+
+    /// The raw `state` parameter of a URL's query, as it appears there.
+    static func stateParameter(_ url: String) -> String? {
+        guard let q = url.firstIndex(of: "?") else { return nil }
+        for pair in url[url.index(after: q)...].split(whereSeparator: { $0 == "&" || $0 == "#" }) {
+            if pair.hasPrefix("state=") { return String(pair.dropFirst(6)) }
+        }
+        return nil
     }
 
     // MARK: helpers
@@ -119,9 +148,7 @@ package struct RuleContext {
     }
 
     /// Token requests that the token-endpoint rules look at: a GET to /token is only reported as malformed.
-    var tokenRequests: [ExchangeFacts] {
-        facts.filter { $0.roles.contains(.token) && $0.method != "GET" }
-    }
+    let tokenRequests: [ExchangeFacts]
 
     /// Whether the code this token request sent went to the token endpoint more than once in the session.
     func codeSentMoreThanOnce(_ f: ExchangeFacts) -> Bool {

@@ -43,18 +43,54 @@ enum TunnelColumn: Int, StoredColumn {
 }
 
 extension StoredRow {
+    /// Reads by index and names the column only when the read fails: working the name out for every read
+    /// dominated loading a large capture.
+    func named<C: StoredColumn, T>(_ c: C, _ read: (Int) throws(BadColumn) -> T) throws(BadColumn) -> T {
+        do {
+            return try read(c.index)
+        } catch {
+            throw BadColumn(column: c.name, found: error.found)
+        }
+    }
+
     func label<C: StoredColumn>(_ c: C) -> String { label(c.index) }
-    func optionalInt64<C: StoredColumn>(_ c: C) throws(BadColumn) -> Int64? { try optionalInt64(c.index, c.name) }
-    func int64<C: StoredColumn>(_ c: C) throws(BadColumn) -> Int64 { try int64(c.index, c.name) }
-    func optionalInt<C: StoredColumn>(_ c: C) throws(BadColumn) -> Int? { try optionalInt(c.index, c.name) }
-    func int<C: StoredColumn>(_ c: C) throws(BadColumn) -> Int { try int(c.index, c.name) }
-    func optionalCount<C: StoredColumn>(_ c: C) throws(BadColumn) -> Int? { try optionalCount(c.index, c.name) }
-    func count<C: StoredColumn>(_ c: C) throws(BadColumn) -> Int { try count(c.index, c.name) }
-    func bool<C: StoredColumn>(_ c: C) throws(BadColumn) -> Bool { try bool(c.index, c.name) }
-    func optionalDouble<C: StoredColumn>(_ c: C) throws(BadColumn) -> Double? { try optionalDouble(c.index, c.name) }
-    func double<C: StoredColumn>(_ c: C) throws(BadColumn) -> Double { try double(c.index, c.name) }
-    func date<C: StoredColumn>(_ c: C) throws(BadColumn) -> Date { try date(c.index, c.name) }
-    func optionalText<C: StoredColumn>(_ c: C) throws(BadColumn) -> String? { try optionalText(c.index, c.name) }
-    func text<C: StoredColumn>(_ c: C) throws(BadColumn) -> String { try text(c.index, c.name) }
-    func bytes<C: StoredColumn>(_ c: C) throws(BadColumn) -> [UInt8] { try bytes(c.index, c.name) }
+    func optionalInt64<C: StoredColumn>(_ c: C) throws(BadColumn) -> Int64? {
+        try named(c) { i throws(BadColumn) in try optionalInt64(i, "") }
+    }
+    func int64<C: StoredColumn>(_ c: C) throws(BadColumn) -> Int64 {
+        try named(c) { i throws(BadColumn) in try int64(i, "") }
+    }
+    func optionalInt<C: StoredColumn>(_ c: C) throws(BadColumn) -> Int? {
+        try named(c) { i throws(BadColumn) in try optionalInt(i, "") }
+    }
+    func int<C: StoredColumn>(_ c: C) throws(BadColumn) -> Int {
+        try named(c) { i throws(BadColumn) in try int(i, "") }
+    }
+    func optionalCount<C: StoredColumn>(_ c: C) throws(BadColumn) -> Int? {
+        try named(c) { i throws(BadColumn) in try optionalCount(i, "") }
+    }
+    func count<C: StoredColumn>(_ c: C) throws(BadColumn) -> Int {
+        try named(c) { i throws(BadColumn) in try count(i, "") }
+    }
+    func bool<C: StoredColumn>(_ c: C) throws(BadColumn) -> Bool {
+        try named(c) { i throws(BadColumn) in try bool(i, "") }
+    }
+    func optionalDouble<C: StoredColumn>(_ c: C) throws(BadColumn) -> Double? {
+        try named(c) { i throws(BadColumn) in try optionalDouble(i, "") }
+    }
+    func double<C: StoredColumn>(_ c: C) throws(BadColumn) -> Double {
+        try named(c) { i throws(BadColumn) in try double(i, "") }
+    }
+    func date<C: StoredColumn>(_ c: C) throws(BadColumn) -> Date {
+        try named(c) { i throws(BadColumn) in try date(i, "") }
+    }
+    func optionalText<C: StoredColumn>(_ c: C) throws(BadColumn) -> String? {
+        try named(c) { i throws(BadColumn) in try optionalText(i, "") }
+    }
+    func text<C: StoredColumn>(_ c: C) throws(BadColumn) -> String {
+        try named(c) { i throws(BadColumn) in try text(i, "") }
+    }
+    func bytes<C: StoredColumn>(_ c: C) throws(BadColumn) -> [UInt8] {
+        try named(c) { i throws(BadColumn) in try bytes(i, "") }
+    }
 }

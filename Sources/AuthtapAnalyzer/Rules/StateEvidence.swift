@@ -1,4 +1,5 @@
 import AuthtapModel
+import AuthtapOAuth
 
 /// What the capture shows about why a callback's state may not answer the client's stored one: a second
 /// sign-in started in between, and the cookie the sign-in set, compared by its masked fingerprint.
@@ -26,27 +27,37 @@ struct StateEvidence {
 
     init(callback f: ExchangeFacts, _ c: RuleContext) {
         guard let state = f.value("state", .request) else { return }
-        let requests = c.facts.filter { $0.roles.contains(.authorizationRequest) && $0.id < f.id }
         // The sign-in this state started: its first request (the login form and consent ask again).
-        guard let answered = requests.first(where: { $0.value("state", .request) == state }) else { return }
+        guard let answered = c.firstAuthorizeByState[state], answered.id < f.id else { return }
         self.answered = answered
-        let client = answered.value("client_id", .request)
-        overtakenBy = requests.last {
-            $0.id > answered.id && $0.value("client_id", .request) == client && $0.ex.host == answered.ex.host
-                && $0.value("state", .request) != state
-        }
+        let key = "\(answered.ex.host) \(answered.value("client_id", .request) ?? "")"
+        overtakenBy = Self.lastOther(in: c.authorizeByClient[key] ?? [], after: answered.id, before: f.id, state)
         cookie = Self.cookieCheck(callback: f, start: answered, c)
+    }
+
+    /// The latest request in `list` (id order) between the two ids whose state is not `state`.
+    static func lastOther(in list: [ExchangeFacts], after: Int64, before: Int64, _ state: String) -> ExchangeFacts? {
+        var low = 0
+        var high = list.count
+        while low < high {
+            let mid = (low + high) / 2
+            if list[mid].id < before { low = mid + 1 } else { high = mid }
+        }
+        var i = low - 1
+        while i >= 0, list[i].id > after {
+            if list[i].value("state", .request) != state { return list[i] }
+            i -= 1
+        }
+        return nil
     }
 
     /// The exchange that sent the browser to the authorization request (its Location carries the state), the
     /// cookies it set, and whether the callback sent them back.
     static func cookieCheck(callback f: ExchangeFacts, start auth: ExchangeFacts, _ c: RuleContext) -> CookieCheck? {
-        guard let state = auth.value("state", .request) else { return nil }
-        let starter = c.facts.last { s in
-            s.id < auth.id && s.ex.host != auth.ex.host
-                && (s.ex.responseHeaders.value(of: "location")?.contains("state=\(state)") ?? false)
-        }
-        guard let starter else { return nil }
+        guard let state = auth.value("state", .request),
+            let starter = c.startByState[FormCoding.encode(state)]
+                ?? c.startByState[state], starter.id < auth.id, starter.ex.host != auth.ex.host
+        else { return nil }
         let sent = cookies(f.ex.requestHeaders.values(of: "cookie").joined(separator: "; "))
         for header in starter.ex.responseHeaders.values(of: "set-cookie") {
             let parts = header.split(separator: ";", maxSplits: 1)
