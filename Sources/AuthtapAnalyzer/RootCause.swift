@@ -26,12 +26,13 @@ enum RootCause {
 
     static func assign(_ findings: inout [Finding], subjects: [Int: Int64], facts: [Int64: ExchangeFacts]) {
         let isGeneric = { (f: Finding) in generic.contains(f.rule) }
-        // Fold generic findings into a specific one that covers their exchange.
-        for g in findings.indices where findings[g].severity >= .warning && isGeneric(findings[g]) {
+        // Fold generic errors into a specific one that covers their exchange (a warning, such as a wrong label,
+        // stays: it is a problem of its own).
+        for g in findings.indices where findings[g].severity == .error && isGeneric(findings[g]) {
             guard let subject = subjects[g] else { continue }
             let cover = findings.indices.first { s in
-                s != g && !isGeneric(findings[s]) && findings[s].severity >= findings[g].severity
-                    && findings[s].severity >= .warning && findings[s].exchanges.contains(subject)
+                s != g && !isGeneric(findings[s]) && findings[s].severity == .error
+                    && findings[s].exchanges.contains(subject)
             }
             if let s = cover { fold(g, into: s, &findings) }
         }
@@ -51,7 +52,7 @@ enum RootCause {
             guard let root else { continue }
             findings[root].rootCause = true
             for i in candidates where i != root {
-                if isGeneric(findings[i]) {
+                if isGeneric(findings[i]) && top == .error {
                     fold(i, into: root, &findings)
                 } else {
                     findings[i].rootCause = false
