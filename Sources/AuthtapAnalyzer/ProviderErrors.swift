@@ -117,10 +117,15 @@ public enum ProviderErrors {
         if let entry = codeIndex[code] { return (entry.errorClass, entry) }
         let text = " " + report.words + " "
         for (entry, parts) in phraseParts where parts.allSatisfy({ text.has($0) }) { return (entry.errorClass, entry) }
-        if let cls = rfcCodes[code] { return (cls, nil) }
+        let rfc = rfcCodes[code]
+        if let rfc, rfc != .invalidGrant, rfc != .invalidRequest { return (rfc, nil) }
+        for (entry, parts) in fallbackParts where parts.allSatisfy({ text.has($0) }) {
+            return (entry.errorClass, entry)
+        }
+        if let rfc { return (rfc, nil) }
         // A code in words ("invalid code", "Authorization code expired") read as a phrase.
         let codeWords = " " + words(report.code) + " "
-        for (entry, parts) in phraseParts where parts.allSatisfy({ codeWords.has($0) }) {
+        for (entry, parts) in phraseParts + fallbackParts where parts.allSatisfy({ codeWords.has($0) }) {
             return (entry.errorClass, entry)
         }
         return (.other, nil)
@@ -136,9 +141,14 @@ public enum ProviderErrors {
     }()
 
     /// Each phrase row with its parts normalised once, padded for whole-word matching.
-    static let phraseParts: [(ProviderErrorEntry, [String])] = phrases.compactMap { entry in
-        guard case .phrase(let p) = entry.match else { return nil }
-        return (entry, p.split(separator: "+").map { " " + words($0) + " " })
+    static let phraseParts = parts(phrases)
+    static let fallbackParts = parts(fallbackPhrases)
+
+    static func parts(_ rows: [ProviderErrorEntry]) -> [(ProviderErrorEntry, [String])] {
+        rows.compactMap { entry in
+            guard case .phrase(let p) = entry.match else { return nil }
+            return (entry, p.split(separator: "+").map { " " + words($0) + " " })
+        }
     }
 
     /// The same words on another leg: an expired refresh token is not an expired code, and "expired" in a JWT
@@ -151,6 +161,8 @@ public enum ProviderErrors {
         case (.code, .refreshRevoked), (.code, .refreshInvalid), (.code, .refreshExpired): return .codeInvalid
         case (.device, .codeExpired): return .deviceExpired
         case (.assertion, .codeExpired): return .clockSkew
+        // At /authorize, "expired" is the sign-in's own interaction timing out, not a code.
+        case (.front, .codeExpired): return .other
         case (.assertion, .codeInvalid): return .invalidGrant
         case (.otherGrant, .refreshRevoked), (.otherGrant, .refreshInvalid), (.otherGrant, .refreshExpired),
             (.otherGrant, .codeInvalid):

@@ -4,7 +4,7 @@
 /// words; `a + b` needs both. The first matching row wins, so specific rows come before general ones.
 /// The cases these rows were checked against are in `Tests/fixtures/provider-errors.jsonl`.
 extension ProviderErrors {
-    public static let table: [ProviderErrorEntry] = numbers + codes + phrases
+    public static let table: [ProviderErrorEntry] = numbers + codes + phrases + fallbackPhrases
 
     /// Numeric codes: Entra `AADSTS…`/`error_codes`, Facebook `error_subcode`.
     static let numbers: [ProviderErrorEntry] = [
@@ -261,6 +261,10 @@ extension ProviderErrors {
             "https://developers.google.com/identity/protocols/oauth2#expiration"),
         .init("any", .phrase("expired"), .codeExpired, "https://github.com/Azure/azure-cli/issues/14244"),
         .init("any", .phrase("revoked"), .refreshRevoked, "https://github.com/Azure/azure-cli/issues/16745"),
+        // A refresh token the server names as invalid, whatever its code (Atlassian sends unauthorized_client).
+        .init(
+            "Atlassian", .phrase("refresh token + invalid"), .refreshInvalid,
+            "https://github.com/raycast/extensions/issues/11836"),
         // Grant and response types (before the client rows: "client_credentials" is a grant's name).
         .init(
             "any", .phrase("grant type"), .unsupportedGrantType, "https://www.rfc-editor.org/rfc/rfc6749#section-5.2"),
@@ -282,6 +286,9 @@ extension ProviderErrors {
         .init(
             "Shopify", .phrase("find + application"), .invalidClient,
             "https://github.com/Shopify/embedded-app-example/issues/32"),
+        .init(
+            "Stripe", .phrase("client identifier"), .invalidClient,
+            "https://github.com/enupal/stripe/issues/372"),
         .init("any", .phrase("application not found"), .invalidClient, entra),
         .init(
             "any", .phrase("application id"), .invalidClient,
@@ -352,7 +359,11 @@ extension ProviderErrors {
             "https://github.com/Azure-Samples/active-directory-b2c-dotnet-webapp-and-webapi/issues/8"),
         .init("any", .phrase("server error"), .serverError, "https://www.rfc-editor.org/rfc/rfc6749#section-5.2"),
         .init("any", .phrase("erred"), .serverError, "https://github.com/snarfed/oauth-dropins/issues/729"),
-        // What is left: the code, the refresh token, or a missing parameter, named without a reason.
+    ]
+
+    /// Words that name what was refused but not why: read only when the code itself says no more (invalid_grant,
+    /// invalid_request, or a code the tables do not know), so they never override invalid_client or invalid_scope.
+    static let fallbackPhrases: [ProviderErrorEntry] = [
         .init(
             "any", .phrase("refresh token"), .refreshInvalid,
             "https://github.com/mauriciovigolo/keycloak-angular/issues/564"),

@@ -112,6 +112,12 @@ struct ProviderCase: Sendable, CustomStringConvertible {
         // A callback is the app's own page; the provider's answer is what the other legs got.
         let responseBody = leg == "callback" ? "<html><body>Signing you in…</body></html>" : body
         var headers = leg == "callback" ? [("Content-Type", "text/html")] : self.headers
+        // A redirect quoted by its target: the target is where the Location pointed.
+        if leg == "authorize", (300..<400).contains(status), let target = self.url, !target.contains("client_id="),
+            !headers.contains(where: { $0.0.lowercased() == "location" })
+        {
+            headers.append(("Location", target))
+        }
         if !headers.contains(where: { $0.0.lowercased() == "content-type" }), !responseBody.isEmpty {
             let first = responseBody.first { !$0.isWhitespace }
             let type =
@@ -140,8 +146,7 @@ func rootCause(of analysis: Analysis) -> Finding? {
         #expect(ProviderCase.all.count >= 200)
     }
 
-    /// Every case, scored per expected rule. The bar is the score reached (96.4 %, 265 of 275), so that no
-    /// change loses a case; the goal is 97 %.
+    /// Every case, scored per expected rule; at least 97 % right overall.
     @Test func providerResponsesAreClassified() {
         var right: [String: Int] = [:]
         var total: [String: Int] = [:]
@@ -186,6 +191,6 @@ func rootCause(of analysis: Analysis) -> Finding? {
         if let path = ProcessInfo.processInfo.environment["AUTHTAP_CORPUS_REPORT"] {
             try? ("\(summary)\n\(table)").write(toFile: path, atomically: true, encoding: .utf8)
         }
-        #expect(score >= 0.96, "\(misses.count) misses:\n\(misses.joined(separator: "\n"))")
+        #expect(score >= 0.97, "\(misses.count) misses:\n\(misses.joined(separator: "\n"))")
     }
 }

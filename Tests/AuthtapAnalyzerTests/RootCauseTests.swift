@@ -155,4 +155,30 @@ import Testing
         f.add("GET", url, at: 30, status: 302, response: [("Location", "https://app.example/cb?code=C-2&state=s-1")])
         #expect(f.analyze().transactions.count == 2)
     }
+
+    @Test func aRefusedClientListsItsCandidates() throws {
+        var f = Flow()
+        let grant = "grant_type=client_credentials&client_id=svc&client_secret="
+        f.add(
+            "POST", "\(asBase)/token", body: grant + "right-secret-1",
+            responseBody: #"{"access_token":"a","token_type":"Bearer"}"#)
+        f.add(
+            "POST", "\(asBase)/token", at: 5, status: 401, body: grant + "wrong-secret-2",
+            responseBody: #"{"error":"invalid_client"}"#)
+        let finding = try #require(f.analyze().findings.first { $0.rule == "invalid-client" && $0.rootCause == true })
+        let status = Dictionary(uniqueKeysWithValues: (finding.candidates ?? []).map { ($0.cause, $0.status) })
+        #expect(status["invalid-client"] == .supported)
+        #expect(status["auth-method"] == .ruledOut)
+    }
+
+    @Test func aMalformedRequestListsItsCandidates() throws {
+        var f = Flow()
+        f.add(
+            "POST", "\(asBase)/token", status: 400, request: [("Content-Type", "application/json")],
+            body: #"{"grant_type":"authorization_code","code":"C-1"}"#, responseBody: #"{"error":"invalid_request"}"#)
+        let finding = try #require(f.analyze().findings.first { $0.title.contains("server says") })
+        let status = Dictionary(uniqueKeysWithValues: (finding.candidates ?? []).map { ($0.cause, $0.status) })
+        #expect(status["body-encoding"] == .supported)
+        #expect(status["credentials-twice"] == .ruledOut)
+    }
 }

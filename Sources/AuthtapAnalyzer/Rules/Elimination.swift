@@ -87,12 +87,99 @@ struct Elimination {
             auth.ex.host == f.ex.host ? "same host for /authorize and /token" : "\(auth.ex.host) vs \(f.ex.host)")
     }
 
-    private mutating func add(_ cause: String, _ status: Finding.Candidate.Status, _ evidence: String) {
+    init() {}
+
+    mutating func add(_ cause: String, _ status: Finding.Candidate.Status, _ evidence: String) {
         candidates.append(.init(cause, status, evidence))
     }
 
     /// The candidates as one line of evidence.
     var summary: String {
         candidates.map { "\($0.cause): \($0.status.rawValue) (\($0.evidence))" }.joined(separator: "; ")
+    }
+}
+
+extension Elimination {
+    /// A refused client authentication: the secret, the method, the client_id, public vs confidential, the
+    /// endpoint, each against what the capture shows (an earlier success of the same client, the /authorize leg).
+    static func client(_ f: ExchangeFacts, _ c: RuleContext) -> Elimination {
+        var e = Elimination()
+        let id = f.clientID
+        let secret = f.fingerprint("client_secret", .request)
+        let basic = f.param("client_id", .requestHeaderAuthorization) != nil
+        let earlier = c.tokenRequests.last { $0.id < f.id && $0.tokenSucceeded && $0.clientID == id && id != nil }
+        if let earlier, let secret, let before = earlier.fingerprint("client_secret", .request) {
+            e.add(
+                "invalid-client", before == secret ? .ruledOut : .supported,
+                before == secret
+                    ? "the same secret (fingerprint \(secret)) worked at #\(earlier.id)"
+                    : "the secret differs from the one that worked at #\(earlier.id) (\(before) vs \(secret))")
+        } else {
+            e.add("invalid-client", .unknown, "no earlier success of this client to compare the secret with")
+        }
+        if let earlier {
+            let before = earlier.param("client_id", .requestHeaderAuthorization) != nil
+            e.add(
+                "auth-method", before == basic ? .ruledOut : .supported,
+                before == basic
+                    ? "same method as the success at #\(earlier.id)"
+                    : "\(basic ? "Basic" : "body") here, \(before ? "Basic" : "body") at the success #\(earlier.id)")
+        } else {
+            e.add("auth-method", .unknown, basic ? "Basic credentials" : "credentials in the body")
+        }
+        if let auth = c.authorizeFor(f), let a = auth.value("client_id", .request) {
+            e.add(
+                "client-mismatch", a == id ? .ruledOut : .supported,
+                a == id ? "same client_id at /authorize" : "client_id \(a) at /authorize, \(id ?? "none") here")
+            e.add(
+                "wrong-endpoint", auth.ex.host == f.ex.host ? .ruledOut : .unknown,
+                auth.ex.host == f.ex.host ? "same host as /authorize" : "\(auth.ex.host) vs \(f.ex.host)")
+        } else {
+            e.add("client-mismatch", .unknown, "authorization request not captured")
+            e.add("wrong-endpoint", .unknown, "authorization request not captured")
+        }
+        let pkce = f.param("code_verifier", .request) != nil
+        e.add(
+            "public-client-with-secret", pkce && (secret != nil || basic) ? .unknown : .ruledOut,
+            pkce && (secret != nil || basic)
+                ? "PKCE and a secret: a client registered as public has none"
+                : "not a PKCE client sending a secret")
+        return e
+    }
+
+    /// A token request the server calls malformed: encoding, required parameters, repeats, double credentials.
+    static func request(_ f: ExchangeFacts) -> Elimination {
+        var e = Elimination()
+        let type = (f.ex.requestHeaders.value(of: "content-type") ?? "").lowercased()
+        let form = type.has("application/x-www-form-urlencoded")
+        e.add("body-encoding", form ? .ruledOut : .supported, form ? "form-encoded" : "sent as \(type)")
+        let names = f.ex.oauthParams.filter { $0.location == .requestBody }.map(\.name)
+        let repeated = Set(names.filter { n in names.filter { $0 == n }.count > 1 })
+        e.add(
+            "repeated-parameter", repeated.isEmpty ? .ruledOut : .supported,
+            repeated.isEmpty ? "each parameter once" : "sent twice: \(repeated.sorted().joined(separator: ", "))")
+        let required: [String: [String]] = [
+            "authorization_code": ["code"], "refresh_token": ["refresh_token"], "password": ["username", "password"],
+        ]
+        if let grant = f.grantType, let need = required[grant] {
+            let missing = need.filter { f.param($0, .request) == nil }
+            e.add(
+                "missing-parameter", missing.isEmpty ? .ruledOut : .supported,
+                missing.isEmpty ? "has \(need.joined(separator: ", "))" : "lacks \(missing.joined(separator: ", "))")
+        } else {
+            e.add("missing-parameter", f.grantType == nil ? .supported : .unknown, f.grantType ?? "no grant_type")
+        }
+        let basic = f.param("client_id", .requestHeaderAuthorization) != nil
+        let body = f.param("client_secret", .requestBody) != nil || f.param("client_assertion", .requestBody) != nil
+        e.add(
+            "credentials-twice", basic && body ? .supported : .ruledOut,
+            basic && body ? "Basic header and body credentials" : "one authentication method")
+        if f.isCodeGrant {
+            let charset = f.value("code_verifier_charset", .derived)
+            e.add(
+                "pkce-mismatch", charset == nil || charset == "valid" ? .unknown : .supported,
+                charset.map { "code_verifier \($0)" } ?? "no code_verifier")
+        }
+        return e
     }
 }

@@ -106,7 +106,8 @@ struct InvalidClient: Rule {
                 vs client_secret_post vs none). In Basic, the id and secret must each be form-urlencoded before \
                 base64 (RFC 6749 §2.3.1).
                 """,
-            evidence: ["method": auth.method, "client_id": f.clientID ?? "(none)"])
+            evidence: ["method": auth.method, "client_id": f.clientID ?? "(none)"],
+            candidates: Elimination.client(f, c).candidates)
     }
 
     private func clientChanged(

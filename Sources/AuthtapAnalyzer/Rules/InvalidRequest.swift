@@ -37,7 +37,7 @@ struct InvalidRequest: Rule {
                             Compare the parameters with what the grant type requires (RFC 6749 §4), send them once \
                             each, form-encoded.
                             """,
-                        evidence: [:])
+                        evidence: [:], candidates: Elimination.request(f).candidates)
                 }
             }
         }

@@ -17,6 +17,15 @@ struct PKCEMismatch: Rule {
             if f.roles.contains(.token), f.method != "GET" { tokenRequest(f, &c) }
             if f.roles.contains(.authorizationRequest) { authorizeRequest(f, &c) }
         }
+        for f in c.reportedOutsideToken([.pkceMismatch]) {
+            c.addReported(
+                id, .error, "The server refused the PKCE parameters of the authorization request", f,
+                meaning: "The code_challenge is missing, too short or malformed, or its method is not one it allows.",
+                fix: """
+                    Send code_challenge=BASE64URL(SHA256(code_verifier)) (43 characters, no padding) with \
+                    code_challenge_method=S256 on every authorization request, from a verifier of 43–128 characters.
+                    """)
+        }
     }
 
     /// The challenge's method at /authorize.

@@ -10,6 +10,8 @@ struct StateEvidence {
     var answered: ExchangeFacts?
     /// A cookie the sign-in's start set, and what the callback sent back of it.
     var cookie: CookieCheck?
+    /// The callback came as a POST (response_mode=form_post): a cross-site POST from the server's page.
+    var formPost = false
 
     struct CookieCheck {
         var name: String
@@ -26,6 +28,7 @@ struct StateEvidence {
     }
 
     init(callback f: ExchangeFacts, _ c: RuleContext) {
+        formPost = f.method == "POST"
         guard let state = f.value("state", .request) else { return }
         // The sign-in this state started: its first request (the login form and consent ask again).
         guard let answered = c.firstAuthorizeByState[state], answered.id < f.id else { return }
@@ -99,7 +102,12 @@ struct StateEvidence {
                 """
                 the cookie \(cookie.name) that #\(cookie.setAt.id) set when the sign-in started \
                 (\(cookie.attributes.isEmpty ? "no attributes" : cookie.attributes)) was not sent back to the callback
-                """)
+                """
+                    + (formPost
+                        ? """
+                        , which came as a cross-site POST (response_mode=form_post): browsers send SameSite=Lax \
+                        and Strict cookies only on top-level GET navigations, so it needs SameSite=None; Secure
+                        """ : ""))
         } else if let cookie {
             parts.append(
                 """
@@ -118,6 +126,7 @@ struct StateEvidence {
             e["cookie_attributes"] = cookie.attributes
             e["cookie_sent_back"] = cookie.sentFingerprint ?? "(not sent)"
             e["cookie_set_fingerprint"] = cookie.setFingerprint
+            if formPost { e["callback_method"] = "POST (form_post, cross-site)" }
         }
         return e
     }
