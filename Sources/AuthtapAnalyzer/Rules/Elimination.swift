@@ -153,8 +153,9 @@ extension Elimination {
         let type = (f.ex.requestHeaders.value(of: "content-type") ?? "").lowercased()
         let form = type.has("application/x-www-form-urlencoded")
         e.add("body-encoding", form ? .ruledOut : .supported, form ? "form-encoded" : "sent as \(type)")
-        let names = f.ex.oauthParams.filter { $0.location == .requestBody }.map(\.name)
-        let repeated = Set(names.filter { n in names.filter { $0 == n }.count > 1 })
+        var seen: [String: Int] = [:]
+        for p in f.ex.oauthParams where p.location == .requestBody { seen[p.name, default: 0] += 1 }
+        let repeated = Set(seen.filter { $0.value > 1 }.keys)
         e.add(
             "repeated-parameter", repeated.isEmpty ? .ruledOut : .supported,
             repeated.isEmpty ? "each parameter once" : "sent twice: \(repeated.sorted().joined(separator: ", "))")
