@@ -1,14 +1,18 @@
 """Integration harness: real peers on loopback (curl, Python requests, openssl s_server/s_client,
 Python http.server wrapped in ssl) around a real `authtap proxy` process."""
+import base64
+import contextlib
 import datetime
 import hashlib
 import http.server
 import json
 import os
+import secrets
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -408,3 +412,36 @@ def raw_exchange(port, data, read_timeout=5.0, until_close=False):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "faults: the test provokes failures on purpose, so its capture is not checked for zero error findings")
+
+
+# ---------- real authorization servers ----------
+
+def pkce():
+    """A fresh PKCE pair: (code_verifier, S256 code_challenge)."""
+    verifier = secrets.token_urlsafe(32)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+@contextlib.contextmanager
+def port_file_server(script, cert, key, workdir, env=None, start_timeout=30):
+    """Runs a loopback TLS server script (`script CERT KEY PORTFILE`) that writes its port when it is ready;
+    yields its https://localhost:PORT base URL and stops it by its id."""
+    portfile = Path(workdir) / "port"
+    proc = subprocess.Popen([sys.executable, str(script), cert, key, str(portfile)],
+                            stdout=open(Path(workdir) / "out", "wb"), stderr=open(Path(workdir) / "err", "wb"),
+                            env=env)
+    try:
+        deadline = time.time() + start_timeout
+        while not portfile.exists():
+            assert proc.poll() is None, (Path(workdir) / "err").read_text()
+            assert time.time() < deadline, f"{script} did not start: " + (Path(workdir) / "err").read_text()
+            time.sleep(0.05)
+        yield f"https://localhost:{portfile.read_text()}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

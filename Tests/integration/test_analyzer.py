@@ -1,14 +1,10 @@
 """The analyzer against a real authorization server (Authlib, from PyPI) over TLS on loopback,
 with Python requests as the client going through authtap. Each scenario must be classified
 correctly, and nothing else may be flagged as an error."""
-import base64
-import hashlib
 import json
-import os
 import secrets
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
-from conftest import AUTHTAP
+from conftest import AUTHTAP, pkce, port_file_server
 
 HERE = Path(__file__).parent
 
@@ -28,24 +24,9 @@ pytestmark = pytest.mark.faults
 @pytest.fixture(scope="module")
 def authserver(pki, tmp_path_factory):
     d = tmp_path_factory.mktemp("authserver")
-    portfile = d / "port"
     cert, key = pki["good"]
-    proc = subprocess.Popen([sys.executable, str(HERE / "authserver.py"), cert, key, str(portfile)],
-                            stdout=open(d / "out", "wb"), stderr=open(d / "err", "wb"))
-    deadline = time.time() + 30
-    while not portfile.exists():
-        assert proc.poll() is None, (d / "err").read_text()
-        assert time.time() < deadline, "authserver did not start"
-        time.sleep(0.05)
-    yield f"https://localhost:{portfile.read_text()}"
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
-def pkce():
-    verifier = secrets.token_urlsafe(32)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
+    with port_file_server(HERE / "authserver.py", cert, key, d) as url:
+        yield url
 
 
 class Client:

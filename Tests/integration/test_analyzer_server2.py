@@ -7,13 +7,9 @@ Python requests plays both halves of the client, each through authtap: the brows
 follows redirects, submits the login and consent forms, lands on /cb) and the client's back end
 (discovery, JWKS, token and userinfo requests, no cookies). Each fault scenario must be classified
 as exactly one error, its root cause, with no generic duplicate beside it."""
-import base64
-import hashlib
 import json
 import os
 import secrets
-import subprocess
-import sys
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -21,6 +17,8 @@ from urllib.parse import parse_qs, urljoin, urlparse
 
 import pytest
 import requests
+
+from conftest import pkce, port_file_server
 
 HERE = Path(__file__).parent
 CODE_SECONDS = 5  # the authorization code lifetime the server is started with (DOT's default: 60)
@@ -32,33 +30,11 @@ FAULTS = pytest.mark.faults  # every scenario but the healthy ones fails on purp
 
 @pytest.fixture(scope="module")
 def dot(pki, tmp_path_factory):
-    """django-oauth-toolkit over TLS on 127.0.0.1; yields https://localhost:PORT."""
     d = tmp_path_factory.mktemp("authserver2")
-    portfile = d / "port"
     cert, key = pki["good"]
     env = dict(os.environ, AUTHSERVER2_DATA=str(d), AUTHSERVER2_CODE_SECONDS=str(CODE_SECONDS))
-    proc = subprocess.Popen([sys.executable, str(HERE / "authserver2" / "serve.py"), cert, key, str(portfile)],
-                            stdout=open(d / "out", "wb"), stderr=open(d / "err", "wb"), env=env)
-    try:
-        deadline = time.time() + 60
-        while not portfile.exists():
-            assert proc.poll() is None, (d / "err").read_text()
-            assert time.time() < deadline, "authserver2 did not start: " + (d / "err").read_text()
-            time.sleep(0.05)
-        yield f"https://localhost:{portfile.read_text()}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def pkce():
-    verifier = secrets.token_urlsafe(32)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
+    with port_file_server(HERE / "authserver2" / "serve.py", cert, key, d, env=env, start_timeout=60) as url:
+        yield url
 
 
 class _Forms(HTMLParser):
