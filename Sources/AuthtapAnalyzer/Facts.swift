@@ -60,12 +60,11 @@ final class ExchangeFacts {
             !(300..<400).contains(ex.status ?? 0)
         {
             if case .success(let value) = JSONValue.parse(ex.responseBody.bytes) {
-                report = ProviderErrors.report(json: value, status: (ex.status ?? 0) >= 400 ? ex.status : 400)
+                report = ProviderErrors.report(json: value, status: ex.status)
             } else {
                 let page = String(decoding: ex.responseBody.bytes.prefix(65536), as: UTF8.self)
-                if (ex.status ?? 0) >= 400 || ProviderErrors.pageShowsError(page) {
-                    report = ProviderErrors.report(page: page)
-                }
+                report =
+                    (ex.status ?? 0) >= 400 ? ProviderErrors.report(page: page) : ProviderErrors.pageShowsError(page)
             }
         }
         self.error = report

@@ -58,7 +58,10 @@ public struct ErrorReport: Sendable, Equatable {
         self.description = description
         self.numericCodes = numericCodes
         self.dialect = dialect
-        var all = ([description].compactMap { $0 } + text).map { ProviderErrors.words($0) }.joined(separator: " ")
+        // Every cause a provider names fits in its first few kilobytes; a longer text is cut, so that reading it
+        // stays linear whatever a server sends.
+        var all = ([description].compactMap { $0 } + text.filter { $0 != description })
+            .map { ProviderErrors.words($0.prefix(4096)) }.joined(separator: " ")
         // A code written as free text (`"error": "Invalid code"`) is words too.
         if code.utf8.contains(0x20) { all = ProviderErrors.words(code) + " " + all }
         (self.words, self.catchAll) = ProviderErrors.removingCatchAll(all)
@@ -120,6 +123,12 @@ public enum ProviderErrors {
         let rfc = rfcCodes[code]
         if let rfc, rfc != .invalidGrant, rfc != .invalidRequest { return (rfc, nil) }
         for (entry, parts) in fallbackParts where parts.allSatisfy({ text.has($0) }) {
+            // "The request is invalid", "…not found" under invalid_request say nothing of a code.
+            if rfc == .invalidRequest, entry.errorClass == .codeInvalid, case .phrase(let p) = entry.match,
+                ["is invalid", "not found"].contains(p)
+            {
+                continue
+            }
             return (entry.errorClass, entry)
         }
         if let rfc { return (rfc, nil) }
@@ -161,8 +170,14 @@ public enum ProviderErrors {
         case (.code, .refreshRevoked), (.code, .refreshInvalid), (.code, .refreshExpired): return .codeInvalid
         case (.device, .codeExpired): return .deviceExpired
         case (.assertion, .codeExpired): return .clockSkew
-        // At /authorize, "expired" is the sign-in's own interaction timing out, not a code.
-        case (.front, .codeExpired): return .other
+        // At /authorize and the callback, "expired" is the sign-in's own interaction timing out, not a code; a
+        // refresh, device or assertion class there is a description's word, not the cause.
+        case (.front, .codeExpired), (.front, .codeReused), (.front, .refreshRevoked), (.front, .refreshExpired),
+            (.front, .refreshInvalid), (.front, .clockSkew), (.front, .jwtInvalid), (.front, .deviceExpired),
+            (.front, .devicePending):
+            return .other
+        // "was used" of a client secret or an assertion is not a code's reuse.
+        case (.otherGrant, .codeReused), (.assertion, .codeReused): return .invalidGrant
         case (.assertion, .codeInvalid): return .invalidGrant
         case (.otherGrant, .refreshRevoked), (.otherGrant, .refreshInvalid), (.otherGrant, .refreshExpired),
             (.otherGrant, .codeInvalid):
@@ -223,7 +238,7 @@ public enum ProviderErrors {
         collect(json)
         collect(json["response_metadata"])
         // Casdoor's success-shaped error: the message in access_token, for old clients.
-        if let t = json["access_token"]?.string, t.utf8.contains(0x20) { text.append(t) }
+        if let t = json["access_token"]?.string, t.utf8.contains(0x20), !t.contains("[masked") { text.append(t) }
         var code: String?
         var dialect = "json"
         switch json["error"] {
@@ -249,11 +264,16 @@ public enum ProviderErrors {
         let failed =
             (status ?? 0) >= 400 || json["ok"] == .bool(false) || json["success"] == .bool(false)
             || json["error"] == .bool(true)
-        let signal =
-            json["error"] != nil || json["error_description"] != nil || json["errors"] != nil
-            || (failed && (code != nil || !text.isEmpty))
-        guard signal, json["access_token"]?.string.map({ !$0.utf8.contains(0x20) }) != true || json["error"] != nil
-        else { return nil }
+        // `"error": null`, `false` or `""` and `"errors": []` say there is none.
+        let errorMember: Bool
+        switch json["error"] {
+        case nil, .null?, .bool(false)?, .string("")?: errorMember = json["error_description"] != nil
+        default: errorMember = true
+        }
+        var errorList = false
+        if case .array(let list)? = json["errors"], !list.isEmpty { errorList = true }
+        let signal = errorMember || errorList || (failed && (code != nil || !text.isEmpty))
+        guard signal else { return nil }
         let joined = text.joined(separator: " ")
         numbers += aadstsCodes(in: joined)
         let description = json["error_description"]?.string ?? text.first
@@ -294,10 +314,13 @@ public enum ProviderErrors {
 
     static let knownCodes = Set(codeIndex.keys).union(rfcCodes.keys)
 
-    /// Whether a page shows an OAuth error: an error code the tables know, an AADSTS code, or "error:".
-    public static func pageShowsError(_ page: String) -> Bool {
-        guard let r = report(page: page) else { return false }
-        return r.code != "error_page" || !r.numericCodes.isEmpty || (" " + r.words.prefix(200) + " ").has(" error ")
+    /// Whether a page that answered 200 shows an OAuth error: an error code the tables know, an AADSTS code, or
+    /// "Error:" in its opening text (a login page may carry a hidden "Error" for its own form).
+    public static func pageShowsError(_ page: String) -> ErrorReport? {
+        guard let r = report(page: page) else { return nil }
+        let opening = HTMLText.visible(page, limit: 4096).prefix(300).lowercased()
+        return r.code != "error_page" || !r.numericCodes.isEmpty || opening.has("error:") || opening.has("error :")
+            ? r : nil
     }
 
     /// RFC 6749's catch-all sentences, as word spans: start and end words.

@@ -20,6 +20,8 @@ extension ProviderErrors {
         .init("Microsoft Entra ID", .number(50148), .pkceMismatch, entra),
         .init("Microsoft Entra ID", .number(7000215), .invalidClient, entra),
         .init("Microsoft Entra ID", .number(7000222), .invalidClient, entra),
+        .init(
+            "Microsoft Entra ID", .number(7000218), .invalidClient, "https://github.com/secureworks/TokenMan/issues/1"),
         .init("Microsoft Entra ID", .number(700016), .invalidClient, entra),
         .init(
             "Microsoft Entra ID", .number(700024), .clockSkew,
@@ -167,9 +169,17 @@ extension ProviderErrors {
         .init(
             "OpenIddict", .phrase("no longer valid"), .codeInvalid,
             "https://github.com/openiddict/openiddict-core/issues/471"),
+        // A parameter missing from the request names that parameter: it is the request, not the parameter's value.
+        .init(
+            "Google", .phrase("missing required parameter"), .invalidRequest,
+            "https://www.rfc-editor.org/rfc/rfc6749#section-5.2"),
+        .init(
+            "Microsoft Entra ID", .phrase("must contain the following parameter"), .invalidRequest,
+            "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
         // PKCE: the verifier or the challenge.
         .init(
-            "any", .phrase("code verifier"), .pkceMismatch, "https://github.com/openiddict/openiddict-core/issues/1225"),
+            "any", .phrase("code verifier"), .pkceMismatch,
+            "https://github.com/openiddict/openiddict-core/issues/1225"),
         .init(
             "any", .phrase("codeverifier"), .pkceMismatch, "https://github.com/openiddict/openiddict-core/issues/1225"),
         .init(
@@ -187,7 +197,7 @@ extension ProviderErrors {
             "Google", .phrase("reasonable timeframe"), .clockSkew, "https://github.com/fastlane/fastlane/issues/14972"),
         .init("Google", .phrase("short lived token"), .clockSkew, "https://github.com/fastlane/fastlane/issues/14972"),
         .init("any", .phrase("not yet valid"), .clockSkew, "https://www.rfc-editor.org/rfc/rfc7523#section-3"),
-        .init("any", .phrase("used before"), .clockSkew, "https://www.rfc-editor.org/rfc/rfc7523#section-3"),
+        .init("any", .phrase("not before"), .clockSkew, "https://www.rfc-editor.org/rfc/rfc7523#section-3"),
         .init("any", .phrase("issued in the future"), .clockSkew, "https://www.rfc-editor.org/rfc/rfc7523#section-3"),
         .init("any", .phrase("clock skew"), .clockSkew, "https://www.rfc-editor.org/rfc/rfc7523#section-3"),
         .init("any", .phrase("iat + exp"), .clockSkew, "https://github.com/fastlane/fastlane/issues/14972"),
@@ -196,7 +206,7 @@ extension ProviderErrors {
             "Google", .phrase("jwt signature"), .jwtInvalid,
             "https://github.com/spring-attic/spring-cloud-gcp/issues/2634"),
         .init(
-            "Adobe IMS", .phrase("signature"), .jwtInvalid, "https://github.com/Azure/azure-sdk-for-java/issues/25109"),
+            "Adobe IMS", .phrase("signature"), .jwtInvalid, "https://github.com/AdobeDocs/adobeio-auth/issues/67"),
         .init(
             "Salesforce", .phrase("audience validation"), .jwtInvalid,
             "https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_flow_errors.htm&type=5"),
@@ -259,6 +269,10 @@ extension ProviderErrors {
         .init(
             "Google", .phrase("expired or revoked"), .refreshRevoked,
             "https://developers.google.com/identity/protocols/oauth2#expiration"),
+        .init(
+            "any", .phrase("secret + expired"), .invalidClient,
+            "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"),
+        .init("any", .phrase("assertion + expired"), .clockSkew, "https://www.rfc-editor.org/rfc/rfc7523#section-3"),
         .init("any", .phrase("expired"), .codeExpired, "https://github.com/Azure/azure-cli/issues/14244"),
         .init("any", .phrase("revoked"), .refreshRevoked, "https://github.com/Azure/azure-cli/issues/16745"),
         // A refresh token the server names as invalid, whatever its code (Atlassian sends unauthorized_client).
@@ -309,6 +323,7 @@ extension ProviderErrors {
             "any", .phrase("unauthorized client"), .invalidClient,
             "https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2.1"),
         // Scope, grant and response types.
+        .init("any", .phrase("not granted"), .accessDenied, "https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2.1"),
         .init("any", .phrase("scope"), .invalidScope, "https://www.rfc-editor.org/rfc/rfc6749#section-5.2"),
         // The wrong tenant, realm or endpoint.
         .init(
@@ -362,7 +377,8 @@ extension ProviderErrors {
     ]
 
     /// Words that name what was refused but not why: read only when the code itself says no more (invalid_grant,
-    /// invalid_request, or a code the tables do not know), so they never override invalid_client or invalid_scope.
+    /// invalid_request, or a code the tables do not know), so that they never override an explicit RFC code such as
+    /// invalid_client or invalid_scope. (The rows above do: a provider's own words beat its choice of code.)
     static let fallbackPhrases: [ProviderErrorEntry] = [
         .init(
             "any", .phrase("refresh token"), .refreshInvalid,

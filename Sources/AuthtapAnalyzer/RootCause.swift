@@ -28,13 +28,12 @@ enum RootCause {
         let isGeneric = { (f: Finding) in generic.contains(f.rule) }
         // Fold generic errors into a specific one that covers their exchange (a warning, such as a wrong label,
         // stays: it is a problem of its own).
+        var specificAt: [Int64: Int] = [:]
+        for s in findings.indices where findings[s].severity == .error && !isGeneric(findings[s]) {
+            for e in findings[s].exchanges where specificAt[e] == nil { specificAt[e] = s }
+        }
         for g in findings.indices where findings[g].severity == .error && isGeneric(findings[g]) {
-            guard let subject = subjects[g] else { continue }
-            let cover = findings.indices.first { s in
-                s != g && !isGeneric(findings[s]) && findings[s].severity == .error
-                    && findings[s].exchanges.contains(subject)
-            }
-            if let s = cover { fold(g, into: s, &findings) }
+            if let subject = subjects[g], let s = specificAt[subject] { fold(g, into: s, &findings) }
         }
         // The root of each exchange's remaining findings.
         var bySubject: [Int64: [Int]] = [:]
@@ -43,6 +42,8 @@ enum RootCause {
         }
         for (subject, indices) in bySubject {
             let top = indices.map { findings[$0].severity }.max() ?? .warning
+            // A warning is a root cause only where something failed: the server reported an error there.
+            if top == .warning, facts[subject]?.error == nil { continue }
             let candidates = indices.filter { findings[$0].severity == top }
             let named = facts[subject]?.errorClass.flatMap { ruleForClass[$0] }
             let root =

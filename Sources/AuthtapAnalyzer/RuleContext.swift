@@ -30,8 +30,10 @@ package struct RuleContext {
     let authorizeStates: Set<String>
     /// Token fingerprint → the capture-time signature verdict and the exchange that carries it.
     let signatureVerdicts: [String: (verdict: String, at: ExchangeFacts)]
-    /// State → the first authorization request that sent it.
-    let firstAuthorizeByState: [String: ExchangeFacts]
+    /// Token request id → the latest earlier successful token request of the same client_id.
+    let lastSuccessBefore: [Int64: ExchangeFacts]
+    /// State → the authorization requests that sent it, in id order.
+    let authorizeByState: [String: [ExchangeFacts]]
     /// "host client_id" → that client's authorization requests, in id order.
     let authorizeByClient: [String: [ExchangeFacts]]
     /// State → the last exchange whose redirect (Location) sent the browser to authorize with it.
@@ -50,12 +52,10 @@ package struct RuleContext {
         var kids: Set<String>? = nil
         var states = Set<String>()
         var verdicts: [String: (verdict: String, at: ExchangeFacts)] = [:]
-        var firstByState: [String: ExchangeFacts] = [:]
         var byClient: [String: [ExchangeFacts]] = [:]
         var starts: [String: ExchangeFacts] = [:]
         for f in facts {
             if f.roles.contains(.authorizationRequest) {
-                if let s = f.value("state", .request), firstByState[s] == nil { firstByState[s] = f }
                 byClient["\(f.ex.host) \(f.value("client_id", .request) ?? "")", default: []].append(f)
             }
             if let location = f.ex.responseHeaders.value(of: "location"), let s = Self.stateParameter(location) {
@@ -95,7 +95,17 @@ package struct RuleContext {
         self.authorizeStates = states
         self.signatureVerdicts = verdicts
         self.tokenRequests = facts.filter { $0.roles.contains(.token) && $0.method != "GET" }
-        self.firstAuthorizeByState = firstByState
+        var success: [String: ExchangeFacts] = [:]
+        var before: [Int64: ExchangeFacts] = [:]
+        for f in tokenRequests {
+            guard let id = f.clientID else { continue }
+            if let s = success[id] { before[f.id] = s }
+            if f.tokenSucceeded { success[id] = f }
+        }
+        self.lastSuccessBefore = before
+        self.authorizeByState = Dictionary(
+            grouping: facts.filter { $0.roles.contains(.authorizationRequest) && $0.value("state", .request) != nil },
+            by: { $0.value("state", .request) ?? "" })
         self.authorizeByClient = byClient
         self.startByState = starts
     }

@@ -43,8 +43,8 @@ enum TunnelColumn: Int, StoredColumn {
 }
 
 extension StoredRow {
-    /// Reads by index and names the column only when the read fails: working the name out for every read
-    /// dominated loading a large capture.
+    /// Reads by index and names the column only when the read fails: a name costs a reflection and a case
+    /// conversion, and only an error report needs it.
     func named<C: StoredColumn, T>(_ c: C, _ read: (Int) throws(BadColumn) -> T) throws(BadColumn) -> T {
         do {
             return try read(c.index)

@@ -181,4 +181,21 @@ import Testing
         #expect(status["body-encoding"] == .supported)
         #expect(status["credentials-twice"] == .ruledOut)
     }
+
+    @Test func healthyShapesThatMentionErrorsAreNotErrors() {
+        // "error": null in a successful token response.
+        let ok = token(
+            status: 200, #"{"access_token":"a","token_type":"Bearer","expires_in":3600,"error":null,"errors":[]}"#)
+        #expect(ok.findings.filter { $0.severity >= .warning }.isEmpty)
+        // A login page at /authorize with its own hidden "Error" for the form.
+        var f = Flow()
+        f.add(
+            "GET",
+            "\(asBase)/authorize?response_type=code&client_id=app1&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&state=s",
+            response: [("Content-Type", "text/html")],
+            responseBody:
+                #"<title>Sign in</title><div class="alert" hidden>Error</div><form><input name="password" type="password"></form>"#
+        )
+        #expect(f.analyze().findings.filter { $0.severity >= .warning }.isEmpty)
+    }
 }

@@ -4,11 +4,12 @@ import AuthtapModel
 struct AuthorizationError: Rule {
     var id: RuleID { "authorization-error" }
     var severity: Severity { .error }
-    var title: String { "The authorization server returned an error to the callback" }
+    var title: String { "The authorization server refused or failed the authorization" }
     var checks: String {
         """
-        access_denied, login_required, consent_required (warnings: the user or a policy must act) and errors no \
-        specific rule explains, at /authorize, the callback or the token endpoint.
+        access_denied (the user or a policy declined), login_required, consent_required and interaction_required \
+        (warnings: a silent request needs the user), and errors no specific rule explains, at /authorize, the \
+        callback or the token endpoint.
         """
     }
 

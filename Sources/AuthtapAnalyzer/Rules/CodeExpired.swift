@@ -23,7 +23,8 @@ struct CodeExpired: Rule {
             explanation: """
                 The token request failed with \(report.summary), which names no cause. The capture rules out every \
                 other: \(e.candidates.filter { $0.status == .ruledOut }.map(\.evidence).joined(separator: "; ")). \
-                What is left is the code's lifetime: \(verdict.evidence), longer than this server keeps its codes.
+                What is left is the code's lifetime: \(verdict.evidence), longer than this server keeps its codes, \
+                unless it refused the code for state no capture shows (a grant revoked by sign-out in between).
                 """,
             fix: """
                 Exchange the code as soon as the callback arrives, in the same request handler; if something waits \

@@ -82,12 +82,21 @@ struct Elimination {
         } else {
             add("invalid-client", .unknown, "client_id not visible on both legs")
         }
+        // The same issuer: host and the path up to the endpoint's name (a Keycloak realm, an Entra tenant).
+        let sameIssuer = auth.ex.host == f.ex.host && Self.parent(auth.path) == Self.parent(f.path)
         add(
-            "wrong-endpoint", auth.ex.host == f.ex.host ? .ruledOut : .unknown,
-            auth.ex.host == f.ex.host ? "same host for /authorize and /token" : "\(auth.ex.host) vs \(f.ex.host)")
+            "wrong-endpoint", sameIssuer ? .ruledOut : .unknown,
+            sameIssuer
+                ? "same issuer for /authorize and /token (\(f.ex.host)\(Self.parent(f.path)))"
+                : "\(auth.ex.host)\(Self.parent(auth.path)) vs \(f.ex.host)\(Self.parent(f.path))")
     }
 
     init() {}
+
+    /// A path without its last segment: `/realms/a/protocol/openid-connect`.
+    static func parent(_ path: String) -> Substring {
+        path.lastIndex(of: "/").map { path[..<$0] } ?? Substring(path)
+    }
 
     mutating func add(_ cause: String, _ status: Finding.Candidate.Status, _ evidence: String) {
         candidates.append(.init(cause, status, evidence))
@@ -107,7 +116,7 @@ extension Elimination {
         let id = f.clientID
         let secret = f.fingerprint("client_secret", .request)
         let basic = f.param("client_id", .requestHeaderAuthorization) != nil
-        let earlier = c.tokenRequests.last { $0.id < f.id && $0.tokenSucceeded && $0.clientID == id && id != nil }
+        let earlier = c.lastSuccessBefore[f.id]
         if let earlier, let secret, let before = earlier.fingerprint("client_secret", .request) {
             e.add(
                 "invalid-client", before == secret ? .ruledOut : .supported,

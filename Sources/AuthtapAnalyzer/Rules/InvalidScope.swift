@@ -30,12 +30,17 @@ struct InvalidScope: Rule {
             c.addReported(
                 id, .error, "Scope rejected by \(f.ex.host)", f,
                 meaning:
-                    "Requested scope: \(c.authorizeFor(f)?.value("scope", .request) ?? f.value("scope", .request) ?? "(not captured)").",
+                    "Requested scope: \(requested(f, c)).",
                 fix: """
                     Request only scopes the server defines and this client is allowed; check the client's allowed \
                     scopes and any API permissions that need admin consent.
                     """)
         }
+    }
+
+    /// The scope the authorization request asked for, as far as the capture shows it.
+    func requested(_ f: ExchangeFacts, _ c: RuleContext) -> String {
+        c.authorizeFor(f)?.value("scope", .request) ?? f.value("scope", .request) ?? "(not captured)"
     }
 
     /// A successful token response that grants less than was asked for.

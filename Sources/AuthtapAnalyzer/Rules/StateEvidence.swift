@@ -1,5 +1,6 @@
 import AuthtapModel
 import AuthtapOAuth
+import Foundation
 
 /// What the capture shows about why a callback's state may not answer the client's stored one: a second
 /// sign-in started in between, and the cookie the sign-in set, compared by its masked fingerprint.
@@ -30,28 +31,48 @@ struct StateEvidence {
     init(callback f: ExchangeFacts, _ c: RuleContext) {
         formPost = f.method == "POST"
         guard let state = f.value("state", .request) else { return }
-        // The sign-in this state started: its first request (the login form and consent ask again).
-        guard let answered = c.firstAuthorizeByState[state], answered.id < f.id else { return }
+        // The sign-in this state started: the latest request with it before the callback, and the requests of the
+        // same sign-in just before it (the login form and consent ask again with the same state).
+        guard let last = Self.lastBefore(f.id, in: c.authorizeByState[state] ?? []) else { return }
+        let key = "\(last.ex.host) \(last.value("client_id", .request) ?? "")"
+        let mine = c.authorizeByClient[key] ?? []
+        var answered = last
+        if var i = Self.index(of: last.id, in: mine) {
+            var steps = 0
+            while i > 0, steps < 64, mine[i - 1].value("state", .request) == state {
+                i -= 1
+                steps += 1
+                answered = mine[i]
+            }
+        }
         self.answered = answered
-        let key = "\(answered.ex.host) \(answered.value("client_id", .request) ?? "")"
-        overtakenBy = Self.lastOther(in: c.authorizeByClient[key] ?? [], after: answered.id, before: f.id, state)
+        // A later sign-in of the same client: its last request before the callback carries another state.
+        if let latest = Self.lastBefore(f.id, in: mine), latest.id > last.id, latest.value("state", .request) != state {
+            overtakenBy = latest
+        }
         cookie = Self.cookieCheck(callback: f, start: answered, c)
     }
 
-    /// The latest request in `list` (id order) between the two ids whose state is not `state`.
-    static func lastOther(in list: [ExchangeFacts], after: Int64, before: Int64, _ state: String) -> ExchangeFacts? {
+    /// The last element of `list` (in id order) before `id`.
+    static func lastBefore(_ id: Int64, in list: [ExchangeFacts]) -> ExchangeFacts? {
+        let i = firstIndex(notBefore: id, in: list)
+        return i > 0 ? list[i - 1] : nil
+    }
+
+    static func index(of id: Int64, in list: [ExchangeFacts]) -> Int? {
+        let i = firstIndex(notBefore: id, in: list)
+        return i < list.count && list[i].id == id ? i : nil
+    }
+
+    /// Binary search: the position of the first element whose id is not below `id`.
+    static func firstIndex(notBefore id: Int64, in list: [ExchangeFacts]) -> Int {
         var low = 0
         var high = list.count
         while low < high {
             let mid = (low + high) / 2
-            if list[mid].id < before { low = mid + 1 } else { high = mid }
+            if list[mid].id < id { low = mid + 1 } else { high = mid }
         }
-        var i = low - 1
-        while i >= 0, list[i].id > after {
-            if list[i].value("state", .request) != state { return list[i] }
-            i -= 1
-        }
-        return nil
+        return low
     }
 
     /// The exchange that sent the browser to the authorization request (its Location carries the state), the
@@ -65,8 +86,10 @@ struct StateEvidence {
         for header in starter.ex.responseHeaders.values(of: "set-cookie") {
             let parts = header.split(separator: ";", maxSplits: 1)
             guard let pair = parts.first, let (name, fp) = cookies(String(pair)).first else { continue }
-            let attributes = parts.count > 1 ? String(parts[1]).trimmingSpaces : ""
-            if attributes.lowercased().contains("max-age=0") { continue }
+            let attributes = parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces) : ""
+            // A deletion (Max-Age=0, an Expires in the past) is not a cookie the callback should send back.
+            let lower = attributes.lowercased()
+            if lower.contains("max-age=0") || lower.contains("1970") { continue }
             let back = sent.first { $0.0 == name }?.1
             if back != fp {
                 return CookieCheck(
@@ -79,7 +102,7 @@ struct StateEvidence {
     /// name → fingerprint of each masked cookie in a Cookie header (or one Set-Cookie pair).
     static func cookies(_ header: String) -> [(String, String)] {
         header.split(separator: ";").compactMap { part in
-            let pair = part.trimmingSpaces
+            let pair = part.trimmingCharacters(in: .whitespaces)
             guard let eq = pair.firstIndex(of: "="), let fp = pair.range(of: "fp=") else { return nil }
             let print = pair[fp.upperBound...].prefix { $0.isHexDigit }
             return (String(pair[..<eq]), String(print))
@@ -129,11 +152,5 @@ struct StateEvidence {
             if formPost { e["callback_method"] = "POST (form_post, cross-site)" }
         }
         return e
-    }
-}
-
-extension StringProtocol {
-    var trimmingSpaces: String {
-        String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
     }
 }

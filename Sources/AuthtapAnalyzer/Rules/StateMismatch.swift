@@ -74,9 +74,17 @@ struct StateMismatch: Rule {
     func overtaken(_ f: ExchangeFacts, _ c: inout RuleContext) -> Bool {
         let seen = StateEvidence(callback: f, c)
         guard !seen.isEmpty else { return false }
+        // A cookie alone is evidence only for a callback that failed: a healthy sign-in may set cookies it never
+        // needs back.
+        if seen.overtakenBy == nil, (f.status ?? 0) < 400 { return false }
         // The callback failed, or its code never reached the token endpoint: the client gave up on it.
         let unredeemed = f.fingerprint("code", .request).map { (c.codeRedeemed[$0] ?? []).isEmpty } ?? false
         let failed = (f.status ?? 0) >= 400 || unredeemed
+        let unfinished = unredeemed ? "its code was never exchanged" : "the callback answered HTTP \(f.status ?? 0)"
+        let outcome =
+            failed
+            ? "The client did not finish this sign-in: \(unfinished)."
+            : "Clients that keep one state per session reject it."
         let title =
             seen.overtakenBy != nil
             ? "A second sign-in started before this callback came back"
@@ -85,9 +93,7 @@ struct StateMismatch: Rule {
             id, failed ? .error : .warning, title, f, more: [seen.overtakenBy, seen.answered].compactMap { $0 },
             explanation: """
                 The callback carries state=\(f.value("state", .request) ?? "?"), but \(seen.sentence). \
-                \(failed
-                    ? "The client did not finish this sign-in: \(unredeemed ? "its code was never exchanged" : "the callback answered HTTP \(f.status ?? 0)")."
-                    : "Clients that keep one state per session reject it.")
+                \(outcome)
                 """,
             fix: """
                 Key stored states by their value (one entry per sign-in in flight) or start one sign-in per browser \
