@@ -63,7 +63,7 @@ public struct ErrorReport: Sendable, Equatable {
         var all = ([description].compactMap { $0 } + text.filter { $0 != description })
             .map { ProviderErrors.words($0.prefix(4096)) }.joined(separator: " ")
         // A code written as free text (`"error": "Invalid code"`) is words too.
-        if code.utf8.contains(0x20) { all = ProviderErrors.words(code) + " " + all }
+        if code.utf8.contains(0x20) { all = ProviderErrors.words(code.prefix(4096)) + " " + all }
         (self.words, self.catchAll) = ProviderErrors.removingCatchAll(all)
     }
 
@@ -113,7 +113,7 @@ public enum ProviderErrors {
     }
 
     static func rawClass(_ report: ErrorReport) -> (ErrorClass, ProviderErrorEntry?) {
-        let code = squeeze(report.code)
+        let code = squeeze(report.code.prefix(256))
         for entry in numbers {
             if case .number(let n) = entry.match, report.numericCodes.contains(n) { return (entry.errorClass, entry) }
         }
@@ -133,7 +133,7 @@ public enum ProviderErrors {
         }
         if let rfc { return (rfc, nil) }
         // A code in words ("invalid code", "Authorization code expired") read as a phrase.
-        let codeWords = " " + words(report.code) + " "
+        let codeWords = " " + words(report.code.prefix(4096)) + " "
         for (entry, parts) in phraseParts + fallbackParts where parts.allSatisfy({ codeWords.has($0) }) {
             return (entry.errorClass, entry)
         }
@@ -205,7 +205,7 @@ public enum ProviderErrors {
     }
 
     /// A code without case or punctuation: `InvalidScope`, `invalid_scope` and `invalid-scope` are one code.
-    static func squeeze(_ code: String) -> String { words(code).replacingOccurrences(of: " ", with: "") }
+    static func squeeze<S: StringProtocol>(_ code: S) -> String { words(code).replacingOccurrences(of: " ", with: "") }
 
     /// Reads an error out of a JSON body, in any of the shapes providers use: RFC 6749's `error`, a nested
     /// `error` object (Facebook, Google APIs), `errors` lists (Fitbit, Strava), `ok:false` (Slack), or only
