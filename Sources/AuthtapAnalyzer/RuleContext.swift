@@ -32,6 +32,8 @@ package struct RuleContext {
     let signatureVerdicts: [String: (verdict: String, at: ExchangeFacts)]
     /// Token request id → the latest earlier successful token request of the same client_id.
     let lastSuccessBefore: [Int64: ExchangeFacts]
+    /// State → the ids of the exchanges that answered it (authorization responses and callbacks), in order.
+    let answersByState: [String: [Int64]]
     /// State → the authorization requests that sent it, in id order.
     let authorizeByState: [String: [ExchangeFacts]]
     /// "host client_id" → that client's authorization requests, in id order.
@@ -103,6 +105,15 @@ package struct RuleContext {
             if f.tokenSucceeded { success[id] = f }
         }
         self.lastSuccessBefore = before
+        var answers: [String: [Int64]] = [:]
+        for f in facts {
+            if f.roles.contains(.authorizationResponse), let s = f.value("state", .responseLocation) {
+                answers[s, default: []].append(f.id)
+            } else if f.roles.contains(.callback), let s = f.value("state", .request) {
+                answers[s, default: []].append(f.id)
+            }
+        }
+        self.answersByState = answers
         self.authorizeByState = Dictionary(
             grouping: facts.filter { $0.roles.contains(.authorizationRequest) && $0.value("state", .request) != nil },
             by: { $0.value("state", .request) ?? "" })

@@ -198,4 +198,21 @@ import Testing
         )
         #expect(f.analyze().findings.filter { $0.severity >= .warning }.isEmpty)
     }
+
+    @Test func twoTabsInterleaveAndTheFirstFinishes() throws {
+        // Tab 1 starts, tab 2 starts, tab 1 approves consent (a POST with its state) and comes back; its code is
+        // never exchanged: the client held tab 2's state.
+        var f = Flow()
+        let base = "\(asBase)/authorize?response_type=code&client_id=app1&redirect_uri=https%3A%2F%2Fapp.example%2Fcb"
+        f.add("GET", base + "&state=one", status: 200, response: [("Content-Type", "text/html")])
+        let second = f.add("GET", base + "&state=two", at: 1, status: 200, response: [("Content-Type", "text/html")])
+        f.add(
+            "POST", "\(asBase)/authorize", at: 2, status: 302,
+            body: "response_type=code&client_id=app1&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&state=one&allow=1",
+            response: [("Location", "https://app.example/cb?code=C-7&state=one")])
+        f.add("GET", "\(client)/cb?code=C-7&state=one", at: 2.1, response: [("Content-Type", "text/html")])
+        let finding = try #require(f.analyze().findings.first { $0.rule == "state-mismatch" })
+        #expect(finding.severity == .error)
+        #expect(finding.evidence["later_sign_in"] == "#\(second)")
+    }
 }

@@ -95,7 +95,8 @@ struct Elimination {
 
     /// A path without its last segment: `/realms/a/protocol/openid-connect`.
     static func parent(_ path: String) -> Substring {
-        path.lastIndex(of: "/").map { path[..<$0] } ?? Substring(path)
+        let trimmed = path.hasSuffix("/") ? path.dropLast() : Substring(path)
+        return trimmed.lastIndex(of: "/").map { trimmed[..<$0] } ?? trimmed
     }
 
     mutating func add(_ cause: String, _ status: Finding.Candidate.Status, _ evidence: String) {

@@ -31,24 +31,31 @@ struct StateEvidence {
     init(callback f: ExchangeFacts, _ c: RuleContext) {
         formPost = f.method == "POST"
         guard let state = f.value("state", .request) else { return }
-        // The sign-in this state started: the latest request with it before the callback, and the requests of the
-        // same sign-in just before it (the login form and consent ask again with the same state).
-        guard let last = Self.lastBefore(f.id, in: c.authorizeByState[state] ?? []) else { return }
-        let key = "\(last.ex.host) \(last.value("client_id", .request) ?? "")"
-        let mine = c.authorizeByClient[key] ?? []
-        var answered = last
-        if var i = Self.index(of: last.id, in: mine) {
-            var steps = 0
-            while i > 0, steps < 64, mine[i - 1].value("state", .request) == state {
-                i -= 1
-                steps += 1
-                answered = mine[i]
-            }
+        // The sign-in this state started: walk back over the requests with this state while no answer to it lies
+        // between two of them (the login form and the consent ask again; two tabs interleave).
+        let sent = c.authorizeByState[state] ?? []
+        let answers = c.answersByState[state] ?? []
+        var i = Self.firstIndex(notBefore: f.id, in: sent) - 1
+        guard i >= 0 else { return }
+        var steps = 0
+        while i > 0, steps < 64, !Self.any(answers, between: sent[i - 1].id, and: sent[i].id) {
+            i -= 1
+            steps += 1
         }
+        let answered = sent[i]
         self.answered = answered
-        // A later sign-in of the same client: its last request before the callback carries another state.
-        if let latest = Self.lastBefore(f.id, in: mine), latest.id > last.id, latest.value("state", .request) != state {
-            overtakenBy = latest
+        // A sign-in of the same client with another state, started after this one and before the callback.
+        let key = "\(answered.ex.host) \(answered.value("client_id", .request) ?? "")"
+        let mine = c.authorizeByClient[key] ?? []
+        var j = Self.firstIndex(notBefore: answered.id, in: mine) + 1
+        var looked = 0
+        while j < mine.count, mine[j].id < f.id, looked < 64 {
+            if mine[j].value("state", .request) != state {
+                overtakenBy = mine[j]
+                break
+            }
+            j += 1
+            looked += 1
         }
         cookie = Self.cookieCheck(callback: f, start: answered, c)
     }
@@ -59,9 +66,15 @@ struct StateEvidence {
         return i > 0 ? list[i - 1] : nil
     }
 
-    static func index(of id: Int64, in list: [ExchangeFacts]) -> Int? {
-        let i = firstIndex(notBefore: id, in: list)
-        return i < list.count && list[i].id == id ? i : nil
+    /// Whether a sorted id list holds one strictly between two ids.
+    static func any(_ ids: [Int64], between a: Int64, and b: Int64) -> Bool {
+        var low = 0
+        var high = ids.count
+        while low < high {
+            let mid = (low + high) / 2
+            if ids[mid] <= a { low = mid + 1 } else { high = mid }
+        }
+        return low < ids.count && ids[low] < b
     }
 
     /// Binary search: the position of the first element whose id is not below `id`.
