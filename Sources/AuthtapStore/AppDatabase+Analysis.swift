@@ -35,8 +35,8 @@ extension AppDatabase {
             }
             let finding = try db.cachedStatement(
                 sql: """
-                    INSERT INTO finding (session_id, transaction_id, rule, severity, title, explanation, fix, evidence, exchanges,
-                        root_cause, related, candidates)
+                    INSERT INTO finding (session_id, transaction_id, rule, severity, title, explanation, fix, evidence,
+                        exchanges, root_cause, related, candidates)
                     VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
                     """)
             let link = try db.cachedStatement(

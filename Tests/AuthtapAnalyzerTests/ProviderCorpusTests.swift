@@ -55,17 +55,20 @@ struct ProviderCase: Sendable, CustomStringConvertible {
         case "device":
             return (
                 "POST", "\(idp)/oauth2/token",
-                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&device_code=GmRhmhcxhwAzkoEqiMEg_DnyEysNkuNhszIySk9eS&client_id=app1"
+                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code"
+                    + "&device_code=GmRhmhcxhwAzkoEqiMEg_DnyEysNkuNhszIySk9eS&client_id=app1"
             )
         case "jwt-bearer":
             return (
                 "POST", "\(idp)/oauth2/token",
-                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=\(jwt(claims: #"{"iss":"svc","aud":"https://idp.example"}"#))"
+                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
+                    + "&assertion=\(jwt(claims: #"{"iss":"svc","aud":"https://idp.example"}"#))"
             )
         case "token-exchange":
             return (
                 "POST", "\(idp)/oauth2/token",
-                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token=ya29.a0AfH6SMBx&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"
+                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token=ya29.a0AfH6SMBx"
+                    + "&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"
             )
         case "revocation":
             return ("POST", "\(idp)/oauth2/revoke", "token=tGzv3JOkF0XG5Qx2TlKWIA&client_id=app1")
@@ -75,7 +78,8 @@ struct ProviderCase: Sendable, CustomStringConvertible {
                 url.flatMap {
                     $0.contains("client_id=") && $0.contains("redirect_uri=") && $0.hasPrefix("http") ? $0 : nil
                 }
-                    ?? "\(idp)/oauth2/authorize?response_type=code&client_id=app1&redirect_uri=\(cb)&scope=openid&state=af0ifjsldkj",
+                    ?? "\(idp)/oauth2/authorize?response_type=code&client_id=app1&redirect_uri=\(cb)"
+                    + "&scope=openid&state=af0ifjsldkj",
                 ""
             )
         case "callback":
@@ -85,7 +89,8 @@ struct ProviderCase: Sendable, CustomStringConvertible {
         default:
             return (
                 "POST", "\(idp)/oauth2/token",
-                "grant_type=authorization_code&code=SplxlOBeZQQYbYS6WxSbIA&redirect_uri=\(cb)&client_id=app1&code_verifier=\(verifier)"
+                "grant_type=authorization_code&code=SplxlOBeZQQYbYS6WxSbIA&redirect_uri=\(cb)&client_id=app1"
+                    + "&code_verifier=\(verifier)"
             )
         }
     }

@@ -94,7 +94,8 @@ import Testing
     @Test func aSecondSignInBeforeTheCallbackIsNamed() throws {
         var f = Flow()
         let authorize = { (state: String, at: Double) in
-            "\(asBase)/authorize?response_type=code&client_id=app1&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&state=\(state)"
+            "\(asBase)/authorize?response_type=code&client_id=app1&redirect_uri=https%3A%2F%2Fapp.example%2Fcb"
+                + "&state=\(state)"
         }
         f.add("GET", authorize("first", 0), status: 200, response: [("Content-Type", "text/html")])
         let second = f.add("GET", authorize("second", 1), at: 1, status: 200, response: [("Content-Type", "text/html")])
@@ -146,7 +147,8 @@ import Testing
     @Test func oneSignInAskingAgainIsOneTransaction() {
         var f = Flow()
         let url =
-            "\(asBase)/authorize?response_type=code&client_id=app1&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&state=s-1"
+            "\(asBase)/authorize?response_type=code&client_id=app1&redirect_uri=https%3A%2F%2Fapp.example%2Fcb"
+            + "&state=s-1"
         f.add("GET", url, status: 302, response: [("Location", "\(asBase)/login?next=%2Fauthorize")])
         f.add("GET", url, at: 1, status: 200, response: [("Content-Type", "text/html")])
         f.add("GET", url, at: 2, status: 302, response: [("Location", "https://app.example/cb?code=C-1&state=s-1")])
@@ -194,7 +196,8 @@ import Testing
             "\(asBase)/authorize?response_type=code&client_id=app1&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&state=s",
             response: [("Content-Type", "text/html")],
             responseBody:
-                #"<title>Sign in</title><div class="alert" hidden>Error</div><form><input name="password" type="password"></form>"#
+                #"<title>Sign in</title><div class="alert" hidden>Error</div>"#
+                + #"<form><input name="password" type="password"></form>"#
         )
         #expect(f.analyze().findings.filter { $0.severity >= .warning }.isEmpty)
     }

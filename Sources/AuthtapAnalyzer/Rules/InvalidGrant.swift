@@ -64,8 +64,8 @@ struct InvalidGrant: Rule {
                 """
                     + (open.map { " Still possible after what the capture shows: \($0)." } ?? "")
                         + """
-                         Beyond what a capture can see: a code issued to another client, a grant revoked by sign-out or \
-                        password change, or a code from another environment (dev vs prod tenant).
+                         Beyond what a capture can see: a code issued to another client, a grant revoked by sign-out \
+                        or password change, or a code from another environment (dev vs prod tenant).
                         """,
             fix: """
                 Check that the code comes from this server and this client_id, that the user session was not ended in \
