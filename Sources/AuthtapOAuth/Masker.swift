@@ -130,7 +130,7 @@ public struct Masker: Sendable {
     /// A value that is exactly one whole marker (an imported authtap HAR, a re-analysed record): its
     /// length and fingerprint. Masking it again must change nothing, so fingerprints survive round trips.
     /// Anything around or after the marker makes it a raw value, so text cannot hide behind one.
-    static func alreadyMasked(_ value: String) -> (length: Int, fingerprint: String)? {
+    public static func alreadyMasked(_ value: String) -> (length: Int, fingerprint: String)? {
         // Almost every value is a raw secret with no `[`: decide that on the bytes, without Foundation.
         let b = value.utf8
         guard b.first == UInt8(ascii: "["), b.last == UInt8(ascii: "]"), value.hasPrefix("[masked ") else { return nil }

@@ -116,9 +116,10 @@ struct StateEvidence {
     static func cookies(_ header: String) -> [(String, String)] {
         header.split(separator: ";").compactMap { part in
             let pair = part.trimmingCharacters(in: .whitespaces)
-            guard let eq = pair.firstIndex(of: "="), let fp = pair.range(of: "fp=") else { return nil }
-            let print = pair[fp.upperBound...].prefix { $0.isHexDigit }
-            return (String(pair[..<eq]), String(print))
+            guard let eq = pair.firstIndex(of: "="),
+                let masked = Masker.alreadyMasked(String(pair[pair.index(after: eq)...]))
+            else { return nil }
+            return (String(pair[..<eq]), masked.fingerprint)
         }
     }
 
