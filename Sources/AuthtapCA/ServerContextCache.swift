@@ -29,12 +29,15 @@ public final class ServerContextCache: Sendable {
 
     private let keyLog: NIOSSLKeyLogCallback?
     private let issuing: Issuing
+    /// ALPN protocols offered to clients, most preferred first.
+    private let applicationProtocols: [String]
 
     public init(
         ca: CertificateAuthority, capacity: Int = 1024, keyLog: NIOSSLKeyLogCallback? = nil,
-        issuing: Issuing = .background
+        issuing: Issuing = .background, applicationProtocols: [String] = ["http/1.1"]
     ) throws {
         self.keyLog = keyLog
+        self.applicationProtocols = applicationProtocols
         self.issuing = issuing
         self.ca = ca
         self.capacity = capacity
@@ -83,7 +86,7 @@ public final class ServerContextCache: Sendable {
         var config = TLSConfiguration.makeServerConfiguration(
             certificateChain: [.certificate(nioLeaf)], privateKey: .privateKey(leafKey))
         config.keyLogCallback = keyLog
-        config.applicationProtocols = ["http/1.1"]
+        config.applicationProtocols = applicationProtocols
         config.minimumTLSVersion = .tlsv1
         return try NIOSSLContext(configuration: config)
     }

@@ -144,6 +144,14 @@ public enum ErrorKind: String, Codable, Sendable, CaseIterable {
     case nonHTTPInTunnel = "non-http-in-tunnel"
     case proxyAuthRequired = "proxy-auth-required"
     case forbiddenTarget = "forbidden-target"
+    /// HTTP/2: the upstream ended one stream with RST_STREAM.
+    case upstreamStreamReset = "upstream-stream-reset"
+    /// HTTP/2: the upstream sent GOAWAY before answering the stream.
+    case upstreamGoAway = "upstream-goaway"
+    /// HTTP/2: a protocol, flow-control or SETTINGS error on the upstream connection.
+    case upstreamHTTP2 = "upstream-http2"
+    /// HTTP/2: the client broke the protocol (authtap answered with GOAWAY or RST_STREAM).
+    case clientHTTP2 = "client-http2"
 
     /// The one-sentence text sent to the client in a 502/400 body.
     public var sentence: String {
@@ -165,6 +173,10 @@ public enum ErrorKind: String, Codable, Sendable, CaseIterable {
         case .nonHTTPInTunnel: return "The client sent bytes that are not HTTP inside an intercepted tunnel."
         case .proxyAuthRequired: return "authtap requires proxy authentication."
         case .forbiddenTarget: return "authtap does not forward requests to itself."
+        case .upstreamStreamReset: return "The upstream server reset the HTTP/2 stream."
+        case .upstreamGoAway: return "The upstream server sent GOAWAY before answering the HTTP/2 stream."
+        case .upstreamHTTP2: return "The upstream server broke the HTTP/2 protocol."
+        case .clientHTTP2: return "The client broke the HTTP/2 protocol."
         }
     }
 }

@@ -102,7 +102,7 @@ extension ClientHandler {
             let handler = ClientHandler(
                 shared: self.shared, mode: .intercepted(host: host, port: port),
                 connectionID: self.connectionID, clientAddress: self.clientAddress,
-                decoder: decoder, encoder: encoder, facts: facts, tunnel: tunnel)
+                codecs: (decoder, encoder), facts: facts, tunnel: tunnel)
             let gate = ClientHelloGate(connectHost: host, contexts: self.shared.contexts, facts: facts) { ctx, bytes in
                 handler.rejectNonTLS(bytes, context: ctx)
             }
@@ -123,10 +123,11 @@ extension ClientHandler {
             status: .custom(code: 200, reasonPhrase: "Connection established"),
             headers: HTTPHeaders([("Content-Length", "0")]))
         context.write(wrapOutboundOut(.head(head)), promise: nil)
+        guard let codecs else { return context.close(promise: nil) }
         context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().flatMap {
-            context.pipeline.syncOperations.removeHandler(self.decoder)
+            context.pipeline.syncOperations.removeHandler(codecs.decoder)
         }.flatMap {
-            context.pipeline.syncOperations.removeHandler(self.encoder)
+            context.pipeline.syncOperations.removeHandler(codecs.encoder)
         }.whenComplete { result in
             guard case .success = result, context.channel.isActive else {
                 context.close(promise: nil)
@@ -149,8 +150,8 @@ extension ClientHandler {
 
     /// Bytes inside an intercepted tunnel that are not TLS: record, answer 400 if it looks like HTTP, close.
     func rejectNonTLS(_ bytes: [UInt8], context: ChannelHandlerContext) {
-        guard case .intercepted(let host, let port) = mode, machine.clientTLSFailed() else { return }
-        var ex = recorder.record(method: "CONNECT", scheme: .https, host: host, port: port, target: "")
+        guard let origin = fixedOrigin, machine.clientTLSFailed() else { return }
+        var ex = recorder.record(method: "CONNECT", scheme: .https, host: origin.host, port: origin.port, target: "")
         ex.error = .nonTLSInTunnel
         let first = String(bytes.first ?? 0, radix: 16)
         ex.errorDetail = "the client sent \(bytes.count) bytes that are not a TLS ClientHello (first byte 0x\(first))"

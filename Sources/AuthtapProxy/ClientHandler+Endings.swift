@@ -12,8 +12,13 @@ extension ClientHandler {
         // A pooled connection the server had already closed: a bodiless request that got no byte
         // back is sent again, once, on a new connection (as browsers and HTTP clients do).
         let retry = current.flatMap { current in context.map { (current, $0) } }
-        let mayRetry = recorder.connectionReused && recorder.requestBodySize == 0 && retry?.0.retried == false
+        let mayRetry =
+            handler.session == nil && recorder.connectionReused && recorder.requestBodySize == 0
+            && retry?.0.retried == false
         let reset = FailureClassifier.isReset(error)
+        let http2 = handler.session.flatMap {
+            FailureClassifier.upstreamStream(error, goAway: $0.goAway, streamID: handler.streamID)
+        }
         switch machine.upstreamFailed(mayRetry: mayRetry) {
         case .retry:
             guard let ((origin, head, _), context) = retry else { return }
@@ -23,6 +28,12 @@ extension ClientHandler {
             connect(origin, context: context)
         case .cutClient:
             // Too late for a 502: the client already has a status line. Record and cut the client off.
+            if let http2 {
+                recorder.failed(http2.kind, detail: http2.detail, responseRead: true)
+                finishExchange(releaseUpstream: false)
+                context?.close(promise: nil)
+                return
+            }
             let detail =
                 reset
                 ? "the upstream server reset the connection mid-response"
@@ -31,6 +42,7 @@ extension ClientHandler {
             finishExchange(releaseUpstream: false)
             context?.close(promise: nil)
         case .answerBadGateway:
+            if let http2 { return respondWithError(http2.kind, status: .badGateway, detail: http2.detail) }
             if let parserError = error as? HTTPParserError {
                 return respondWithError(
                     .upstreamMalformed, status: .badGateway,
@@ -85,9 +97,11 @@ extension ClientHandler {
         let head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        let done = context.write(wrapOutboundOut(.end(nil)))
         timer?.responseEnded()
+        // Recorded before the flush: on an HTTP/2 stream the flush ends the stream, and its channel with it.
         finishExchange(releaseUpstream: false)
+        context.flush()
         if answer.closeAfter {
             done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         } else {

@@ -6,6 +6,9 @@ import NIOHTTP1
 extension ClientHandler {
     func handleHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         recorder.requestStarted()
+        // An HTTP/1 connection's request heads reach its timer through ClientRequestTimeoutHandler; a stream's
+        // share the connection's timer, which counts the streams in progress.
+        if isStream { timer?.requestStarted() }
         if case .forward = mode, let auth = shared.config.proxyAuth {
             guard ProxyCredentials(user: auth.user, password: auth.password).accepts(head.headers) else {
                 // Counted, never recorded: whoever can reach a remote listener could fill the database.
@@ -22,15 +25,15 @@ extension ClientHandler {
         var target: (scheme: Scheme, host: String, port: Int, path: String)?
         if head.method == .CONNECT {
             target = nil
-        } else if case .intercepted(let host, let port) = mode, head.uri.hasPrefix("/") {
-            target = (.https, host, port, head.uri)
+        } else if let origin = fixedOrigin, head.uri.hasPrefix("/") {
+            target = (origin.scheme, origin.host, origin.port, origin.prefix + head.uri)
         } else {
             target = RequestTarget.parseAbsolute(head.uri)
         }
         var ex = recorder.record(
             method: head.method.rawValue, scheme: target?.scheme ?? .http, host: target?.host ?? "",
             port: target?.port ?? 0, target: target?.path ?? head.uri)
-        ex.httpVersion = "HTTP/\(head.version.major).\(head.version.minor)"
+        ex.httpVersion = head.version.major == 2 ? "HTTP/2" : "HTTP/\(head.version.major).\(head.version.minor)"
         ex.requestHeaders = head.headers.map { HeaderField($0.name, $0.value) }
         ex.clientTLS = clientTLS
         recorder.open(ex)
@@ -49,7 +52,9 @@ extension ClientHandler {
         pending = [.head(upstreamHead)]
         let origin = Origin(scheme: target.scheme, host: target.host, port: target.port, key: key)
         current = (origin, upstreamHead, false)
-        if let idle = upstreamPool(for: context.eventLoop).take(key) {
+        let pool = upstreamPool(for: context.eventLoop)
+        if let session = pool.session(key) { return openStream(on: session, origin, context: context) }
+        if let idle = pool.take(key) {
             // Inside channelRead: the body that follows in this read joins the head, and
             // channelReadComplete (or the request's end) flushes both in one write.
             attach(idle, flush: false)
@@ -65,6 +70,8 @@ extension ClientHandler {
         framing: RequestFraming.Body
     ) -> HTTPRequestHead? {
         var headers = RequestFraming.forwarded(HopByHop.endToEnd(head.headers), body: framing, method: head.method)
+        // RFC 9113 §8.2.3: HTTP/2 clients split Cookie into one field per pair; HTTP/1.1 servers read one field.
+        if head.version.major == 2 { HopByHop.joinCookies(&headers) }
         // The framing upstream reads must be the one authtap decoded, whatever hop-by-hop removal took away.
         guard case .success(let sent) = RequestFraming.check(method: head.method, version: .http1_1, headers: headers),
             sent == framing
@@ -137,6 +144,10 @@ extension ClientHandler {
             }
             switch result {
             case .success(let handler):
+                if let session = handler.upgraded {
+                    self.upstreamPool(for: context.eventLoop).add(session)
+                    return self.openStream(on: session, target, context: context)
+                }
                 self.attach(handler, flush: true)
             case .failure(let error):
                 let failure = FailureClassifier.connect(error, host: target.host, port: target.port)
@@ -146,9 +157,30 @@ extension ClientHandler {
         }
     }
 
+    /// The exchange goes on a new stream of the origin's HTTP/2 connection; a connection that cannot take one
+    /// (it went away meanwhile) gives way to a new connection.
+    private func openStream(on session: UpstreamSession, _ origin: Origin, context: ChannelHandlerContext) {
+        machine.upstreamConnecting()
+        session.openStream(on: context.eventLoop).assumeIsolated().whenComplete { result in
+            guard self.machine.isConnecting else {
+                if case .success(let handler) = result { handler.channel?.close(promise: nil) }
+                return
+            }
+            switch result {
+            case .success(let handler):
+                self.attach(handler, flush: true)
+            case .failure:
+                session.pool?.remove(session)
+                self.connect(origin, context: context)
+            }
+        }
+    }
+
     private func attach(_ handler: UpstreamHandler, flush: Bool) {
         upstream = handler
         handler.delegate = self
+        // TLS failed before the connection was handed on: the exchange reports it now.
+        guard handler.channel?.isActive == true else { return upstreamFailed(handler.lastError) }
         handler.holdReads = false
         let action = machine.upstreamAttached(flush: flush)
         recorder.upstreamConnected(handler)

@@ -6,7 +6,8 @@ import NIOSSL
 import NIOTLS
 
 /// The client side of one proxied connection: a forward proxy for absolute-form `http://`
-/// requests and `CONNECT`, or (after interception) the origin-form requests inside the tunnel.
+/// requests and `CONNECT`, (after interception) the origin-form requests inside the tunnel, or a reverse
+/// listener's requests. Over HTTP/2 there is one per stream, each carrying one exchange.
 /// A shell over `ClientConnectionStateMachine`: it performs the machine's actions on the event loop,
 /// never blocks, and holds reads for backpressure. `ExchangeRecorder` keeps the records.
 final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, UpstreamDelegate {
@@ -17,6 +18,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
     enum Mode {
         case forward
         case intercepted(host: String, port: Int)
+        case reverse(ReverseTarget)
     }
 
     struct Origin {
@@ -30,8 +32,10 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
     let mode: Mode
     let connectionID: UInt64
     let clientAddress: String
-    let decoder: ByteToMessageHandler<HTTPRequestDecoder>
-    let encoder: HTTPResponseEncoder
+    /// The HTTP/1 codecs of this connection; `nil` on an HTTP/2 stream, whose codec is the stream's own.
+    let codecs: (decoder: ByteToMessageHandler<HTTPRequestDecoder>, encoder: HTTPResponseEncoder)?
+    /// Whether this handler carries one HTTP/2 stream.
+    var isStream: Bool { codecs == nil }
     /// TLS facts of the client leg (intercepted mode).
     let facts: ConnectionFacts?
     var tunnel: Tunnel?
@@ -62,15 +66,14 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
 
     init(
         shared: ProxyShared, mode: Mode, connectionID: UInt64, clientAddress: String,
-        decoder: ByteToMessageHandler<HTTPRequestDecoder>, encoder: HTTPResponseEncoder,
+        codecs: (decoder: ByteToMessageHandler<HTTPRequestDecoder>, encoder: HTTPResponseEncoder)?,
         facts: ConnectionFacts? = nil, tunnel: Tunnel? = nil
     ) {
         self.shared = shared
         self.mode = mode
         self.connectionID = connectionID
         self.clientAddress = clientAddress
-        self.decoder = decoder
-        self.encoder = encoder
+        self.codecs = codecs
         self.facts = facts
         self.tunnel = tunnel
         let machineMode: ClientConnectionStateMachine.Mode
@@ -79,6 +82,15 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             mode: machineMode,
             requiresAuthentication: shared.config.proxyAuth != nil)
         recorder = ExchangeRecorder(shared: shared, connectionID: connectionID, clientAddress: clientAddress)
+    }
+
+    /// The origin every origin-form request goes to: the CONNECT's (intercepted) or the reverse target's.
+    var fixedOrigin: (scheme: Scheme, host: String, port: Int, prefix: String)? {
+        switch mode {
+        case .forward: return nil
+        case .intercepted(let host, let port): return (.https, host, port, "")
+        case .reverse(let target): return (target.scheme, target.host, target.port, target.pathPrefix)
+        }
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -107,7 +119,8 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
         let part = unwrapInboundIn(data)
         let action: ClientConnectionStateMachine.InboundAction
         switch part {
-        case .head(let head): action = machine.requestHead(keepAlive: head.isKeepAlive)
+        // A stream ends by itself after its one exchange: never closed by authtap as "not keep-alive".
+        case .head(let head): action = machine.requestHead(keepAlive: isStream || head.isKeepAlive)
         case .body: action = machine.requestBodyPart()
         case .end: action = machine.requestEnd()
         }
@@ -196,13 +209,17 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             machine.tlsHandshakeCompleted()
             let version = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).tlsVersion
             clientTLS = facts?.tlsFacts(version: version, alpn: alpn)
+            if alpn == "h2", let codecs {
+                context.fireUserInboundEventTriggered(event)
+                return switchToHTTP2(context: context, codecs: codecs)
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if case .intercepted(let host, let port) = mode, machine.failsClientHandshake {
-            recordClientTLSFailure(error, host: host, port: port)
+        if let origin = fixedOrigin, machine.failsClientHandshake {
+            recordClientTLSFailure(error, host: origin.host, port: origin.port)
             context.close(promise: nil)
             return
         }
@@ -224,31 +241,34 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             }
         }
         if recorder.isOpen && !recorder.hasError {
-            let detail =
-                FailureClassifier.isReset(error)
-                ? "the client reset the connection" : "client connection failed: \(type(of: error))"
-            recorder.failed(.clientGone, detail: detail)
+            let (kind, detail) =
+                isStream
+                ? FailureClassifier.clientStream(error)
+                : (.clientGone, FailureClassifier.isReset(error)
+                    ? "the client reset the connection" : "client connection failed: \(type(of: error))")
+            recorder.failed(kind, detail: detail)
             finishExchange(releaseUpstream: false)
         }
         context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if case .intercepted(let host, let port) = mode, machine.closedDuringClientHandshake {
-            recordClientTLSFailure(nil, host: host, port: port)
+        if let origin = fixedOrigin, machine.closedDuringClientHandshake {
+            recordClientTLSFailure(nil, host: origin.host, port: origin.port)
         }
         if recorder.isOpen {
-            recorder.failed(.clientGone, detail: "the client closed the connection before the exchange finished")
+            let detail =
+                isStream
+                ? "the client's HTTP/2 stream closed before the exchange finished"
+                : "the client closed the connection before the exchange finished"
+            recorder.failed(.clientGone, detail: detail)
             finishExchange(releaseUpstream: false)
         }
         recorder.submitLate()
         detachUpstream(close: true)
         ownPool?.closeAll()
         if var tunnel {
-            tunnel.durationMs = Date().timeIntervalSince(tunnel.start) * 1000
-            tunnel.bytesFromClient = facts?.bytesIn ?? 0
-            tunnel.bytesFromUpstream = facts?.bytesOut ?? 0
-            if tunnel.ending == "open" { tunnel.ending = "client-closed" }
+            tunnel.closed(facts: facts)
             recorder.submit(tunnel)
             self.tunnel = nil
         }

@@ -55,4 +55,22 @@ enum HopByHop {
         }
         return true
     }
+
+    /// Joins every Cookie field into one, pairs separated by "; " (RFC 9113 §8.2.3), where the first one was.
+    static func joinCookies(_ headers: inout HTTPHeaders) {
+        let crumbs = headers["cookie"]
+        guard crumbs.count > 1 else { return }
+        var joined = HTTPHeaders()
+        joined.reserveCapacity(headers.count - crumbs.count + 1)
+        var placed = false
+        for (name, value) in headers {
+            guard sameName(name, lowercased: "cookie") else {
+                joined.add(name: name, value: value)
+                continue
+            }
+            if !placed { joined.add(name: name, value: crumbs.joined(separator: "; ")) }
+            placed = true
+        }
+        headers = joined
+    }
 }

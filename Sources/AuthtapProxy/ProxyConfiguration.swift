@@ -29,6 +29,13 @@ public struct ProxyConfiguration: Sendable {
     public var threads = max(1, System.coreCount - 1)
     /// NSS key-log lines for both TLS legs (for Wireshark), when set.
     public var keyLog: NIOSSLKeyLogCallback?
+    /// Whether either TLS leg offers HTTP/2 in ALPN (each leg negotiates on its own).
+    public var http2 = true
+    /// Reverse listeners: each forwards every request it gets to one upstream origin. Empty for forward mode.
+    public var reverse: [ReverseTarget] = []
+
+    /// The ALPN protocols offered on a TLS leg, most preferred first.
+    public var applicationProtocols: [String] { http2 ? ["h2", "http/1.1"] : ["http/1.1"] }
 
     public init() {}
 

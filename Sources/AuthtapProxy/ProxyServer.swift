@@ -73,18 +73,21 @@ public final class ProxyServer: Sendable {
     {
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, config.threads))
         var clientConfig = TLSConfiguration.makeClientConfiguration()
-        clientConfig.applicationProtocols = ["http/1.1"]
+        clientConfig.applicationProtocols = config.applicationProtocols
         clientConfig.minimumTLSVersion = .tlsv12
         clientConfig.certificateVerification = .fullVerification
         clientConfig.keyLogCallback = config.keyLog
         let clientContext = try NIOSSLContext(configuration: clientConfig)
-        let connector = UpstreamConnector(
+        var connector = UpstreamConnector(
             clientTLS: clientContext, trust: trust, insecure: config.insecureUpstream,
             connectTimeout: .nanoseconds(Int64(config.connectTimeout * 1e9)),
             timeouts: .upstream(config.limits))
+        connector.http2 = config.http2
         shared = ProxyShared(
             config: config, writer: writer,
-            contexts: ServerContextCacheRef(cache: try ServerContextCache(ca: ca, keyLog: config.keyLog)),
+            contexts: ServerContextCacheRef(
+                cache: try ServerContextCache(
+                    ca: ca, keyLog: config.keyLog, applicationProtocols: config.applicationProtocols)),
             connector: connector, group: group)
     }
 
@@ -112,8 +115,8 @@ public final class ProxyServer: Sendable {
                 let encoder = HTTPResponseEncoder()
                 let address = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
                 let handler = ClientHandler(
-                    shared: shared, mode: .forward, connectionID: id, clientAddress: address, decoder: decoder,
-                    encoder: encoder)
+                    shared: shared, mode: .forward, connectionID: id, clientAddress: address,
+                    codecs: (decoder, encoder))
                 let key = ObjectIdentifier(channel)
                 shared.channels.withLock { $0[key] = channel }
                 channel.closeFuture.whenComplete { _ in _ = shared.channels.withLock { $0.removeValue(forKey: key) } }

@@ -26,8 +26,9 @@ final class VerificationBox: Sendable {
     let value = Mutex(Value())
 }
 
-/// The tail of an upstream connection: relays response parts to its delegate and holds
-/// reads while the client cannot take more (backpressure).
+/// The tail of an upstream connection, or of one HTTP/2 stream on it: relays response parts to its delegate and
+/// holds reads while the client cannot take more (backpressure). An HTTP/1 connection carries one exchange at a
+/// time and may go back to the pool; a stream carries one exchange and ends with it.
 final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundIn = HTTPClientRequestPart
@@ -57,6 +58,14 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     weak var idleInPool: UpstreamPool?
     /// This connection's deadlines, told when a request starts.
     var timer: UpstreamTimeoutHandler?
+    /// The HTTP/2 connection this stream belongs to (`nil` on an HTTP/1 connection).
+    private(set) var session: UpstreamSession?
+    /// The HTTP/2 connection this handler's connection became when the server chose h2 in ALPN.
+    var upgraded: UpstreamSession?
+    /// Completed once the TLS handshake ended, either way (at once for plain TCP).
+    private var settled: EventLoopPromise<UpstreamHandler>?
+    /// Whether this connection may become HTTP/2 (h2 was offered in ALPN).
+    var offersHTTP2 = false
 
     init(key: String, isTLS: Bool, insecure: Bool) {
         self.key = key
@@ -64,9 +73,41 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.insecure = insecure
     }
 
+    /// A handler for one stream of `session`, with its connection's facts.
+    init(stream session: UpstreamSession) {
+        key = session.key
+        isTLS = session.isTLS
+        insecure = session.insecure
+        self.session = session
+        handshakeDone = true
+        negotiatedALPN = "h2"
+        settledFacts = session.facts
+        connectedAt = session.connectedAt
+        handshakeAt = session.handshakeAt
+        reported = session.streamsOpened > 0
+        closeAfterResponse = true
+        session.streamsOpened += 1
+    }
+
     var channel: (any Channel)? { context?.channel }
     var isUsable: Bool {
-        context?.channel.isActive == true && lastError == nil && !closeAfterResponse && (!isTLS || handshakeDone)
+        session == nil && context?.channel.isActive == true && lastError == nil && !closeAfterResponse
+            && (!isTLS || handshakeDone)
+    }
+
+    /// Succeeds with this handler once TLS has settled: handshake done (and, when h2 was chosen, the connection
+    /// turned HTTP/2) or failed. A failed handshake is reported by the exchange that asked for the connection.
+    func settledFuture(_ channel: any Channel) -> EventLoopFuture<UpstreamHandler> {
+        guard isTLS, !handshakeDone, channel.isActive, lastError == nil else {
+            return channel.eventLoop.makeSucceededFuture(self)
+        }
+        let promise = channel.eventLoop.makePromise(of: UpstreamHandler.self)
+        settled = promise
+        return promise.futureResult
+    }
+
+    private func settle() {
+        settled.take()?.succeed(self)
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -90,6 +131,12 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 self.observer = nil
                 context.pipeline.syncOperations.removeHandler(observer, promise: nil)
             }
+            if alpn == "h2", offersHTTP2 {
+                context.fireUserInboundEventTriggered(event)
+                becomeHTTP2(context: context)
+                return settle()
+            }
+            settle()
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -100,6 +147,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        settle()
         if let delegate {
             self.delegate = nil
             delegate.upstreamFailed(lastError)
@@ -161,10 +209,31 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 }
 
 /// Idle upstream connections of one event loop, keyed by origin. Only connections whose
-/// previous response ended cleanly and that both sides keep alive are put back.
+/// previous response ended cleanly and that both sides keep alive are put back. An HTTP/2 connection is
+/// shared: one per origin carries every exchange's stream until it goes away.
 final class UpstreamPool {
     private var idle: [String: [UpstreamHandler]] = [:]
+    private var sessions: [String: UpstreamSession] = [:]
     let maxPerKey = 64
+
+    /// The origin's HTTP/2 connection, when one is open and takes new streams.
+    func session(_ key: String) -> UpstreamSession? {
+        guard let session = sessions[key] else { return nil }
+        if session.isUsable { return session }
+        sessions[key] = nil
+        return nil
+    }
+
+    /// Shares `session` for its origin (the one already shared stays: a second serves only its first stream).
+    func add(_ session: UpstreamSession) {
+        guard self.session(session.key) == nil else { return }
+        session.pool = self
+        sessions[session.key] = session
+    }
+
+    func remove(_ session: UpstreamSession) {
+        if sessions[session.key] === session { sessions[session.key] = nil }
+    }
 
     func take(_ key: String) -> UpstreamHandler? {
         // Popped in place: copying the list out of the dictionary first would copy it on every take.
@@ -195,6 +264,9 @@ final class UpstreamPool {
     func closeAll() {
         for list in idle.values { for h in list { h.channel?.close(promise: nil) } }
         idle = [:]
+        let shared = sessions.values
+        sessions = [:]
+        for session in shared { session.close() }
     }
 }
 
@@ -205,6 +277,8 @@ struct UpstreamConnector: Sendable {
     let trust: UpstreamTrust
     let insecure: Bool
     let connectTimeout: TimeAmount
+    /// Whether h2 is offered in ALPN (the client context offers it too).
+    var http2 = false
     /// The TLS handshake and pool idle deadlines of each upstream connection.
     var timeouts = ConnectionDeadlines.Timeouts()
 
@@ -213,6 +287,7 @@ struct UpstreamConnector: Sendable {
         scheme: Scheme, host: String, port: Int, key: String, addresses: [[UInt8]]? = nil,
         on eventLoop: any EventLoop
     ) -> EventLoopFuture<UpstreamHandler> {
+        let offersHTTP2 = http2
         let isTLS = scheme == .https
         // A loop that cannot open sockets (an embedded one in tests) fails the connection instead of trapping.
         guard let base = ClientBootstrap(validatingGroup: eventLoop) else {
@@ -226,6 +301,7 @@ struct UpstreamConnector: Sendable {
             .channelInitializer { [clientTLS, trust, insecure, timeouts] channel in
                 do {
                     let handler = UpstreamHandler(key: key, isTLS: isTLS, insecure: insecure)
+                    handler.offersHTTP2 = offersHTTP2
                     let sync = channel.pipeline.syncOperations
                     if isTLS {
                         let observer = TLSObserver(facts: handler.facts)
@@ -264,11 +340,17 @@ struct UpstreamConnector: Sendable {
                     return channel.eventLoop.makeFailedFuture(error)
                 }
             }
-        return bootstrap.connect(host: host, port: port).flatMapThrowing { channel in
-            // The connect future completes when TCP is established (the TLS handshake follows).
-            let handler = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+        return bootstrap.connect(host: host, port: port).flatMap { channel in
+            // The connect future completes when TCP is established; the handler is handed on once TLS settled, when
+            // ALPN has said which HTTP version the connection speaks.
+            let handler: UpstreamHandler
+            do {
+                handler = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+            } catch {
+                return channel.eventLoop.makeFailedFuture(error)
+            }
             handler.connectedAt = .now()
-            return handler
+            return handler.settledFuture(channel)
         }
     }
 }

@@ -82,7 +82,7 @@ import Testing
         let encoder = HTTPResponseEncoder()
         handler = ClientHandler(
             shared: shared, mode: .forward, connectionID: 1, clientAddress: "127.0.0.1:40000",
-            decoder: decoder, encoder: encoder)
+            codecs: (decoder, encoder))
         channel = EmbeddedChannel(loop: loop)
         var front: [any ChannelHandler] = [reads]
         var requests: [any ChannelHandler] = []

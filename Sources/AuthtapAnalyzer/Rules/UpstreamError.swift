@@ -18,7 +18,7 @@ struct UpstreamError: Rule {
         case .upstreamTLS?, .clientTLS?:
             return  // tls-fault
         case .connectionRefused?, .dnsFailure?, .connectTimeout?, .connectFailed?, .upstreamReset?, .upstreamClosed?,
-            .upstreamMalformed?:
+            .upstreamMalformed?, .upstreamStreamReset?, .upstreamGoAway?, .upstreamHTTP2?:
             guard !f.roles.isEmpty else { return }
             c.add(
                 id, .error, "Authorization server unreachable: \(f.ex.error?.rawValue ?? "")", f,

@@ -63,7 +63,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     if mode == 2 {
         handler = ClientHandler(
             shared: shared, mode: .intercepted(host: interceptedHost, port: 443), connectionID: 1,
-            clientAddress: "127.0.0.1:40000", decoder: decoder, encoder: encoder,
+            clientAddress: "127.0.0.1:40000", codecs: (decoder, encoder),
             facts: ConnectionFacts(),
             tunnel: Tunnel(
                 connectionID: 1, clientAddress: "127.0.0.1:40000", host: interceptedHost,
@@ -71,7 +71,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     } else {
         handler = ClientHandler(
             shared: shared, mode: .forward, connectionID: 1, clientAddress: "127.0.0.1:40000",
-            decoder: decoder, encoder: encoder)
+            codecs: (decoder, encoder))
     }
     let channel = EmbeddedChannel(loop: loop)
     do {
