@@ -173,7 +173,7 @@ public enum HARExport {
         if let comment = bodyComment(body) { content["comment"] = comment }
         return [
             "status": e.status ?? 0, "statusText": e.status.map(statusText) ?? "",
-            "httpVersion": e.status == nil ? "" : "HTTP/1.1",
+            "httpVersion": e.status == nil ? "" : e.httpVersion,
             "cookies": cookies(
                 e.responseHeaders.filter { $0.name.lowercased() == "set-cookie" }.map(\.value), response: true),
             "headers": e.responseHeaders.map { ["name": $0.name, "value": $0.value] },

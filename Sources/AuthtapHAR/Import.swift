@@ -216,10 +216,11 @@ public enum HARImport {
     }
 
     static func normalizeVersion(_ v: String) -> String {
+        // Chrome writes http/2.0 and h3, Firefox HTTP/2, Charles HTTP/2.0: one spelling each, as authtap records.
         let u = v.uppercased()
-        if u.hasPrefix("HTTP/") { return u }
         if u == "H2" || u == "HTTP/2.0" { return "HTTP/2" }
-        if u == "H3" { return "HTTP/3" }
+        if u == "H3" || u == "HTTP/3.0" { return "HTTP/3" }
+        if u.hasPrefix("HTTP/") { return u }
         return u.isEmpty ? "HTTP/1.1" : u
     }
 

@@ -56,6 +56,11 @@ public struct CapturedBody: Codable, Sendable, Equatable {
         self.decoded = decoded
     }
     public static let empty = CapturedBody()
+
+    /// Adds a note after any the body has (a proxy's note survives the masker's).
+    public mutating func addNote(_ text: String) {
+        note = note.map { "\($0); \(text)" } ?? text
+    }
 }
 
 /// Milliseconds from the start of an exchange to each of its phases.

@@ -44,7 +44,7 @@ extension Masker {
                         : decoded.codings.joined(separator: ", ")
                     if let failure = decoded.failure {
                         body.bytes = []
-                        body.note = "body not decoded: \(failure)"
+                        body.addNote("body not decoded: \(failure)")
                         return body
                     }
                     bytes = decoded.bytes
@@ -60,7 +60,7 @@ extension Masker {
         let contentType = headers.value(of: "content-type")
         let text = TextDecoding.utf8(bytes, contentType: contentType, truncated: body.truncated)
         if let decoded = text.text {
-            if let charset = text.charset { body.note = "converted from \(charset)" }
+            if let charset = text.charset { body.addNote("converted from \(charset)") }
             body.bytes = Array(decoded.utf8)
         } else if let type = contentType, type.utf8ContainsASCIICaseInsensitive("multipart/") {
             // A binary file part must not cost the form's other fields: invalid bytes become U+FFFD and
@@ -68,7 +68,7 @@ extension Masker {
             body.bytes = Array(String(decoding: bytes, as: UTF8.self).utf8)
         } else {
             body.bytes = []
-            body.note = "body not kept: \(text.failure ?? "not text")"
+            body.addNote("body not kept: \(text.failure ?? "not text")")
         }
         return body
     }

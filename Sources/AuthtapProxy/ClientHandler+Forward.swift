@@ -37,6 +37,8 @@ extension ClientHandler {
         ex.requestHeaders = head.headers.map { HeaderField($0.name, $0.value) }
         ex.clientTLS = clientTLS
         recorder.open(ex)
+        heldResponse = nil
+        rewrite = rewriter(for: head)
 
         guard let framing = checkFraming(head) else { return }
         if head.method == .CONNECT { return acceptConnect(head) }
@@ -82,10 +84,15 @@ extension ClientHandler {
                 detail: "ambiguous request framing: removing hop-by-hop fields would change it")
             return nil
         }
-        if !headers.contains(name: "host") {
+        // A reverse listener's clients name authtap in Host; the upstream is told its own name, as mitmproxy's
+        // reverse mode does, so that virtual hosts and the URLs the server builds stay its own.
+        var reverse = false
+        if case .reverse = mode { reverse = true }
+        if reverse || !headers.contains(name: "host") {
             let defaultPort = target.scheme == .https ? 443 : 80
             let hostValue = target.host.contains(":") ? "[\(target.host)]" : target.host
-            headers.add(name: "Host", value: target.port == defaultPort ? hostValue : "\(hostValue):\(target.port)")
+            let authority = target.port == defaultPort ? hostValue : "\(hostValue):\(target.port)"
+            headers.replaceOrAdd(name: "Host", value: authority)
         }
         return HTTPRequestHead(version: .http1_1, method: head.method, uri: target.path, headers: headers)
     }
@@ -212,9 +219,10 @@ extension ClientHandler {
             var headers = HopByHop.endToEnd(head.headers, hopByHop: HopByHop.responseFields)
             if closeClient { headers.add(name: "Connection", value: "close") }
             let forwarded = HTTPResponseHead(version: .http1_1, status: head.status, headers: headers)
-            context.write(wrapOutboundOut(.head(forwarded)), promise: nil)
+            if let sent = rewrittenHead(forwarded) { context.write(wrapOutboundOut(.head(sent)), promise: nil) }
         case .body(let buffer):
             recorder.responseBodyPart(buffer)
+            if holdResponseBody(buffer, context: context) { return }
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             if !context.channel.isWritable {
                 context.flush()
@@ -224,6 +232,7 @@ extension ClientHandler {
             guard case .finish(let release, let closeClient) = machine.upstreamResponseEnd() else { return }
             // A future only when something waits for the write: most responses keep the connection.
             let done = closeClient ? context.eventLoop.makePromise(of: Void.self) : nil
+            releaseHeldResponse(context)
             context.write(wrapOutboundOut(.end(trailers)), promise: done)
             timer?.responseEnded()
             shared.flushAtEndOfTurn(context)

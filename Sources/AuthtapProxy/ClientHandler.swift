@@ -61,6 +61,9 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
     /// With --allow-remote, this connection's own idle upstream connections: one client's upstream
     /// connection (and whatever a server sends on it) never serves another client.
     private var ownPool: UpstreamPool?
+    /// With `--rewrite-urls`, the current exchange's rewriter, and a JSON response held until its body is whole.
+    var rewrite: OriginRewriter?
+    var heldResponse: (head: HTTPResponseHead, body: ByteBuffer)?
     /// The address the listener is bound to, when `--listen` names one.
     lazy var listenAddress: [UInt8]? = HostAddress.parse(shared.config.host)
 

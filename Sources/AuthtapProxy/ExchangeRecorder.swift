@@ -17,6 +17,8 @@ struct ExchangeRecorder {
     private var started = NIODeadline.now()
     private var requestBody = BodyCapture(limit: 0)
     private var responseBody = BodyCapture(limit: 0)
+    /// What authtap changed in the response the client got (`--rewrite-urls`), noted on the recorded body.
+    private var responseNotes: [String] = []
 
     init(shared: ProxyShared, connectionID: UInt64, clientAddress: String) {
         self.shared = shared
@@ -45,7 +47,11 @@ struct ExchangeRecorder {
         started = .now()
         requestBody = BodyCapture(limit: shared.config.bodyLimit)
         responseBody = BodyCapture(limit: shared.config.bodyLimit)
+        responseNotes = []
     }
+
+    /// Notes a change authtap made to the response on its way to the client (the record keeps the server's).
+    mutating func noteResponseChange(_ text: String) { responseNotes.append(text) }
 
     mutating func open(_ record: Exchange) {
         exchange = record
@@ -151,6 +157,7 @@ struct ExchangeRecorder {
             }
         }
         ex.requestBody = requestBody.captured
+        for note in responseNotes { ex.responseBody.addNote(note) }
         exchange = ex
         return (exchange?.error != nil, exchange?.method == "CONNECT")
     }

@@ -51,6 +51,14 @@ final class ProxyShared: Sendable {
     /// The client leg's deadlines, from the configuration.
     var clientTimeouts: ConnectionDeadlines.Timeouts { .client(config.limits) }
 
+    /// A new client connection: its id, and a place in the list `shutdown` closes.
+    func register(_ channel: any Channel) -> UInt64 {
+        let key = ObjectIdentifier(channel)
+        channels.withLock { $0[key] = channel }
+        channel.closeFuture.whenComplete { _ in _ = self.channels.withLock { $0.removeValue(forKey: key) } }
+        return connectionIDs.add(1, ordering: .relaxed).newValue
+    }
+
     func pool(for loop: any EventLoop) -> UpstreamPool {
         loopLocals[ObjectIdentifier(loop)]!.value.pool
     }
@@ -66,7 +74,7 @@ final class ProxyShared: Sendable {
 public final class ProxyServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let shared: ProxyShared
-    private let serverChannel = Mutex<(any Channel)?>(nil)
+    private let serverChannels = Mutex<[any Channel]>([])
 
     public init(config: ProxyConfiguration, ca: CertificateAuthority, trust: UpstreamTrust, writer: any ExchangeSink)
         throws
@@ -91,10 +99,10 @@ public final class ProxyServer: Sendable {
             connector: connector, group: group)
     }
 
-    /// Binds and starts accepting. Returns the bound address.
-    public func start() async throws -> SocketAddress {
+    /// A listener's bootstrap: its accept gate and socket options, without what each connection runs.
+    private func serverBootstrap() -> ServerBootstrap {
         let shared = self.shared
-        let bootstrap = ServerBootstrap(group: group)
+        return ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
@@ -106,8 +114,14 @@ public final class ProxyServer: Sendable {
                 let gate = AcceptGate(governor: governor, log: ProxyServer.logLine)
                 return channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(gate) }
             }
+    }
+
+    /// Binds the forward listener and starts accepting. Returns the bound address.
+    public func start() async throws -> SocketAddress {
+        let shared = self.shared
+        let bootstrap = serverBootstrap()
             .childChannelInitializer { channel in
-                let id = shared.connectionIDs.add(1, ordering: .relaxed).newValue
+                let id = shared.register(channel)
                 let decoder = ByteToMessageHandler(
                     HTTPRequestDecoder(
                         leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .drop,
@@ -117,9 +131,6 @@ public final class ProxyServer: Sendable {
                 let handler = ClientHandler(
                     shared: shared, mode: .forward, connectionID: id, clientAddress: address,
                     codecs: (decoder, encoder))
-                let key = ObjectIdentifier(channel)
-                shared.channels.withLock { $0[key] = channel }
-                channel.closeFuture.whenComplete { _ in _ = shared.channels.withLock { $0.removeValue(forKey: key) } }
                 do {
                     let timer = ClientTimeoutHandler(timeouts: shared.clientTimeouts)
                     handler.timer = timer
@@ -131,11 +142,62 @@ public final class ProxyServer: Sendable {
                     return channel.eventLoop.makeFailedFuture(error)
                 }
             }
-        let channel = try await bootstrap.bind(host: shared.config.host, port: shared.config.port).get()
-        serverChannel.withLock { $0 = channel }
-        let address = channel.localAddress!
-        shared.listenPort.store(address.port ?? 0, ordering: .relaxed)
+        return try await bind(bootstrap, host: shared.config.host, port: shared.config.port)
+    }
+
+    private func bind(_ bootstrap: ServerBootstrap, host: String, port: Int) async throws -> SocketAddress {
+        let channel = try await bootstrap.bind(host: host, port: port).get()
+        serverChannels.withLock { $0.append(channel) }
+        guard let address = channel.localAddress else { throw ChannelError.ioOnClosedChannel }
+        // The first listener is the one a request aimed back at authtap itself would loop through.
+        if shared.listenPort.load(ordering: .relaxed) == 0 {
+            shared.listenPort.store(address.port ?? 0, ordering: .relaxed)
+        }
         return address
+    }
+
+    /// Binds one reverse listener per `config.reverse` target (instead of the forward listener): TLS with a leaf
+    /// for the name the client asks for (or the listen address), HTTP/2 or HTTP/1.1, every request to the target.
+    /// Returns each target with its bound address.
+    public func startReverse() async throws -> [(target: ReverseTarget, host: String, port: Int)] {
+        var bound: [(target: ReverseTarget, host: String, port: Int)] = []
+        for target in shared.config.reverse {
+            let host = target.listenHost ?? shared.config.host
+            let bootstrap = serverBootstrap().childChannelInitializer { [shared] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try ProxyServer.initializeReverse(channel, target: target, listenHost: host, shared: shared)
+                }
+            }
+            let address = try await bind(bootstrap, host: host, port: target.listenPort ?? shared.config.port)
+            bound.append((target, address.ipAddress ?? host, address.port ?? 0))
+        }
+        return bound
+    }
+
+    private static func initializeReverse(
+        _ channel: any Channel, target: ReverseTarget, listenHost: String, shared: ProxyShared
+    ) throws {
+        let id = shared.register(channel)
+        let facts = ConnectionFacts()
+        let decoder = ByteToMessageHandler(
+            HTTPRequestDecoder(
+                leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
+                limitConfiguration: shared.decoderLimits))
+        let encoder = HTTPResponseEncoder()
+        let address = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+        let handler = ClientHandler(
+            shared: shared, mode: .reverse(target), connectionID: id, clientAddress: address,
+            codecs: (decoder, encoder), facts: facts)
+        let timer = ClientTimeoutHandler(timeouts: shared.clientTimeouts, start: .interceptedTunnel)
+        handler.timer = timer
+        // A client that sends no SNI (it dialled an address) gets a leaf for the listen address.
+        let gate = ClientHelloGate(connectHost: listenHost, contexts: shared.contexts, facts: facts) { ctx, bytes in
+            handler.rejectNonTLS(bytes, context: ctx)
+        }
+        try channel.pipeline.syncOperations.addHandlers([
+            timer, TLSObserver(facts: facts), gate, decoder, encoder, ClientRequestTimeoutHandler(timer: timer),
+            handler,
+        ])
     }
 
     public var inflight: Int { shared.inflight.load(ordering: .relaxed) }
@@ -148,7 +210,7 @@ public final class ProxyServer: Sendable {
     /// Stops accepting, waits up to `grace` for in-flight exchanges, closes connections,
     /// then flushes the writer (every completed exchange is on disk when this returns).
     public func shutdown(grace: TimeInterval = 5) async {
-        if let channel = serverChannel.withLock({ $0 }) {
+        for channel in serverChannels.withLock({ $0 }) {
             try? await channel.close()
         }
         let deadline = Date().addingTimeInterval(grace)

@@ -267,6 +267,14 @@ public final class AppDatabase: Sendable {
                     ALTER TABLE finding ADD COLUMN candidates TEXT;
                     """)
         }
+        m.registerMigration("v9-session-mode") { db in
+            // Forward (HTTPS_PROXY) or reverse (listeners in front of named upstreams), and those upstreams.
+            try db.execute(
+                sql: """
+                    ALTER TABLE session ADD COLUMN mode TEXT NOT NULL DEFAULT 'forward';
+                    ALTER TABLE session ADD COLUMN upstreams TEXT;
+                    """)
+        }
         return m
     }
 }
@@ -282,9 +290,13 @@ public struct SessionRecord: Codable, Sendable, Equatable, FetchableRecord, Pers
     public var listen: String?
     public var recorded: Int
     public var dropped: Int
+    /// `forward` or `reverse`.
+    public var mode: String
+    /// Reverse mode: one line per listener, `https://HOST:PORT -> URL`.
+    public var upstreams: String?
 
     enum CodingKeys: String, CodingKey {
-        case id, version, arguments, listen, recorded, dropped
+        case id, version, arguments, listen, recorded, dropped, mode, upstreams
         case startedAt = "started_at", endedAt = "ended_at"
     }
     public enum Columns {
@@ -307,6 +319,8 @@ public struct SessionRecord: Codable, Sendable, Equatable, FetchableRecord, Pers
         self.listen = listen
         self.recorded = 0
         self.dropped = 0
+        self.mode = "forward"
+        self.upstreams = nil
     }
 
     public mutating func didInsert(_ inserted: InsertionSuccess) {
@@ -327,6 +341,15 @@ extension AppDatabase {
                 sql:
                     "UPDATE session SET ended_at = ?, dropped = ?, recorded = (SELECT COUNT(*) FROM exchange WHERE session_id = ?) WHERE id = ?",
                 arguments: [Date().timeIntervalSince1970, dropped, id, id])
+        }
+    }
+
+    /// A reverse session: its listeners and the upstream each one serves.
+    public func setReverse(_ id: Int64, upstreams: [String]) throws {
+        try writer.write { db in
+            try db.execute(
+                sql: "UPDATE session SET mode = 'reverse', upstreams = ? WHERE id = ?",
+                arguments: [upstreams.joined(separator: "\n"), id])
         }
     }
 
@@ -361,7 +384,8 @@ extension AppDatabase {
                 db,
                 sql: """
                     SELECT id, started_at, ended_at, version, arguments, listen,
-                           (SELECT COUNT(*) FROM exchange WHERE session_id = session.id) AS recorded, dropped
+                           (SELECT COUNT(*) FROM exchange WHERE session_id = session.id) AS recorded, dropped,
+                           mode, upstreams
                     FROM session ORDER BY id
                     """
             ).compactMap { row in
@@ -375,6 +399,8 @@ extension AppDatabase {
                     s.endedAt = try r.optionalDate(2, "ended_at")
                     s.recorded = try r.count(6, "recorded")
                     s.dropped = try r.count(7, "dropped")
+                    s.mode = try r.text(8, "mode")
+                    s.upstreams = try r.optionalText(9, "upstreams")
                     return s
                 } catch let bad {
                     readProblems.skipped("session", id: r.label(0), bad)

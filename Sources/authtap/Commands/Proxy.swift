@@ -62,6 +62,8 @@ struct Proxy: AsyncParsableCommand {
 
     @OptionGroup var limits: LimitOptions
 
+    @OptionGroup(title: "HTTP/2 and reverse mode") var protocols: ProtocolOptions
+
     @Option(help: "PEM file of extra trust anchors for upstream servers (repeatable).")
     var upstreamCa: [String] = []
 
@@ -142,6 +144,7 @@ struct Proxy: AsyncParsableCommand {
                 "--body-limit must be at most 536870912 (512 MiB): each body prefix is one SQLite value")
         }
         if connectTimeout <= 0 { throw ValidationError("--connect-timeout must be > 0") }
+        _ = try protocols.targets(allowRemote: allowRemote)
     }
 
     /// The writer thread runs this much nicer than the event loops: under load it fills the CPU time
@@ -178,6 +181,8 @@ struct Proxy: AsyncParsableCommand {
     func run() async throws {
         let (host, port) = try listen.parsed()
         var config = configuration(host: host, port: port)
+        config.http2 = protocols.http2 == .on
+        config.reverse = try protocols.targets(allowRemote: allowRemote)
         let keyLogFile = try openKeyLog()
         if let keyLogFile { config.keyLog = keyLogFile.callback }
         // Packet capture beside the proxy: opened first, so a missing privilege stops us before listening.
@@ -198,23 +203,35 @@ struct Proxy: AsyncParsableCommand {
         let live = quiet ? nil : LiveFindings(analyzer: analyzer)
         let writer = recorder(database: database, sessionID: sessionID, masker: masker, live: live)
         let server = try ProxyServer(config: config, ca: ca, trust: trust, writer: writer)
-        let boundHost: String
         let boundPort: Int
-        do {
-            let bound = try await server.start()
-            boundHost = bound.ipAddress ?? host
+        let banner: String
+        if config.reverse.isEmpty {
+            let bound: (host: String?, port: Int?)
+            do {
+                let address = try await server.start()
+                bound = (address.ipAddress, address.port)
+            } catch {
+                writer.close()
+                let reason = TerminalText.escape("\(error)")
+                throw ValidationError("cannot listen on \(TerminalText.escape(listen.listen)): \(reason)")
+            }
             boundPort = bound.port ?? port
-        } catch {
-            writer.close()
-            let reason = TerminalText.escape("\(error)")
-            throw ValidationError("cannot listen on \(TerminalText.escape(listen.listen)): \(reason)")
+            try database.setListen(sessionID, listen: "\(host.contains(":") ? "[\(host)]" : host):\(boundPort)")
+            banner = self.banner(
+                listening: bound.host ?? host, host: host, port: boundPort, certs: certs, sessionID: sessionID,
+                keyLogging: keyLogFile != nil)
+        } else {
+            let listeners: String
+            do {
+                (listeners, boundPort) = try await startReverse(server, database: database, sessionID: sessionID)
+            } catch {
+                writer.close()
+                throw error
+            }
+            banner = listeners + reverseBanner(certs: certs, sessionID: sessionID)
         }
-        try database.setListen(sessionID, listen: "\(host.contains(":") ? "[\(host)]" : host):\(boundPort)")
         if let capture { try follow(capture, boundPort: boundPort) }
         let stop = StopSignals()
-        let banner = self.banner(
-            listening: boundHost, host: host, port: boundPort, certs: certs, sessionID: sessionID,
-            keyLogging: keyLogFile != nil)
         FileHandle.standardOutput.write(Data(banner.utf8))
         let pcapRun = capture.map { PcapRun(capture: $0, database: database, sessionID: sessionID) }
 

@@ -11,6 +11,9 @@ enum SessionLine {
         var line =
             "#\(s.id ?? 0)  \(iso(s.startedAt)) → \(end)  \(s.recorded) exchanges  \(s.dropped) dropped  "
             + "\(TerminalText.escape(s.listen ?? ""))  v\(TerminalText.escape(s.version))"
+        if s.mode == "reverse" {
+            line += "  reverse: " + TerminalText.escape((s.upstreams ?? "").split(separator: "\n").joined(separator: ", "))
+        }
         if let c = counts {
             line += "  \(c.transactions) transactions, \(c.errors) errors, \(c.warnings) warnings"
         } else {
