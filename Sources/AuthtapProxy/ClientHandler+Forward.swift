@@ -225,8 +225,11 @@ extension ClientHandler {
             if holdResponseBody(buffer, context: context) { return }
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             if !context.channel.isWritable {
-                context.flush()
                 upstream?.holdReads = true
+                context.flush()
+                // An HTTP/2 stream's flush hands its bytes to the connection and can make it writable again at once,
+                // before this handler would hold reads: the writability event has come and gone.
+                if context.channel.isWritable { upstream?.resumeReads() }
             }
         case .end(let trailers):
             guard case .finish(let release, let closeClient) = machine.upstreamResponseEnd() else { return }

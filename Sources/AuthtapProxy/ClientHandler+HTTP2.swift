@@ -109,7 +109,9 @@ final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandle
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         if case .goAway(_, let code, _) = frame.payload, code != .noError {
-            record(.clientHTTP2, detail: "the client closed the HTTP/2 connection with GOAWAY (\(FailureClassifier.name(code)))")
+            record(
+                .clientHTTP2,
+                detail: "the client closed the HTTP/2 connection with GOAWAY (\(FailureClassifier.name(code)))")
         }
     }
 
@@ -134,7 +136,8 @@ final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandle
     private func record(_ kind: ErrorKind, detail: String) {
         guard !failureRecorded, let origin else { return }
         failureRecorded = true
-        var ex = recorder.record(method: "PRI", scheme: origin.scheme, host: origin.host, port: origin.port, target: "*")
+        var ex = recorder.record(
+            method: "PRI", scheme: origin.scheme, host: origin.host, port: origin.port, target: "*")
         ex.httpVersion = "HTTP/2"
         ex.error = kind
         ex.errorDetail = detail

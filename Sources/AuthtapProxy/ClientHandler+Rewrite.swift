@@ -67,7 +67,8 @@ extension ClientHandler {
         }
         context.write(wrapOutboundOut(.head(sent)), promise: nil)
         if !bytes.isEmpty {
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
+            context.write(
+                wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
         }
     }
 }

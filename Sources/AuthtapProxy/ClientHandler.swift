@@ -247,9 +247,13 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
             let (kind, detail) =
                 isStream
                 ? FailureClassifier.clientStream(error)
-                : (.clientGone, FailureClassifier.isReset(error)
-                    ? "the client reset the connection" : "client connection failed: \(type(of: error))")
+                : (
+                    .clientGone,
+                    FailureClassifier.isReset(error)
+                        ? "the client reset the connection" : "client connection failed: \(type(of: error))"
+                )
             recorder.failed(kind, detail: detail)
+            if isStream { timer?.responseEnded() }
             finishExchange(releaseUpstream: false)
         }
         context.close(promise: nil)
@@ -265,6 +269,8 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstre
                 ? "the client's HTTP/2 stream closed before the exchange finished"
                 : "the client closed the connection before the exchange finished"
             recorder.failed(.clientGone, detail: detail)
+            // The connection's timer counts a stream's exchange until it ends, answered or not.
+            if isStream { timer?.responseEnded() }
             finishExchange(releaseUpstream: false)
         }
         recorder.submitLate()

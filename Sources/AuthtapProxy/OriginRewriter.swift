@@ -31,7 +31,8 @@ struct OriginRewriter: Sendable {
 
     /// A header value (a `Location`) rewritten when it starts with the origin.
     func rewriteHeader(_ value: String) -> String? {
-        let (bytes, count) = Self.replace(Array(from.utf8), with: Array(to.utf8), in: Array(value.utf8), prefixOnly: true)
+        let (bytes, count) = Self.replace(
+            Array(from.utf8), with: Array(to.utf8), in: Array(value.utf8), prefixOnly: true)
         return count > 0 ? String(decoding: bytes, as: UTF8.self) : nil
     }
 

@@ -36,6 +36,9 @@ public struct ReverseTarget: Sendable, Equatable {
         guard let target = RequestTarget.parseAbsolute(urlText) else {
             throw ParseError(description: "--reverse \(spec): \(urlText) is not an http:// or https:// URL")
         }
+        guard !urlText.contains("@") else {
+            throw ParseError(description: "--reverse \(spec): the upstream URL takes no user name or password")
+        }
         guard !urlText.contains("?"), !urlText.contains("#") else {
             throw ParseError(description: "--reverse \(spec): the upstream URL takes no query or fragment")
         }

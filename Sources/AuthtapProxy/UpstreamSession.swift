@@ -21,7 +21,8 @@ extension UpstreamHandler {
             let decoder = try sync.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
             let http2 = NIOHTTP2Handler(
                 mode: .client, eventLoop: context.eventLoop, connectionConfiguration: .init(),
-                streamConfiguration: .init(), inboundStreamInitializer: { channel in
+                streamConfiguration: .init(),
+                inboundStreamInitializer: { channel in
                     // Servers do not open streams of their own here (push is off): refuse any.
                     channel.close()
                 })
@@ -30,7 +31,9 @@ extension UpstreamHandler {
                 key: key, isTLS: isTLS, insecure: insecure, multiplexer: try http2.syncMultiplexer(), facts: facts,
                 connectedAt: connectedAt, handshakeAt: handshakeAt)
             try sync.addHandler(session, position: .after(http2))
-            if let timer = try? sync.handler(type: UpstreamTimeoutHandler.self) { sync.removeHandler(timer, promise: nil) }
+            if let timer = try? sync.handler(type: UpstreamTimeoutHandler.self) {
+                sync.removeHandler(timer, promise: nil)
+            }
             sync.removeHandler(encoder, promise: nil)
             sync.removeHandler(decoder, promise: nil)
             upgraded = session

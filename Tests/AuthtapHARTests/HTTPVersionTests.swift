@@ -19,7 +19,8 @@ struct HTTPVersionTests {
     @Test func anHTTP2ExchangeKeepsItsVersionOnBothSidesOfTheEntry() throws {
         var e = Exchange(
             connectionID: 1, clientAddress: "127.0.0.1:5000", scheme: .https, host: "login.example", port: 443,
-            method: "GET", target: "/authorize", httpVersion: "HTTP/2", start: Date(timeIntervalSince1970: 1_800_000_000))
+            method: "GET", target: "/authorize", httpVersion: "HTTP/2",
+            start: Date(timeIntervalSince1970: 1_800_000_000))
         e.id = 1
         e.status = 302
         let data = try HARExport.data(

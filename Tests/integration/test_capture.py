@@ -187,12 +187,15 @@ def test_proxy_pcap_attaches_packets_and_reports_handshakes_it_never_saw(make_pr
     assert any(l.startswith("CLIENT_HANDSHAKE_TRAFFIC_SECRET ") or l.startswith("CLIENT_RANDOM ") for l in lines)
     randoms = {l.split()[1] for l in lines}
     assert len(randoms) >= 2  # at least one handshake per leg
-    # With the key log, tshark decrypts the written capture: the request appears on both legs.
+    # With the key log, tshark decrypts the written capture: the request appears on both legs (HTTP/2 from curl
+    # to authtap, HTTP/1.1 from authtap to this upstream).
     tshark = shutil.which("tshark")
     assert tshark, "tshark is not installed: scripts/install-deps --test installs it"
-    out = subprocess.run([tshark, "-r", str(written), "-o", f"tls.keylog_file:{keylog}", "-Y", "http.request", "-T", "fields",
-                          "-e", "http.request.uri"], capture_output=True, text=True, timeout=60)
-    assert out.stdout.split().count("/hello") >= 2, (out.stdout, out.stderr)
+    out = subprocess.run([tshark, "-r", str(written), "-o", f"tls.keylog_file:{keylog}", "-Y",
+                          'http.request.uri == "/hello" or http2.headers.path == "/hello"', "-T", "fields",
+                          "-e", "frame.protocols"], capture_output=True, text=True, timeout=60)
+    legs = out.stdout.split()
+    assert any("http2" in f for f in legs) and any("http2" not in f for f in legs), (out.stdout, out.stderr)
 
 
 def test_agrees_with_tshark(tmp_path):

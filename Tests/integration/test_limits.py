@@ -2,6 +2,7 @@
 on both legs, idle keep-alive on both legs and in relayed tunnels, --max-connections, running out of descriptors,
 and a slowloris crowd beside a normal client (AUTHTAP_SLOWLORIS sets its size; CI uses a smaller one)."""
 import os
+import re
 import resource
 import socket
 import ssl
@@ -266,8 +267,8 @@ def test_a_stalled_upstream_handshake_is_answered_502_with_the_reason(make_proxy
     r = p.curl("-i", f"https://127.0.0.1:{holding.port}/", "--cacert", p.ca)
     assert time.monotonic() - start < 5
     head = r.stdout.decode(errors="replace")
-    assert head.startswith("HTTP/1.1 502"), (head, r.stderr)
-    assert "X-Authtap-Error: upstream-tls" in head
+    assert re.match(r"HTTP/(1\.1|2) 502", head), (head, r.stderr)
+    assert "x-authtap-error: upstream-tls" in head.lower()
     [ex] = p.wait_for(lambda xs: len(xs) == 1)
     assert ex["error"] == "upstream-tls" and ex["tlsFailure"] == "handshake-timeout"
     assert ex["errorDetail"] == ("the upstream server did not finish the TLS handshake within 1 s "

@@ -12,7 +12,8 @@ enum SessionLine {
             "#\(s.id ?? 0)  \(iso(s.startedAt)) → \(end)  \(s.recorded) exchanges  \(s.dropped) dropped  "
             + "\(TerminalText.escape(s.listen ?? ""))  v\(TerminalText.escape(s.version))"
         if s.mode == "reverse" {
-            line += "  reverse: " + TerminalText.escape((s.upstreams ?? "").split(separator: "\n").joined(separator: ", "))
+            line +=
+                "  reverse: " + TerminalText.escape((s.upstreams ?? "").split(separator: "\n").joined(separator: ", "))
         }
         if let c = counts {
             line += "  \(c.transactions) transactions, \(c.errors) errors, \(c.warnings) warnings"

@@ -3,10 +3,11 @@
 the django-oauth-toolkit server of authserver2/.
 
 It keeps its sign-in state the way a common Node stack does, because that way breaks under two tabs:
-Express with cookie-session and Passport's passport-oauth2 strategy (`state: true, pkce: 'S256'`).
-passport-oauth2's PKCE session store keeps ONE pending authorization request per session key,
-`req.session['oauth2:' + host].state = {handle, verifier}`, and cookie-session keeps the whole session
-in ONE cookie per browser, so a second sign-in (another tab) overwrites the first one's state:
+Express with cookie-session (`{name: 'session', keys, secure: true, sameSite: 'lax'}`) and Passport's
+passport-oauth2 strategy (`state: true, pkce: 'S256'`). passport-oauth2's PKCE session store keeps ONE
+pending authorization request per session key, `req.session['oauth2:' + host].state = {handle, verifier}`,
+and cookie-session keeps the whole session in ONE cookie per browser (with its `.sig`), so a second sign-in
+(another tab) overwrites the first one's state:
   https://github.com/jaredhanson/passport-oauth2/blob/master/lib/state/pkcesession.js
   https://github.com/expressjs/cookie-session/blob/master/index.js
   (and the failure it causes: https://github.com/panva/openid-client/issues/639,
@@ -80,8 +81,8 @@ def load_session():
 
 
 def save_session(resp, session):
-    """Sets both cookies as cookie-session does (`cookies` module attribute order), with the app's
-    options {secure: true, sameSite: 'lax'}; httpOnly is cookie-session's default."""
+    """Sets both cookies as cookie-session does (the `cookies` module's attribute order), with the app's
+    options; httpOnly is cookie-session's default."""
     value = base64.b64encode(json.dumps(session, separators=(",", ":")).encode()).decode()
     for name, v in (("session", value), ("session.sig", _sign(f"session={value}"))):
         resp.headers.add("Set-Cookie", f"{name}={v}; path=/; samesite=lax; secure; httponly")
@@ -102,8 +103,8 @@ def page(title, body, status=200):
 def error_page(session, status, reason):
     """The app's error handler (express-generator's views/error: message, then status), with the
     messages passport recorded (`failureMessage: true` pushes the strategy's message to
-    req.session.messages)."""
-    items = "".join(f"<li class=message>{html.escape(m)}</li>" for m in session.get("messages", []))
+    req.session.messages), which it shows once."""
+    items = "".join(f"<li class=message>{html.escape(m)}</li>" for m in session.pop("messages", []))
     body = f"<h1 id=error>{html.escape(reason)}</h1><h2 id=status>{status}</h2><ul>{items}</ul>"
     return save_session(page("Error", body, status), session)
 
@@ -134,7 +135,6 @@ def login():
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     handle = uid(24)
     session.setdefault(PASSPORT_KEY, {})["state"] = {"handle": handle, "verifier": verifier}
-    session.pop("messages", None)
     params = {"response_type": "code", "redirect_uri": CALLBACK_URL, "scope": "openid", "state": handle,
               "code_challenge": challenge, "code_challenge_method": "S256", "client_id": CLIENT_ID}
     return save_session(redirect(f"{AUTHORIZE_URL}?{urlencode(params)}", 302), session)
@@ -146,8 +146,13 @@ def callback():
     verify the state against the one pending request, then redeem the code on the back channel."""
     session = load_session()
     if "error" in request.args:
-        session.setdefault("messages", []).append(request.args.get("error_description") or request.args["error"])
-        return error_page(session, 403, "Forbidden")
+        # passport-oauth2: access_denied fails (401, its description as the message); any other error is an
+        # AuthorizationError, which reaches the error handler as a 500.
+        said = request.args.get("error_description") or request.args["error"]
+        session.setdefault("messages", []).append(said)
+        if request.args["error"] == "access_denied":
+            return error_page(session, 401, "Unauthorized")
+        return error_page(session, 500, "AuthorizationError")
     pending = session.get(PASSPORT_KEY, {}).pop("state", None)
     if not session.get(PASSPORT_KEY):
         session.pop(PASSPORT_KEY, None)
