@@ -87,7 +87,7 @@ let package = Package(
         .target(
             name: "AuthtapProxy",
             dependencies: [
-                "AuthtapModel", "AuthtapDissector", "AuthtapCA",
+                "AuthtapModel", "AuthtapDissector", "AuthtapCA", "AuthtapCodec",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -74,6 +74,7 @@ extension ClientHandler {
         var headers = RequestFraming.forwarded(HopByHop.endToEnd(head.headers), body: framing, method: head.method)
         // RFC 9113 §8.2.3: HTTP/2 clients split Cookie into one field per pair; HTTP/1.1 servers read one field.
         if head.version.major == 2 { HopByHop.joinCookies(&headers) }
+        rewriteRequestOrigins(&headers)
         // The framing upstream reads must be the one authtap decoded, whatever hop-by-hop removal took away.
         guard case .success(let sent) = RequestFraming.check(method: head.method, version: .http1_1, headers: headers),
             sent == framing

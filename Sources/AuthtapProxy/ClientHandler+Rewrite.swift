@@ -1,3 +1,4 @@
+import AuthtapCodec
 import NIOCore
 import NIOHTTP1
 
@@ -17,6 +18,18 @@ extension ClientHandler {
         return OriginRewriter(from: target.origin, to: "https://\(host)")
     }
 
+    /// A reverse request's Origin and Referer name the listener; the upstream is told its own origin instead, the
+    /// inverse of the response rewrite (a CSRF check such as Django's compares Origin with the Host it was sent).
+    func rewriteRequestOrigins(_ headers: inout HTTPHeaders) {
+        guard let rewrite else { return }
+        let back = OriginRewriter(from: rewrite.to, to: rewrite.from)
+        for name in ["Origin", "Referer"] {
+            guard let value = headers.first(name: name), let changed = back.rewriteHeader(value) else { continue }
+            headers.replaceOrAdd(name: name, value: changed)
+            recorder.noteRequestChange("authtap sent \(name) as \(rewrite.from) upstream (--rewrite-urls)")
+        }
+    }
+
     /// The response head to send now (its Location rewritten), or `nil` when it waits for its body to be rewritten.
     func rewrittenHead(_ head: HTTPResponseHead) -> HTTPResponseHead? {
         guard let rewrite else { return head }
@@ -29,9 +42,8 @@ extension ClientHandler {
             recorder.noteResponseChange("authtap rewrote \(name) to \(rewrite.to) for the client (--rewrite-urls)")
         }
         let type = head.headers.first(name: "content-type")
-        let coding = head.headers.first(name: "content-encoding")
         let bodiless = current?.head.method == .HEAD || head.status == .noContent || head.status == .notModified
-        guard !bodiless, OriginRewriter.rewritesBody(contentType: type, contentEncoding: coding) else { return head }
+        guard !bodiless, OriginRewriter.rewritesBody(contentType: type) else { return head }
         heldResponse = (head, ByteBuffer())
         return nil
     }
@@ -53,17 +65,32 @@ extension ClientHandler {
 
     static let rewriteLimit = 4 << 20
 
-    /// Sends the held response: its body rewritten, its length set to the new size.
+    /// Sends the held response: its body decoded (gzip, br, zstd, deflate) and rewritten, its length set to the new
+    /// size. A body that does not decode goes on as it came.
     func releaseHeldResponse(_ context: ChannelHandlerContext) {
         guard let (head, body) = heldResponse.take(), let rewrite else { return }
-        let (bytes, count) = rewrite.rewrite(Array(body.readableBytesView))
         var sent = head
+        var original = Array(body.readableBytesView)
+        if let coding = head.headers.first(name: "content-encoding") {
+            let decoded = BodyDecoder.decode(
+                original, contentEncoding: coding, transferEncoding: nil, limit: Self.rewriteLimit, inputComplete: true)
+            guard decoded.failure == nil, !decoded.truncated else {
+                recorder.noteResponseChange("authtap did not rewrite this body: it does not decode as \(coding)")
+                context.write(wrapOutboundOut(.head(head)), promise: nil)
+                context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+                return
+            }
+            original = decoded.bytes
+            sent.headers.remove(name: "content-encoding")
+        }
+        let (bytes, count) = rewrite.rewrite(original)
         sent.headers.remove(name: "transfer-encoding")
         sent.headers.replaceOrAdd(name: "Content-Length", value: String(bytes.count))
         if count > 0 {
+            let decoded = head.headers.first(name: "content-encoding").map { ", sent decoded from \($0)" } ?? ""
             recorder.noteResponseChange(
                 "authtap rewrote \(count) URL\(count == 1 ? "" : "s") of \(rewrite.from) to \(rewrite.to) "
-                    + "in the body the client got (--rewrite-urls)")
+                    + "in the body the client got\(decoded) (--rewrite-urls)")
         }
         context.write(wrapOutboundOut(.head(sent)), promise: nil)
         if !bytes.isEmpty {

@@ -19,6 +19,8 @@ struct ExchangeRecorder {
     private var responseBody = BodyCapture(limit: 0)
     /// What authtap changed in the response the client got (`--rewrite-urls`), noted on the recorded body.
     private var responseNotes: [String] = []
+    /// What authtap changed in the request on its way upstream (`--rewrite-urls`), noted on the recorded body.
+    private var requestNotes: [String] = []
 
     init(shared: ProxyShared, connectionID: UInt64, clientAddress: String) {
         self.shared = shared
@@ -48,7 +50,11 @@ struct ExchangeRecorder {
         requestBody = BodyCapture(limit: shared.config.bodyLimit)
         responseBody = BodyCapture(limit: shared.config.bodyLimit)
         responseNotes = []
+        requestNotes = []
     }
+
+    /// Notes a change authtap made to the request on its way upstream (the record keeps the client's).
+    mutating func noteRequestChange(_ text: String) { requestNotes.append(text) }
 
     /// Notes a change authtap made to the response on its way to the client (the record keeps the server's).
     mutating func noteResponseChange(_ text: String) { responseNotes.append(text) }
@@ -158,6 +164,7 @@ struct ExchangeRecorder {
         }
         ex.requestBody = requestBody.captured
         for note in responseNotes { ex.responseBody.addNote(note) }
+        for note in requestNotes { ex.requestBody.addNote(note) }
         exchange = ex
         return (exchange?.error != nil, exchange?.method == "CONNECT")
     }

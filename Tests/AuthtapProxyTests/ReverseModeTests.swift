@@ -1,4 +1,5 @@
 import AuthtapModel
+import Foundation
 import NIOHTTP1
 import Testing
 
@@ -43,8 +44,9 @@ struct ReverseModeTests {
             """#
         let (bytes, count) = rewriter.rewrite(Array(body.utf8))
         let text = String(decoding: bytes, as: UTF8.self)
-        #expect(count == 5)
-        #expect(text.contains(#""issuer":"https://127.0.0.1:8443/o""#))
+        #expect(count == 4)
+        // The issuer stays the server's: every id_token it signs carries it as `iss`.
+        #expect(text.contains(#""issuer":"https://localhost:9443/o""#))
         #expect(text.contains(#""token_endpoint":"https:\/\/127.0.0.1:8443\/o\/token\/""#))
         #expect(text.contains(#""authorization_endpoint":"https://127.0.0.1:8443/o/authorize/""#))
         #expect(text.contains(#""other":"https://127.0.0.1:8443"}"#))
@@ -63,12 +65,21 @@ struct ReverseModeTests {
 
     @Test(
         arguments: [
-            ("application/json", nil, true), ("application/json; charset=utf-8", "identity", true),
-            ("application/jwk-set+json", nil, true), ("application/json", "gzip", false), ("text/html", nil, false),
-            (nil, nil, false),
-        ] as [(String?, String?, Bool)])
-    func onlyUncodedJSONBodiesAreRewritten(_ type: String?, _ coding: String?, _ rewritten: Bool) {
-        #expect(OriginRewriter.rewritesBody(contentType: type, contentEncoding: coding) == rewritten)
+            ("application/json", true), ("application/json; charset=utf-8", true), ("application/jwk-set+json", true),
+            ("application/problem+json", true), ("text/html", false), (nil, false),
+        ] as [(String?, Bool)])
+    func onlyJSONBodiesAreRewritten(_ type: String?, _ rewritten: Bool) {
+        #expect(OriginRewriter.rewritesBody(contentType: type) == rewritten)
+    }
+
+    @Test func anIssuerWrittenWithSpacesIsKeptToo() {
+        let rewriter = OriginRewriter(from: "https://idp", to: "https://127.0.0.1:1")
+        let json = "{\n  \"issuer\" : \"https://idp\",\n  \"x_issuer\": \"https://idp\"}"
+        let (bytes, count) = rewriter.rewrite(Array(json.utf8))
+        #expect(count == 1)
+        #expect(
+            String(decoding: bytes, as: UTF8.self)
+                == json.replacingOccurrences(of: ": \"https://idp\"}", with: ": \"https://127.0.0.1:1\"}"))
     }
 
     /// RFC 9113 §8.2.3: Chromium sends each cookie pair as its own field over HTTP/2; an HTTP/1.1 server reads one.

@@ -369,13 +369,15 @@ def dot_flow(dot, pki, tmp_path_factory):
 
 def test_reverse_dot_code_flow_with_rewritten_discovery(dot_flow, dot):
     """The issue's scenario: plain fetch, pointed at authtap, completes an OIDC code flow with a real login form
-    and consent; every endpoint discovery gave it, and the redirect back with the code, point at authtap."""
+    and consent; every endpoint discovery gave it, and the redirect back with the code, point at authtap. The
+    issuer stays the server's own: it is the identifier signed into the id_token's iss (OIDC Discovery 1.0 §4.3)."""
     report, base = dot_flow["report"], dot_flow["base"]
     assert report["ok"], show(report)
     meta = report["discovery"]
-    for key in ("issuer", "authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri"):
+    for key in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri"):
         assert origin_of(meta[key]) == base, f"{key}={meta[key]}"
-    assert dot not in json.dumps(meta), "the upstream's origin survived in the discovery document"
+    assert meta["issuer"] == f"{dot}/o", meta["issuer"]
+    assert dot not in json.dumps({k: v for k, v in meta.items() if k != "issuer"}), "an upstream URL survived"
     assert report["callback"]["origin"] == base and report["callback"]["status"] == 200, show(report)
     assert all(origin_of(s["url"]) == base for s in report["steps"]), show(report)
     assert report["userinfo"]["sub"] and report["idToken"]["signatureValid"], show(report)
@@ -480,8 +482,10 @@ def test_two_reverse_listeners_each_reach_their_own_upstream(reverse_proxy, auth
     ra, rb = reports
     assert ra["ok"], show(ra)
     assert rb["ok"], show(rb)
-    assert ra["discovery"]["issuer"] == a and "jwks_uri" not in ra["discovery"], ra["discovery"]  # Authlib's
-    assert rb["discovery"]["issuer"] == f"{b}/o" and origin_of(rb["discovery"]["jwks_uri"]) == b  # DOT's
+    # Each issuer stays its server's (the iss its tokens carry); the endpoints point at that server's listener.
+    assert ra["discovery"]["issuer"] == authlib and "jwks_uri" not in ra["discovery"], ra["discovery"]  # Authlib's
+    assert origin_of(ra["discovery"]["token_endpoint"]) == a, ra["discovery"]
+    assert rb["discovery"]["issuer"] == f"{dot}/o" and origin_of(rb["discovery"]["jwks_uri"]) == b  # DOT's
     assert ra["callback"]["origin"] == a, show(ra)
     assert p.stop() == 0
     exchanges = p.exchanges()
@@ -531,7 +535,7 @@ def test_rewrite_covers_json_escaped_urls(reverse_proxy, escaped, discovery):
     report = run_node(config, p.ca)
     assert report["ok"], show(report)
     meta = report["discovery"]
-    assert meta["issuer"] == base and meta["jwks_uri"] == f"{base}/jwks", meta
+    assert meta["issuer"] == escaped and meta["jwks_uri"] == f"{base}/jwks", meta
     assert meta["service_documentation"] == "https://docs.example.test/idp", meta
     assert p.stop() == 0
     ex = discovery_exchange(p.exchanges(), discovery)

@@ -131,7 +131,8 @@ async function discover() {
   out.discovery = meta;
   if (cfg.expectOrigin) {
     const want = new URL(cfg.expectOrigin).origin;
-    const isEndpoint = (k) => k === 'issuer' || k.endsWith('_endpoint') || k.endsWith('_uri');
+    // The issuer is the server's identifier, kept as it is (it must equal the id_token's iss); its endpoints move.
+    const isEndpoint = (k) => k.endsWith('_endpoint') || k.endsWith('_uri');
     const away = Object.entries(meta).filter(([k, v]) => isEndpoint(k) && typeof v === 'string'
       && /^https?:/.test(v) && new URL(v).origin !== want);
     if (away.length) throw new Error(`discovery points away from ${want}: ${JSON.stringify(Object.fromEntries(away))}`);
