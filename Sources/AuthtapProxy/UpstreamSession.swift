@@ -19,8 +19,11 @@ extension UpstreamHandler {
         do {
             let encoder = try sync.handler(type: HTTPRequestEncoder.self)
             let decoder = try sync.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
+            // authtap asks for no pushed responses: an exchange is what the client asked for.
+            var settings = NIOHTTP2Handler.ConnectionConfiguration()
+            settings.initialSettings = nioDefaultSettings + [HTTP2Setting(parameter: .enablePush, value: 0)]
             let http2 = NIOHTTP2Handler(
-                mode: .client, eventLoop: context.eventLoop, connectionConfiguration: .init(),
+                mode: .client, eventLoop: context.eventLoop, connectionConfiguration: settings,
                 streamConfiguration: .init(),
                 inboundStreamInitializer: { channel in
                     // Servers do not open streams of their own here (push is off): refuse any.
