@@ -56,6 +56,9 @@ extension ClientHandler {
         current = (origin, upstreamHead, false)
         let pool = upstreamPool(for: context.eventLoop)
         if let session = pool.session(key) { return openStream(on: session, origin, context: context) }
+        if pool.waitForOpening(key, { session in self.openingFinished(session, origin, context: context) }) {
+            return machine.upstreamConnecting()
+        }
         if let idle = pool.take(key) {
             // Inside channelRead: the body that follows in this read joins the head, and
             // channelReadComplete (or the request's end) flushes both in one write.
@@ -141,11 +144,19 @@ extension ClientHandler {
     }
 
     private func open(_ target: Origin, addresses: [[UInt8]]?, context: ChannelHandlerContext) {
+        let pool = upstreamPool(for: context.eventLoop)
+        // Only a TLS connection that offers h2 may be shared; the first exchange to open one tells the others.
+        let opener = shared.connector.http2 && target.scheme == .https && pool.startOpening(target.key)
         shared.connector.connect(
             scheme: target.scheme, host: target.host, port: target.port, key: target.key,
             addresses: addresses, on: context.eventLoop
         )
         .assumeIsolated().whenComplete { result in
+            if opener {
+                let session = try? result.get().upgraded
+                if let session { pool.add(session) }
+                pool.finishOpening(target.key, session: session)
+            }
             guard self.machine.isConnecting else {
                 if case .success(let handler) = result { handler.channel?.close(promise: nil) }
                 return
@@ -163,6 +174,13 @@ extension ClientHandler {
                 self.respondWithError(failure.kind, status: .badGateway, detail: failure.detail)
             }
         }
+    }
+
+    /// The connection this exchange waited for is open: a stream on it when it is HTTP/2, else one of its own.
+    private func openingFinished(_ session: UpstreamSession?, _ origin: Origin, context: ChannelHandlerContext) {
+        guard machine.isConnecting, self.context != nil else { return }
+        if let session { return openStream(on: session, origin, context: context) }
+        connect(origin, context: context)
     }
 
     /// The exchange goes on a new stream of the origin's HTTP/2 connection; a connection that cannot take one

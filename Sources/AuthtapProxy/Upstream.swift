@@ -214,7 +214,29 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 final class UpstreamPool {
     private var idle: [String: [UpstreamHandler]] = [:]
     private var sessions: [String: UpstreamSession] = [:]
+    /// Origins a connection is being opened to that may turn out HTTP/2, with the exchanges waiting for it: a burst
+    /// of requests to a new origin shares the one connection instead of opening one each.
+    private var opening: [String: [(UpstreamSession?) -> Void]] = [:]
     let maxPerKey = 64
+
+    /// Claims the opening of `key`'s connection; `false` when one is being opened already.
+    func startOpening(_ key: String) -> Bool {
+        guard opening[key] == nil else { return false }
+        opening[key] = []
+        return true
+    }
+
+    /// Waits for the connection being opened to `key`: `waiter` gets its HTTP/2 session, or `nil` when it did not
+    /// become one (it failed, or speaks HTTP/1.1, which carries one exchange at a time). `false` when none is.
+    func waitForOpening(_ key: String, _ waiter: @escaping (UpstreamSession?) -> Void) -> Bool {
+        guard opening[key] != nil else { return false }
+        opening[key]?.append(waiter)
+        return true
+    }
+
+    func finishOpening(_ key: String, session: UpstreamSession?) {
+        for waiter in opening.removeValue(forKey: key) ?? [] { waiter(session) }
+    }
 
     /// The origin's HTTP/2 connection, when one is open and takes new streams.
     func session(_ key: String) -> UpstreamSession? {

@@ -8,13 +8,14 @@ environment variable H2UP_ALPN (default "h2,http/1.1") lists the ALPN protocols 
 preference; a connection that does not negotiate h2 is served by a small HTTP/1.1 fallback (the /ok, /large and
 /stats paths only), so "http/1.1" alone makes it an HTTP/1.1-only origin that echoes what it received.
 
-Paths (a `delay=MS` query parameter delays any answer, to keep streams in flight at the same time):
+Paths (a `delay=MS` query parameter delays any answer, to keep streams in flight at the same time; parameter
+names stay clear of OAuth words such as code or cookie, which authtap masks in the targets it records):
   /ok...            200 JSON echo of the request: protocol, connection number, stream, pseudo-headers, headers,
                     body size and SHA-256, and any RFC 9113 section 8.2 violations found in the request head
   /large/N          200 with N bytes (the conftest LARGE_SEED pattern), sent within the peer's flow-control windows
-  /reset-before     RST_STREAM (code=NAME, default REFUSED_STREAM) instead of a response
+  /reset-before     RST_STREAM (reason=NAME, default REFUSED_STREAM) instead of a response
   /reset-mid        response headers and 1000 body bytes (no content-length), then RST_STREAM (default INTERNAL_ERROR)
-  /goaway           GOAWAY (code=NAME, default NO_ERROR) with last_stream_id below this stream, then close
+  /goaway           GOAWAY (reason=NAME, default NO_ERROR) with last_stream_id below this stream, then close
   /goaway-after     a complete 200, then GOAWAY NO_ERROR with last_stream_id = this stream, then close
   /early            answers 200 as soon as the request head arrives, then RST_STREAM NO_ERROR if the client is
                     still sending the body (RFC 9113 section 8.1)
@@ -95,8 +96,8 @@ def violations(pairs):
             found.append(f"connection-specific header {k}")
         if k.lower() == "te" and v.lower() != "trailers":
             found.append(f"te: {v}")
-        if k.lower() == "host":
-            found.append("host header (h2 requests carry :authority)")
+        if k.lower() == "host" and v != dict(pairs).get(":authority", v):
+            found.append("host header that differs from :authority")  # 8.3.1 lets an intermediary keep Host
     for k in (":method", ":scheme", ":path"):
         if k not in pseudo:
             found.append(f"missing {k}")
@@ -109,7 +110,7 @@ def query(path):
 
 
 def error_code(q, default):
-    return h2.errors.ErrorCodes[q.get("code", default)]
+    return h2.errors.ErrorCodes[q.get("reason", default)]
 
 
 class Request:
@@ -308,6 +309,8 @@ def answer(route, req, echo):
         return 200, "application/octet-stream", large_body(int(route.split("/")[2]))
     if route == "/stats":
         return 200, "application/json", json.dumps(STATS.as_json()).encode()
+    if route in ("/reset-before", "/reset-mid", "/goaway", "/goaway-after", "/early"):
+        return 404, "application/json", json.dumps({"error": "this path needs h2", "proto": echo["proto"]}).encode()
     return 404, "application/json", b'{"error":"not_found"}'
 
 

@@ -370,7 +370,7 @@ def test_nginx_h2_origin_from_both_client_versions(proxy, nginx_h2):
     url = f"https://localhost:{nginx_h2.port}/hello"
     for flag, version in (("--http2", "2"), ("--http1.1", "1.1")):
         c = curl(proxy, flag, url)
-        assert (c.rc, c.status, c.version, c.body) == (0, 200, version, b'{"hello":"nginx"}'), c.stderr
+        assert (c.rc, c.status, c.version, c.body) == (0, 200, version, b'{"hello":"nginx"}'), (c.version, c.stderr)
     lines = nginx_h2.wait_access(2)
     assert [x["proto"] for x in lines] == ["HTTP/2.0", "HTTP/2.0"], "authtap offered h2 upstream and nginx took it"
     xs = proxy.wait_for(lambda xs: len(xs) == 2)
@@ -392,13 +392,33 @@ def test_http2_off_offers_only_http11_on_both_legs(make_proxy, h2up, nginx_h2):
     xs = proxy.wait_for(lambda xs: len(xs) == 2)
     assert all(x["httpVersion"] == "HTTP/1.1" and x["clientTLS"]["alpn"] == "http/1.1" for x in xs)
     assert all(up_alpn(x) == "http/1.1" for x in xs)
-    # A client that offers only h2 is not given it (no ALPN, or a no_application_protocol alert).
+
+
+@pytest.mark.faults  # the handshake may end in an alert, which is recorded as a client TLS failure
+def test_http2_off_does_not_give_h2_to_an_h2_only_client(make_proxy, h2up):
+    proxy = make_proxy("--http2", "off")
     try:
         h = RawH2(proxy, h2up.port)
-        assert h.alpn != "h2"
+        assert h.alpn != "h2"  # RFC 7301 3.2: no ALPN extension in the answer ...
         h.close()
-    except ssl.SSLError as e:
+    except ssl.SSLError as e:  # ... or a no_application_protocol alert
         assert "NO_APPLICATION_PROTOCOL" in str(e).upper(), e
+    assert curl(proxy, "--http2", f"https://localhost:{h2up.port}/ok").version == "1.1"
+
+
+def test_http11_connection_headers_are_not_forwarded_over_h2(proxy, h2up):
+    """RFC 9113 8.2.2 and RFC 9110 7.6.1: Connection, the options it names, Keep-Alive, Proxy-Connection,
+    Transfer-Encoding, Upgrade and a TE other than "trailers" must not reach an h2 origin."""
+    with h1_session(proxy) as s:
+        r = s.post(f"https://localhost:{h2up.port}/ok?hop=1", data=b"x" * 100, timeout=20,
+                   headers={"Connection": "keep-alive, X-Hop", "X-Hop": "1", "Keep-Alive": "timeout=5",
+                            "Proxy-Connection": "keep-alive", "TE": "gzip", "Upgrade": "websocket"})
+    assert r.status_code == 200
+    echo = r.json()
+    assert echo["proto"] == "h2", "the origin was not reached over h2"
+    assert echo["violations"] == [], echo["violations"]
+    assert not [k for k, _ in echo["headers"] if k.lower() == "x-hop"], "an option named by Connection was forwarded"
+    assert echo["bodySize"] == 100 and echo["method"] == "POST"
 
 
 # ---------- recording and bodies ----------
@@ -459,7 +479,7 @@ def test_concurrent_streams_one_client_connection_one_upstream_connection(proxy,
     urls = [f"{base}/ok?delay=700&i={i}" for i in range(6)]
     first, rs = asyncio.run(_gather(proxy, urls, f"{base}/ok?warmup=1"))
     assert all(isinstance(r, httpx.Response) and r.status_code == 200 and r.http_version == "HTTP/2"
-               for r in [first, *rs]), rs
+               for r in [first, *rs]), [getattr(r, "http_version", r) for r in [first, *rs]]
     echoes = [r.json() for r in [first, *rs]]
     xs = proxy.wait_for(lambda xs: len(xs) == 7)
     assert len({x["connection"] for x in xs}) == 1, "the streams of one client connection"
@@ -470,6 +490,24 @@ def test_concurrent_streams_one_client_connection_one_upstream_connection(proxy,
     assert stats["accepted"] == 1 and len({e["conn"] for e in echoes}) == 1, "one upstream connection: " + str(stats)
     assert stats["connections"][0]["streams"] == 7
     assert stats["connections"][0]["maxConcurrent"] >= 2, "the streams were multiplexed upstream, not queued"
+
+
+def test_curl_parallel_multiplexes_from_a_cold_start(proxy, h2up):
+    """curl --parallel opens one tunnel and sends all its streams at once, before authtap has any connection to
+    the origin: they must still end up on one h2 client connection and one upstream connection."""
+    base = f"https://localhost:{h2up.port}"
+    args = ["--http2", "--parallel", "--parallel-max", "6", "-w", "%{http_version} %{num_connects}\n"]
+    for i in range(6):
+        args += ["-o", "/dev/null", f"{base}/ok?delay=700&i={i}"]
+    r = proxy.curl("--cacert", proxy.ca, *args, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = [x.split() for x in r.stdout.decode().splitlines()]
+    assert [v for v, _ in lines] == ["2"] * 6 and sum(int(n) for _, n in lines) == 1, lines
+    xs = proxy.wait_for(lambda xs: len(xs) == 6)
+    assert len({x["connection"] for x in xs}) == 1 and all(x["httpVersion"] == "HTTP/2" for x in xs)
+    stats = h2up.stats()
+    assert stats["accepted"] == 1, f"streams that arrived together opened {stats['accepted']} upstream connections"
+    assert stats["connections"][0]["maxConcurrent"] >= 2
 
 
 def test_concurrent_http11_clients_share_one_h2_upstream_connection(make_proxy, h2up):
@@ -483,7 +521,7 @@ def test_concurrent_http11_clients_share_one_h2_upstream_connection(make_proxy, 
     outs = [p.communicate(timeout=30) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     echoes = [json.loads(o) for o, _ in outs]
-    assert all(e["proto"] == "h2" for e in echoes)
+    assert [e["proto"] for e in echoes] == ["h2"] * 4, "the origin was not reached over h2"
     xs = proxy.wait_for(lambda xs: len(xs) == 5)
     assert len({x["connection"] for x in xs}) == 5
     assert all(x["httpVersion"] == "HTTP/1.1" and up_alpn(x) == "h2" for x in xs)
@@ -517,15 +555,16 @@ def test_upstream_reset_before_headers_is_a_502(proxy, h2up, client, code):
     base = f"https://localhost:{h2up.port}"
     if client == "h2":
         with h2_client(proxy) as c:
-            r = c.get(f"{base}/reset-before?code={code}")
-            assert r.status_code == 502 and r.http_version == "HTTP/2"
+            r = c.get(f"{base}/reset-before?reason={code}")
+            assert (r.status_code, r.http_version) == (502, "HTTP/2"), r.text
             assert c.get(f"{base}/ok?after=1").status_code == 200, "the client connection still works"
     else:
         with h1_session(proxy) as s:
-            assert s.get(f"{base}/reset-before?code={code}", timeout=20).status_code == 502
+            r = s.get(f"{base}/reset-before?reason={code}", timeout=20)
+            assert r.status_code == 502, r.text
             assert s.get(f"{base}/ok?after=1", timeout=20).status_code == 200
     xs = proxy.wait_for(lambda xs: len(xs) == 2)
-    ex = only(xs, f"/reset-before?code={code}")
+    ex = only(xs, f"/reset-before?reason={code}")
     assert ex["error"] == "upstream-stream-reset" and code in (ex["errorDetail"] or ""), ex
     assert only(xs, "/ok?after=1")["error"] is None
     if client == "h2":
@@ -582,27 +621,32 @@ def test_upstream_reset_mid_response_real_clients(proxy, h2up):
 @pytest.mark.parametrize("client", ["h1", "h2"])
 def test_upstream_goaway_fails_the_stream_and_the_next_request_reconnects(proxy, h2up, client, code):
     """GOAWAY with last_stream_id below the in-flight stream (the origin's first request made it stream 1, this
-    one is stream 3): the stream was not processed, the connection is done, the next request gets a new one."""
+    one is stream 3): the stream was not processed, the connection is done, the next request gets a new one.
+    RFC 9113 6.8 lets authtap retry the unprocessed stream once on a new connection (httpx does, on its own); the
+    origin answers that with GOAWAY too, so the exchange still fails."""
     base = f"https://localhost:{h2up.port}"
     if client == "h2":
         with h2_client(proxy) as c:
             first = c.get(f"{base}/ok?before=1")
             try:
-                failed = c.get(f"{base}/goaway?code={code}").status_code
+                failed = c.get(f"{base}/goaway?reason={code}").status_code
             except httpx.HTTPError as e:  # or authtap resets the client's stream (REFUSED_STREAM)
                 failed = repr(e)
             after = c.get(f"{base}/ok?after=1")
     else:
         with h1_session(proxy) as s:
             first = s.get(f"{base}/ok?before=1", timeout=20)
-            failed = s.get(f"{base}/goaway?code={code}", timeout=20).status_code
+            failed = s.get(f"{base}/goaway?reason={code}", timeout=20).status_code
             after = s.get(f"{base}/ok?after=1", timeout=20)
     assert first.status_code == 200 and after.status_code == 200
-    assert failed in (502, 503) or "StreamReset" in str(failed), failed
-    assert first.json()["conn"] == 1 and after.json()["conn"] == 2, "a new upstream connection after GOAWAY"
-    assert h2up.stats()["accepted"] == 2
+    assert failed in (502, 503) or "StreamReset" in str(failed), f"{failed}: {h2up.stats()['connections']}"
+    conns = h2up.stats()["connections"]
+    assert first.json()["conn"] == 1 and conns[0]["paths"] == ["/ok?before=1", f"/goaway?reason={code}"], conns
+    served_after = conns[after.json()["conn"] - 1]
+    assert served_after["paths"][0] == "/ok?after=1", "the next request must open a new upstream connection"
+    assert len(conns) in (2, 3) and sum(p.startswith("/goaway") for c in conns for p in c["paths"]) <= 2, conns
     xs = proxy.wait_for(lambda xs: len(xs) == 3)
-    ex = only(xs, f"/goaway?code={code}")
+    ex = only(xs, f"/goaway?reason={code}")
     assert ex["error"] == "upstream-goaway" and code in (ex["errorDetail"] or ""), ex
     assert only(xs, "/ok?after=1")["error"] is None and only(xs, "/ok?after=1")["connectionReused"] is False
 
@@ -611,7 +655,7 @@ def test_graceful_goaway_after_a_complete_response_is_not_an_error(proxy, h2up):
     base = f"https://localhost:{h2up.port}"
     with h2_client(proxy) as c:
         r = c.get(f"{base}/goaway-after")
-        assert r.status_code == 200 and r.json()["conn"] == 1
+        assert r.status_code == 200 and r.json()["conn"] == 1, r.text
         time.sleep(0.3)  # the GOAWAY and close reach authtap
         r = c.get(f"{base}/ok?after=1")
         assert r.status_code == 200 and r.json()["conn"] == 2
@@ -628,7 +672,7 @@ def test_upstream_early_response_then_rst_no_error_is_a_complete_response(proxy,
     with h1_session(proxy) as s:
         r = s.post(f"https://localhost:{h2up.port}/early", data=upload, timeout=20,
                    headers={"Content-Type": "application/octet-stream"})
-        assert r.status_code == 200 and r.json() == {"early": True}
+        assert r.status_code == 200 and r.json() == {"early": True}, r.text
         assert s.get(f"https://localhost:{h2up.port}/ok?after=1", timeout=20).status_code == 200
     xs = proxy.wait_for(lambda xs: len(xs) == 2)
     ex = only(xs, "/early")
@@ -648,7 +692,7 @@ def test_raw_client_ping_unknown_frame_and_split_cookies(proxy, h1echo):
         assert h.read(lambda h: any(f.type == PING and f.flags & ACK for f in h.frames)), h.frames
         ack = next(f for f in h.frames if f.type == PING and f.flags & ACK)
         assert ack.payload == b"authtap!"
-        h.request(1, req_headers(h1echo.port, "/ok?cookies=1", extra=[("cookie", "a=1"), ("cookie", "b=2")]))
+        h.request(1, req_headers(h1echo.port, "/ok?split=1", extra=[("cookie", "a=1"), ("cookie", "b=2")]))
         assert h.read(lambda h: h.ended(1), timeout=10), h.frames
         assert h.response(1)[":status"] == "200" and h.goaway() is None
         echo = json.loads(h.body(1))
@@ -657,7 +701,7 @@ def test_raw_client_ping_unknown_frame_and_split_cookies(proxy, h1echo):
     finally:
         h.close()
     [ex] = proxy.wait_for(lambda xs: len(xs) == 1)
-    assert ex["httpVersion"] == "HTTP/2" and ex["target"] == "/ok?cookies=1" and ex["status"] == 200
+    assert ex["httpVersion"] == "HTTP/2" and ex["target"] == "/ok?split=1" and ex["status"] == 200
 
 
 def _bad_preface(h, port):
