@@ -19,6 +19,8 @@ final class ExchangeFacts {
     let errorClass: ErrorClass?
     let errorSource: ProviderErrorEntry?
     let grantType: String?
+    /// For a sign-in step: the parameters of the authorization request it carries (its `next`, its Referer).
+    let signIn: [OAuthParam]
 
     init(_ ex: Exchange) {
         self.ex = ex
@@ -30,6 +32,7 @@ final class ExchangeFacts {
         self.roles = Set(ex.roles)
         self.contentType = (ex.responseHeaders.value(of: "content-type") ?? "").lowercased()
         self.grantType = ex.oauthParams.first { $0.name == "grant_type" && $0.location.isRequest }?.value
+        self.signIn = roles.contains(.signInStep) ? SignInStep.embeddedRequest(in: ex.oauthParams) : []
         let first = ex.responseBody.bytes.first { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }
         if !roles.isDisjoint(with: Self.apiLike)
             && (contentType.has("json") || first == UInt8(ascii: "{") || first == UInt8(ascii: "["))

@@ -1,4 +1,5 @@
 import AuthtapModel
+import AuthtapOAuth
 import Foundation
 
 /// Groups exchanges into OAuth transactions by what they share: `state`, code fingerprints,
@@ -14,6 +15,7 @@ enum TransactionBuilder {
         if f.roles.contains(.userinfo) { return .userinfo }
         if f.roles.contains(.introspection) { return .introspection }
         if f.roles.contains(.revocation) { return .revocation }
+        // A sign-in step (login form, consent, MFA at the server) has no leg of its own in the model yet.
         return .other
     }
 
@@ -21,6 +23,17 @@ enum TransactionBuilder {
     /// `state` is handled apart (see `build`), since some clients send a constant state.
     static func keys(of f: ExchangeFacts) -> [String] {
         var keys: [String] = []
+        // Hydra's challenge: the authorization request's redirect hands it to the login or consent app, whose
+        // sign-in step posts it back.
+        let challengeAt: ParamLocation? =
+            f.roles.contains(.authorizationRequest)
+            ? .responseLocation : f.roles.contains(.signInStep) ? .request : nil
+        if let challengeAt {
+            for p in f.ex.oauthParams
+            where SignInStep.challengeNames.contains(p.name) && p.location.isWithin(challengeAt) && !p.value.isEmpty {
+                keys.append("challenge:" + (p.fingerprint ?? p.value))
+            }
+        }
         for p in f.ex.oauthParams {
             guard let fp = p.fingerprint else {
                 if p.name == "request_uri" { keys.append("par:" + p.value) }
@@ -67,9 +80,20 @@ enum TransactionBuilder {
         var openAuthorize: [String: Int] = [:]
         // States whose authorization request has been answered (a code or an error came back).
         var answered = Set<String>()
+        // The latest authorization request per server and client, for a sign-in step that carries no state.
+        var latestOfClient: [String: Int] = [:]
         for (i, f) in facts.enumerated() where participates(f) {
             for key in keys(of: f) {
                 if let j = owner[key] { sets.union(i, j) } else { owner[key] = i }
+            }
+            if f.roles.contains(.signInStep),
+                let j = authorizationRequest(
+                    of: f, facts, openAuthorize: openAuthorize, answered: answered, latestOfClient: latestOfClient)
+            {
+                sets.union(i, j)
+            }
+            if f.roles.contains(.authorizationRequest), let client = f.clientID {
+                latestOfClient[f.ex.host + " " + client] = i
             }
             if f.roles.contains(.authorizationRequest), let state = state(of: f, .request) {
                 // The same sign-in asking again (after the login form, at the consent page): one transaction.
@@ -100,9 +124,30 @@ enum TransactionBuilder {
             if groups[root] == nil { order.append(root) }
             groups[root, default: []].append(i)
         }
-        return order.sorted { facts[$0].id < facts[$1].id }.map { root in
-            (groups[root] ?? []).sorted { facts[$0].id < facts[$1].id }
+        // Sign-in steps whose authorization request was not captured make no transaction of their own.
+        return order.sorted { facts[$0].id < facts[$1].id }.compactMap { root in
+            let members = (groups[root] ?? []).sorted { facts[$0].id < facts[$1].id }
+            return members.allSatisfy { facts[$0].roles == [.signInStep] } ? nil : members
         }
+    }
+
+    /// The authorization request a sign-in step belongs to: the latest one with the state it carries (of the same
+    /// client), else, without a readable state, the latest one of its client at its server while it is unanswered.
+    static func authorizationRequest(
+        of f: ExchangeFacts, _ facts: [ExchangeFacts], openAuthorize: [String: Int], answered: Set<String>,
+        latestOfClient: [String: Int]
+    ) -> Int? {
+        let client = f.signIn.first { $0.name == "client_id" && !$0.value.isEmpty }?.value
+        // A state the masker hid inside a return URL (it looked like a secret there) links nothing: the client decides.
+        if let state = f.signIn.first(where: { $0.name == "state" && !$0.value.isEmpty })?.value,
+            Masker.alreadyMasked(state) == nil
+        {
+            guard let j = openAuthorize[state], client == nil || facts[j].clientID == client else { return nil }
+            return j
+        }
+        guard let client, let j = latestOfClient[f.ex.host + " " + client] else { return nil }
+        if let state = state(of: facts[j], .request), answered.contains(state) { return nil }
+        return j
     }
 
     /// A transaction from its members (in id order), before the analyzer sets its outcome.

@@ -214,6 +214,8 @@ public enum OAuthRole: String, Codable, Sendable, CaseIterable {
     case jwks
     case deviceAuthorization = "device-authorization"
     case pushedAuthorizationRequest = "par"
+    /// A step of a sign-in at the authorization server (login form, consent, MFA) tied to its authorization request.
+    case signInStep = "sign-in-step"
 }
 
 /// One OAuth parameter extracted from an exchange; secrets hold their masked marker and fingerprint.

@@ -222,8 +222,10 @@ public struct Masker: Sendable {
                     out.append(contentsOf: b[start...eq])
                     out.append(contentsOf: masked.utf8)
                 } else {
-                    params.append(OAuthParam(location: location, name: name, value: value))
+                    // The parameter keeps what the text keeps: a secret nested in an ordinary parameter (a `next`
+                    // URL carrying a code) is masked in both.
                     let looked = maskReadable(value, name: name, depth: depth)
+                    params.append(OAuthParam(location: location, name: name, value: looked))
                     if looked == value {
                         out.append(contentsOf: b[start..<end])
                     } else {

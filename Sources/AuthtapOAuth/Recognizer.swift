@@ -47,6 +47,7 @@ public enum Recognizer {
         if shape.isDeviceAuthorization(after: roles) { roles.append(.deviceAuthorization) }
         if let management = shape.tokenManagementRole(after: roles) { roles.append(management) }
         if shape.isUserinfo(after: roles) { roles.append(.userinfo) }
+        if isSignInStep(f, after: roles) { roles.append(.signInStep) }
         return roles
     }
 

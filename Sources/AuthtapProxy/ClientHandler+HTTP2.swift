@@ -17,9 +17,10 @@ extension ClientHandler {
             shared: shared, mode: mode, connectionID: connectionID, clientAddress: clientAddress, facts: facts,
             clientTLS: clientTLS, timer: timer)
         let streams = NIOLoopBound(factory, eventLoop: context.eventLoop)
+        let watch = HTTP2GoAwayWatch()
         let connection = HTTP2ClientConnection(
             recorder: ExchangeRecorder(shared: shared, connectionID: connectionID, clientAddress: clientAddress),
-            origin: fixedOrigin, tunnel: tunnel, facts: facts, clientTLS: clientTLS)
+            origin: fixedOrigin, tunnel: tunnel, facts: facts, clientTLS: clientTLS, watch: watch)
         tunnel = nil
         do {
             // Before the decoder, whose removal completes later: bytes decrypted from now on are HTTP/2 frames.
@@ -28,6 +29,7 @@ extension ClientHandler {
                 streamConfiguration: .init(),
                 inboundStreamInitializer: { channel in streams.value.initialize(channel) })
             try sync.addHandler(http2, position: .before(codecs.decoder))
+            try sync.addHandler(watch, position: .before(http2))
             try sync.addHandler(connection, position: .after(http2))
             if let requestTimer = try? sync.handler(type: ClientRequestTimeoutHandler.self) {
                 sync.removeHandler(requestTimer, promise: nil)
@@ -93,12 +95,14 @@ final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandle
     private var tunnel: Tunnel?
     private let facts: ConnectionFacts?
     private let clientTLS: TLSFacts?
+    private let watch: HTTP2GoAwayWatch
     private var failureRecorded = false
 
     init(
         recorder: ExchangeRecorder, origin: (scheme: Scheme, host: String, port: Int, prefix: String)?,
-        tunnel: Tunnel?, facts: ConnectionFacts?, clientTLS: TLSFacts?
+        tunnel: Tunnel?, facts: ConnectionFacts?, clientTLS: TLSFacts?, watch: HTTP2GoAwayWatch
     ) {
+        self.watch = watch
         self.recorder = recorder
         self.origin = origin
         self.tunnel = tunnel
@@ -116,10 +120,14 @@ final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // NIOHTTP2 has answered a connection error with GOAWAY already; a stream error only reset its stream.
-        if error is any NIOHTTP2Error, !(error is NIOHTTP2Errors.StreamClosed) {
-            record(.clientHTTP2, detail: "the client broke HTTP/2: \(error)")
+        let http2 = error is any NIOHTTP2Error || error is NIOHTTP2Errors.StreamError
+        // A stream error reset only its stream (NIOHTTP2 sent RST_STREAM): the connection's other streams go on.
+        if http2 && !watch.goAwaySent {
+            let base = (error as? NIOHTTP2Errors.StreamError)?.baseError ?? error
+            return record(.clientHTTP2, detail: "the client broke HTTP/2 on one stream: \(base)", once: false)
         }
+        // A connection error, which NIOHTTP2 has answered with GOAWAY, or a failure below HTTP/2: the end of it.
+        if http2 { record(.clientHTTP2, detail: "the client broke HTTP/2: \(error)") }
         context.close(promise: nil)
     }
 
@@ -132,10 +140,11 @@ final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandle
         context.fireChannelInactive()
     }
 
-    /// One record for the connection's failure (the first: what follows a protocol error is its consequence).
-    private func record(_ kind: ErrorKind, detail: String) {
+    /// A record of a failure: the connection's is recorded once (what follows a protocol error is its consequence);
+    /// each stream's, when `once` is false, as it comes.
+    private func record(_ kind: ErrorKind, detail: String, once: Bool = true) {
         guard !failureRecorded, let origin else { return }
-        failureRecorded = true
+        if once { failureRecorded = true }
         var ex = recorder.record(
             method: "PRI", scheme: origin.scheme, host: origin.host, port: origin.port, target: "*")
         ex.httpVersion = "HTTP/2"

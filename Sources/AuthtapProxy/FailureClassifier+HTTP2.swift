@@ -35,7 +35,9 @@ extension FailureClassifier {
         if let closed = error as? NIOHTTP2Errors.StreamClosed {
             return Failure(
                 kind: .upstreamStreamReset, tls: nil,
-                detail: "the upstream server reset stream \(Int(closed.streamID)) with RST_STREAM \(name(closed.errorCode))")
+                detail: """
+                    the upstream server reset stream \(Int(closed.streamID)) with RST_STREAM \(name(closed.errorCode))
+                    """)
         }
         if let goAway, goAway.code != .noError {
             return Failure(
@@ -51,7 +53,8 @@ extension FailureClassifier {
     /// Why the client ended an HTTP/2 stream of its own before its exchange finished.
     static func clientStream(_ error: any Error) -> (kind: ErrorKind, detail: String) {
         if let closed = error as? NIOHTTP2Errors.StreamClosed {
-            return (.clientGone, "the client reset stream \(Int(closed.streamID)) with RST_STREAM \(name(closed.errorCode))")
+            let code = name(closed.errorCode)
+            return (.clientGone, "the client reset stream \(Int(closed.streamID)) with RST_STREAM \(code)")
         }
         if let error = error as? any NIOHTTP2Error {
             return (.clientHTTP2, "the client broke HTTP/2: \(error)")

@@ -30,9 +30,11 @@ extension UpstreamHandler {
                     channel.close()
                 })
             try sync.addHandler(http2, position: .before(encoder))
+            let watch = HTTP2GoAwayWatch()
+            try sync.addHandler(watch, position: .before(http2))
             let session = UpstreamSession(
                 key: key, isTLS: isTLS, insecure: insecure, multiplexer: try http2.syncMultiplexer(), facts: facts,
-                connectedAt: connectedAt, handshakeAt: handshakeAt)
+                connectedAt: connectedAt, handshakeAt: handshakeAt, watch: watch)
             try sync.addHandler(session, position: .after(http2))
             if let timer = try? sync.handler(type: UpstreamTimeoutHandler.self) {
                 sync.removeHandler(timer, promise: nil)
@@ -64,14 +66,16 @@ final class UpstreamSession: ChannelInboundHandler, RemovableChannelHandler {
     private(set) var goAway: FailureClassifier.GoAway?
     private(set) var lastError: (any Error)?
     private let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+    private let watch: HTTP2GoAwayWatch
     private var context: ChannelHandlerContext?
     /// The pool this connection is shared from.
     weak var pool: UpstreamPool?
 
     init(
         key: String, isTLS: Bool, insecure: Bool, multiplexer: NIOHTTP2Handler.StreamMultiplexer, facts: TLSFacts?,
-        connectedAt: NIODeadline?, handshakeAt: NIODeadline?
+        connectedAt: NIODeadline?, handshakeAt: NIODeadline?, watch: HTTP2GoAwayWatch
     ) {
+        self.watch = watch
         self.key = key
         self.isTLS = isTLS
         self.insecure = insecure
@@ -94,6 +98,10 @@ final class UpstreamSession: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A stream error ends only its stream, which its own handler reports; the connection carries on. A connection
+        // error was answered with GOAWAY (see HTTP2GoAwayWatch).
+        let http2 = error is any NIOHTTP2Error || error is NIOHTTP2Errors.StreamError
+        if http2 && !watch.goAwaySent { return }
         if lastError == nil { lastError = error }
         pool?.remove(self)
         context.close(promise: nil)

@@ -777,6 +777,11 @@ def test_client_protocol_violation(proxy, h1echo, case):
             assert got == code, f"RST_STREAM/GOAWAY {got}, RFC 9113 wants {code}"
             status = (h.response(1) or {}).get(":status", "400")
             assert status.startswith("4"), f"a malformed request got a {status} response (8.1.1 allows a 4xx)"
+            if h.goaway() is None:
+                # A stream error ends its stream only (5.4.2): the same connection serves the next stream.
+                h.request(3, req_headers(h1echo.port, "/ok?after-stream-error=1"))
+                assert h.read(lambda h: h.ended(3), timeout=10), h.frames
+                assert h.response(3)[":status"] == "200" and h.goaway() is None, h.frames
         else:
             h.read(lambda h: False, timeout=5)  # until authtap closes the connection
             assert h.closed, "authtap must close the connection after a connection error"

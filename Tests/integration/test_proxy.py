@@ -41,7 +41,7 @@ def test_curl_https_through_proxy_records_timings_and_tls(proxy, upstreams):
     t = ex["timings"]
     assert 0 <= t["connect"] <= t["tls"] <= t["requestSent"] <= t["firstByte"] <= t["end"]
     assert ex["clientTLS"]["version"] == "TLSv1.3" and ex["clientTLS"]["sni"] == "localhost"
-    assert ex["clientTLS"]["cipher"].startswith("TLS_") and ex["clientTLS"]["alpn"] == "http/1.1"
+    assert ex["clientTLS"]["cipher"].startswith("TLS_") and ex["clientTLS"]["alpn"] == "h2"
     up = ex["upstreamTLS"]
     assert up["verification"] == "verified" and up["version"] == "TLSv1.3" and up["cipher"].startswith("TLS_")
     assert up["sni"] is None or up["sni"] == "localhost"
