@@ -22,9 +22,15 @@ extension UpstreamHandler {
             // authtap asks for no pushed responses: an exchange is what the client asked for.
             var settings = NIOHTTP2Handler.ConnectionConfiguration()
             settings.initialSettings = nioDefaultSettings + [HTTP2Setting(parameter: .enablePush, value: 0)]
+            // NIOHTTP2 ends a connection whose peer resets over 200 streams in 30 s (the rapid-reset defence of a
+            // server). A server answers each request it answered early with RST_STREAM NO_ERROR (RFC 9113 §8.1;
+            // nginx does for every POST it answers without reading the body), so a busy upstream connection sends
+            // thousands, and authtap is that connection's client.
+            var streams = NIOHTTP2Handler.StreamConfiguration()
+            streams.streamResetFrameRateLimit.maximumCount = 1 << 30
             let http2 = NIOHTTP2Handler(
                 mode: .client, eventLoop: context.eventLoop, connectionConfiguration: settings,
-                streamConfiguration: .init(),
+                streamConfiguration: streams,
                 inboundStreamInitializer: { channel in
                     // Servers do not open streams of their own here (push is off): refuse any.
                     channel.close()
