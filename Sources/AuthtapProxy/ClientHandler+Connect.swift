@@ -94,11 +94,7 @@ extension ClientHandler {
             intercepted: true, start: Date())
         upgrade(context: context) { pipeline in
             let facts = ConnectionFacts()
-            let decoder = ByteToMessageHandler(
-                HTTPRequestDecoder(
-                    leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
-                    limitConfiguration: self.shared.decoderLimits))
-            let encoder = HTTPResponseEncoder()
+            let (decoder, encoder) = self.shared.requestCodecs(leftOverBytes: .dropBytes)
             let handler = ClientHandler(
                 shared: self.shared, mode: .intercepted(host: host, port: port),
                 connectionID: self.connectionID, clientAddress: self.clientAddress,

@@ -51,6 +51,22 @@ final class ProxyShared: Sendable {
     /// The client leg's deadlines, from the configuration.
     var clientTimeouts: ConnectionDeadlines.Timeouts { .client(config.limits) }
 
+    /// A client connection's HTTP/1 codecs, the decoder bounded by the header limits.
+    func requestCodecs(
+        leftOverBytes: RemoveAfterUpgradeStrategy
+    ) -> (ByteToMessageHandler<HTTPRequestDecoder>, HTTPResponseEncoder) {
+        let decoder = ByteToMessageHandler(
+            HTTPRequestDecoder(
+                leftOverBytesStrategy: leftOverBytes, informationalResponseStrategy: .drop,
+                limitConfiguration: decoderLimits))
+        return (decoder, HTTPResponseEncoder())
+    }
+
+    /// The client's address as records show it.
+    static func address(of channel: any Channel) -> String {
+        channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+    }
+
     /// A new client connection: its id, and a place in the list `shutdown` closes.
     func register(_ channel: any Channel) -> UInt64 {
         let key = ObjectIdentifier(channel)
@@ -122,14 +138,10 @@ public final class ProxyServer: Sendable {
         let bootstrap = serverBootstrap()
             .childChannelInitializer { channel in
                 let id = shared.register(channel)
-                let decoder = ByteToMessageHandler(
-                    HTTPRequestDecoder(
-                        leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .drop,
-                        limitConfiguration: shared.decoderLimits))
-                let encoder = HTTPResponseEncoder()
-                let address = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+                // After a CONNECT the decoder hands on the bytes that followed it, which are the tunnel's.
+                let (decoder, encoder) = shared.requestCodecs(leftOverBytes: .forwardBytes)
                 let handler = ClientHandler(
-                    shared: shared, mode: .forward, connectionID: id, clientAddress: address,
+                    shared: shared, mode: .forward, connectionID: id, clientAddress: ProxyShared.address(of: channel),
                     codecs: (decoder, encoder))
                 do {
                     let timer = ClientTimeoutHandler(timeouts: shared.clientTimeouts)
@@ -179,14 +191,9 @@ public final class ProxyServer: Sendable {
     ) throws {
         let id = shared.register(channel)
         let facts = ConnectionFacts()
-        let decoder = ByteToMessageHandler(
-            HTTPRequestDecoder(
-                leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
-                limitConfiguration: shared.decoderLimits))
-        let encoder = HTTPResponseEncoder()
-        let address = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+        let (decoder, encoder) = shared.requestCodecs(leftOverBytes: .dropBytes)
         let handler = ClientHandler(
-            shared: shared, mode: .reverse(target), connectionID: id, clientAddress: address,
+            shared: shared, mode: .reverse(target), connectionID: id, clientAddress: ProxyShared.address(of: channel),
             codecs: (decoder, encoder), facts: facts)
         let timer = ClientTimeoutHandler(timeouts: shared.clientTimeouts, start: .interceptedTunnel)
         handler.timer = timer
