@@ -122,12 +122,19 @@ final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandle
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         let http2 = error is any NIOHTTP2Error || error is NIOHTTP2Errors.StreamError
         // A stream error reset only its stream (NIOHTTP2 sent RST_STREAM): the connection's other streams go on.
-        if http2 && !watch.goAwaySent {
+        if http2, !watch.goAwaySent {
             let base = (error as? NIOHTTP2Errors.StreamError)?.baseError ?? error
-            return record(.clientHTTP2, detail: "the client broke HTTP/2 on one stream: \(base)", once: false)
+            let answer = watch.lastReset.map {
+                "authtap reset stream \($0.stream) with RST_STREAM \(FailureClassifier.name(code: $0.code))"
+            }
+            let detail = "the client broke HTTP/2 on one stream (\(answer ?? "its stream was reset")): \(base)"
+            return record(.clientHTTP2, detail: detail, once: false)
         }
         // A connection error, which NIOHTTP2 has answered with GOAWAY, or a failure below HTTP/2: the end of it.
-        if http2 { record(.clientHTTP2, detail: "the client broke HTTP/2: \(error)") }
+        if http2 {
+            let code = watch.goAway.map { FailureClassifier.name(code: $0) } ?? "?"
+            record(.clientHTTP2, detail: "the client broke HTTP/2 (authtap answered GOAWAY \(code)): \(error)")
+        }
         context.close(promise: nil)
     }
 

@@ -15,6 +15,9 @@ extension FailureClassifier {
         return names[number]
     }
 
+    /// A code read off the wire.
+    static func name(code: UInt32) -> String { name(HTTP2ErrorCode(networkCode: Int(code))) }
+
     /// What a GOAWAY frame said: its code and the last stream the sender will still answer.
     struct GoAway {
         var code: HTTP2ErrorCode

@@ -55,18 +55,20 @@ import Testing
         #expect(has(ClientHandler.self) && has(HTTPResponseEncoder.self) && !has(NIOHTTP2Handler.self))
     }
 
-    @Test func theGoAwayWatchFindsAGoAwaySplitAcrossWrites() {
+    @Test func theWatchReadsGoAwayAndResetCodesSplitAcrossWrites() {
         var frames = FrameBoundaries()
-        // A SETTINGS frame with a 6-byte payload, then a GOAWAY whose header is cut in two writes.
+        // SETTINGS (6-byte payload), RST_STREAM on stream 3 with PROTOCOL_ERROR, then GOAWAY FLOW_CONTROL_ERROR
+        // (last stream 1) cut in the middle of its header and again in its payload.
         let settings: [UInt8] = [0, 0, 6, 0x4, 0, 0, 0, 0, 0] + [0, 3, 0, 0, 0, 100]
-        let goAway: [UInt8] = [0, 0, 8, 0x7, 0, 0, 0, 0, 0] + [0, 0, 0, 1, 0, 0, 0, 1]
-        let first = frames.consume(ByteBuffer(bytes: settings + goAway.prefix(2)).readableBytesView)
-        let second = frames.consume(ByteBuffer(bytes: goAway.dropFirst(2)).readableBytesView)
-        #expect(!first && second)
-        // A DATA payload that looks like a GOAWAY header is payload, not a frame.
+        let reset: [UInt8] = [0, 0, 4, 0x3, 0, 0, 0, 0, 3] + [0, 0, 0, 1]
+        let goAway: [UInt8] = [0, 0, 8, 0x7, 0, 0, 0, 0, 0] + [0, 0, 0, 1, 0, 0, 0, 3]
+        let first = frames.consume(ByteBuffer(bytes: settings + reset + goAway.prefix(2)).readableBytesView)
+        let second = frames.consume(ByteBuffer(bytes: goAway[2..<13]).readableBytesView)
+        let third = frames.consume(ByteBuffer(bytes: goAway.dropFirst(13)).readableBytesView)
+        #expect(first == [.reset(stream: 3, code: 1)] && second.isEmpty && third == [.goAway(code: 3)])
+        // A DATA payload that looks like a GOAWAY is payload, not a frame.
         var data = FrameBoundaries()
-        let payload = data.consume(
-            ByteBuffer(bytes: [0, 0, 9, 0x0, 0, 0, 0, 0, 1] + goAway.prefix(9)).readableBytesView)
-        #expect(!payload)
+        let payload = data.consume(ByteBuffer(bytes: [0, 0, 17, 0x0, 0, 0, 0, 0, 1] + goAway).readableBytesView)
+        #expect(payload.isEmpty)
     }
 }

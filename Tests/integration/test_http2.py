@@ -795,6 +795,9 @@ def test_client_protocol_violation(proxy, h1echo, case):
     c = curl(proxy, "--http2", f"https://localhost:{h1echo.port}/ok?next=1")
     assert (c.rc, c.status, c.version) == (0, 200, "2"), "authtap keeps serving other clients: " + c.stderr
     assert proxy.proc.poll() is None
+    # The record names the violation with the code authtap answered it with.
+    xs = proxy.wait_for(lambda xs: any(x["error"] == "client-http2" for x in xs))
+    assert any(x["error"] == "client-http2" and code in x["errorDetail"] for x in xs), xs
 
 
 def test_a_busy_nginx_connection_survives_its_rst_no_error_after_every_early_answer(proxy, nginx_h2):
