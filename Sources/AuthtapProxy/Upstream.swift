@@ -85,11 +85,11 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         connectedAt = session.connectedAt
         handshakeAt = session.handshakeAt
         reported = session.streamsOpened > 0
-        closeAfterResponse = true
         session.streamsOpened += 1
     }
 
     var channel: (any Channel)? { context?.channel }
+    /// Whether it may wait in the pool for another exchange: an HTTP/1 connection in good order (a stream never).
     var isUsable: Bool {
         session == nil && context?.channel.isActive == true && lastError == nil && !closeAfterResponse
             && (!isTLS || handshakeDone)

@@ -60,8 +60,11 @@ extension AppDatabase {
     public func endSession(_ id: Int64, dropped: Int) throws {
         try writer.write { db in
             try db.execute(
-                sql:
-                    "UPDATE session SET ended_at = ?, dropped = ?, recorded = (SELECT COUNT(*) FROM exchange WHERE session_id = ?) WHERE id = ?",
+                sql: """
+                    UPDATE session SET ended_at = ?, dropped = ?,
+                           recorded = (SELECT COUNT(*) FROM exchange WHERE session_id = ?)
+                    WHERE id = ?
+                    """,
                 arguments: [Date().timeIntervalSince1970, dropped, id, id])
         }
     }

@@ -38,7 +38,8 @@ struct ReverseModeTests {
         let rewriter = OriginRewriter(from: "https://localhost:9443", to: "https://127.0.0.1:8443")
         let body = #"""
             {"issuer":"https://localhost:9443/o","authorization_endpoint":"https://LOCALHOST:9443/o/authorize/",\#
-            "token_endpoint":"https:\/\/localhost:9443\/o\/token\/","jwks_uri":"https://localhost:9443/o/.well-known/jwks.json",\#
+            "token_endpoint":"https:\/\/localhost:9443\/o\/token\/",\#
+            "jwks_uri":"https://localhost:9443/o/.well-known/jwks.json",\#
             "op_policy_uri":"https://localhost:94430/x","service_documentation":"https://localhost:9443.evil/x",\#
             "other":"https://localhost:9443"}
             """#
