@@ -95,19 +95,17 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             && (!isTLS || handshakeDone)
     }
 
-    /// Succeeds with this handler once TLS has settled: handshake done (and, when h2 was chosen, the connection
-    /// turned HTTP/2) or failed. A failed handshake is reported by the exchange that asked for the connection.
-    func settledFuture(_ channel: any Channel) -> EventLoopFuture<UpstreamHandler> {
+    /// Completes `promise` with this handler once TLS has settled: handshake done (and, when h2 was chosen, the
+    /// connection turned HTTP/2) or failed. A failed handshake is reported by the exchange that asked for it.
+    func handOn(_ channel: any Channel, to promise: EventLoopPromise<UpstreamHandler>) {
         guard isTLS, !handshakeDone, channel.isActive, lastError == nil else {
-            return channel.eventLoop.makeSucceededFuture(self)
+            return promise.assumeIsolated().succeed(self)
         }
-        let promise = channel.eventLoop.makePromise(of: UpstreamHandler.self)
         settled = promise
-        return promise.futureResult
     }
 
     private func settle() {
-        settled.take()?.succeed(self)
+        settled.take()?.assumeIsolated().succeed(self)
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -362,18 +360,21 @@ struct UpstreamConnector: Sendable {
                     return channel.eventLoop.makeFailedFuture(error)
                 }
             }
-        return bootstrap.connect(host: host, port: port).flatMap { channel in
-            // The connect future completes when TCP is established; the handler is handed on once TLS settled, when
-            // ALPN has said which HTTP version the connection speaks.
-            let handler: UpstreamHandler
+        // Called on `eventLoop`, where the connection's channel lives too. The connect future completes when TCP
+        // is established; the handler is handed on once TLS settled, when ALPN has said which HTTP version the
+        // connection speaks.
+        let promise = eventLoop.makePromise(of: UpstreamHandler.self)
+        bootstrap.connect(host: host, port: port).assumeIsolated().whenComplete { result in
             do {
-                handler = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+                let channel = try result.get()
+                let handler = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+                handler.connectedAt = .now()
+                handler.handOn(channel, to: promise)
             } catch {
-                return channel.eventLoop.makeFailedFuture(error)
+                promise.fail(error)
             }
-            handler.connectedAt = .now()
-            return handler.settledFuture(channel)
         }
+        return promise.futureResult
     }
 }
 

@@ -132,6 +132,6 @@ final class UpstreamSession: ChannelInboundHandler, RemovableChannelHandler {
                     HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: scheme), bound.value,
                 ])
             }
-        }.map { _ in handler }
+        }.assumeIsolated().map { _ in handler }.nonisolated()
     }
 }
