@@ -32,8 +32,8 @@ struct ReverseModeTests {
     }
 
     /// The shape of a real discovery document (django-oauth-toolkit's, Tests/integration/authserver2), in both
-    /// spellings servers write: plain, and with JSON's escaped slashes (PHP's json_encode, Python's with
-    /// ensure_ascii escapes them too in some libraries).
+    /// spellings servers write: plain, and with JSON's escaped slashes (PHP's json_encode escapes `/` by default,
+    /// so PHP servers such as league/oauth2-server's hosts send `https:\/\/`).
     @Test func discoveryURLsAreRewrittenAndOtherOriginsAreNot() {
         let rewriter = OriginRewriter(from: "https://localhost:9443", to: "https://127.0.0.1:8443")
         let body = #"""
