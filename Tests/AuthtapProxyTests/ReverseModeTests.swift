@@ -33,7 +33,7 @@ struct ReverseModeTests {
 
     /// The shape of a real discovery document (django-oauth-toolkit's, Tests/integration/authserver2), in both
     /// spellings servers write: plain, and with JSON's escaped slashes (PHP's json_encode escapes `/` by default,
-    /// so PHP servers such as league/oauth2-server's hosts send `https:\/\/`).
+    /// so a PHP server that does not pass JSON_UNESCAPED_SLASHES sends `https:\/\/`).
     @Test func discoveryURLsAreRewrittenAndOtherOriginsAreNot() {
         let rewriter = OriginRewriter(from: "https://localhost:9443", to: "https://127.0.0.1:8443")
         let body = #"""
